@@ -1,0 +1,165 @@
+"""The numbers clinicians see: days in membership, days absent, absence rate, tier, chronic flag.
+
+Everything here is a pure function of its arguments (dates, counts, policy), so each number can be
+tested without I/O. Days are counted in hundredths (ints) so that 0.33 + 0.33 + 0.34 is exactly 1 and
+a rate of exactly 10 % is chronic on every machine.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sis2fhir.policy import Policy
+from sis2fhir.records import AttendanceCategory
+from sis2fhir.terminology import CHRONIC_TIERS
+
+HUNDREDTHS = 100  # one school day
+
+OSS = "suspension-out-of-school"
+ISS = "suspension-in-school"
+ILLNESS_REASONS = frozenset({"illness"})
+
+
+def day_hundredths(duration: float) -> int:
+    """An event's duration (fraction of the school day) in hundredths of a day, within 1..100."""
+    return max(1, min(HUNDREDTHS, round(duration * HUNDREDTHS)))
+
+
+def absence_weight(category: AttendanceCategory, duration_h: int, reason: str, policy: Policy) -> int:
+    """How much of a school day (in hundredths) one attendance event makes absent under `policy`."""
+    if reason == ISS and not policy.in_school_suspension_counts:
+        return 0  # in school: the student was there (CALPADS counts it as expected attendance)
+    counts = category in policy.absence_categories or (reason == OSS and policy.out_of_school_suspension_counts)
+    if reason == OSS and not policy.out_of_school_suspension_counts:
+        counts = False
+    if not counts:
+        return 0
+    if policy.partial_days == "half-day":
+        return HUNDREDTHS if duration_h >= HUNDREDTHS // 2 else 0
+    return duration_h
+
+
+@dataclass(slots=True)
+class AbsenceTally:
+    """Running totals for one student at one school, in hundredths of a day."""
+
+    absent: int = 0
+    excused: int = 0
+    unexcused: int = 0
+    illness: int = 0
+    oss: int = 0
+
+    def add(self, category: AttendanceCategory, duration_h: int, reason: str, policy: Policy) -> None:
+        w = absence_weight(category, duration_h, reason, policy)
+        if not w:
+            return
+        self.absent += w
+        if category is AttendanceCategory.EXCUSED_ABSENCE:
+            self.excused += w
+        elif category is AttendanceCategory.UNEXCUSED_ABSENCE:
+            self.unexcused += w
+        if reason in ILLNESS_REASONS:
+            self.illness += w
+        elif reason == OSS:
+            self.oss += w
+
+
+def days_in_membership(school_days: Sequence[date], begin: date, end: date, as_of: date) -> int:
+    """Instructional days of the school (sorted) from `begin` to the earlier of `end` and `as_of`."""
+    last = min(end, as_of)
+    if last < begin:
+        return 0
+    return bisect_right(school_days, last) - bisect_left(school_days, begin)
+
+
+def absence_rate(days_absent_h: int, days_in_membership: int) -> float | None:
+    """Share of the days in membership missed, in [0, 1]; None without any day in membership."""
+    if days_in_membership <= 0:
+        return None
+    return min(1.0, days_absent_h / (days_in_membership * HUNDREDTHS))
+
+
+def chronic_absence_tier(days_absent_h: int, days_in_membership: int, policy: Policy) -> str:
+    """The tier code (terminology.TIERS) for these totals under `policy`."""
+    if days_in_membership < max(1, policy.minimum_days_in_membership):
+        return "insufficient-data"
+    if policy.measure == "percent":
+        # percent * membership * 100 compared in exact integer-scaled terms
+        value = days_absent_h * 100 / (days_in_membership * HUNDREDTHS)
+        value = round(value, 9)
+    else:
+        value = days_absent_h / HUNDREDTHS
+    if value >= policy.severe_bound:
+        return "severe-chronic"
+    if value >= policy.chronic_bound:
+        return "moderate-chronic"
+    if value >= policy.at_risk_bound:
+        return "at-risk"
+    return "satisfactory"
+
+
+def is_chronic(tier: str) -> bool | None:
+    """True or False; None when the data cannot say (too few days in membership)."""
+    if tier == "insufficient-data":
+        return None
+    return tier in CHRONIC_TIERS
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceSummary:
+    """Year-to-date attendance of one student at one school, as of a date."""
+
+    student_sourced_id: str
+    school_sourced_id: str
+    school_year: int
+    period_start: date  # start of the school year
+    as_of: date  # end of the period (the run's as-of date, or the school year's end if earlier)
+    days_in_membership: int
+    days_absent_h: int
+    excused_h: int
+    unexcused_h: int
+    illness_h: int
+    oss_h: int
+    tier: str
+
+    @property
+    def days_absent(self) -> float:
+        return self.days_absent_h / HUNDREDTHS
+
+    @property
+    def rate(self) -> float | None:
+        return absence_rate(self.days_absent_h, self.days_in_membership)
+
+    @property
+    def chronic(self) -> bool | None:
+        return is_chronic(self.tier)
+
+
+def summarize(
+    student_sourced_id: str,
+    school_sourced_id: str,
+    school_year: int,
+    period_start: date,
+    as_of: date,
+    membership_days: int,
+    tally: AbsenceTally,
+    policy: Policy,
+) -> AttendanceSummary:
+    """The summary for one student at one school from the membership count and the absence tally."""
+    return AttendanceSummary(
+        student_sourced_id=student_sourced_id,
+        school_sourced_id=school_sourced_id,
+        school_year=school_year,
+        period_start=period_start,
+        as_of=as_of,
+        days_in_membership=membership_days,
+        days_absent_h=tally.absent,
+        excused_h=tally.excused,
+        unexcused_h=tally.unexcused,
+        illness_h=tally.illness,
+        oss_h=tally.oss,
+        tier=chronic_absence_tier(tally.absent, membership_days, policy),
+    )

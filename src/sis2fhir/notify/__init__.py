@@ -1,0 +1,1 @@
+"""Notification of chronic-absence crossings (Subscriptions backport rest-hook, CDS Hooks)."""

@@ -1,0 +1,121 @@
+"""The district's data as the readers hand it on: plain records, no CSV and no FHIR.
+
+Readers (sis2fhir.read) build these; measure, gate and map consume them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+
+class AttendanceCategory(StrEnum):
+    """Ed-Fi AttendanceEventCategoryDescriptor values (uri://ed-fi.org/AttendanceEventCategoryDescriptor)."""
+
+    IN_ATTENDANCE = "In Attendance"
+    PRESENT = "Present"
+    EXCUSED_ABSENCE = "Excused Absence"
+    UNEXCUSED_ABSENCE = "Unexcused Absence"
+    TARDY = "Tardy"
+    EARLY_DEPARTURE = "Early departure"
+    PARTIAL = "Partial"
+
+
+@dataclass(frozen=True, slots=True)
+class School:
+    sourced_id: str
+    name: str
+    identifier: str = ""  # the org's own identifier (e.g. NCES or state school id), may be blank
+    parent_sourced_id: str = ""  # the district (LEA) org, when given
+
+
+@dataclass(frozen=True, slots=True)
+class District:
+    sourced_id: str
+    name: str
+    identifier: str = ""
+
+
+@dataclass(slots=True)
+class Student:
+    sourced_id: str
+    state_id: str  # the state student id, taken from the configured field; "" when the user has none
+    given_name: str = ""
+    family_name: str = ""
+    middle_name: str = ""
+    birth_date: date | None = None
+    sex: str = ""  # OneRoster demographics: male | female | other | unspecified (1.2), "" when unknown
+    grades: str = ""
+    line: int = 0  # users.csv line, for reports
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A student's stay at one school: earliest enrollment begin to latest enrollment end."""
+
+    student_sourced_id: str
+    school_sourced_id: str
+    begin: date
+    end: date
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolYear:
+    sourced_id: str
+    title: str
+    start: date
+    end: date
+    year: int  # OneRoster schoolYear, e.g. 2026 for 2025-26
+
+
+@dataclass(slots=True)
+class Roster:
+    """Everything the OneRoster part of an export says that sis2fhir uses."""
+
+    version: str
+    district: District | None
+    schools: dict[str, School] = field(default_factory=dict)
+    students: dict[str, Student] = field(default_factory=dict)  # by sourcedId
+    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)  # (student, school)
+    school_years: list[SchoolYear] = field(default_factory=list)
+
+    def student_by_state_id(self) -> dict[str, str]:
+        """state id -> sourcedId, for files that name students by their state id."""
+        return {s.state_id: s.sourced_id for s in self.students.values() if s.state_id}
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceEvent:
+    """One attendance row (CSV or Ed-Fi), resolved to roster keys."""
+
+    student_sourced_id: str
+    school_sourced_id: str
+    day: date
+    category: AttendanceCategory
+    duration: float  # fraction of the school day, 0 < d <= 1
+    reason: str  # a code of terminology.ABSENCE_REASONS, or "" when none was given
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """One row of consents.csv: a signed FERPA consent (34 CFR 99.30) for one recipient."""
+
+    consent_id: str
+    student_sourced_id: str
+    grantor_name: str
+    grantor_relationship: str
+    recipient_organization: str
+    recipient_name: str
+    purpose: str
+    data_scope: tuple[str, ...]
+    signed: date
+    period_start: date
+    period_end: date | None
+    status: str  # active | revoked | declined
+    revoked: date | None
+    document_url: str
+    file: str
+    line: int

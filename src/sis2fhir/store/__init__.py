@@ -1,0 +1,1 @@
+"""The state store (SQLAlchemy): what was delivered, the outbox, the disclosure log."""
