@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class AttendanceCategory(StrEnum):
@@ -85,9 +86,8 @@ class Roster:
         return {s.state_id: s.sourced_id for s in self.students.values() if s.state_id}
 
 
-@dataclass(frozen=True, slots=True)
-class AttendanceEvent:
-    """One attendance row (CSV or Ed-Fi), resolved to roster keys."""
+class AttendanceEvent(NamedTuple):
+    """One attendance row (CSV or Ed-Fi), resolved to roster keys. A tuple: millions of these stream by."""
 
     student_sourced_id: str
     school_sourced_id: str
