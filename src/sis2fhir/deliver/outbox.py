@@ -1,0 +1,282 @@
+"""The durable outbox: every delivery is written down before it is attempted, retried with backoff, or dead-lettered.
+
+Each item has an idempotency key derived from its content; a re-run over the same export finds the keys it already
+has and enqueues nothing ("0 changes"). A newer item about the same subject supersedes older undelivered ones, so a
+recipient never receives stale attendance after fresh. Successful deliveries go into the disclosure log
+(FERPA 34 CFR 99.32) in the same transaction that marks them delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, func, insert, select, update
+
+from sis2fhir.config import OutboxSettings
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.store.schema import disclosures, outbox
+
+QUEUED, DELIVERED, PENDING, DEAD, SUPERSEDED = "queued", "delivered", "pending", "dead", "superseded"
+
+
+def idempotency_key(destination: str, recipient: str, subject_key: str, content: bytes) -> str:
+    h = hashlib.sha256()
+    for part in (destination, recipient, subject_key):
+        h.update(part.encode())
+        h.update(b"\x1f")
+    h.update(content)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An item on its way into the outbox, with the destination it goes to and what it is about."""
+
+    destination: str
+    subject_key: str  # e.g. "<recipient>|<student>" : a newer item about the same subject supersedes older ones
+    item: DeliveryItem
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(ts: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+class Outbox:
+    def __init__(self, engine: Engine, settings: OutboxSettings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or OutboxSettings()
+
+    # --- enqueue -------------------------------------------------------------------------------------------------
+
+    def known_keys(self, destinations: Iterable[str]) -> set[str]:
+        """Keys already in the outbox for these destinations (any status but superseded)."""
+        names = list(destinations)
+        if not names:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox.c.key).where(outbox.c.destination.in_(names), outbox.c.status != SUPERSEDED)
+            )
+            return {r[0] for r in rows}
+
+    def enqueue(self, envelopes: Sequence[Envelope], run_id: int | None = None) -> int:
+        """Write new items (unknown keys only); supersede older undelivered items about the same subjects."""
+        if not envelopes:
+            return 0
+        ts = now_utc()
+        rows = []
+        for env in envelopes:
+            it = env.item
+            payload = orjson.dumps({"resources": it.resources, "hl7v2": it.hl7v2})
+            rows.append(
+                {
+                    "key": it.key,
+                    "recipient": it.recipient,
+                    "destination": env.destination,
+                    "student_sourced_id": it.student_sourced_id,
+                    "state_student_id": it.state_student_id,
+                    "consent_id": it.consent_id,
+                    "subject_key": env.subject_key,
+                    "payload": payload,
+                    "status": QUEUED,
+                    "attempts": 0,
+                    "created_at": ts,
+                    "next_attempt_at": ts,
+                    "updated_at": ts,
+                    "last_error": "",
+                    "run_id": run_id,
+                }
+            )
+        with self.engine.begin() as conn:
+            subjects_by_dest: dict[str, list[str]] = {}
+            for env in envelopes:
+                subjects_by_dest.setdefault(env.destination, []).append(env.subject_key)
+            for dest, subjects in subjects_by_dest.items():
+                for chunk_start in range(0, len(subjects), 500):
+                    chunk = subjects[chunk_start : chunk_start + 500]
+                    conn.execute(
+                        update(outbox)
+                        .where(
+                            outbox.c.destination == dest,
+                            outbox.c.subject_key.in_(chunk),
+                            outbox.c.status.in_([QUEUED, PENDING]),
+                        )
+                        .values(status=SUPERSEDED, updated_at=ts, last_error="superseded by newer content")
+                    )
+            conn.execute(insert(outbox), rows)
+        return len(rows)
+
+    # --- deliver -------------------------------------------------------------------------------------------------
+
+    def _load(self, row: Any) -> DeliveryItem:
+        payload = orjson.loads(row.payload)
+        return DeliveryItem(
+            key=row.key,
+            recipient=row.recipient,
+            student_sourced_id=row.student_sourced_id,
+            state_student_id=row.state_student_id,
+            consent_id=row.consent_id,
+            resources=payload.get("resources") or [],
+            hl7v2=payload.get("hl7v2") or "",
+        )
+
+    def due(self, destination: str, limit: int, *, include_pending: bool = True) -> list[DeliveryItem]:
+        statuses = [QUEUED, PENDING] if include_pending else [QUEUED]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox)
+                .where(
+                    outbox.c.destination == destination,
+                    outbox.c.status.in_(statuses),
+                    outbox.c.next_attempt_at <= now_utc(),
+                )
+                .order_by(outbox.c.id)
+                .limit(limit)
+            ).all()
+        return [self._load(r) for r in rows]
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
+        s = self.settings
+        # exponential with full jitter (AWS architecture blog "Exponential Backoff And Jitter")
+        cap = min(s.max_backoff_seconds, s.initial_backoff_seconds * (2 ** max(0, attempts - 1)))
+        wait = random.uniform(s.initial_backoff_seconds / 2, max(s.initial_backoff_seconds / 2, cap))
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return timedelta(seconds=wait)
+
+    def record(self, destination: str, results: Sequence[DeliveryResult]) -> Counter[str]:
+        """Write what happened to each item; log each disclosure. Returns counts by outcome."""
+        counts: Counter[str] = Counter()
+        ts = now_utc()
+        max_age = timedelta(hours=self.settings.max_age_hours)
+        by_key = {r.key: r for r in results}
+        with self.engine.begin() as conn:
+            rows = (
+                conn.execute(select(outbox).where(outbox.c.key.in_(list(by_key))))
+                .all()
+                if by_key
+                else []
+            )
+            for row in rows:
+                res = by_key[row.key]
+                attempts = row.attempts + 1
+                if res.outcome is Outcome.DELIVERED:
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.key == row.key)
+                        .values(status=DELIVERED, attempts=attempts, updated_at=ts, last_error="")
+                    )
+                    conn.execute(
+                        insert(disclosures).values(
+                            student_sourced_id=row.student_sourced_id,
+                            state_student_id=row.state_student_id,
+                            recipient=row.recipient,
+                            destination=destination,
+                            consent_id=row.consent_id,
+                            disclosed=orjson.dumps(res.disclosed).decode(),
+                            disclosed_at=ts,
+                            outbox_key=row.key,
+                            latency_seconds=(ts - _aware(row.created_at)).total_seconds(),
+                        )
+                    )
+                    counts[DELIVERED] += 1
+                    continue
+                too_old = ts - _aware(row.created_at) > max_age
+                if res.outcome is Outcome.DEAD or too_old:
+                    detail = res.detail if res.outcome is Outcome.DEAD else f"gave up after {attempts} attempts: {res.detail}"
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.key == row.key)
+                        .values(status=DEAD, attempts=attempts, updated_at=ts, last_error=detail[:4000])
+                    )
+                    counts[DEAD] += 1
+                    continue
+                status = PENDING if res.outcome is Outcome.PENDING else QUEUED
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.key == row.key)
+                    .values(
+                        status=status,
+                        attempts=attempts,
+                        updated_at=ts,
+                        last_error=res.detail[:4000],
+                        next_attempt_at=ts + self._backoff(attempts, res.retry_after),
+                    )
+                )
+                counts[status] += 1
+        return counts
+
+    async def drain(self, destinations: Mapping[str, Destination], batch_size: int = 500) -> Counter[str]:
+        """Deliver everything due now, destination by destination, until nothing is due. A failing item is
+        rescheduled (not retried in a tight loop), so one poison item never blocks the others."""
+        totals: Counter[str] = Counter()
+        for name, dest in destinations.items():
+            size = getattr(dest, "batch_size", batch_size)
+            seen: set[str] = set()
+            while True:
+                items = [i for i in self.due(name, size) if i.key not in seen]
+                if not items:
+                    break
+                seen.update(i.key for i in items)
+                try:
+                    results = await dest.deliver(items)
+                except Exception as e:  # a destination bug must not lose items: they stay queued
+                    results = [DeliveryResult(i.key, Outcome.RETRY, f"destination error: {type(e).__name__}: {e}") for i in items]
+                answered = {r.key for r in results}
+                results += [
+                    DeliveryResult(i.key, Outcome.RETRY, "destination gave no result for this item")
+                    for i in items
+                    if i.key not in answered
+                ]
+                totals.update(self.record(name, results))
+        return totals
+
+    # --- operations (sis2fhir outbox ...) -----------------------------------------------------------------------
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox.c.destination, outbox.c.status, func.count()).group_by(outbox.c.destination, outbox.c.status)
+            )
+            return {(d, s): n for d, s, n in rows}
+
+    def list(self, status: str | None = None, limit: int = 100) -> list[Any]:
+        q = select(
+            outbox.c.key,
+            outbox.c.recipient,
+            outbox.c.destination,
+            outbox.c.student_sourced_id,
+            outbox.c.status,
+            outbox.c.attempts,
+            outbox.c.created_at,
+            outbox.c.next_attempt_at,
+            outbox.c.last_error,
+        ).order_by(outbox.c.id.desc())
+        if status:
+            q = q.where(outbox.c.status == status)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.limit(limit)).all())
+
+    def make_due(self, statuses: Sequence[str] = (QUEUED, PENDING), keys: Sequence[str] | None = None) -> int:
+        """Retry now: queued/pending items become due; `replay` passes DEAD to give dead letters another go."""
+        ts = now_utc()
+        cond = [outbox.c.status.in_(list(statuses))]
+        if keys:
+            cond.append(outbox.c.key.in_(list(keys)))
+        values: dict[str, Any] = {"next_attempt_at": ts, "updated_at": ts}
+        if DEAD in statuses:
+            values.update(status=QUEUED, created_at=ts)  # a replay gets a fresh retry window
+        with self.engine.begin() as conn:
+            return conn.execute(update(outbox).where(and_(*cond)).values(**values)).rowcount or 0

@@ -1,0 +1,75 @@
+"""The state store's tables (SQLAlchemy Core): runs, the outbox, and the FERPA disclosure log."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("as_of", String(10), nullable=False),
+    Column("export", Text, nullable=False),
+    Column("changes", Integer, nullable=False, default=0),
+    Column("summary", Text),  # JSON: counts only, never PHI
+)
+
+# Every delivery is written here before any network call. `key` is the idempotency key: the same content for the
+# same recipient and destination always has the same key, so a re-run finds it and sends nothing new.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("destination", String(500), nullable=False),
+    Column("student_sourced_id", String(200), nullable=False),
+    Column("state_student_id", String(200), nullable=False, default=""),
+    Column("consent_id", String(200), nullable=False),
+    Column("subject_key", String(400), nullable=False),  # what the content is about: supersedes older items
+    Column("payload", LargeBinary, nullable=False),  # JSON: resources and/or the HL7 v2 message
+    Column("status", String(16), nullable=False),  # queued | delivered | pending | dead | superseded
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("run_id", Integer),
+    UniqueConstraint("key", name="uq_outbox_key"),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_subject", "destination", "subject_key"),
+)
+
+# FERPA 34 CFR 99.32: a record of each disclosure: who received what, when, and the consent relied on.
+disclosures = Table(
+    "disclosures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("student_sourced_id", String(200), nullable=False),
+    Column("state_student_id", String(200), nullable=False, default=""),
+    Column("recipient", String(200), nullable=False),
+    Column("destination", String(500), nullable=False),
+    Column("consent_id", String(200), nullable=False),
+    Column("disclosed", Text, nullable=False),  # JSON list: resource ids/versions, message control ids, files
+    Column("disclosed_at", DateTime(timezone=True), nullable=False),
+    Column("outbox_key", String(64), nullable=False),
+    Column("latency_seconds", Float),
+    Index("ix_disclosures_student", "student_sourced_id"),
+    Index("ix_disclosures_state_id", "state_student_id"),
+)
