@@ -1,0 +1,199 @@
+"""HL7 v2.5.1 ORU^R01 for HIEs: one student's year-to-date attendance summary as ER7 text, built by hand."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sis2fhir.measure import HUNDREDTHS, AttendanceSummary
+from sis2fhir.records import School, Student
+from sis2fhir.terminology import ATTENDANCE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, TIERS
+
+# HL7 table 0001 (Administrative Sex) for the OneRoster demographics `sex` values (1.1: male|female;
+# 1.2 adds other|unspecified). Anything else is left out of PID-8 rather than guessed.
+SEX_TO_V2_0001: Final[dict[str, str]] = {"male": "M", "female": "F", "other": "O", "unspecified": "U"}
+
+# Universal service id of the OBR: the attendance summary as an HIE sees it in its result list.
+ATTSUM: Final = "ATTSUM"
+ATTSUM_TEXT: Final = "School attendance summary"
+
+UCUM_DAY: Final = "d^day^UCUM"
+UCUM_PERCENT: Final = "%^percent^UCUM"
+
+# Escape sequences of HL7 v2 section 2.7: the escape character must be escaped too, and a CR inside
+# a field would end the segment, so CR and LF travel as hexadecimal escapes.
+_ESCAPES: Final = str.maketrans(
+    {
+        "\\": "\\E\\",
+        "|": "\\F\\",
+        "^": "\\S\\",
+        "&": "\\T\\",
+        "~": "\\R\\",
+        "\r": "\\X0D\\",
+        "\n": "\\X0A\\",
+    }
+)
+_SPECIAL: Final = frozenset("\\|^&~\r\n")
+
+# Characters that may never appear in a configured value; "^" and "&" are allowed where the value is
+# itself a composite (an HD with namespace^universal id^type, or one inside a CX as namespace&id&type).
+_HD_FORBIDDEN: Final = r"^[^|~\\&\r\n]*$"
+_SUB_HD_FORBIDDEN: Final = r"^[^|~\\^\r\n]*$"
+_CODE: Final = r"^[A-Za-z0-9_.\-]+$"
+
+HdText = Annotated[str, Field(pattern=_HD_FORBIDDEN, max_length=227)]
+
+
+class OruError(ValueError):
+    """The summary cannot be sent as an ORU^R01 (the message says why; it names no person)."""
+
+
+class V2Settings(BaseModel):
+    """Who sends to whom, and how identifiers and codes are labelled in the HIE feed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # MSH-3..6 are HD: a namespace id, or "NAME^2.16.840.1...^ISO" when the HIE asks for OIDs.
+    sending_application: HdText = "SIS2FHIR"
+    sending_facility: HdText = ""
+    receiving_application: HdText = ""
+    receiving_facility: HdText = ""
+    processing_id: Literal["P", "T", "D"] = "P"  # HL7 table 0103: production, training, debugging
+    # PID-3.4 assigning authority of the state student id; inside a CX its parts are split by "&".
+    state_id_authority: Annotated[str, Field(min_length=1, pattern=_SUB_HD_FORBIDDEN, max_length=227)]
+    state_id_type: Annotated[str, Field(pattern=_CODE)] = "SR"  # table 0203: SR = state registry id
+    # Name of coding system (table 0396) for our own codes: "L" local, or the "99zzz" the HIE assigned.
+    observation_coding_system: Annotated[str, Field(pattern=_CODE)] = "L"
+    # MSH-18 (table 0211). Names are not ASCII everywhere; the MLLP client sends UTF-8.
+    character_set: Literal["", "UNICODE UTF-8", "ASCII", "8859/1"] = "UNICODE UTF-8"
+
+
+def escape(text: str) -> str:
+    """`text` with the HL7 delimiters replaced by their escape sequences (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\)."""
+    if _SPECIAL.isdisjoint(text):
+        return text
+    return text.translate(_ESCAPES)
+
+
+def v2_date(day: date) -> str:
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def v2_datetime(moment: datetime) -> str:
+    """DTM to the second, with the UTC offset when the time carries one (+HHMM / -HHMM)."""
+    text = (
+        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
+        f"{moment.hour:02d}{moment.minute:02d}{moment.second:02d}"
+    )
+    offset = moment.utcoffset()
+    if offset is not None:
+        minutes = int(offset.total_seconds()) // 60
+        sign = "-" if minutes < 0 else "+"
+        minutes = abs(minutes)
+        text += f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
+    return text
+
+
+def hundredths_text(hundredths: int) -> str:
+    """An NM from a count of hundredths, without trailing zeros: 1200 -> 12, 1250 -> 12.5, 833 -> 8.33."""
+    whole, part = divmod(hundredths, 100)
+    if not part:
+        return str(whole)
+    return f"{whole}.{part:02d}".rstrip("0")
+
+
+def percent_text(days_absent_h: int, days_in_membership: int) -> str:
+    """The absence rate in percent to two decimals, rounded half up in exact integers (capped at 100)."""
+    # hundredths of a percent = days_absent_h / HUNDREDTHS / membership * 100 * 100
+    numerator = days_absent_h * 10_000 // HUNDREDTHS  # exact: HUNDREDTHS divides 10 000
+    scaled = (2 * numerator + days_in_membership) // (2 * days_in_membership)
+    return hundredths_text(min(scaled, 100 * 100))
+
+
+def _check_control_id(control_id: str) -> None:
+    # MSH-10 is ST, at most 20 characters in v2.5.1; the receiver echoes it in MSA-2.
+    if not control_id or len(control_id) > 20 or not _SPECIAL.isdisjoint(control_id):
+        raise OruError(f"message control id {control_id!r} must be 1 to 20 characters without HL7 delimiters")
+
+
+def build_oru_r01(
+    summary: AttendanceSummary,
+    student: Student,
+    school: School,
+    v2: V2Settings,
+    control_id: str,
+    message_time: datetime,
+) -> str:
+    """The ORU^R01 (v2.5.1) for one student's attendance summary: ER7 text, segments separated by CR."""
+    _check_control_id(control_id)
+    if not student.state_id:
+        raise OruError(
+            f"student {student.sourced_id} has no state student id; PID-3 needs one to match the patient"
+        )
+    cs = v2.observation_coding_system
+    as_of = v2_date(summary.as_of)
+    msh = (
+        f"MSH|^~\\&|{v2.sending_application}|{v2.sending_facility}|{v2.receiving_application}|"
+        f"{v2.receiving_facility}|{v2_datetime(message_time)}||ORU^R01^ORU_R01|{control_id}|"
+        f"{v2.processing_id}|2.5.1|||AL|NE||{v2.character_set}"
+    ).rstrip("|")
+    birth = v2_date(student.birth_date) if student.birth_date else ""
+    sex = SEX_TO_V2_0001.get(student.sex.strip().lower(), "")
+    name = ""
+    if student.family_name or student.given_name or student.middle_name:  # XPN-7 L: legal name
+        name = (
+            f"{escape(student.family_name)}^{escape(student.given_name)}^{escape(student.middle_name)}^^^^L"
+        )
+    pid = (
+        f"PID|1||{escape(student.state_id)}^^^{v2.state_id_authority}^{v2.state_id_type}||"
+        f"{name}||{birth}|{sex}"
+    )
+    # OBR-3: one filler order number per student, school, year and as-of date, so a resend of the same
+    # summary is recognisably the same result and next month's summary is a new one.
+    filler = escape(
+        f"ATT-{summary.school_year}-{summary.school_sourced_id}-{summary.student_sourced_id}-{as_of}"
+    )
+    obr = (
+        f"OBR|1||{filler}^{v2.sending_application.split('^', 1)[0]}|{ATTSUM}^{ATTSUM_TEXT}^{cs}|||"
+        f"{as_of}|||||||||||||||{v2_datetime(message_time)}|||F"
+    )
+    performer = escape(school.name)
+    if school.identifier:
+        performer += f"^^^^^^^^^{escape(school.identifier)}"
+    tail = f"|||||F|||{as_of}|||||||||{performer}"
+
+    segments = [msh, pid, obr]
+    set_id = 0
+
+    def numeric(code: str, display: str, value: str, unit: str) -> None:
+        nonlocal set_id
+        set_id += 1
+        segments.append(f"OBX|{set_id}|NM|{code}^{display}^{cs}||{value}|{unit}{tail}")
+
+    numeric("days-in-membership", MEASURES["days-in-membership"], str(summary.days_in_membership), UCUM_DAY)
+    numeric("days-absent", MEASURES["days-absent"], hundredths_text(summary.days_absent_h), UCUM_DAY)
+    numeric(
+        "days-absent-excused", MEASURES["days-absent-excused"], hundredths_text(summary.excused_h), UCUM_DAY
+    )
+    numeric(
+        "days-absent-unexcused",
+        MEASURES["days-absent-unexcused"],
+        hundredths_text(summary.unexcused_h),
+        UCUM_DAY,
+    )
+    numeric(
+        "days-absent-illness", MEASURES["days-absent-illness"], hundredths_text(summary.illness_h), UCUM_DAY
+    )
+    numeric("days-absent-oss", MEASURES["days-absent-oss"], hundredths_text(summary.oss_h), UCUM_DAY)
+    if summary.days_in_membership > 0:  # with no day in membership there is no rate, and no OBX claims one
+        rate = percent_text(summary.days_absent_h, summary.days_in_membership)
+        numeric(ATTENDANCE_SUMMARY, ATTENDANCE_DISPLAY[ATTENDANCE_SUMMARY], rate, UCUM_PERCENT)
+    tier = summary.tier
+    set_id += 1
+    segments.append(
+        f"OBX|{set_id}|CWE|chronic-absence-tier^{MEASURES['chronic-absence-tier']}^{cs}||"
+        f"{tier}^{TIERS[tier]}^{cs}|{tail}"
+    )
+    return "\r".join(segments)
