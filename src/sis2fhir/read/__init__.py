@@ -1,1 +1,1 @@
-"""Readers: a district export (OneRoster CSV, attendance CSV or Ed-Fi XML, calendar, consents) into records."""
+"""Readers: a district export (OneRoster CSV, attendance CSV or Ed-Fi XML, calendar, consents) as records."""
