@@ -118,6 +118,31 @@ class Outbox:
             conn.execute(insert(outbox), rows)
         return len(rows)
 
+    def withdraw(self, subjects: Iterable[tuple[str, str]]) -> int:
+        """Cancel undelivered items about these (destination, subject) pairs: the consent no longer permits.
+
+        A subject matches itself and its sub-subjects (`recipient|student` covers `recipient|student|school`)."""
+        wanted = set(subjects)
+        ts = now_utc()
+        with self.engine.begin() as conn:
+            undelivered = conn.execute(
+                select(outbox.c.key, outbox.c.destination, outbox.c.subject_key).where(
+                    outbox.c.status.in_([QUEUED, PENDING])
+                )
+            ).all()
+            keys = [
+                k
+                for k, dest, subject in undelivered
+                if (dest, subject) in wanted or (dest, "|".join(subject.split("|")[:2])) in wanted
+            ]
+            for i in range(0, len(keys), 500):
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.key.in_(keys[i : i + 500]))
+                    .values(status=SUPERSEDED, updated_at=ts, last_error="withdrawn: consent no longer permits")
+                )
+        return len(keys)
+
     # --- deliver -------------------------------------------------------------------------------------------------
 
     def _load(self, row: Any) -> DeliveryItem:
@@ -268,6 +293,14 @@ class Outbox:
             q = q.where(outbox.c.status == status)
         with self.engine.connect() as conn:
             return list(conn.execute(q.limit(limit)).all())
+
+    def expand_keys(self, prefixes: Sequence[str]) -> list[str]:
+        """Full keys for the key prefixes shown by `outbox list`."""
+        with self.engine.connect() as conn:
+            keys: list[str] = []
+            for p in prefixes:
+                keys += [r[0] for r in conn.execute(select(outbox.c.key).where(outbox.c.key.startswith(p)))]
+            return keys
 
     def make_due(self, statuses: Sequence[str] = (QUEUED, PENDING), keys: Sequence[str] | None = None) -> int:
         """Retry now: queued/pending items become due; `replay` passes DEAD to give dead letters another go."""

@@ -1,0 +1,44 @@
+# sis2fhir: every set-up step a fresh machine needs (Python 3.11, git, make; npm for the profile tools).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+AS_OF   ?= 2026-03-31
+EXAMPLE ?= examples/district
+OUT     ?= out/demo
+
+.PHONY: demo test lint profiles test-tools bench clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(BIN)/pip install -q -e '.[test,postgres]'
+	touch $@
+
+## The main job on the bundled example district (SQLite state and NDJSON output in $(OUT)).
+demo: $(VENV)/.runtime
+	$(BIN)/sis2fhir sync $(EXAMPLE) --as-of $(AS_OF) --out $(OUT)
+	$(BIN)/sis2fhir validate $(OUT)
+
+## Everything the tests need (profile compiler, FHIR core package, a real FHIR server), then the whole suite.
+test: $(VENV)/.test test-tools
+	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/pytest -q
+
+test-tools:
+	bash scripts/install-fhir-tools.sh
+	bash scripts/install-sekmet.sh
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/ruff format --check src tests scripts examples
+
+## Recompile profiles/ with SUSHI and refresh the package data (commit the result).
+profiles: test-tools
+	bash scripts/build-profiles.sh
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,108 @@
+"""Destinations built from the configuration (recipients -> destinations) or from a `--destination` string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from sis2fhir.config import ConfigError, DestinationSettings, Settings
+from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.ndjson import NdjsonDestination
+
+if TYPE_CHECKING:
+    from sis2fhir.deliver.outbox import Outbox
+    from sis2fhir.pipeline import Route
+
+
+def fhir_destination(url: str, ds: DestinationSettings | None, settings: Settings) -> Destination:
+    from sis2fhir.deliver.fhir_rest import FhirRestDestination
+    from sis2fhir.link import PatientLinker
+
+    ds = ds or DestinationSettings(type="fhir", url=url)
+    auth = _auth(ds)
+    linker = PatientLinker(
+        identifier_system=ds.patient_identifier_system or settings.district.student_id_system,
+        create_patients=ds.create_patients,
+    )
+    return FhirRestDestination(
+        url, auth, linker=linker, bundle_size=ds.bundle_size, concurrency=ds.concurrency, timeout=ds.timeout_seconds
+    )
+
+
+def _auth(ds: DestinationSettings) -> Any:
+    from sis2fhir.deliver import smart_auth
+
+    a = ds.auth
+    try:
+        if a.type == "bearer":
+            return smart_auth.StaticBearerAuth(smart_auth.load_secret(a.token))
+        if a.type == "smart-backend":
+            if not (a.client_id and a.private_key and a.key_id):
+                raise ConfigError(
+                    f"destination {ds.url}: smart-backend auth needs client_id, private_key (env:NAME or file:/path) "
+                    "and key_id"
+                )
+            return smart_auth.SmartBackendAuth(
+                ds.url, a.client_id, smart_auth.load_secret(a.private_key), a.key_id, alg=a.alg, scope=a.scope,
+                token_url=a.token_url or None,
+            )
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"destination {ds.url}: cannot load the credentials: {e}") from None
+    return smart_auth.NoAuth()
+
+
+def mllp_destination(spec: str, settings: Settings, ds: DestinationSettings | None = None) -> Destination:
+    from sis2fhir.deliver.mllp import MllpDestination
+
+    if ds is None:
+        u = urlparse(spec)
+        if not u.hostname or not u.port:
+            raise ConfigError(f"an MLLP destination needs a host and a port: mllp://host:port, not {spec!r}")
+        host, port = u.hostname, u.port
+        ds = DestinationSettings(type="mllp", host=host, port=port)
+    return MllpDestination(ds.host, ds.port, ack_timeout=ds.timeout_seconds)
+
+
+def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination]:
+    """(what the destination takes: "fhir" or "hl7v2", the destination)"""
+    if ds.type == "ndjson":
+        if not ds.folder:
+            raise ConfigError("an ndjson destination needs `folder`")
+        return "fhir", NdjsonDestination(Path(ds.folder))
+    if ds.type == "fhir":
+        if not ds.url.startswith(("http://", "https://")):
+            raise ConfigError(f"a fhir destination needs an http(s) `url`, not {ds.url!r}")
+        return "fhir", fhir_destination(ds.url, ds, settings)
+    if not ds.host or not ds.port:
+        raise ConfigError("an mllp destination needs `host` and `port`")
+    return "hl7v2", mllp_destination("", settings, ds)
+
+
+def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[str, Destination]]:
+    from sis2fhir.pipeline import Route
+
+    routes: dict[str, list[Route]] = {}
+    destinations: dict[str, Destination] = {}
+    for r in settings.recipients:
+        for ds in r.destinations:
+            takes, dest = build(ds, settings)
+            destinations.setdefault(dest.name, dest)
+            routes.setdefault(r.identifier, []).append(Route(dest.name, takes, dict(ds.v2)))
+    return routes, destinations
+
+
+def destinations_for_outbox(settings: Settings, outbox: Outbox) -> dict[str, Destination]:
+    """Every destination that has items in the outbox: from the config, or rebuilt from its name (one-off runs)."""
+    _, destinations = configured_routes(settings)
+    for (name, _status), _n in outbox.counts().items():
+        if name in destinations:
+            continue
+        kind, _, rest = name.partition(":")
+        if kind == "ndjson":
+            destinations[name] = NdjsonDestination(Path(rest))
+        elif kind == "fhir":
+            destinations[name] = fhir_destination(rest, None, settings)
+        elif kind == "mllp":
+            destinations[name] = mllp_destination(name, settings)
+    return destinations

@@ -1,0 +1,407 @@
+"""One run of `sis2fhir sync`: read -> measure -> gate -> map -> validate -> outbox -> deliver.
+
+Each step lives in its own module; this file only wires them together and keeps the counts for the summary.
+Memory grows with students (a few numbers each), never with attendance rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, insert, update
+
+from sis2fhir.config import Settings
+from sis2fhir.deliver.base import DeliveryItem, Destination
+from sis2fhir.deliver.outbox import Envelope, Outbox, idempotency_key
+from sis2fhir.gate import ConsentDecision, decide
+from sis2fhir.map.consent import ferpa_consent
+from sis2fhir.map.observation import attendance_observation
+from sis2fhir.measure import AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
+from sis2fhir.policy import Policy
+from sis2fhir.read.attendance import attendance_style, iter_attendance
+from sis2fhir.read.calendar import read_calendar
+from sis2fhir.read.consents import read_consents
+from sis2fhir.read.export import Export, ExportError, open_export
+from sis2fhir.read.oneroster import read_roster
+from sis2fhir.records import ConsentRecord, Roster, SchoolYear
+from sis2fhir.report import RowReport
+from sis2fhir.store.schema import runs
+from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
+from sis2fhir.validate import operation_outcome, validate_resource
+
+Progress = Callable[[str, int], None]  # (stage, count so far)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A recipient's destination as the pipeline sees it: a name in the outbox and what it takes."""
+
+    destination: str  # Destination.name
+    takes: str  # "fhir" (resources) or "hl7v2" (an ORU^R01 per school)
+    v2: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SyncResult:
+    as_of: date
+    school_year: SchoolYear | None = None
+    attendance_style: str = ""
+    students: int = 0
+    summaries: list[AttendanceSummary] = field(default_factory=list)
+    tiers: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
+    consented_students: int = 0
+    resources_built: Counter[str] = field(default_factory=Counter)
+    quarantined: int = 0
+    unchanged: int = 0
+    enqueued: int = 0
+    withdrawn: int = 0  # undelivered items cancelled because consent no longer permits
+    delivery: Counter[str] = field(default_factory=Counter)
+    report: RowReport = field(default_factory=RowReport)
+    run_id: int | None = None
+
+    @property
+    def changes(self) -> int:
+        return self.enqueued
+
+
+def choose_school_year(roster: Roster, as_of: date) -> SchoolYear:
+    """The school year that contains the as-of date, else the latest one that started before it."""
+    containing = [y for y in roster.school_years if y.start <= as_of <= y.end]
+    if containing:
+        return max(containing, key=lambda y: y.start)
+    started = [y for y in roster.school_years if y.start <= as_of]
+    if started:
+        return max(started, key=lambda y: y.start)
+    if not roster.school_years:
+        raise ExportError("academicSessions.csv gives no school year: add a row of type schoolYear (or terms)")
+    first = min(y.start for y in roster.school_years)
+    raise ExportError(f"the as-of date {as_of} is before every school year in academicSessions.csv (first: {first})")
+
+
+def measure_attendance(
+    export: Export,
+    roster: Roster,
+    calendar: dict[str, list[date]] | None,
+    year: SchoolYear,
+    as_of: date,
+    policy: Policy,
+    report: RowReport,
+    progress: Progress | None = None,
+) -> list[AttendanceSummary]:
+    """Stream the attendance events once and return a summary per student x school in membership on `as_of`."""
+    base = year.start.toordinal()
+    last_day = min(as_of, year.end)
+    calendar_days = {s: {d.toordinal() - base for d in days} for s, days in (calendar or {}).items()}
+    derived_days: dict[str, set[int]] = {}
+    tallies: dict[tuple[str, str], AbsenceTally] = {}
+    seen: dict[tuple[str, str], int] = {}  # bitmask of school-year days with an event
+    memberships = roster.memberships
+    outside_year = after_as_of = 0
+    outside_year_file = ""
+    n = 0
+    for ev in iter_attendance(export, roster, report):
+        n += 1
+        if progress is not None and n % 200_000 == 0:
+            progress("attendance rows", n)
+        day = ev.day
+        if day < year.start or day > year.end:
+            outside_year += 1
+            outside_year_file = ev.file
+            continue
+        if day > as_of:
+            after_as_of += 1
+            continue
+        key = (ev.student_sourced_id, ev.school_sourced_id)
+        m = memberships.get(key)
+        if m is None:
+            report.add(ev.file, ev.line, "schoolSourcedId", "not-enrolled",
+                       "the student has no student enrollment at this school in enrollments.csv; row not counted")
+            continue
+        if day < m.begin or day > m.end:
+            report.add(ev.file, ev.line, "date", "outside-membership",
+                       f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); "
+                       "row not counted")
+            continue
+        offset = day.toordinal() - base
+        if calendar is not None:
+            days = calendar_days.get(ev.school_sourced_id)
+            if days is None or offset not in days:
+                report.add(ev.file, ev.line, "date", "not-a-school-day",
+                           "calendar.csv does not list this date as instructional for this school; row not counted")
+                continue
+        else:
+            ds = derived_days.get(ev.school_sourced_id)
+            if ds is None:
+                ds = derived_days[ev.school_sourced_id] = set()
+            ds.add(offset)
+        bit = 1 << offset
+        mask = seen.get(key, 0)
+        if mask & bit:
+            report.add(ev.file, ev.line, "date", "conflicting-event",
+                       "a second row for the same student, school and date; the first row was used and this one "
+                       "was not (rows are not summed): correct the export so each school day has one row")
+            continue
+        seen[key] = mask | bit
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = AbsenceTally()
+        tally.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
+    if progress is not None:
+        progress("attendance rows", n)
+    if outside_year:
+        report.add(outside_year_file, 0, "date", "outside-school-year",
+                   f"{outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
+                   severity="warning")
+    if after_as_of:
+        report.add(outside_year_file or "attendance", 0, "date", "after-as-of",
+                   f"{after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
+                   severity="warning")
+
+    def school_days(school: str) -> list[date]:
+        if calendar is not None:
+            return [d for d in calendar.get(school, []) if year.start <= d <= last_day]
+        return sorted(date.fromordinal(base + o) for o in derived_days.get(school, ()))
+
+    days_by_school = {s: school_days(s) for s in {sc for _, sc in memberships}}
+    summaries = []
+    for (student, school), m in memberships.items():
+        begin, end = max(m.begin, year.start), min(m.end, year.end)
+        dim = days_in_membership(days_by_school[school], begin, end, last_day)
+        tally = tallies.get((student, school), AbsenceTally())
+        if dim == 0:
+            continue  # not (yet) in membership on any school day of this year
+        summaries.append(summarize(student, school, year.year, year.start, last_day, dim, tally, policy))
+    return summaries
+
+
+def _fingerprint(resources: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps(resources, option=orjson.OPT_SORT_KEYS)
+
+
+def sync(
+    export_path: Path,
+    as_of: date,
+    settings: Settings,
+    engine: Engine,
+    routes: dict[str, list[Route]],
+    destinations: dict[str, Destination],
+    *,
+    recipients_from_consents: list[Route] | None = None,
+    quarantine_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Run the whole job. `routes`: recipient -> routes (from the config); `recipients_from_consents`: routes that
+    apply to every recipient named in consents.csv (one-off runs: `--out`, `--destination`)."""
+    result = SyncResult(as_of=as_of)
+    report = result.report
+    policy = settings.policy.resolve()
+    district = settings.district
+    started = datetime.now(UTC)
+
+    export = open_export(export_path)
+    roster = read_roster(export, report, district.state_id_source)
+    result.students = len(roster.students)
+    calendar = read_calendar(export, report)
+    style = attendance_style(export)
+    result.attendance_style = style
+    if style == "exception-only" and calendar is None:
+        raise ExportError(
+            "attendance.csv is exception-only (rows only for days that were not plain presence), so calendar.csv "
+            "is required to know the school days: add calendar.csv to the export"
+        )
+    consents = read_consents(export, roster, report)
+    year = choose_school_year(roster, as_of)
+    result.school_year = year
+
+    result.summaries = measure_attendance(export, roster, calendar, year, as_of, policy, report, progress)
+    result.tiers.update(s.tier for s in result.summaries)
+
+    # recipients: from the config, or every recipient named in a consent
+    all_routes: dict[str, list[Route]] = {r: list(v) for r, v in routes.items()}
+    if recipients_from_consents:
+        for cs in consents.values():
+            for c in cs:
+                all_routes.setdefault(c.recipient_organization, list(recipients_from_consents))
+    elif routes:
+        for cs in consents.values():
+            for c in cs:
+                if c.recipient_organization not in routes:
+                    report.add(c.file, c.line, "recipientOrganization", "recipient-not-configured",
+                               "this recipient is not in the configuration's recipients; nothing is sent to it",
+                               severity="warning")
+    recipient_systems = {r.identifier: r.system for r in settings.recipients}
+
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
+        ).inserted_primary_key[0]
+    result.run_id = run_id
+
+    outbox = Outbox(engine, settings.outbox)
+    dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
+    known = outbox.known_keys(dest_names)
+    by_student: dict[str, list[AttendanceSummary]] = {}
+    for s in result.summaries:
+        by_student.setdefault(s.student_sourced_id, []).append(s)
+
+    envelopes: list[Envelope] = []
+    withdraw: list[tuple[str, str]] = []  # (destination, subject prefix) whose undelivered items must not go
+    consented: set[str] = set()
+    built = 0
+    for student_id, summaries in by_student.items():
+        student = roster.students[student_id]
+        student_consents: list[ConsentRecord] = consents.get(student_id, [])
+        observations: list[dict[str, Any]] | None = None
+        for recipient, rts in all_routes.items():
+            gate = decide(student_consents, recipient, as_of)
+            result.decisions[gate.decision.value] += 1
+            if gate.decision is not ConsentDecision.PERMITTED:
+                withdraw.extend((rt.destination, f"{recipient}|{student_id}") for rt in rts)
+                continue
+            assert gate.consent is not None
+            consented.add(student_id)
+            if observations is None:
+                observations = []
+                for s in summaries:
+                    obs = attendance_observation(s, student, roster.schools[s.school_sourced_id], district)
+                    if _passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id, result, quarantine_dir):
+                        observations.append(obs)
+                        result.resources_built["Observation"] += 1
+            consent_res = ferpa_consent(
+                gate.consent, student, roster.district, district, recipient_systems.get(recipient, NPI_SYSTEM)
+            )
+            if not _passes(consent_res, CONSENT_PROFILE, student, gate.consent.consent_id, result, quarantine_dir):
+                continue  # without a valid Consent resource nothing goes to this recipient
+            result.resources_built["Consent"] += 1
+            if not observations:
+                continue
+            for rt in rts:
+                if rt.takes == "hl7v2":
+                    envelopes.extend(
+                        _v2_envelopes(rt, recipient, student, summaries, roster, gate.consent, known, result)
+                    )
+                    continue
+                resources = [*observations, consent_res]
+                subject = f"{recipient}|{student_id}"
+                key = idempotency_key(rt.destination, recipient, subject, _fingerprint(resources))
+                if key in known:
+                    result.unchanged += 1
+                    continue
+                envelopes.append(
+                    Envelope(
+                        rt.destination,
+                        subject,
+                        DeliveryItem(key, recipient, student_id, student.state_id, gate.consent.consent_id, resources),
+                    )
+                )
+            built += 1
+            if progress is not None and built % 5000 == 0:
+                progress("students mapped", built)
+    result.consented_students = len(consented)
+
+    result.withdrawn = outbox.withdraw(withdraw) if withdraw else 0
+    result.enqueued = outbox.enqueue(envelopes, run_id)
+    if destinations:
+        result.delivery = asyncio.run(_drain_and_close(outbox, destinations))
+    with engine.begin() as conn:
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(finished_at=datetime.now(UTC), changes=result.enqueued, summary=orjson.dumps(_counts(result)).decode())
+        )
+    return result
+
+
+async def _drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:
+    try:
+        return await outbox.drain(destinations)
+    finally:
+        for d in destinations.values():
+            await d.close()
+
+
+def _passes(
+    resource: dict[str, Any],
+    profile: str,
+    student: Any,
+    source: str,
+    result: SyncResult,
+    quarantine_dir: Path | None,
+) -> bool:
+    """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
+    issues = validate_resource(resource, profile=profile)
+    if not any(i.severity == "error" for i in issues):
+        return True
+    result.quarantined += 1
+    where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
+    outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")
+    result.report.add("users.csv", student.line, "", "invalid-resource",
+                      f"the {resource['resourceType']} built for this student failed validation and was "
+                      f"quarantined: {issues[0].message}")
+    if quarantine_dir is not None:
+        quarantine_dir.mkdir(parents=True, exist_ok=True)
+        with (quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
+            f.write(orjson.dumps({"resource": resource, "outcome": outcome}))
+            f.write(b"\n")
+    return False
+
+
+def _v2_envelopes(
+    rt: Route,
+    recipient: str,
+    student: Any,
+    summaries: Iterable[AttendanceSummary],
+    roster: Roster,
+    consent: ConsentRecord,
+    known: set[str],
+    result: SyncResult,
+) -> list[Envelope]:
+    from sis2fhir.map.oru import V2Settings, build_oru_r01
+
+    v2 = V2Settings(**rt.v2)
+    out = []
+    for s in summaries:
+        subject = f"{recipient}|{student.sourced_id}|{s.school_sourced_id}"
+        fingerprint = orjson.dumps(
+            [s.school_year, s.as_of.isoformat(), s.days_in_membership, s.days_absent_h, s.excused_h, s.unexcused_h,
+             s.illness_h, s.oss_h, s.tier, student.state_id]
+        )
+        key = idempotency_key(rt.destination, recipient, subject, fingerprint)
+        if key in known:
+            result.unchanged += 1
+            continue
+        control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
+        message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
+        out.append(
+            Envelope(rt.destination, subject,
+                     DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent.consent_id, hl7v2=message))
+        )
+    return out
+
+
+def _counts(result: SyncResult) -> dict[str, Any]:
+    """The run's figures for the store: counts only, never PHI."""
+    return {
+        "students": result.students,
+        "summaries": len(result.summaries),
+        "tiers": dict(result.tiers),
+        "decisions": dict(result.decisions),
+        "consented_students": result.consented_students,
+        "resources_built": dict(result.resources_built),
+        "quarantined": result.quarantined,
+        "unchanged": result.unchanged,
+        "enqueued": result.enqueued,
+        "withdrawn": result.withdrawn,
+        "delivery": dict(result.delivery),
+        "rows_rejected": dict(result.report.rows_rejected()),
+        "issues_by_code": dict(result.report.by_code()),
+    }
