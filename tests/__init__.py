@@ -1,0 +1,1 @@
+"""sis2fhir test suite."""
