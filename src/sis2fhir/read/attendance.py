@@ -1,0 +1,538 @@
+"""Attendance events streamed from attendance.csv or Ed-Fi StudentAttendance XML, on roster keys."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from sis2fhir.read.csvfile import Columns, open_csv, parse_date
+from sis2fhir.read.export import Export, ExportError
+from sis2fhir.records import AttendanceCategory, AttendanceEvent, Roster, Student
+from sis2fhir.report import RowReport
+from sis2fhir.terminology import ABSENCE_REASONS
+
+AttendanceStyle = Literal["positive", "exception-only", "edfi"]
+ATTENDANCE_FILE = "attendance.csv"
+CALENDAR_FILE = "calendar.csv"
+EDFI_ROOT = "InterchangeStudentAttendance"
+EDFI_DESCRIPTOR = "uri://ed-fi.org/AttendanceEventCategoryDescriptor#"
+
+ATTENDANCE = Columns(
+    required=("schoolSourcedId", "date", "category"),
+    optional=("duration", "reason", "style"),
+    one_of=("studentSourcedId", "studentIdentifier"),
+)
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\s_\-]+", "", text).lower()
+
+
+# Ed-Fi AttendanceEventCategoryDescriptor code values and the CEDS codes, compared without case or spaces.
+_CATEGORIES: dict[str, AttendanceCategory] = {_compact(c.value): c for c in AttendanceCategory}
+_CATEGORIES |= {
+    "excused": AttendanceCategory.EXCUSED_ABSENCE,
+    "unexcused": AttendanceCategory.UNEXCUSED_ABSENCE,
+}
+_PRESENCE = frozenset({AttendanceCategory.IN_ATTENDANCE, AttendanceCategory.PRESENT})
+
+# Free-text absence reasons as districts type them, to the codes of terminology.ABSENCE_REASONS.
+_REASON_PHRASES: list[tuple[str, str]] = [
+    ("out of school suspension", "suspension-out-of-school"),
+    ("out-of-school suspension", "suspension-out-of-school"),
+    ("in school suspension", "suspension-in-school"),
+    ("in-school suspension", "suspension-in-school"),
+    ("mental health", "mental-health"),
+    ("behavioral health", "mental-health"),
+    ("doctor", "medical"),
+    ("dentist", "medical"),
+    ("dental", "medical"),
+    ("appointment", "medical"),
+    ("hospital", "medical"),
+    ("therapy", "medical"),
+    ("medical", "medical"),
+    ("sick", "illness"),
+    ("illness", "illness"),
+    ("flu", "illness"),
+    ("fever", "illness"),
+    ("covid", "illness"),
+    ("bus", "transportation"),
+    ("transport", "transportation"),
+    ("religio", "religious"),
+    ("funeral", "family"),
+    ("bereavement", "family"),
+    ("family", "family"),
+]
+_REASON_WORDS: dict[str, str] = {
+    "oss": "suspension-out-of-school",
+    "iss": "suspension-in-school",
+    "ill": "illness",
+    "unknown": "unknown",
+    "not recorded": "unknown",
+}
+
+
+def reason_code(text: str) -> str | None:
+    """The absence-reason code for a district's reason text; "" for none, None when not recognised."""
+    t = " ".join(text.replace("_", " ").split()).lower()
+    if not t:
+        return ""
+    if t in ABSENCE_REASONS:
+        return t
+    code = t.replace(" ", "-")
+    if code in ABSENCE_REASONS:
+        return code
+    if t in _REASON_WORDS:
+        return _REASON_WORDS[t]
+    words = set(re.split(r"[^a-z]+", t))
+    for word, code in _REASON_WORDS.items():
+        if word in words:
+            return code
+    for phrase, code in _REASON_PHRASES:
+        if phrase in t:
+            return code
+    return None
+
+
+def category_of(text: str) -> AttendanceCategory | None:
+    """An attendance category from a bare Ed-Fi value, a descriptor URI or a CEDS code, in any case."""
+    t = text.strip()
+    if "#" in t:
+        t = t.rsplit("#", 1)[1]
+    return _CATEGORIES.get(_compact(t))
+
+
+@dataclass(frozen=True, slots=True)
+class StyleDecision:
+    style: AttendanceStyle
+    reason: str  # how it was decided, for the run log
+
+
+def edfi_files(export: Export) -> list[str]:
+    """The export's XML files whose root element is InterchangeStudentAttendance (any Ed-Fi namespace)."""
+    found = []
+    for name in export.names():
+        if not name.lower().endswith(".xml"):
+            continue
+        try:
+            with export.open_binary(name) as f:
+                for _, elem in ET.iterparse(f, events=("start",)):
+                    if elem.tag.rpartition("}")[2] == EDFI_ROOT:
+                        found.append(name)
+                    break
+        except ET.ParseError:
+            continue
+    return found
+
+
+def decide_attendance_style(export: Export) -> StyleDecision:
+    """Positive, exception-only or Ed-Fi, and why: the `style` column if given, else what the rows show."""
+    if not export.has(ATTENDANCE_FILE):
+        if edfi_files(export):
+            return StyleDecision("edfi", "no attendance.csv; Ed-Fi InterchangeStudentAttendance XML is read.")
+        raise ExportError(
+            "The export has neither attendance.csv nor an Ed-Fi InterchangeStudentAttendance .xml file. "
+            "Add the attendance export."
+        )
+    table = open_csv(export, ATTENDANCE_FILE, RowReport(), ATTENDANCE)
+    assert table is not None
+    i_style = table.columns.get("style")
+    i_cat = table.columns.get("category")
+    presence_seen = False
+    try:
+        for _, row in table.rows():
+            if i_style is not None and row[i_style].strip():
+                style = row[i_style].strip().lower().replace("_", "-")
+                if style in ("positive", "exception-only"):
+                    return StyleDecision(style, f"attendance.csv says style '{style}'.")  # type: ignore[arg-type]
+            if i_cat is not None and category_of(row[i_cat]) in _PRESENCE:
+                presence_seen = True
+                if i_style is None:
+                    break
+    finally:
+        table.close()
+    if presence_seen:
+        return StyleDecision(
+            "positive", "attendance.csv has In Attendance/Present rows, so every day has a row."
+        )
+    if export.has(CALENDAR_FILE):
+        return StyleDecision(
+            "exception-only",
+            "attendance.csv has no In Attendance/Present row and calendar.csv gives the school days.",
+        )
+    return StyleDecision(
+        "positive",
+        "attendance.csv has no In Attendance/Present row but there is no calendar.csv, so it is read as "
+        "positive; if it lists only absences, add calendar.csv (or a style column saying exception-only).",
+    )
+
+
+def attendance_style(export: Export) -> AttendanceStyle:
+    """positive | exception-only | edfi (see decide_attendance_style for why)."""
+    return decide_attendance_style(export).style
+
+
+class _Resolver:
+    """Per-distinct-value caches: 18M rows hold a few hundred dates, a handful of categories and reasons."""
+
+    def __init__(self, roster: Roster, report: RowReport) -> None:
+        self.report = report
+        self.students = roster.students
+        self.by_state_id = roster.student_by_state_id()
+        self.schools: dict[str, str] = {}
+        for s in roster.schools.values():
+            if s.identifier:
+                self.schools.setdefault(s.identifier, s.sourced_id)
+        for s in roster.schools.values():
+            self.schools[s.sourced_id] = s.sourced_id
+        self.dates: dict[str, date | None] = {}
+        self.categories: dict[str, AttendanceCategory | None] = {}
+        self.durations: dict[str, float | None] = {"": 1.0}
+        self.reasons: dict[str, str] = {"": ""}
+        self.reasons_reported: set[str] = set()
+
+    def day(self, text: str) -> date | None:
+        d = parse_date(text)
+        self.dates[text] = d
+        return d
+
+    def category(self, text: str) -> AttendanceCategory | None:
+        c = category_of(text)
+        self.categories[text] = c
+        return c
+
+    def duration(self, text: str) -> float | None:
+        try:
+            d: float | None = float(text.strip() or "1")
+        except ValueError:
+            d = None
+        if d is not None and not 0 < d <= 1:
+            d = None
+        self.durations[text] = d
+        return d
+
+    def reason(self, text: str, file: str, line: int, column: str) -> str:
+        code = reason_code(text)
+        if code is None:
+            code = "unknown"
+            key = " ".join(text.split()).lower()
+            if key not in self.reasons_reported:
+                self.reasons_reported.add(key)
+                self.report.add(
+                    file,
+                    line,
+                    column,
+                    "unknown-reason",
+                    f"Absence reason '{text.strip()}' is not recognised; read as 'unknown' "
+                    f"(reported once, first "
+                    f"at line {line}). Use one of: {', '.join(ABSENCE_REASONS)}.",
+                    "warning",
+                )
+        self.reasons[text] = code
+        return code
+
+
+def iter_attendance(export: Export, roster: Roster, report: RowReport) -> Iterator[AttendanceEvent]:
+    """Every usable attendance event, streamed; unusable rows go to `report` (file, line, column)."""
+    xml = edfi_files(export)
+    if export.has(ATTENDANCE_FILE):
+        if xml:
+            report.add(
+                xml[0],
+                0,
+                "",
+                "edfi-ignored",
+                f"attendance.csv is read, so the Ed-Fi files {', '.join(xml)} are not (two sources would "
+                "double-count). Give one of the two.",
+                "warning",
+            )
+        yield from _iter_csv(export, roster, report)
+        return
+    if not xml:
+        raise ExportError(
+            "The export has neither attendance.csv nor an Ed-Fi InterchangeStudentAttendance .xml file. "
+            "Add the attendance export."
+        )
+    resolver = _Resolver(roster, report)
+    for name in xml:
+        yield from _iter_edfi(export, name, resolver, report)
+
+
+def _iter_csv(export: Export, roster: Roster, report: RowReport) -> Iterator[AttendanceEvent]:
+    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE)
+    assert table is not None
+    file = table.file
+    cols = table.columns
+    r = _Resolver(roster, report)
+    students, by_state_id, schools = r.students, r.by_state_id, r.schools
+    dates, categories, durations, reasons = r.dates, r.categories, r.durations, r.reasons
+    i_sid, i_state = cols.get("studentSourcedId"), cols.get("studentIdentifier")
+    i_school, i_date, i_cat = cols.get("schoolSourcedId", 0), cols.get("date", 0), cols.get("category", 0)
+    i_dur, i_reason = cols.get("duration"), cols.get("reason")
+    add = report.add
+    event = AttendanceEvent
+    missing = object()
+    for line, row in table.rows():
+        student = row[i_sid] if i_sid is not None else ""
+        if student not in students:
+            student = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
+            if student is None:
+                continue
+        school = schools.get(row[i_school])
+        if school is None and (school := schools.get(row[i_school].strip())) is None:
+            add(
+                file,
+                line,
+                "schoolSourcedId",
+                "unknown-school",
+                f"School '{row[i_school]}' is not a school in orgs.csv; row not used.",
+            )
+            continue
+        raw = row[i_date]
+        day = dates.get(raw, missing)
+        if day is missing:
+            day = r.day(raw)
+        if day is None:
+            add(
+                file,
+                line,
+                "date",
+                "bad-date",
+                f"date '{raw}' is not an ISO 8601 date (YYYY-MM-DD); row not used.",
+            )
+            continue
+        raw = row[i_cat]
+        category = categories.get(raw, missing)
+        if category is missing:
+            category = r.category(raw)
+        if category is None:
+            add(
+                file,
+                line,
+                "category",
+                "unknown-category",
+                f"category '{raw}' is not an Ed-Fi attendance category "
+                "(In Attendance, Present, Excused Absence, "
+                "Unexcused Absence, Tardy, Early departure, Partial); row not used.",
+            )
+            continue
+        if i_dur is None:
+            duration = 1.0
+        else:
+            raw = row[i_dur]
+            duration = durations.get(raw, missing)
+            if duration is missing:
+                duration = r.duration(raw)
+            if duration is None:
+                add(
+                    file,
+                    line,
+                    "duration",
+                    "bad-duration",
+                    f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; "
+                    "row not used.",
+                )
+                continue
+        if i_reason is None:
+            reason = ""
+        else:
+            raw = row[i_reason]
+            reason = reasons.get(raw)
+            if reason is None:
+                reason = r.reason(raw, file, line, "reason")
+        yield event(student, school, day, category, duration, reason, file, line)  # type: ignore[arg-type]
+
+
+def _student_by_state(
+    row: list[str],
+    i_sid: int | None,
+    i_state: int | None,
+    students: dict[str, Student],
+    by_state_id: dict[str, str],
+    file: str,
+    line: int,
+    add: Callable[..., None],
+) -> str | None:
+    if i_sid is not None and row[i_sid].strip() in students:
+        return row[i_sid].strip()  # padded with spaces
+    if i_state is not None and row[i_state]:
+        found = by_state_id.get(row[i_state].strip())
+        if found is not None:
+            return found
+        add(
+            file,
+            line,
+            "studentIdentifier",
+            "unknown-student",
+            f"No student in users.csv has state id '{row[i_state].strip()}'; row not used.",
+        )
+        return None
+    if i_sid is not None and row[i_sid]:
+        add(
+            file,
+            line,
+            "studentSourcedId",
+            "unknown-student",
+            f"Student '{row[i_sid]}' is not a student in users.csv; row not used.",
+        )
+        return None
+    add(
+        file,
+        line,
+        "studentSourcedId",
+        "missing-student",
+        "Row names no student (studentSourcedId and studentIdentifier are blank); not used.",
+    )
+    return None
+
+
+_SCHOOL_EVENT = "StudentSchoolAttendanceEvent"
+_SECTION_EVENT = "StudentSectionAttendanceEvent"
+_WANTED = frozenset(
+    {
+        "StudentUniqueId",
+        "SchoolId",
+        "EventDate",
+        "AttendanceEventCategory",
+        "AttendanceEventCategoryDescriptor",
+        "EventDuration",
+        "AttendanceEventReason",
+    }
+)
+
+
+def _iter_edfi(export: Export, name: str, r: _Resolver, report: RowReport) -> Iterator[AttendanceEvent]:
+    """One Ed-Fi file: the pull parser is fed line by line so each event knows the line it starts on."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    depth = 0
+    start_line = 0
+    fields: dict[str, str] = {}
+    read = sections = 0
+    first_section = 0
+    root: ET.Element | None = None
+    add = report.add
+    with export.open_binary(name) as f:
+        try:
+            for lineno, chunk in enumerate(f, 1):
+                parser.feed(chunk)
+                for ev, elem in parser.read_events():
+                    local = elem.tag.rpartition("}")[2]  # type: ignore[union-attr]
+                    if ev == "start":
+                        depth += 1
+                        if depth == 1:
+                            root = elem  # type: ignore[assignment]
+                        elif depth == 2:
+                            start_line = lineno
+                        continue
+                    depth -= 1
+                    if depth >= 2:
+                        if local in _WANTED and local not in fields:
+                            fields[local] = (elem.text or "").strip()  # type: ignore[union-attr]
+                        continue
+                    if depth != 1:
+                        continue
+                    if local == _SCHOOL_EVENT:
+                        read += 1
+                        event = _edfi_event(fields, r, name, start_line, add)
+                        if event is not None:
+                            yield event
+                    elif local == _SECTION_EVENT:
+                        sections += 1
+                        first_section = first_section or start_line
+                    fields = {}
+                    elem.clear()  # type: ignore[union-attr]
+                    if root is not None:
+                        root.clear()  # drop the emptied children too, so memory stays flat
+            parser.close()  # a file cut short raises here
+        except ET.ParseError as exc:
+            add(
+                name,
+                0,
+                "",
+                "bad-xml",
+                f"{name} is not well-formed XML ({exc}); events after that point are not read. "
+                "Export the file again.",
+            )
+        finally:
+            report.count_read(name, read + sections)
+    if sections:
+        add(
+            name,
+            first_section,
+            _SECTION_EVENT,
+            "section-attendance",
+            f"{sections} StudentSectionAttendanceEvent elements (first at line {first_section}) "
+            "are class-period "
+            "attendance, not school-day attendance; not used. Export StudentSchoolAttendanceEvent.",
+            "warning",
+        )
+
+
+def _edfi_event(
+    fields: dict[str, str], r: _Resolver, file: str, line: int, add: Callable[..., None]
+) -> AttendanceEvent | None:
+    state_id = fields.get("StudentUniqueId", "")
+    student = r.by_state_id.get(state_id)
+    if student is None:
+        add(
+            file,
+            line,
+            "StudentUniqueId",
+            "unknown-student",
+            f"No student in users.csv has state id '{state_id}'; event not used.",
+        )
+        return None
+    school = r.schools.get(fields.get("SchoolId", ""))
+    if school is None:
+        add(
+            file,
+            line,
+            "SchoolId",
+            "unknown-school",
+            f"SchoolId '{fields.get('SchoolId', '')}' matches no school's identifier or sourcedId "
+            "in orgs.csv; "
+            "event not used.",
+        )
+        return None
+    raw = fields.get("EventDate", "")
+    day = r.dates[raw] if raw in r.dates else r.day(raw)
+    if day is None:
+        add(
+            file,
+            line,
+            "EventDate",
+            "bad-date",
+            f"EventDate '{raw}' is not an xs:date (YYYY-MM-DD); not used.",
+        )
+        return None
+    raw = fields.get("AttendanceEventCategory") or fields.get("AttendanceEventCategoryDescriptor", "")
+    category = r.categories[raw] if raw in r.categories else r.category(raw)
+    if category is None:
+        add(
+            file,
+            line,
+            "AttendanceEventCategory",
+            "unknown-category",
+            f"AttendanceEventCategory '{raw}' is not an Ed-Fi attendance category; event not used.",
+        )
+        return None
+    raw = fields.get("EventDuration", "")
+    duration = r.durations[raw] if raw in r.durations else r.duration(raw)
+    if duration is None:
+        add(
+            file,
+            line,
+            "EventDuration",
+            "bad-duration",
+            f"EventDuration '{raw}' is not a fraction of a day in (0, 1]; event not used.",
+        )
+        return None
+    raw = fields.get("AttendanceEventReason", "")
+    reason = r.reasons.get(raw)
+    if reason is None:
+        reason = r.reason(raw, file, line, "AttendanceEventReason")
+    return AttendanceEvent(student, school, day, category, duration, reason, file, line)

@@ -1,0 +1,140 @@
+"""consents.csv: parents' written FERPA consents (34 CFR 99.30) as ConsentRecords, keyed by student."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from sis2fhir.read.csvfile import Columns, bad_date, open_csv, parse_date
+from sis2fhir.read.export import Export
+from sis2fhir.records import ConsentRecord, Roster
+from sis2fhir.report import RowReport
+
+CONSENTS = Columns(
+    required=("consentId", "grantorName", "recipientOrganization", "signedDate", "periodStart", "status"),
+    optional=(
+        "grantorRelationship",
+        "recipientName",
+        "purpose",
+        "dataScope",
+        "periodEnd",
+        "revokedDate",
+        "documentUrl",
+    ),
+    one_of=("studentSourcedId", "studentIdentifier"),
+)
+STATUSES = frozenset({"active", "revoked", "declined"})
+DEFAULT_PURPOSE = "treatment-and-care-coordination"
+DEFAULT_SCOPE = ("attendance",)
+_SCOPE_SPLIT = re.compile(r"[;,\s]+")
+
+
+def read_consents(export: Export, roster: Roster, report: RowReport) -> dict[str, list[ConsentRecord]]:
+    """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv."""
+    table = open_csv(export, "consents.csv", report, CONSENTS)
+    if table is None:
+        return {}
+    file = table.file
+    by_state_id = roster.student_by_state_id()
+    consents: dict[str, list[ConsentRecord]] = {}
+    seen_ids: dict[str, int] = {}
+    for line, row in table.dict_rows():
+
+        def fail(column: str, code: str, message: str, line: int = line) -> None:
+            report.add(file, line, column, code, message + " Consent not used.")
+
+        consent_id = row["consentId"].strip()
+        if not consent_id:
+            fail("consentId", "missing-value", "consentId is blank.")
+            continue
+        if consent_id in seen_ids:
+            fail(
+                "consentId",
+                "duplicate-consent",
+                f"consentId '{consent_id}' is already used at line "
+                f"{seen_ids[consent_id]}; each consent needs its own id.",
+            )
+            continue
+        seen_ids[consent_id] = line
+        student = _student(row, roster, by_state_id)
+        if student is None:
+            which = row.get("studentSourcedId", "").strip() or row.get("studentIdentifier", "").strip()
+            col = "studentSourcedId" if row.get("studentSourcedId", "").strip() else "studentIdentifier"
+            fail(
+                col,
+                "unknown-student",
+                f"Student '{which}' is not a student in users.csv."
+                if which
+                else "Row names no student (studentSourcedId and studentIdentifier are blank).",
+            )
+            continue
+        blank = [c for c in ("grantorName", "recipientOrganization", "status") if not row[c].strip()]
+        if blank:
+            fail(blank[0], "missing-value", f"{blank[0]} is blank; it is required by FERPA 34 CFR 99.30.")
+            continue
+        status = row["status"].strip().lower()
+        if status not in STATUSES:
+            fail(
+                "status",
+                "bad-status",
+                f"status '{row['status'].strip()}' is not active, revoked or declined.",
+            )
+            continue
+        dates: dict[str, date | None] = {}
+        bad = ""
+        for col in ("signedDate", "periodStart", "periodEnd", "revokedDate"):
+            raw = row.get(col, "").strip()
+            dates[col] = parse_date(raw) if raw else None
+            if raw and dates[col] is None:
+                bad = col
+                break
+        if bad:
+            fail(bad, "bad-date", bad_date(row[bad], bad))
+            continue
+        signed, start, end, revoked = (
+            dates[c] for c in ("signedDate", "periodStart", "periodEnd", "revokedDate")
+        )
+        if signed is None or start is None:
+            col = "signedDate" if signed is None else "periodStart"
+            fail(col, "missing-value", f"{col} is blank; a consent must be dated (FERPA 34 CFR 99.30).")
+            continue
+        if end is not None and end < start:
+            fail("periodEnd", "bad-period", "periodEnd is before periodStart.")
+            continue
+        if status == "revoked" and revoked is None:
+            fail(
+                "revokedDate",
+                "missing-value",
+                "status is revoked but revokedDate is blank; give the date the revocation was received.",
+            )
+            continue
+        scope = tuple(s for s in _SCOPE_SPLIT.split(row.get("dataScope", "").strip().lower()) if s)
+        consents.setdefault(student, []).append(
+            ConsentRecord(
+                consent_id=consent_id,
+                student_sourced_id=student,
+                grantor_name=row["grantorName"].strip(),
+                grantor_relationship=row.get("grantorRelationship", "").strip().lower(),
+                recipient_organization=row["recipientOrganization"].strip(),
+                recipient_name=row.get("recipientName", "").strip(),
+                purpose=row.get("purpose", "").strip().lower() or DEFAULT_PURPOSE,
+                data_scope=scope or DEFAULT_SCOPE,
+                signed=signed,
+                period_start=start,
+                period_end=end,
+                status=status,
+                revoked=revoked,
+                document_url=row.get("documentUrl", "").strip(),
+                file=file,
+                line=line,
+            )
+        )
+    return consents
+
+
+def _student(row: dict[str, str], roster: Roster, by_state_id: dict[str, str]) -> str | None:
+    sid = row.get("studentSourcedId", "").strip()
+    if sid:
+        return sid if sid in roster.students else None
+    state_id = row.get("studentIdentifier", "").strip()
+    return by_state_id.get(state_id) if state_id else None
