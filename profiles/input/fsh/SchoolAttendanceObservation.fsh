@@ -48,7 +48,9 @@ Description: "A student's attendance at one school from the first day of the sch
 * value[x] MS
 * value[x] only Quantity
 * valueQuantity ^short = "Absence rate: days absent as a percentage of days in membership"
-* valueQuantity = $UCUM#% "%"
+* valueQuantity.system = "http://unitsofmeasure.org"
+* valueQuantity.code = #%
+* valueQuantity.unit = "%"
 * valueQuantity.value 1..1 MS
 * dataAbsentReason MS
 * interpretation 1..1 MS
