@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -274,77 +275,100 @@ def _iter_csv(export: Export, roster: Roster, report: RowReport) -> Iterator[Att
     i_school, i_date, i_cat = cols.get("schoolSourcedId", 0), cols.get("date", 0), cols.get("category", 0)
     i_dur, i_reason = cols.get("duration"), cols.get("reason")
     add = report.add
-    event = AttendanceEvent
+    new, event = (
+        tuple.__new__,
+        AttendanceEvent,
+    )  # tuple.__new__ is twice as fast as the NamedTuple constructor
     missing = object()
-    for line, row in table.rows():
-        student = row[i_sid] if i_sid is not None else ""
-        if student not in students:
-            student = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
-            if student is None:
-                continue
-        school = schools.get(row[i_school])
-        if school is None and (school := schools.get(row[i_school].strip())) is None:
-            add(
-                file,
-                line,
-                "schoolSourcedId",
-                "unknown-school",
-                f"School '{row[i_school]}' is not a school in orgs.csv; row not used.",
-            )
-            continue
-        raw = row[i_date]
-        day = dates.get(raw, missing)
-        if day is missing:
-            day = r.day(raw)
-        if day is None:
-            add(
-                file,
-                line,
-                "date",
-                "bad-date",
-                f"date '{raw}' is not an ISO 8601 date (YYYY-MM-DD); row not used.",
-            )
-            continue
-        raw = row[i_cat]
-        category = categories.get(raw, missing)
-        if category is missing:
-            category = r.category(raw)
-        if category is None:
-            add(
-                file,
-                line,
-                "category",
-                "unknown-category",
-                f"category '{raw}' is not an Ed-Fi attendance category "
-                "(In Attendance, Present, Excused Absence, "
-                "Unexcused Absence, Tardy, Early departure, Partial); row not used.",
-            )
-            continue
-        if i_dur is None:
-            duration = 1.0
-        else:
-            raw = row[i_dur]
-            duration = durations.get(raw, missing)
-            if duration is missing:
-                duration = r.duration(raw)
-            if duration is None:
+    if not table.usable:
+        for _ in table.rows():
+            pass  # counts the rows and reports the missing column once
+        return
+    reader, width, regular, fix = table.reader, table.width, table.width == table.named_width, table.fix_row
+    prev = reader.line_num
+    n = 0
+    try:
+        for row in reader:
+            line = prev + 1
+            prev = reader.line_num
+            if len(row) != width or not regular:
+                fixed = fix(row, line, prev)
+                if fixed is None:
+                    continue
+                row = fixed
+            n += 1
+            student = row[i_sid] if i_sid is not None else ""
+            if student not in students:
+                student = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
+                if student is None:
+                    continue
+            school = schools.get(row[i_school])
+            if school is None and (school := schools.get(row[i_school].strip())) is None:
                 add(
                     file,
                     line,
-                    "duration",
-                    "bad-duration",
-                    f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; "
-                    "row not used.",
+                    "schoolSourcedId",
+                    "unknown-school",
+                    f"School '{row[i_school]}' is not a school in orgs.csv; row not used.",
                 )
                 continue
-        if i_reason is None:
-            reason = ""
-        else:
-            raw = row[i_reason]
-            reason = reasons.get(raw)
-            if reason is None:
-                reason = r.reason(raw, file, line, "reason")
-        yield event(student, school, day, category, duration, reason, file, line)  # type: ignore[arg-type]
+            raw = row[i_date]
+            day = dates.get(raw, missing)
+            if day is missing:
+                day = r.day(raw)
+            if day is None:
+                add(
+                    file,
+                    line,
+                    "date",
+                    "bad-date",
+                    f"date '{raw}' is not an ISO 8601 date (YYYY-MM-DD); row not used.",
+                )
+                continue
+            raw = row[i_cat]
+            category = categories.get(raw, missing)
+            if category is missing:
+                category = r.category(raw)
+            if category is None:
+                add(
+                    file,
+                    line,
+                    "category",
+                    "unknown-category",
+                    f"category '{raw}' is not an Ed-Fi attendance category "
+                    "(In Attendance, Present, Excused Absence, "
+                    "Unexcused Absence, Tardy, Early departure, Partial); row not used.",
+                )
+                continue
+            if i_dur is None:
+                duration = 1.0
+            else:
+                raw = row[i_dur]
+                duration = durations.get(raw, missing)
+                if duration is missing:
+                    duration = r.duration(raw)
+                if duration is None:
+                    add(
+                        file,
+                        line,
+                        "duration",
+                        "bad-duration",
+                        f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; "
+                        "row not used.",
+                    )
+                    continue
+            if i_reason is None:
+                reason = ""
+            else:
+                raw = row[i_reason]
+                reason = reasons.get(raw)
+                if reason is None:
+                    reason = r.reason(raw, file, line, "reason")
+            yield new(event, (student, school, day, category, duration, reason, file, line))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise table.fail(exc, prev + 1) from None
+    finally:
+        table.finish(n)
 
 
 def _student_by_state(

@@ -7,6 +7,7 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.report import RowReport
@@ -46,8 +47,7 @@ class CsvTable:
         try:
             raw = next(self._reader, None)
         except (UnicodeDecodeError, csv.Error) as exc:
-            self._stream.close()
-            raise _unreadable(self.file, 1, exc) from None
+            raise self.fail(exc, 1) from None
         self.header_found = raw is not None
         self.names: list[str] = []
         self.columns: dict[str, int] = {}
@@ -56,6 +56,7 @@ class CsvTable:
         self.width = len(raw or [])
         self.named_width = max((i + 1 for i, h in enumerate(self.names) if h), default=0)
         self.rows_read = 0
+        self._short = self._first_short = self._ragged = 0
 
     def _resolve(self, raw: list[str], spec: Columns) -> None:
         wanted = {c.lower(): c for c in (*spec.required, *spec.expected, *spec.optional, *spec.one_of)}
@@ -115,72 +116,72 @@ class CsvTable:
     def usable(self) -> bool:
         return self.header_found and not self.missing
 
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        """(line where the row starts, fields padded to the header); unusable rows are reported."""
-        report, file, width, named = self.report, self.file, self.width, self.named_width
-        reader = self._reader
-        usable = self.usable
-        short = 0
-        first_short = 0
-        n = 0
-        prev = reader.line_num
-        try:
-            for row in reader:
-                line = prev + 1
-                prev = reader.line_num
-                lr = len(row)
-                if lr != width or lr > named:
-                    if not row or (lr == 1 and not row[0].strip()):
-                        continue  # blank line
-                    if lr < named:
-                        short += 1
-                        first_short = first_short or line
-                    if lr < width:
-                        row += [""] * (width - lr)
-                    elif any(c.strip() for c in row[named:]):
-                        n += 1
-                        if usable:
-                            spans = prev - line + 1
-                            hint = (
-                                f" It spans lines {line}-{prev}: a quote is probably not closed."
-                                if spans > 1
-                                else " A value probably contains an unquoted comma."
-                            )
-                            report.add(
-                                file,
-                                line,
-                                "",
-                                "ragged-row",
-                                f"Row has {lr} fields but the header names {named}; not used.{hint} "
-                                "Quote values that contain commas.",
-                            )
-                        continue
-                    else:
-                        del row[width:]
-                n += 1
-                if usable:
-                    yield line, row
-        except UnicodeDecodeError as exc:
-            raise _unreadable(file, prev + 1, exc) from None
-        except csv.Error as exc:
-            raise _unreadable(file, prev + 1, exc) from None
-        finally:
-            self.rows_read += n
-            report.count_read(file, n)
-            self._stream.close()
-        if short:
+    @property
+    def reader(self) -> Any:  # csv's reader object: iterate it, read .line_num
+        """The underlying csv reader, for a hot loop that does its own line counting (see rows())."""
+        return self._reader
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def fix_row(self, row: list[str], line: int, end: int) -> list[str] | None:
+        """A row whose length differs from the header's, padded or trimmed; None if blank or ragged."""
+        width, named = self.width, self.named_width
+        lr = len(row)
+        if not row or (lr == 1 and not row[0].strip()):
+            return None  # blank line: not a row
+        if lr < named:
+            self._short += 1
+            self._first_short = self._first_short or line
+        if lr < width:
+            return row + [""] * (width - lr)
+        if any(c.strip() for c in row[named:]):
+            self._ragged += 1
+            if self.usable:
+                hint = (
+                    f" It spans lines {line}-{end}: a quote is probably not closed."
+                    if end > line
+                    else " A value probably contains an unquoted comma."
+                )
+                self.report.add(
+                    self.file,
+                    line,
+                    "",
+                    "ragged-row",
+                    f"Row has {lr} fields but the header names {named}; not used.{hint} "
+                    "Quote values that contain commas.",
+                )
+            return None
+        return row[:width]
+
+    def fail(self, exc: Exception, line: int) -> ExportError:
+        """The ExportError to raise when the file stops being readable text or CSV at `line`."""
+        self._stream.close()
+        if isinstance(exc, UnicodeDecodeError):
+            line = _first_undecodable_line(self.export, self.file) or line
+        return _unreadable(self.file, line, exc)
+
+    def finish(self, rows: int) -> None:
+        """Count the rows read and report what was found about the file as a whole."""
+        self._stream.close()
+        n = rows + self._ragged
+        self.rows_read += n
+        self.report.count_read(self.file, n)
+        file = self.file
+        if self._short:
             self._warn(
-                first_short,
+                self._first_short,
                 "",
                 "short-row",
-                f"{short} rows have fewer fields than the header (first at line {first_short}); "
+                f"{self._short} rows have fewer fields than the header (first at line {self._first_short}); "
                 "the missing trailing fields are read as blank.",
             )
         if not self.header_found:
             self._warn(0, "", "empty-file", f"{file} is empty (not even a header row).")
-        elif not usable:
+        elif not self.usable:
             cols = ", ".join(f"'{c}'" for c in self.missing)
-            report.add(
+            self.report.add(
                 file,
                 1,
                 self.missing[0].split(" or ")[0],
@@ -188,6 +189,31 @@ class CsvTable:
                 f"{file} has no {cols} column, so its {n} rows cannot be used. "
                 f"Add the column to the export (header found: {', '.join(h for h in self.names if h)}).",
             )
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(line where the row starts, fields padded to the header); unusable rows are reported."""
+        reader = self._reader
+        regular = self.width == self.named_width
+        width, usable, fix = self.width, self.usable, self.fix_row
+        n = 0
+        prev = reader.line_num
+        try:
+            for row in reader:
+                line = prev + 1
+                prev = reader.line_num
+                if len(row) != width or not regular:
+                    fixed = fix(row, line, prev)
+                    if fixed is None:
+                        continue
+                    row = fixed
+                n += 1
+                if usable:
+                    yield line, row
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise self.fail(exc, prev + 1) from None
+        finally:
+            if not self._stream.closed:
+                self.finish(n)
 
     def dict_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
         """(line, row as a dict by column name); our columns under their canonical names, extras as found."""
@@ -197,6 +223,17 @@ class CsvTable:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _first_undecodable_line(export: Export, name: str) -> int:
+    """The line holding the first byte that is not UTF-8 (text is decoded in blocks, so look again)."""
+    with export.open_binary(name) as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def _unreadable(file: str, line: int, exc: Exception) -> ExportError:
