@@ -136,7 +136,8 @@ class MllpListener:
                 await self._write(writer, self._reply(message, answer, index), answer.pieces)
                 if answer.close_after:
                     return
-        except ConnectionError:
+        except (ConnectionError, asyncio.CancelledError):
+            # cancelled by __aexit__: end quietly, so asyncio's stream callback finds a finished task
             return
         finally:
             self._tasks.discard(task)
