@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlparse
 
 import pytest
 
@@ -81,8 +82,12 @@ def scenario(
     return run(go())
 
 
-def test_mllp_destination_is_a_destination() -> None:
-    assert isinstance(MllpDestination("127.0.0.1", 2575), Destination)
+def test_mllp_destination_is_a_destination_named_by_its_url() -> None:
+    dest = MllpDestination("127.0.0.1", 2575)
+    assert isinstance(dest, Destination)
+    url = urlparse(dest.name)
+    assert (url.scheme, url.hostname, url.port) == ("mllp", "127.0.0.1", 2575)
+    assert urlparse(MllpDestination("::1", 2575).name).hostname == "::1"
 
 
 def test_aa_is_delivered_and_the_receiver_got_the_message_unchanged() -> None:

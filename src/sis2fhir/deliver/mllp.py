@@ -280,7 +280,8 @@ class MllpDestination:
         max_consecutive_timeouts: int = 3,
         encoding: str = "utf-8",
     ) -> None:
-        self.name = f"mllp:{host}:{port}"
+        # a URL, so that the outbox can rebuild the destination from its name (deliver/factory.py)
+        self.name = f"mllp://[{host}]:{port}" if ":" in host else f"mllp://{host}:{port}"
         # After this many ACK timeouts in a row the receiver is taken to be down: the rest of the batch is
         # handed back for retry instead of waiting ack_timeout for every item (Mirth users' "queue stuck").
         self.max_consecutive_timeouts = max(1, max_consecutive_timeouts)
