@@ -64,14 +64,15 @@ class PatientLinker:
         self.identifier_system = identifier_system
         self.create_patients = create_patients
         self._client = client
+        self._client_given = client is not None
         self._students: dict[str, Student] = {}
         self.remember(students)
         self._links: dict[tuple[str, str], asyncio.Future[PatientLink]] = {}
         self._match_supported: bool | None = None
 
     def bind(self, client: httpx.AsyncClient) -> None:
-        """Use this client (base URL = the FHIR base, with its auth) unless one was given already."""
-        if self._client is None:
+        """Use this client (base URL = the FHIR base, with its auth) unless one was given at construction."""
+        if not self._client_given:
             self._client = client
 
     def remember(self, students: Iterable[Student]) -> None:

@@ -174,7 +174,7 @@ class OAuthTestServer:
         return expiry is not None and expiry > time.time()
 
     async def fhir_proxy(self, request: Request) -> Response:
-        path = request.path_params["path"]
+        path = request.path_params.get("path", "")
         if path != "metadata" and not self._authorized(request):
             self.fhir_refused += 1
             outcome = {
@@ -193,7 +193,7 @@ class OAuthTestServer:
         async with httpx.AsyncClient(timeout=30.0) as client:
             upstream = await client.request(
                 request.method,
-                f"{self.upstream}/{path}",
+                f"{self.upstream}/{path}" if path else self.upstream,
                 params=list(request.query_params.multi_items()),
                 content=await request.body(),
                 headers=headers,
@@ -216,6 +216,7 @@ class OAuthTestServer:
             routes=[
                 Route("/auth/token", self.token_endpoint, methods=["POST"]),
                 Route("/fhir/.well-known/smart-configuration", self.smart_configuration, methods=["GET"]),
+                Route("/fhir", self.fhir_proxy, methods=["POST"]),  # transaction and batch
                 Route(
                     "/fhir/{path:path}", self.fhir_proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
                 ),
