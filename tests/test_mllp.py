@@ -270,6 +270,31 @@ def test_message_stored_with_lf_line_ends_goes_out_with_cr() -> None:
     assert listener.received == [oru(1)]
 
 
+def named(n: int, family: str, v2: V2Settings) -> DeliveryItem:
+    summary = AttendanceSummary(
+        f"stu-{n}", "sch-1", 2025, date(2024, 8, 26), date(2025, 2, 28), 120, 0, 0, 0, 0, 0, "satisfactory"
+    )
+    student = Student(sourced_id=f"stu-{n}", state_id=f"S{n}", given_name="José", family_name=family)
+    message = build_oru_r01(summary, student, SCHOOL, v2, f"M{n:05d}", datetime(2025, 3, 1, 12, 0))
+    return DeliveryItem(f"key-{n}", "HIE", f"stu-{n}", f"S{n}", f"c-{n}", hl7v2=message)
+
+
+def test_names_go_out_in_the_character_set_msh18_declares() -> None:
+    utf8 = named(1, "Müller", V2)  # MSH-18 UNICODE UTF-8 (the default)
+    latin1 = named(2, "Müller", V2.model_copy(update={"character_set": "8859/1"}))
+    ascii_only = named(3, "Müller", V2.model_copy(update={"character_set": "ASCII"}))
+    results, listener = scenario({}, [utf8, latin1, ascii_only, item(4)])
+    found = by_key(results)
+    assert found["key-1"].outcome is Outcome.DELIVERED
+    assert found["key-2"].outcome is Outcome.DELIVERED
+    assert found["key-3"].outcome is Outcome.DEAD  # "ü" has no ASCII form: the HIE could not read it
+    assert "ASCII" in found["key-3"].detail
+    assert found["key-4"].outcome is Outcome.DELIVERED
+    assert b"M\xc3\xbcller^Jos\xc3\xa9" in listener.frames[0]
+    assert b"M\xfcller^Jos\xe9" in listener.frames[1]
+    assert len(listener.frames) == 3
+
+
 # --- real ACKs from an HL7 v2 engine (oehf/ipf, Apache-2.0; see fixtures/hl7v2/README.md) -------------
 
 

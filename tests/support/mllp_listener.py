@@ -78,7 +78,8 @@ class MllpListener:
     def __init__(self, script: Script | None = None, default: Answer = AA) -> None:
         self.script = script
         self.default = default
-        self.received: list[str] = []
+        self.received: list[str] = []  # each message, decoded as UTF-8
+        self.frames: list[bytes] = []  # each message as it came over the wire
         self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -125,7 +126,9 @@ class MllpListener:
                     data = await reader.readuntil(END_BLOCK)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                message = data[data.find(VT) + 1 : -len(END_BLOCK)].decode("utf-8")
+                body = data[data.find(VT) + 1 : -len(END_BLOCK)]
+                self.frames.append(body)
+                message = body.decode("utf-8", errors="replace")
                 index = len(self.received)
                 self.received.append(message)
                 answer = self._answer(index, message)

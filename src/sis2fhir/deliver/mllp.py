@@ -71,11 +71,14 @@ class MllpClient:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
 
-    async def send(self, message: str) -> str:
-        """Send one message and return the ACK message (the frame's content, decoded)."""
-        payload = frame(message.encode(self.encoding))
+    async def send(self, message: str, encoding: str | None = None) -> str:
+        """Send one message and return the ACK message (the frame's content, decoded).
+
+        UnicodeEncodeError when the message cannot be written in `encoding` (default: the client's).
+        """
+        payload = frame(message.encode(encoding or self.encoding))
         async with self._lock:
-            reused = self._writer is not None
+            reused = self._open()
             try:
                 return await self._exchange(payload)
             except ConnectionLost:
@@ -109,11 +112,17 @@ class MllpClient:
         self._reader, self._writer = reader, writer
         return reader, writer
 
-    async def _exchange(self, payload: bytes) -> str:
+    def _open(self) -> bool:
+        """Whether the connection is there and not known to be closed by the peer."""
         reader, writer = self._reader, self._writer
-        if reader is None or writer is None or reader.at_eof() or writer.is_closing():
+        return not (reader is None or writer is None or reader.at_eof() or writer.is_closing())
+
+    async def _exchange(self, payload: bytes) -> str:
+        if not self._open():
             await self._drop()
-            reader, writer = await self._connect()
+            await self._connect()
+        reader, writer = self._reader, self._writer
+        assert reader is not None and writer is not None
         try:
             writer.write(payload)
             await writer.drain()
@@ -250,14 +259,29 @@ def parse_ack(text: str) -> Ack | None:
     )
 
 
-def control_id_of(message: str) -> str:
-    """MSH-10 of an ER7 message, or "" when the message has no usable MSH."""
+# MSH-18 (HL7 table 0211) -> Python codec. An empty MSH-18 means ASCII by the standard; the client's own
+# encoding (UTF-8 by default) is used then, as engines commonly accept it.
+CHARSETS: Final[dict[str, str]] = {
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+}
+
+
+def msh_field(message: str, n: int) -> str:
+    """MSH-n of an ER7 message ("" when absent); MSH-1 is the field separator itself."""
     if not message.startswith("MSH") or len(message) < 8:
         return ""
-    header = _SEGMENT_SPLIT.split(message, maxsplit=1)[0]
-    fields = header.split(message[3])
-    # MSH-1 is the field separator itself, so MSH-n is fields[n - 1]
-    return fields[9].split(message[4])[0] if len(fields) > 9 else ""
+    fields = _SEGMENT_SPLIT.split(message, maxsplit=1)[0].split(message[3])
+    return fields[n - 1] if len(fields) > n - 1 else ""
+
+
+def control_id_of(message: str) -> str:
+    """MSH-10 of an ER7 message, or "" when the message has no usable MSH."""
+    return msh_field(message, 10).split(message[4])[0] if len(message) > 4 else ""
 
 
 # --- the Destination ---------------------------------------------------------------------------------------
@@ -329,7 +353,16 @@ class MllpDestination:
             )
         if "\x0b" in message or "\x1c" in message:
             return DeliveryResult(item.key, Outcome.DEAD, "message contains MLLP block characters (VT or FS)")
-        reply = await self.client.send(message)
+        charset = msh_field(message, 18).split(message[4])[0].strip().upper()
+        encoding = CHARSETS.get(charset) if charset else None
+        if charset and encoding is None:
+            return DeliveryResult(
+                item.key, Outcome.DEAD, f"MSH-18 character set {charset!r} is not supported"
+            )
+        try:
+            reply = await self.client.send(message, encoding)
+        except UnicodeEncodeError:
+            return DeliveryResult(item.key, Outcome.DEAD, f"message cannot be written in MSH-18 {charset!r}")
         ack = parse_ack(reply)
         if ack is None:
             await self.client.reset()
