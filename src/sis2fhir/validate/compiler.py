@@ -21,6 +21,9 @@ class Invariant:
     expression: str
     native: NativeCheck | None
     fhirpath: FhirpathInvariant | None
+    uses_context: bool = (
+        False  # reads %resource or %rootResource: its verdict depends on more than the element
+    )
 
 
 @dataclass(slots=True)
@@ -278,6 +281,8 @@ class Compiler:
             if not expression or key in NOT_EVALUATED:
                 continue
             native = native_for(key, expression) if self.native else None
+            if key == "ele-1" and self.native:
+                continue  # checked inline by the engine
             out.append(
                 Invariant(
                     key=key,
@@ -286,9 +291,41 @@ class Compiler:
                     expression=expression,
                     native=native,
                     fhirpath=None if native else FhirpathInvariant(expression, context_type),
+                    # ref-1 depends on the container only for "#id" references; the engine checks for those
+                    uses_context=key != "ref-1" and "%r" in expression.replace("%resource", "%r"),
                 )
             )
         return out
+
+    # -- which elements can be memoised --------------------------------------------------------------------
+
+    def context_free(self, element: ElementRule, seen: set[int] | None = None) -> bool:
+        """True when an item's verdict depends on nothing but the item (no %resource, no nested resources)."""
+        seen = set() if seen is None else seen
+        if id(element) in seen:
+            return True
+        seen.add(id(element))
+        if any(i.uses_context for i in element.invariants):
+            return False
+        variants = [element, *element.by_type.values()]
+        if element.slicing is not None:
+            variants.extend(s.element for s in element.slicing.slices)
+        for variant in variants:
+            if variant is not element and not self.context_free(variant, seen):
+                return False
+            for type_rule in variant.types.values():
+                if type_rule.primitive is not None:
+                    continue
+                if type_rule.code == "Resource" or type_rule.code in self.definitions.resource_types:
+                    return False
+                complex_rule = variant.children or self.datatype(type_rule.code, type_rule.profiles)
+                if complex_rule is None:
+                    continue
+                if any(i.uses_context for i in complex_rule.invariants):
+                    return False
+                if not all(self.context_free(child, seen) for child in complex_rule.elements):
+                    return False
+        return True
 
     # -- slicing ------------------------------------------------------------------------------------------
 

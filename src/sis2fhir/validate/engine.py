@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
+import orjson
+
 from sis2fhir.validate.compiler import (
     CORE_SD,
     Compiler,
@@ -18,6 +20,8 @@ from sis2fhir.validate.compiler import (
 from sis2fhir.validate.definitions import Definitions, default_definitions
 
 Severity = Literal["error", "warning"]
+_MISSING = object()
+MEMO_LIMIT = 200_000  # memoised element verdicts kept before the memo starts over (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +48,16 @@ class Validator:
     """Validates resources against compiled StructureDefinitions. native=False evaluates every invariant with
     fhirpathpy (slow; used to cross-check the native implementations)."""
 
-    def __init__(self, definitions: Definitions | None = None, native: bool = True) -> None:
+    def __init__(
+        self, definitions: Definitions | None = None, native: bool = True, memo: bool = True
+    ) -> None:
         self.definitions = definitions or default_definitions()
         self.compiler = Compiler(self.definitions, native=native)
         self.native = native
+        self._memo: dict[tuple[int, str, bytes], tuple[SliceRule | None, tuple[Issue, ...]]] | None = (
+            {} if memo else None
+        )
+        self._context_free: dict[int, bool] = {}
 
     # -- entry points ---------------------------------------------------------------------------------
 
@@ -228,6 +238,61 @@ class Validator:
             self._item(element.by_type.get(key, element), key, value, f"{path}.{key}", walk)
 
     def _item(self, element: ElementRule, key: str, item: Any, path: str, walk: _Walk) -> None:
+        blob = self._blob(element, item)
+        if blob is None:
+            self._check_item(element, key, item, path, walk)
+            return
+        memo_key = (id(element), key, blob)
+        if self._replay(memo_key, path, walk) is not _MISSING:
+            return
+        mark = len(walk.issues)
+        self._check_item(element, key, item, path, walk)
+        self._remember(memo_key, None, path, walk.issues[mark:])
+
+    # -- memo: the same coding, quantity or period recurs across thousands of resources -------------------
+
+    def _blob(self, element: ElementRule, item: Any) -> bytes | None:
+        """The item's content as a memo key, or None when its verdict may depend on more than its content:
+        an element that reads %resource (Compiler.context_free) or a local "#id" reference (ref-1)."""
+        if self._memo is None or type(item) is not dict:
+            return None
+        free = self._context_free.get(id(element))
+        if free is None:
+            free = self._context_free[id(element)] = self.compiler.context_free(element)
+        if not free:
+            return None
+        try:
+            blob = orjson.dumps(item)
+        except TypeError:
+            return None
+        return None if b'"#' in blob else blob
+
+    def _replay(self, memo_key: tuple[int, str, bytes], path: str, walk: _Walk) -> Any:
+        assert self._memo is not None
+        found = self._memo.get(memo_key)
+        if found is None:
+            return _MISSING
+        chosen, issues = found
+        for issue in issues:
+            walk.issues.append(
+                Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule)
+            )
+        return chosen
+
+    def _remember(
+        self, memo_key: tuple[int, str, bytes], chosen: SliceRule | None, path: str, issues: list[Issue]
+    ) -> None:
+        memo = self._memo
+        assert memo is not None
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        cut = len(path)
+        memo[memo_key] = (
+            chosen,
+            tuple(Issue(i.severity, i.code, i.expression[cut:], i.message, i.rule) for i in issues),
+        )
+
+    def _check_item(self, element: ElementRule, key: str, item: Any, path: str, walk: _Walk) -> None:
         type_rule = element.types[key] if key in element.types else next(iter(element.types.values()))
         if type_rule.primitive is not None:
             problem = type_rule.primitive(item)
@@ -303,23 +368,9 @@ class Validator:
     ) -> None:
         counts: dict[int, int] = {}
         for index, item in enumerate(items):
-            where = f"{path}.{key}[{index}]"
-            chosen = _slice_of(slicing, item)
-            if chosen is None:
-                if slicing.closed:
-                    walk.issues.append(
-                        Issue(
-                            "error",
-                            "structure",
-                            where,
-                            f"{element.path} is closed: this item matches none of its slices",
-                            "slice",
-                        )
-                    )
-                self._item(element, key, item, where, walk)
-            else:
+            chosen = self._slice_item(element, slicing, key, item, f"{path}.{key}[{index}]", walk)
+            if chosen is not None:
                 counts[id(chosen)] = counts.get(id(chosen), 0) + 1
-                self._item(chosen.element, key, item, where, walk)
         for slice_rule in slicing.slices:
             rule = slice_rule.element
             found = counts.get(id(slice_rule), 0)
@@ -343,6 +394,35 @@ class Validator:
                         "slice-cardinality",
                     )
                 )
+
+    def _slice_item(
+        self, element: ElementRule, slicing: Slicing, key: str, item: Any, where: str, walk: _Walk
+    ) -> SliceRule | None:
+        blob = self._blob(element, item)
+        memo_key = (id(slicing), key, blob) if blob is not None else None
+        if memo_key is not None:
+            found = self._replay(memo_key, where, walk)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
+        mark = len(walk.issues)
+        chosen = _slice_of(slicing, item)
+        if chosen is None:
+            if slicing.closed:
+                walk.issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        where,
+                        f"{element.path} is closed: this item matches none of its slices",
+                        "slice",
+                    )
+                )
+            self._check_item(element, key, item, where, walk)
+        else:
+            self._check_item(chosen.element, key, item, where, walk)
+        if memo_key is not None:
+            self._remember(memo_key, chosen, where, walk.issues[mark:])
+        return chosen
 
     # -- values -------------------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
+from sis2fhir.terminology import ATTENDANCE_CS
+
 # Native check: (value of the element, %resource, %rootResource) -> True when the invariant holds.
 NativeCheck = Callable[[Any, dict[str, Any], dict[str, Any]], bool]
 
@@ -229,6 +231,41 @@ def _bdl_request_response(key: str, types: tuple[str, ...]) -> NativeCheck:
     return check
 
 
+def _component_values(observation: dict[str, Any], code: str) -> list[Any]:
+    """valueQuantity.value of the components coded ATTENDANCE_CS#code, in order."""
+    out = []
+    for component in observation.get("component", ()):
+        ccode = component.get("code") if isinstance(component, dict) else None
+        codings = ccode.get("coding", ()) if isinstance(ccode, dict) else ()
+        if any(
+            isinstance(c, dict) and c.get("system") == ATTENDANCE_CS and c.get("code") == code
+            for c in codings
+        ):
+            quantity = component.get("valueQuantity")
+            if isinstance(quantity, dict) and "value" in quantity:
+                out.append(quantity["value"])
+    return out
+
+
+def _sis_att_1(value: Any, resource: dict[str, Any], root: dict[str, Any]) -> bool:
+    absent = _component_values(value, "days-absent")
+    membership = _component_values(value, "days-in-membership")
+    if not absent or not membership:
+        return True
+    first, second = absent[0], membership[0]
+    if not isinstance(first, int | float) or not isinstance(second, int | float):
+        return True
+    return bool(first <= second)
+
+
+def _where_attendance_code(code: str) -> str:
+    return f"component.where(code.coding.where(system = '{ATTENDANCE_CS}' and code = '{code}').exists())"
+
+
+_ABSENT = _where_attendance_code("days-absent") + ".value.ofType(Quantity).value"
+_MEMBERSHIP = _where_attendance_code("days-in-membership") + ".value.ofType(Quantity).value"
+
+
 @dataclass(frozen=True, slots=True)
 class Native:
     expression: str  # the published expression this check implements; a profile that redefines it falls back
@@ -305,6 +342,12 @@ NATIVE: dict[str, Native] = {
     ),
     "bdl-5": Native("resource.exists() or request.exists() or response.exists()", _bdl_5),
     "bdl-8": Native("fullUrl.contains('/_history/').not()", _bdl_8),
+    # profiles/input/fsh/SchoolAttendanceObservation.fsh
+    "sis-att-1": Native(
+        f"({_ABSENT}.exists() and {_MEMBERSHIP}.exists()) implies "
+        f"({_ABSENT}.first() <= {_MEMBERSHIP}.first())",
+        _sis_att_1,
+    ),
 }
 
 # htmlChecks() (txt-1, txt-2) has no FHIRPath implementation here; the xhtml primitive check covers the <div>.
