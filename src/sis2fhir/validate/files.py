@@ -1,4 +1,4 @@
-"""`sis2fhir validate PATH...`: validates FHIR JSON, NDJSON and Bundle files, or folders of them, and reports."""
+"""`sis2fhir validate PATH...`: validates FHIR JSON, NDJSON and Bundle files (or folders of them); reports."""
 
 from __future__ import annotations
 
