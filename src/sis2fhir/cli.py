@@ -105,8 +105,8 @@ def sync_command(
         str | None, typer.Option("--state-id", help="Where the state student id is: identifier | userIds:<type> | "
                                  "userMasterIdentifier.")
     ] = None,
-    report_path: Annotated[Path | None, typer.Option("--report", help="Row report file (JSON Lines). Default: "
-                                                     "OUT/rows-report.jsonl or ./rows-report.jsonl.")] = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Row report file (CSV: file, line, column, code, "
+                                                     "severity, message). Default: OUT/rows-report.csv.")] = None,
 ) -> None:
     """Read the export, measure attendance, gate on consent, map and validate FHIR, and deliver."""
     try:
@@ -153,8 +153,8 @@ def sync_command(
             )
     except ExportError as e:
         raise _fail(str(e)) from None
-    rp = report_path or (out_dir / "rows-report.jsonl" if out_dir else Path("rows-report.jsonl"))
-    result.report.write_jsonl(rp)
+    rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
+    result.report.write_csv(rp)
     _print_summary(result, rp)
     undelivered = sum(n for k, n in result.delivery.items() if k != "delivered")
     if result.report.errors or result.quarantined:
@@ -172,7 +172,7 @@ def _progress() -> Progress:
 
 def _print_summary(result: SyncResult, report_path: Path) -> None:
     year = result.school_year
-    t = Table(title=f"sis2fhir sync, as of {result.as_of}" + (f" (school year {year.start} to {year.end})" if year else ""),
+    t = Table(title=f"as of {result.as_of}" + (f", school year {year.start} to {year.end}" if year else ""),
               show_header=False, title_justify="left")
     t.add_column("what")
     t.add_column("count", justify="right")
@@ -308,8 +308,8 @@ def disclosures_command(
         ).all()
     if as_json:
         for r in rows:
-            sys.stdout.write(orjson.dumps({**r._asdict(), "disclosed": orjson.loads(r.disclosed)},
-                                          default=str).decode() + "\n")
+            record = {str(k): v for k, v in r._asdict().items()} | {"disclosed": orjson.loads(r.disclosed)}
+            sys.stdout.write(orjson.dumps(record, default=str).decode() + "\n")
         return
     t = Table("when (UTC)", "recipient", "destination", "consent", "what")
     for r in rows:

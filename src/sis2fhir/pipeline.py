@@ -35,7 +35,7 @@ from sis2fhir.records import ConsentRecord, Roster, SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store.schema import runs
 from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
-from sis2fhir.validate import operation_outcome, validate_resource
+from sis2fhir.validate.engine import validate_resource
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 
@@ -341,6 +341,8 @@ def _passes(
     issues = validate_resource(resource, profile=profile)
     if not any(i.severity == "error" for i in issues):
         return True
+    from sis2fhir.validate import operation_outcome  # type: ignore[attr-defined]
+
     result.quarantined += 1
     where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
     outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")

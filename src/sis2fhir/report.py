@@ -1,17 +1,17 @@
 """The row report: every input row that could not be used (or was used with a caveat), with file, line, column.
 
 Readers, the measure step and the validator all write here; `sis2fhir sync` saves it as
-`rows-report.jsonl` (machine-readable) and prints a short summary by code.
+`rows-report.csv` (machine-readable) and prints a short summary by code.
 """
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import orjson
 
 Severity = Literal["error", "warning"]
 
@@ -61,9 +61,11 @@ class RowReport:
     def errors(self) -> int:
         return sum(1 for i in self.issues if i.severity == "error")
 
-    def write_jsonl(self, path: Path) -> None:
+    def write_csv(self, path: Path) -> None:
+        """The report as CSV (file, line, column, code, severity, message): opens in a spreadsheet."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as out:
-            for issue in self.issues:
-                out.write(orjson.dumps(asdict(issue)))
-                out.write(b"\n")
+        with path.open("w", newline="", encoding="utf-8") as out:
+            w = csv.writer(out)
+            w.writerow(["file", "line", "column", "code", "severity", "message"])
+            for i in self.issues:
+                w.writerow([i.file, i.line, i.column, i.code, i.severity, i.message])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from sis2fhir import terminology as t
@@ -75,6 +76,13 @@ def ferpa_consent(
             "class": [{"system": t.RESOURCE_TYPES_CS, "code": "Observation"}],
             "code": [{"coding": [{"system": t.ATTENDANCE_CS, "code": t.ATTENDANCE_SUMMARY}]}],
         },
+    }
+    to = html.escape(consent.recipient_name or consent.recipient_organization)
+    until = f" to {period['end']}" if "end" in period else ""
+    resource["text"] = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>FERPA consent (34 CFR 99.30) to disclose school '
+        f"attendance to {to}, from {period['start']}{until}; status {resource['status']}.</p></div>",
     }
     if consent.document_url:
         resource["sourceAttachment"] = {"url": consent.document_url, "title": "Signed FERPA consent form"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from sis2fhir import terminology as t
@@ -43,6 +44,18 @@ def _tier(code: str) -> dict[str, Any]:
     return {"coding": [{"system": t.TIER_CS, "code": code, "display": t.TIERS[code]}]}
 
 
+def _narrative(summary: AttendanceSummary, school: School) -> dict[str, str]:
+    """What a clinician reads in the chart (dom-6); no name or birth date, only the numbers."""
+    days = _days(summary.days_absent_h)["value"]
+    rate = "" if summary.rate is None else f" ({summary.rate * 100:.1f} %)"
+    where = f" at {html.escape(school.name)}" if school.name else ""
+    text = (
+        f"School attendance{where}, {summary.period_start.isoformat()} to {summary.as_of.isoformat()}: "
+        f"{days} of {summary.days_in_membership} days absent{rate}. {t.TIERS[summary.tier]}."
+    )
+    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{text}</p></div>'}
+
+
 def summary_identifier(summary: AttendanceSummary, district: DistrictSettings) -> dict[str, Any]:
     """The business identifier: one Observation per student, school and school year, updated as the year goes on."""
     value = f"{summary.school_year}-{summary.school_sourced_id}-{summary.student_sourced_id}"
@@ -75,6 +88,7 @@ def attendance_observation(
         "performer": [school_reference(school, district)],
     }
     rate = summary.rate
+    obs["text"] = _narrative(summary, school)
     if rate is None:
         obs["dataAbsentReason"] = {
             "coding": [{"system": t.DATA_ABSENT_REASON_CS, "code": "not-applicable", "display": "Not Applicable"}]

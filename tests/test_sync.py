@@ -1,0 +1,260 @@
+"""`sis2fhir sync` end to end: the example district and a hand-computed district, through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from sis2fhir import terminology as t
+from sis2fhir.cli import app
+from sis2fhir.config import load_settings
+from sis2fhir.gate import decide
+from sis2fhir.pipeline import measure_attendance
+from sis2fhir.policy import resolve_policy
+from sis2fhir.read.calendar import read_calendar
+from sis2fhir.read.consents import read_consents
+from sis2fhir.read.export import open_export
+from sis2fhir.read.oneroster import read_roster
+from sis2fhir.report import RowReport
+from sis2fhir.validate.engine import validate_resource
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "district"
+KNOWN = ROOT / "tests" / "fixtures" / "known_district"
+EXAMPLE_AS_OF = "2026-03-31"
+runner = CliRunner()
+
+
+def run_sync(export: Path, out: Path, *extra: str) -> tuple[int, str]:
+    res = runner.invoke(app, ["sync", str(export), "--out", str(out), *extra])
+    return res.exit_code, res.output
+
+
+def ndjson(path: Path) -> Iterator[dict]:
+    with path.open("rb") as f:
+        for line in f:
+            yield orjson.loads(line)
+
+
+@cache
+def r4_schema_validator(resource_type: str) -> jsonschema.Draft6Validator:
+    """The official schema, entered at the resource's own definition (the top-level oneOf is slow)."""
+    schema = orjson.loads((ROOT / "tests" / "fixtures" / "r4-schema" / "fhir.schema.json").read_bytes())
+    return jsonschema.Draft6Validator({"$ref": f"#/definitions/{resource_type}", "definitions": schema["definitions"]})
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    out = tmp_path_factory.mktemp("example") / "out"
+    code, output = run_sync(EXAMPLE, out, "--as-of", EXAMPLE_AS_OF)
+    return out, code, output
+
+
+def test_the_example_district_syncs_cleanly(example_run: tuple[Path, int, str]) -> None:
+    out, code, output = example_run
+    assert code == 0, output
+    recipients = [p for p in out.iterdir() if p.is_dir() and p.name != "quarantine"]
+    assert len(recipients) >= 2
+    for folder in recipients:
+        assert (folder / "Observation.ndjson").stat().st_size > 0
+        assert (folder / "Consent.ndjson").stat().st_size > 0
+    assert (out / "rows-report.csv").exists()
+
+
+def test_every_written_resource_passes_our_profiles_and_the_official_r4_schema(
+    example_run: tuple[Path, int, str],
+) -> None:
+    out, _, _ = example_run
+    n = 0
+    for path in out.glob("*/*.ndjson"):
+        for res in ndjson(path):
+            n += 1
+            assert [i for i in validate_resource(res) if i.severity == "error"] == [], res["id"]
+            errors = list(r4_schema_validator(res["resourceType"]).iter_errors(res))
+            assert errors == [], (res["id"], errors[0].message if errors else "")
+    assert n > 100
+
+
+def test_sis2fhir_validate_accepts_the_output(example_run: tuple[Path, int, str]) -> None:
+    out, _, _ = example_run
+    res = runner.invoke(app, ["validate", str(out)])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_second_run_over_the_same_export_makes_no_changes(example_run: tuple[Path, int, str]) -> None:
+    out, _, _ = example_run
+    before = {p: p.read_bytes() for p in out.glob("*/*.ndjson")}
+    code, output = run_sync(EXAMPLE, out, "--as-of", EXAMPLE_AS_OF)
+    assert code == 0, output
+    assert "0 changes" in output
+    assert {p: p.read_bytes() for p in out.glob("*/*.ndjson")} == before
+
+
+def test_the_same_export_gives_the_same_resources_in_a_fresh_folder(
+    example_run: tuple[Path, int, str], tmp_path: Path
+) -> None:
+    out, _, _ = example_run
+    code, output = run_sync(EXAMPLE, tmp_path / "again", "--as-of", EXAMPLE_AS_OF)
+    assert code == 0, output
+    for p in out.glob("*/*.ndjson"):
+        assert (tmp_path / "again" / p.parent.name / p.name).read_bytes() == p.read_bytes()
+
+
+def test_observations_go_only_to_recipients_with_a_permitting_consent(example_run: tuple[Path, int, str]) -> None:
+    out, _, _ = example_run
+    report = RowReport()
+    export = open_export(EXAMPLE)
+    roster = read_roster(export, report)
+    consents = read_consents(export, roster, report)
+    by_state_id = roster.student_by_state_id()
+    as_of = date.fromisoformat(EXAMPLE_AS_OF)
+    system = load_settings().district.student_id_system
+    for folder in (p for p in out.iterdir() if p.is_dir() and p.name != "quarantine"):
+        for obs in ndjson(folder / "Observation.ndjson"):
+            ident = obs["subject"]["identifier"]
+            assert ident["system"] == system
+            student = by_state_id[ident["value"]]
+            assert decide(consents.get(student, []), folder.name, as_of).decision == "permitted"
+
+
+# --- a district written by hand, with numbers computed by hand (tests/fixtures/known_district/README.md) ----------
+
+
+def known_as_of() -> date:
+    text = (KNOWN / "README.md").read_text()
+    for token in text.replace("`", " ").split():
+        try:
+            return date.fromisoformat(token.strip(".,:;()*"))
+        except ValueError:
+            continue
+    raise AssertionError("the known district README names no as-of date")
+
+
+def expected_rows(name: str) -> list[dict[str, str]]:
+    with (KNOWN / name).open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize(("preset", "expected_file"), [("essa", "expected.csv"), ("crdc", "expected-crdc.csv")])
+def test_hand_computed_numbers(preset: str, expected_file: str) -> None:
+    report = RowReport()
+    export = open_export(KNOWN)
+    roster = read_roster(export, report)
+    calendar = read_calendar(export, report)
+    as_of = known_as_of()
+    from sis2fhir.pipeline import choose_school_year
+
+    year = choose_school_year(roster, as_of)
+    summaries = measure_attendance(export, roster, calendar, year, as_of, resolve_policy(preset), report)
+    got = {(s.student_sourced_id, s.school_sourced_id): s for s in summaries}
+    expected = expected_rows(expected_file)
+    assert set(got) == {(r["student_sourced_id"], r["school_sourced_id"]) for r in expected}
+    for r in expected:
+        s = got[(r["student_sourced_id"], r["school_sourced_id"])]
+        where = f"{r['student_sourced_id']} at {r['school_sourced_id']}"
+        assert s.days_in_membership == int(r["days_in_membership"]), where
+        assert s.days_absent == pytest.approx(float(r["days_absent"])), where
+        assert s.excused_h / 100 == pytest.approx(float(r["excused"])), where
+        assert s.unexcused_h / 100 == pytest.approx(float(r["unexcused"])), where
+        assert s.illness_h / 100 == pytest.approx(float(r["illness"])), where
+        assert s.oss_h / 100 == pytest.approx(float(r["oss"])), where
+        assert s.rate is not None
+        assert round(s.rate * 100, 2) == pytest.approx(float(r["rate_percent"])), where
+        assert s.tier == r["tier"], where
+        chronic = {"true": True, "false": False, "": None}[r["chronic"].strip().lower()]
+        assert s.chronic is chronic, where
+
+
+def test_hand_computed_consent_decisions() -> None:
+    report = RowReport()
+    export = open_export(KNOWN)
+    roster = read_roster(export, report)
+    consents = read_consents(export, roster, report)
+    as_of = known_as_of()
+    for r in expected_rows("expected-consent.csv"):
+        student = r.get("student_sourced_id") or roster.student_by_state_id()[r["student_identifier"]]
+        recipient = r.get("recipient") or r.get("recipient_organization") or r.get("recipientOrganization")
+        assert recipient
+        got = decide(consents.get(student, []), recipient, as_of).decision
+        assert got == r["decision"], f"{student} -> {recipient}"
+
+
+def test_the_known_district_output_holds_exactly_the_permitted_students(tmp_path: Path) -> None:
+    code, output = run_sync(KNOWN, tmp_path / "out", "--as-of", known_as_of().isoformat())
+    assert code in (0, 3), output
+    permitted = {
+        (r.get("recipient") or r.get("recipient_organization") or r.get("recipientOrganization"),
+         r.get("student_sourced_id") or r.get("student_identifier"))
+        for r in expected_rows("expected-consent.csv")
+        if r["decision"] == "permitted"
+    }
+    report = RowReport()
+    roster = read_roster(open_export(KNOWN), report)
+    state_to_sourced = roster.student_by_state_id()
+    got = set()
+    for folder in (p for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name != "quarantine"):
+        for consent in ndjson(folder / "Consent.ndjson"):
+            value = consent["patient"]["identifier"]["value"]
+            got.add((folder.name, state_to_sourced.get(value, value)))
+    normalised = {(rcp, state_to_sourced.get(s, s)) for rcp, s in permitted}
+    assert got == normalised
+
+
+# --- consent changes between runs --------------------------------------------------------------------------------
+
+
+def test_a_revoked_consent_stops_the_next_delivery(tmp_path: Path) -> None:
+    export = tmp_path / "district"
+    shutil.copytree(EXAMPLE, export)
+    out = tmp_path / "out"
+    code, output = run_sync(export, out, "--as-of", EXAMPLE_AS_OF)
+    assert code == 0, output
+    # every consent revoked, effective before the next run (also the ones not yet started on the first run)
+    path = export / "consents.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+        fields = list(rows[0])
+    for r in rows:
+        r["status"], r["revokedDate"] = "revoked", "2026-04-01"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    before = {p: p.read_bytes() for p in out.glob("*/*.ndjson")}
+    code, output = run_sync(export, out, "--as-of", "2026-04-15")
+    assert code == 0, output
+    assert "0 changes" in output
+    assert {p: p.read_bytes() for p in out.glob("*/*.ndjson")} == before
+
+
+def test_disclosures_are_recorded_per_student(example_run: tuple[Path, int, str]) -> None:
+    out, _, _ = example_run
+    consent = next(ndjson(next(out.glob("*/Consent.ndjson"))))
+    state_id = consent["patient"]["identifier"]["value"]
+    res = runner.invoke(
+        app, ["disclosures", "--student", state_id, "--store", f"sqlite:///{out / 'state.sqlite'}", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    records = [orjson.loads(line) for line in res.output.splitlines() if line.strip()]
+    assert records, res.output
+    assert all(r["state_student_id"] == state_id for r in records)
+    assert any(f"Consent/{consent['id']}" in d for r in records for d in r["disclosed"])
+    assert {r["consent_id"] for r in records} >= {consent["identifier"][0]["value"]}
+
+
+def test_the_chronic_status_is_a_searchable_component_code(example_run: tuple[Path, int, str]) -> None:
+    out, _, _ = example_run
+    obs = next(ndjson(next(out.glob("*/Observation.ndjson"))))
+    tiers = [c for c in obs["component"] if c["code"]["coding"][0]["code"] == "chronic-absence-tier"]
+    assert len(tiers) == 1
+    assert tiers[0]["valueCodeableConcept"]["coding"][0]["system"] == t.TIER_CS
+    assert obs["interpretation"][0]["coding"][0]["code"] == tiers[0]["valueCodeableConcept"]["coding"][0]["code"]
