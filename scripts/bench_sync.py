@@ -28,7 +28,14 @@ def generate(students: int, out: Path) -> None:
     if (out / "attendance.csv").exists():
         return
     subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "generate_district.py"), "--students", str(students), "--out", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "examples" / "generate_district.py"),
+            "--students",
+            str(students),
+            "--out",
+            str(out),
+        ],
         check=True,
     )
 
@@ -103,7 +110,15 @@ def main() -> None:
         out = Path(tmp) / "out"
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [str(Path(sys.executable).parent / "sis2fhir"), "sync", str(export), "--as-of", args.as_of, "--out", str(out)],
+            [
+                str(Path(sys.executable).parent / "sis2fhir"),
+                "sync",
+                str(export),
+                "--as-of",
+                args.as_of,
+                "--out",
+                str(out),
+            ],
             capture_output=True,
             text=True,
         )
@@ -119,15 +134,23 @@ def main() -> None:
 
     print(f"generated {args.students:,} students, {rows:,} attendance rows ({size_mb:.0f} MB) in {gen_s:.0f} s")
     print(f"machine: {machine()}")
-    print(f"sync: {wall:.1f} s wall, peak RSS {rss_mb:.0f} MB, {rows / wall:,.0f} attendance rows/s, "
-          f"{written:,} resources written = {written / wall:,.0f} resources/s end to end")
-    print(f"map+validate+serialise on {len(sample):,} of those resources: ours {ours:,.0f}/s, "
-          f"fhir.resources R4B baseline {base:,.0f}/s, ratio {ours / base:.1f}x")
+    print(
+        f"sync: {wall:.1f} s wall, peak RSS {rss_mb:.0f} MB, {rows / wall:,.0f} attendance rows/s, "
+        f"{written:,} resources written = {written / wall:,.0f} resources/s end to end"
+    )
+    print(
+        f"map+validate+serialise on {len(sample):,} of those resources: ours {ours:,.0f}/s, "
+        f"fhir.resources R4B baseline {base:,.0f}/s, ratio {ours / base:.1f}x"
+    )
     print("\n| what | input | figure | baseline in the same run | ratio |")
-    print(f"| sync to NDJSON, end to end | {args.students:,} students, {rows:,} rows | {wall:.1f} s, "
-          f"{rss_mb:.0f} MB peak RSS, {rows / wall:,.0f} rows/s, {written / wall:,.0f} resources/s | | |")
-    print(f"| validate + serialise, per resource | {len(sample):,} resources | {ours:,.0f}/s | "
-          f"fhir.resources R4B {base:,.0f}/s | {ours / base:.1f}x |")
+    print(
+        f"| sync to NDJSON, end to end | {args.students:,} students, {rows:,} rows | {wall:.1f} s, "
+        f"{rss_mb:.0f} MB peak RSS, {rows / wall:,.0f} rows/s, {written / wall:,.0f} resources/s | | |"
+    )
+    print(
+        f"| validate + serialise, per resource | {len(sample):,} resources | {ours:,.0f}/s | "
+        f"fhir.resources R4B {base:,.0f}/s | {ours / base:.1f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -54,9 +54,7 @@ def test_tier_bands_follow_attendance_works() -> None:
 
 
 def test_thirds_of_a_day_add_up_to_exactly_one_day() -> None:
-    t = tally_of(
-        [(C.UNEXCUSED_ABSENCE, 0.33, ""), (C.UNEXCUSED_ABSENCE, 0.33, ""), (C.UNEXCUSED_ABSENCE, 0.34, "")]
-    )
+    t = tally_of([(C.UNEXCUSED_ABSENCE, 0.33, ""), (C.UNEXCUSED_ABSENCE, 0.33, ""), (C.UNEXCUSED_ABSENCE, 0.34, "")])
     assert t.absent == HUNDREDTHS
 
 
@@ -90,9 +88,7 @@ def test_illness_and_breakdowns_are_counted_separately() -> None:
 
 
 def test_crdc_counts_a_day_only_when_half_or_more_was_missed() -> None:
-    t = tally_of(
-        [(C.UNEXCUSED_ABSENCE, 0.5, ""), (C.UNEXCUSED_ABSENCE, 0.33, ""), (C.EXCUSED_ABSENCE, 1, "")], CRDC
-    )
+    t = tally_of([(C.UNEXCUSED_ABSENCE, 0.5, ""), (C.UNEXCUSED_ABSENCE, 0.33, ""), (C.EXCUSED_ABSENCE, 1, "")], CRDC)
     assert t.absent == 2 * HUNDREDTHS
 
 
@@ -105,10 +101,7 @@ def test_days_in_membership_stop_at_the_as_of_date_and_the_enrollment_end() -> N
     monday = date(2025, 9, 1)
     assert days_in_membership(SCHOOL_DAYS, monday, date(2026, 6, 1), monday + timedelta(days=6)) == 5
     assert (
-        days_in_membership(
-            SCHOOL_DAYS, monday + timedelta(days=2), monday + timedelta(days=3), date(2026, 1, 1)
-        )
-        == 2
+        days_in_membership(SCHOOL_DAYS, monday + timedelta(days=2), monday + timedelta(days=3), date(2026, 1, 1)) == 2
     )
     assert days_in_membership(SCHOOL_DAYS, date(2026, 1, 5), date(2026, 6, 1), date(2025, 12, 1)) == 0
 
@@ -131,15 +124,11 @@ events = st.lists(
     ),
     max_size=60,
 )
-policies = st.sampled_from(
-    [ESSA, CRDC, resolve_policy("essa", partial_days="half-day", threshold_percent=15)]
-)
+policies = st.sampled_from([ESSA, CRDC, resolve_policy("essa", partial_days="half-day", threshold_percent=15)])
 
 
 @given(evs=events, extra_days=st.integers(0, 120), policy=policies)
-def test_rate_stays_between_zero_and_one(
-    evs: list[tuple[C, float, str]], extra_days: int, policy: Policy
-) -> None:
+def test_rate_stays_between_zero_and_one(evs: list[tuple[C, float, str]], extra_days: int, policy: Policy) -> None:
     # one event per school day: membership is at least the number of events
     t = tally_of(evs, policy)
     rate = absence_rate(t.absent, len(evs) + extra_days)
@@ -148,9 +137,7 @@ def test_rate_stays_between_zero_and_one(
     assert t.illness + t.oss <= t.absent
 
 
-@given(
-    evs=events, extra_days=st.integers(1, 120), policy=policies, duration=st.sampled_from([1.0, 0.5, 0.33])
-)
+@given(evs=events, extra_days=st.integers(1, 120), policy=policies, duration=st.sampled_from([1.0, 0.5, 0.33]))
 def test_one_more_absence_never_lowers_the_rate_or_the_tier(
     evs: list[tuple[C, float, str]], extra_days: int, policy: Policy, duration: float
 ) -> None:
@@ -174,9 +161,7 @@ def test_chronic_flag_agrees_with_the_threshold(absent_days: int, dim: int) -> N
         assert is_chronic(tier) == (absent_days * 100 >= 10 * dim)
 
 
-@given(
-    category=st.sampled_from(list(C)), duration=st.floats(0.01, 1.0), reason=st.sampled_from(["", "illness"])
-)
+@given(category=st.sampled_from(list(C)), duration=st.floats(0.01, 1.0), reason=st.sampled_from(["", "illness"]))
 def test_half_day_rule_gives_whole_days_only(category: C, duration: float, reason: str) -> None:
     w = absence_weight(category, day_hundredths(duration), reason, CRDC)
     assert w in (0, HUNDREDTHS)

@@ -109,7 +109,9 @@ def test_the_same_export_gives_the_same_resources_in_a_fresh_folder(
         assert (tmp_path / "again" / p.parent.name / p.name).read_bytes() == p.read_bytes()
 
 
-def test_observations_go_only_to_recipients_with_a_permitting_consent(example_run: tuple[Path, int, str]) -> None:
+def test_observations_go_only_to_recipients_with_a_permitting_consent(
+    example_run: tuple[Path, int, str],
+) -> None:
     out, _, _ = example_run
     report = RowReport()
     export = open_export(EXAMPLE)
@@ -192,8 +194,10 @@ def test_the_known_district_output_holds_exactly_the_permitted_students(tmp_path
     code, output = run_sync(KNOWN, tmp_path / "out", "--as-of", known_as_of().isoformat())
     assert code in (0, 3), output
     permitted = {
-        (r.get("recipient") or r.get("recipient_organization") or r.get("recipientOrganization"),
-         r.get("student_sourced_id") or r.get("student_identifier"))
+        (
+            r.get("recipient") or r.get("recipient_organization") or r.get("recipientOrganization"),
+            r.get("student_sourced_id") or r.get("student_identifier"),
+        )
         for r in expected_rows("expected-consent.csv")
         if r["decision"] == "permitted"
     }

@@ -83,30 +83,50 @@ def build_destination(spec: str, settings: Settings) -> tuple[Route, Destination
 
 @app.command("sync")
 def sync_command(
-    export: Annotated[Path, typer.Argument(help="The district export: a folder or a .zip (OneRoster CSV + attendance).")],
+    export: Annotated[
+        Path, typer.Argument(help="The district export: a folder or a .zip (OneRoster CSV + attendance).")
+    ],
     as_of: Annotated[
         str, typer.Option("--as-of", help="Count attendance up to this date (YYYY-MM-DD). Default: today.")
     ] = "",
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Write a Bulk Data style folder: OUT/<recipient>/<ResourceType>.ndjson, plus the "
-                     "row report. Applies to every recipient named in consents.csv."),
+        typer.Option(
+            "--out",
+            help="Write a Bulk Data style folder: OUT/<recipient>/<ResourceType>.ndjson, plus the "
+            "row report. Applies to every recipient named in consents.csv.",
+        ),
     ] = None,
     destination: Annotated[
         list[str] | None,
-        typer.Option("--destination", help="For every recipient: an http(s):// FHIR base, mllp://host:port, or a "
-                     "folder. Repeatable."),
+        typer.Option(
+            "--destination",
+            help="For every recipient: an http(s):// FHIR base, mllp://host:port, or a folder. Repeatable.",
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Chronic-absence policy preset: essa | crdc.")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="State store URL (default sqlite:///sis2fhir-state.sqlite"
-                                              ", or OUT/state.sqlite with --out).")] = None,
-    state_id_source: Annotated[
-        str | None, typer.Option("--state-id", help="Where the state student id is: identifier | userIds:<type> | "
-                                 "userMasterIdentifier.")
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="State store URL (default sqlite:///sis2fhir-state.sqlite, or OUT/state.sqlite with --out).",
+        ),
     ] = None,
-    report_path: Annotated[Path | None, typer.Option("--report", help="Row report file (CSV: file, line, column, code, "
-                                                     "severity, message). Default: OUT/rows-report.csv.")] = None,
+    state_id_source: Annotated[
+        str | None,
+        typer.Option(
+            "--state-id",
+            help="Where the state student id is: identifier | userIds:<type> | userMasterIdentifier.",
+        ),
+    ] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Row report file (CSV: file, line, column, code, severity, message). Default: OUT/rows-report.csv.",
+        ),
+    ] = None,
 ) -> None:
     """Read the export, measure attendance, gate on consent, map and validate FHIR, and deliver."""
     try:
@@ -148,8 +168,15 @@ def sync_command(
                 progress.update(task, description=f"{stage}: {n:,}")
 
             result = sync(
-                export, day, settings, engine, routes, destinations,
-                recipients_from_consents=one_off or None, quarantine_dir=quarantine, progress=tick,
+                export,
+                day,
+                settings,
+                engine,
+                routes,
+                destinations,
+                recipients_from_consents=one_off or None,
+                quarantine_dir=quarantine,
+                progress=tick,
             )
     except ExportError as e:
         raise _fail(str(e)) from None
@@ -165,15 +192,23 @@ def sync_command(
 
 def _progress() -> Progress:
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     )
 
 
 def _print_summary(result: SyncResult, report_path: Path) -> None:
     year = result.school_year
-    t = Table(title=f"as of {result.as_of}" + (f", school year {year.start} to {year.end}" if year else ""),
-              show_header=False, title_justify="left")
+    t = Table(
+        title=f"as of {result.as_of}" + (f", school year {year.start} to {year.end}" if year else ""),
+        show_header=False,
+        title_justify="left",
+    )
     t.add_column("what")
     t.add_column("count", justify="right")
     t.add_row("students in roster", f"{result.students:,}")
@@ -236,8 +271,15 @@ def outbox_list(
     out.print(t)
     items = Table("key", "recipient", "student", "status", "attempts", "next attempt", "last error")
     for r in ob.list(status, limit):
-        items.add_row(r.key[:12], r.recipient, r.student_sourced_id, r.status, str(r.attempts),
-                      str(r.next_attempt_at)[:19], (r.last_error or "")[:80])
+        items.add_row(
+            r.key[:12],
+            r.recipient,
+            r.student_sourced_id,
+            r.status,
+            str(r.attempts),
+            str(r.next_attempt_at)[:19],
+            (r.last_error or "")[:80],
+        )
     out.print(items)
 
 
@@ -273,8 +315,10 @@ def outbox_retry(config: ConfigOpt = None, store: StoreOpt = None) -> None:
 
 @outbox_app.command("replay")
 def outbox_replay(
-    key: Annotated[list[str] | None, typer.Argument(help="Keys (or prefixes shown by `outbox list`); all dead "
-                                                    "letters when none given.")] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Argument(help="Keys (or prefixes shown by `outbox list`); all dead letters when none given."),
+    ] = None,
     config: ConfigOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -313,8 +357,13 @@ def disclosures_command(
         return
     t = Table("when (UTC)", "recipient", "destination", "consent", "what")
     for r in rows:
-        t.add_row(str(r.disclosed_at)[:19], r.recipient, r.destination, r.consent_id,
-                  "\n".join(orjson.loads(r.disclosed)))
+        t.add_row(
+            str(r.disclosed_at)[:19],
+            r.recipient,
+            r.destination,
+            r.consent_id,
+            "\n".join(orjson.loads(r.disclosed)),
+        )
     out.print(t)
     if not rows:
         out.print(f"no disclosure recorded for {student}")

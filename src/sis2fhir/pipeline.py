@@ -123,20 +123,34 @@ def measure_attendance(
         key = (ev.student_sourced_id, ev.school_sourced_id)
         m = memberships.get(key)
         if m is None:
-            report.add(ev.file, ev.line, "schoolSourcedId", "not-enrolled",
-                       "the student has no student enrollment at this school in enrollments.csv; row not counted")
+            report.add(
+                ev.file,
+                ev.line,
+                "schoolSourcedId",
+                "not-enrolled",
+                "the student has no student enrollment at this school in enrollments.csv; row not counted",
+            )
             continue
         if day < m.begin or day > m.end:
-            report.add(ev.file, ev.line, "date", "outside-membership",
-                       f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); "
-                       "row not counted")
+            report.add(
+                ev.file,
+                ev.line,
+                "date",
+                "outside-membership",
+                f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); row not counted",
+            )
             continue
         offset = day.toordinal() - base
         if calendar is not None:
             days = calendar_days.get(ev.school_sourced_id)
             if days is None or offset not in days:
-                report.add(ev.file, ev.line, "date", "not-a-school-day",
-                           "calendar.csv does not list this date as instructional for this school; row not counted")
+                report.add(
+                    ev.file,
+                    ev.line,
+                    "date",
+                    "not-a-school-day",
+                    "calendar.csv does not list this date as instructional for this school; row not counted",
+                )
                 continue
         else:
             ds = derived_days.get(ev.school_sourced_id)
@@ -146,9 +160,14 @@ def measure_attendance(
         bit = 1 << offset
         mask = seen.get(key, 0)
         if mask & bit:
-            report.add(ev.file, ev.line, "date", "conflicting-event",
-                       "a second row for the same student, school and date; the first row was used and this one "
-                       "was not (rows are not summed): correct the export so each school day has one row")
+            report.add(
+                ev.file,
+                ev.line,
+                "date",
+                "conflicting-event",
+                "a second row for the same student, school and date; the first row was used and this one "
+                "was not (rows are not summed): correct the export so each school day has one row",
+            )
             continue
         seen[key] = mask | bit
         tally = tallies.get(key)
@@ -158,13 +177,23 @@ def measure_attendance(
     if progress is not None:
         progress("attendance rows", n)
     if outside_year:
-        report.add(outside_year_file, 0, "date", "outside-school-year",
-                   f"{outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
-                   severity="warning")
+        report.add(
+            outside_year_file,
+            0,
+            "date",
+            "outside-school-year",
+            f"{outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
+            severity="warning",
+        )
     if after_as_of:
-        report.add(outside_year_file or "attendance", 0, "date", "after-as-of",
-                   f"{after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
-                   severity="warning")
+        report.add(
+            outside_year_file or "attendance",
+            0,
+            "date",
+            "after-as-of",
+            f"{after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
+            severity="warning",
+        )
 
     def school_days(school: str) -> list[date]:
         if calendar is not None:
@@ -235,9 +264,14 @@ def sync(
         for cs in consents.values():
             for c in cs:
                 if c.recipient_organization not in routes:
-                    report.add(c.file, c.line, "recipientOrganization", "recipient-not-configured",
-                               "this recipient is not in the configuration's recipients; nothing is sent to it",
-                               severity="warning")
+                    report.add(
+                        c.file,
+                        c.line,
+                        "recipientOrganization",
+                        "recipient-not-configured",
+                        "this recipient is not in the configuration's recipients; nothing is sent to it",
+                        severity="warning",
+                    )
     recipient_systems = {r.identifier: r.system for r in settings.recipients}
 
     with engine.begin() as conn:
@@ -316,7 +350,11 @@ def sync(
         conn.execute(
             update(runs)
             .where(runs.c.id == run_id)
-            .values(finished_at=datetime.now(UTC), changes=result.enqueued, summary=orjson.dumps(_counts(result)).decode())
+            .values(
+                finished_at=datetime.now(UTC),
+                changes=result.enqueued,
+                summary=orjson.dumps(_counts(result)).decode(),
+            )
         )
     return result
 
@@ -346,9 +384,14 @@ def _passes(
     result.quarantined += 1
     where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
     outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")
-    result.report.add("users.csv", student.line, "", "invalid-resource",
-                      f"the {resource['resourceType']} built for this student failed validation and was "
-                      f"quarantined: {issues[0].message}")
+    result.report.add(
+        "users.csv",
+        student.line,
+        "",
+        "invalid-resource",
+        f"the {resource['resourceType']} built for this student failed validation and was "
+        f"quarantined: {issues[0].message}",
+    )
     if quarantine_dir is not None:
         quarantine_dir.mkdir(parents=True, exist_ok=True)
         with (quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
@@ -374,8 +417,18 @@ def _v2_envelopes(
     for s in summaries:
         subject = f"{recipient}|{student.sourced_id}|{s.school_sourced_id}"
         fingerprint = orjson.dumps(
-            [s.school_year, s.as_of.isoformat(), s.days_in_membership, s.days_absent_h, s.excused_h, s.unexcused_h,
-             s.illness_h, s.oss_h, s.tier, student.state_id]
+            [
+                s.school_year,
+                s.as_of.isoformat(),
+                s.days_in_membership,
+                s.days_absent_h,
+                s.excused_h,
+                s.unexcused_h,
+                s.illness_h,
+                s.oss_h,
+                s.tier,
+                student.state_id,
+            ]
         )
         key = idempotency_key(rt.destination, recipient, subject, fingerprint)
         if key in known:
@@ -384,8 +437,11 @@ def _v2_envelopes(
         control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
         message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
         out.append(
-            Envelope(rt.destination, subject,
-                     DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent.consent_id, hl7v2=message))
+            Envelope(
+                rt.destination,
+                subject,
+                DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent.consent_id, hl7v2=message),
+            )
         )
     return out
 

@@ -26,7 +26,12 @@ def fhir_destination(url: str, ds: DestinationSettings | None, settings: Setting
         create_patients=ds.create_patients,
     )
     return FhirRestDestination(
-        url, auth, linker=linker, bundle_size=ds.bundle_size, concurrency=ds.concurrency, timeout=ds.timeout_seconds
+        url,
+        auth,
+        linker=linker,
+        bundle_size=ds.bundle_size,
+        concurrency=ds.concurrency,
+        timeout=ds.timeout_seconds,
     )
 
 
@@ -44,7 +49,12 @@ def _auth(ds: DestinationSettings) -> Any:
                     "and key_id"
                 )
             return smart_auth.SmartBackendAuth(
-                ds.url, a.client_id, smart_auth.load_secret(a.private_key), a.key_id, alg=a.alg, scope=a.scope,
+                ds.url,
+                a.client_id,
+                smart_auth.load_secret(a.private_key),
+                a.key_id,
+                alg=a.alg,
+                scope=a.scope,
                 token_url=a.token_url or None,
             )
     except (OSError, KeyError, ValueError) as e:

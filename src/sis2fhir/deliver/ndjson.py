@@ -61,7 +61,9 @@ class NdjsonDestination:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            return [DeliveryResult(i.key, Outcome.RETRY, f"cannot write the NDJSON folder: {e.strerror}") for i in items]
+            return [
+                DeliveryResult(i.key, Outcome.RETRY, f"cannot write the NDJSON folder: {e.strerror}") for i in items
+            ]
         for item, paths in written:
             results.append(DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths))
         return results

@@ -188,12 +188,7 @@ class Outbox:
         max_age = timedelta(hours=self.settings.max_age_hours)
         by_key = {r.key: r for r in results}
         with self.engine.begin() as conn:
-            rows = (
-                conn.execute(select(outbox).where(outbox.c.key.in_(list(by_key))))
-                .all()
-                if by_key
-                else []
-            )
+            rows = conn.execute(select(outbox).where(outbox.c.key.in_(list(by_key)))).all() if by_key else []
             for row in rows:
                 res = by_key[row.key]
                 attempts = row.attempts + 1
@@ -220,7 +215,11 @@ class Outbox:
                     continue
                 too_old = ts - _aware(row.created_at) > max_age
                 if res.outcome is Outcome.DEAD or too_old:
-                    detail = res.detail if res.outcome is Outcome.DEAD else f"gave up after {attempts} attempts: {res.detail}"
+                    detail = (
+                        res.detail
+                        if res.outcome is Outcome.DEAD
+                        else f"gave up after {attempts} attempts: {res.detail}"
+                    )
                     conn.execute(
                         update(outbox)
                         .where(outbox.c.key == row.key)
@@ -258,7 +257,10 @@ class Outbox:
                 try:
                     results = await dest.deliver(items)
                 except Exception as e:  # a destination bug must not lose items: they stay queued
-                    results = [DeliveryResult(i.key, Outcome.RETRY, f"destination error: {type(e).__name__}: {e}") for i in items]
+                    results = [
+                        DeliveryResult(i.key, Outcome.RETRY, f"destination error: {type(e).__name__}: {e}")
+                        for i in items
+                    ]
                 answered = {r.key for r in results}
                 results += [
                     DeliveryResult(i.key, Outcome.RETRY, "destination gave no result for this item")
@@ -273,7 +275,9 @@ class Outbox:
     def counts(self) -> dict[tuple[str, str], int]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(outbox.c.destination, outbox.c.status, func.count()).group_by(outbox.c.destination, outbox.c.status)
+                select(outbox.c.destination, outbox.c.status, func.count()).group_by(
+                    outbox.c.destination, outbox.c.status
+                )
             )
             return {(d, s): n for d, s, n in rows}
 

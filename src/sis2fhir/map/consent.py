@@ -67,7 +67,15 @@ def ferpa_consent(
             "period": period,
             "actor": [
                 {
-                    "role": {"coding": [{"system": t.V3_PARTICIPATION_TYPE, "code": "IRCP", "display": "information recipient"}]},
+                    "role": {
+                        "coding": [
+                            {
+                                "system": t.V3_PARTICIPATION_TYPE,
+                                "code": "IRCP",
+                                "display": "information recipient",
+                            }
+                        ]
+                    },
                     "reference": recipient,
                 }
             ],

@@ -16,7 +16,13 @@ _CATEGORIES = [
     {"coding": [{"system": t.US_CORE_CATEGORY_CS, "code": "sdoh", "display": "SDOH"}]},
 ]
 _CODE = {
-    "coding": [{"system": t.ATTENDANCE_CS, "code": t.ATTENDANCE_SUMMARY, "display": t.ATTENDANCE_DISPLAY[t.ATTENDANCE_SUMMARY]}],
+    "coding": [
+        {
+            "system": t.ATTENDANCE_CS,
+            "code": t.ATTENDANCE_SUMMARY,
+            "display": t.ATTENDANCE_DISPLAY[t.ATTENDANCE_SUMMARY],
+        }
+    ],
     "text": "School attendance, school year to date",
 }
 
@@ -67,7 +73,10 @@ def attendance_observation(
 ) -> dict[str, Any]:
     ident = summary_identifier(summary, district)
     components = [
-        {"code": _measure_code("days-in-membership"), "valueQuantity": _days(summary.days_in_membership * HUNDREDTHS)},
+        {
+            "code": _measure_code("days-in-membership"),
+            "valueQuantity": _days(summary.days_in_membership * HUNDREDTHS),
+        },
         {"code": _measure_code("days-absent"), "valueQuantity": _days(summary.days_absent_h)},
         {"code": _measure_code("days-absent-excused"), "valueQuantity": _days(summary.excused_h)},
         {"code": _measure_code("days-absent-unexcused"), "valueQuantity": _days(summary.unexcused_h)},
