@@ -83,9 +83,7 @@ def parse_both(er7: str) -> hl7.Message:
     observations = strict.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION
     loose = hl7.parse(er7)
     # both parsers see the same OBX rows
-    assert [o.OBX.obx_3.obx_3_1.to_er7() for o in observations] == [
-        str(seg[3][0][0]) for seg in loose.segments("OBX")
-    ]
+    assert [o.OBX.obx_3.obx_3_1.to_er7() for o in observations] == [str(seg[3][0][0]) for seg in loose.segments("OBX")]
     return loose
 
 
@@ -185,10 +183,7 @@ def test_sex_maps_to_hl7_table_0001(oneroster: str, table_0001: str) -> None:
 
 
 def test_insufficient_data_sends_the_tier_and_no_rate() -> None:
-    empty = summary(membership=0, absent_h=0, excused_h=0, unexcused_h=0, illness_h=0, oss_h=0)
-    empty = AttendanceSummary(
-        **{**{f: getattr(empty, f) for f in empty.__slots__}, "tier": "insufficient-data"}
-    )
+    empty = summary(0, 0, 0, 0, 0, 0, tier="insufficient-data")
     msg = parse_both(build_oru_r01(empty, student(), SCHOOL, HIE, "M5", SENT))
     obx = obx_by_code(msg)
     assert ATTENDANCE_SUMMARY not in obx
@@ -202,8 +197,7 @@ def test_insufficient_data_sends_the_tier_and_no_rate() -> None:
 
 
 def test_short_membership_keeps_its_rate_with_insufficient_data_tier() -> None:
-    few = summary(membership=5, absent_h=100, excused_h=100, unexcused_h=0, illness_h=0, oss_h=0)
-    few = AttendanceSummary(**{**{f: getattr(few, f) for f in few.__slots__}, "tier": "insufficient-data"})
+    few = summary(5, 100, 100, 0, 0, 0, tier="insufficient-data")
     obx = obx_by_code(parse_both(build_oru_r01(few, student(), SCHOOL, HIE, "M6", SENT)))
     assert str(obx[ATTENDANCE_SUMMARY][5]) == "20"
     assert str(obx["chronic-absence-tier"][5][0][0]) == "insufficient-data"
