@@ -63,9 +63,7 @@ async def send_all(port: int, batch: list[DeliveryItem], batch_size: int) -> flo
 async def serve() -> None:
     async with MllpListener() as listener:
         print(listener.port, flush=True)
-        await asyncio.get_running_loop().run_in_executor(
-            None, sys.stdin.read
-        )  # until the parent closes stdin
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
 
 
 async def same_process(batch: list[DeliveryItem], batch_size: int) -> float:
@@ -76,9 +74,7 @@ async def same_process(batch: list[DeliveryItem], batch_size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument(
-        "--batch", type=int, default=500, help="items per deliver() call, as the outbox drains"
-    )
+    parser.add_argument("--batch", type=int, default=500, help="items per deliver() call, as the outbox drains")
     parser.add_argument("--same-process", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -59,9 +59,7 @@ def cases(n: int, seed: int = 7) -> list[Case]:
     return out
 
 
-def build_with_hl7apy(
-    s: AttendanceSummary, st: Student, sc: School, v2: V2Settings, cid: str, at: datetime
-) -> str:
+def build_with_hl7apy(s: AttendanceSummary, st: Student, sc: School, v2: V2Settings, cid: str, at: datetime) -> str:
     """The same ORU^R01 through hl7apy's object model (fields set one by one, then to_er7)."""
     cs = v2.observation_coding_system
     as_of = v2_date(s.as_of)
@@ -169,8 +167,7 @@ def main() -> None:
     batch = cases(max(args.n, args.n_hl7apy))
     sample = batch[:50]
     if not all(
-        same_fields(build_oru_r01(*c[:3], v2, c[3], at), build_with_hl7apy(*c[:3], v2, c[3], at))
-        for c in sample
+        same_fields(build_oru_r01(*c[:3], v2, c[3], at), build_with_hl7apy(*c[:3], v2, c[3], at)) for c in sample
     ):
         raise SystemExit("the two builders disagree on the sample: fix the benchmark before timing it")
     ours = rate(build_oru_r01, batch[: args.n], v2, at)

@@ -58,9 +58,7 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def deliver_to(
-    listener: MllpListener, items: Sequence[DeliveryItem], **options: float
-) -> list[DeliveryResult]:
+async def deliver_to(listener: MllpListener, items: Sequence[DeliveryItem], **options: float) -> list[DeliveryResult]:
     dest = MllpDestination("127.0.0.1", listener.port, **options)  # type: ignore[arg-type]
     try:
         return await dest.deliver(items)
@@ -332,9 +330,7 @@ def test_real_aa_ack_with_crlf_segment_ends() -> None:
 
 
 def test_v23_err_segment_and_missing_msa() -> None:
-    ack = parse_ack(
-        "MSH|^~\\&|A|B|C|D|20250301||ACK|1|P|2.3\rMSA|AE|X1|Bad\rERR|PID^1^5^101&Required field missing"
-    )
+    ack = parse_ack("MSH|^~\\&|A|B|C|D|20250301||ACK|1|P|2.3\rMSA|AE|X1|Bad\rERR|PID^1^5^101&Required field missing")
     assert ack is not None
     assert ack.errors == ["PID-1-5: 101 Required field missing"]
     assert ack.detail() == "AE: Bad; PID-1-5: 101 Required field missing"

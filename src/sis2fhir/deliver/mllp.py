@@ -103,9 +103,7 @@ class MllpClient:
                 asyncio.open_connection(self.host, self.port, limit=MAX_FRAME), self.connect_timeout
             )
         except TimeoutError as exc:
-            raise ConnectFailed(
-                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
-            ) from exc
+            raise ConnectFailed(f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {_os_reason(exc)}") from exc
         self.connections_opened += 1
@@ -348,17 +346,13 @@ class MllpDestination:
         message = _SEGMENT_SPLIT.sub("\r", item.hl7v2.strip("\r\n"))
         control_id = control_id_of(message)
         if not control_id:
-            return DeliveryResult(
-                item.key, Outcome.DEAD, "item has no HL7 v2 message with an MSH-10 control id"
-            )
+            return DeliveryResult(item.key, Outcome.DEAD, "item has no HL7 v2 message with an MSH-10 control id")
         if "\x0b" in message or "\x1c" in message:
             return DeliveryResult(item.key, Outcome.DEAD, "message contains MLLP block characters (VT or FS)")
         charset = msh_field(message, 18).split(message[4])[0].strip().upper()
         encoding = CHARSETS.get(charset) if charset else None
         if charset and encoding is None:
-            return DeliveryResult(
-                item.key, Outcome.DEAD, f"MSH-18 character set {charset!r} is not supported"
-            )
+            return DeliveryResult(item.key, Outcome.DEAD, f"MSH-18 character set {charset!r} is not supported")
         try:
             reply = await self.client.send(message, encoding)
         except UnicodeEncodeError:

@@ -83,10 +83,7 @@ def v2_date(day: date) -> str:
 
 def v2_datetime(moment: datetime) -> str:
     """DTM to the second, with the UTC offset when the time carries one (+HHMM / -HHMM)."""
-    text = (
-        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
-        f"{moment.hour:02d}{moment.minute:02d}{moment.second:02d}"
-    )
+    text = f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}{moment.minute:02d}{moment.second:02d}"
     offset = moment.utcoffset()
     if offset is not None:
         minutes = int(offset.total_seconds()) // 60
@@ -129,9 +126,7 @@ def build_oru_r01(
     """The ORU^R01 (v2.5.1) for one student's attendance summary: ER7 text, segments separated by CR."""
     _check_control_id(control_id)
     if not student.state_id:
-        raise OruError(
-            f"student {student.sourced_id} has no state student id; PID-3 needs one to match the patient"
-        )
+        raise OruError(f"student {student.sourced_id} has no state student id; PID-3 needs one to match the patient")
     cs = v2.observation_coding_system
     as_of = v2_date(summary.as_of)
     msh = (
@@ -143,18 +138,11 @@ def build_oru_r01(
     sex = SEX_TO_V2_0001.get(student.sex.strip().lower(), "")
     name = ""
     if student.family_name or student.given_name or student.middle_name:  # XPN-7 L: legal name
-        name = (
-            f"{escape(student.family_name)}^{escape(student.given_name)}^{escape(student.middle_name)}^^^^L"
-        )
-    pid = (
-        f"PID|1||{escape(student.state_id)}^^^{v2.state_id_authority}^{v2.state_id_type}||"
-        f"{name}||{birth}|{sex}"
-    )
+        name = f"{escape(student.family_name)}^{escape(student.given_name)}^{escape(student.middle_name)}^^^^L"
+    pid = f"PID|1||{escape(student.state_id)}^^^{v2.state_id_authority}^{v2.state_id_type}||{name}||{birth}|{sex}"
     # OBR-3: one filler order number per student, school, year and as-of date, so a resend of the same
     # summary is recognisably the same result and next month's summary is a new one.
-    filler = escape(
-        f"ATT-{summary.school_year}-{summary.school_sourced_id}-{summary.student_sourced_id}-{as_of}"
-    )
+    filler = escape(f"ATT-{summary.school_year}-{summary.school_sourced_id}-{summary.student_sourced_id}-{as_of}")
     obr = (
         f"OBR|1||{filler}^{v2.sending_application.split('^', 1)[0]}|{ATTSUM}^{ATTSUM_TEXT}^{cs}|||"
         f"{as_of}|||||||||||||||{v2_datetime(message_time)}|||F"
@@ -174,18 +162,14 @@ def build_oru_r01(
 
     numeric("days-in-membership", MEASURES["days-in-membership"], str(summary.days_in_membership), UCUM_DAY)
     numeric("days-absent", MEASURES["days-absent"], hundredths_text(summary.days_absent_h), UCUM_DAY)
-    numeric(
-        "days-absent-excused", MEASURES["days-absent-excused"], hundredths_text(summary.excused_h), UCUM_DAY
-    )
+    numeric("days-absent-excused", MEASURES["days-absent-excused"], hundredths_text(summary.excused_h), UCUM_DAY)
     numeric(
         "days-absent-unexcused",
         MEASURES["days-absent-unexcused"],
         hundredths_text(summary.unexcused_h),
         UCUM_DAY,
     )
-    numeric(
-        "days-absent-illness", MEASURES["days-absent-illness"], hundredths_text(summary.illness_h), UCUM_DAY
-    )
+    numeric("days-absent-illness", MEASURES["days-absent-illness"], hundredths_text(summary.illness_h), UCUM_DAY)
     numeric("days-absent-oss", MEASURES["days-absent-oss"], hundredths_text(summary.oss_h), UCUM_DAY)
     if summary.days_in_membership > 0:  # with no day in membership there is no rate, and no OBX claims one
         rate = percent_text(summary.days_absent_h, summary.days_in_membership)
