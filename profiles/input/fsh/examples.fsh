@@ -4,6 +4,8 @@ Instance: school-attendance-observation-example
 InstanceOf: SchoolAttendanceObservation
 Title: "Attendance summary of a student at risk of chronic absence"
 Usage: #example
+* text.status = #generated
+* text.div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">School year 2024-25 to 31 January 2025: 6.5 of 100 days in membership absent (6.5 %), at risk of chronic absence.</div>"
 * status = #final
 * identifier.system = "http://sis2fhir.org/fhir/sid/attendance-summary"
 * identifier.value = "lea-1234|sch-001|stu-0042|2024"
@@ -41,6 +43,8 @@ Instance: ferpa-attendance-consent-example
 InstanceOf: FerpaAttendanceConsent
 Title: "A parent's consent to release attendance to a pediatric clinic"
 Usage: #example
+* text.status = #generated
+* text.div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">Active consent, signed 20 August 2024: the district may disclose attendance observations to the recipient clinic for treatment until 30 June 2025.</div>"
 * status = #active
 * scope = $consentscope#patient-privacy "Privacy Consent"
 * category[patient-consent] = $LOINC#59284-0 "Patient Consent"
