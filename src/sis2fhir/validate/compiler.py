@@ -21,9 +21,7 @@ class Invariant:
     expression: str
     native: NativeCheck | None
     fhirpath: FhirpathInvariant | None
-    uses_context: bool = (
-        False  # reads %resource or %rootResource: its verdict depends on more than the element
-    )
+    uses_context: bool = False  # reads %resource or %rootResource: its verdict depends on more than the element
 
 
 @dataclass(slots=True)
@@ -73,9 +71,7 @@ class ElementRule:
     binding: ValueSetCodes | None = None
     invariants: list[Invariant] = field(default_factory=list)
     children: ComplexRule | None = None  # from the snapshot when the profile unfolds this element
-    by_type: dict[str, ElementRule] = field(
-        default_factory=dict
-    )  # choice type slices: "valueQuantity" -> rule
+    by_type: dict[str, ElementRule] = field(default_factory=dict)  # choice type slices: "valueQuantity" -> rule
     slicing: Slicing | None = None
     slice_name: str | None = None
     content_reference: str | None = None
@@ -114,9 +110,7 @@ class Compiler:
             if sd is None:
                 return None
             rule = ComplexRule(type_name=sd["type"], is_resource=sd.get("kind") == "resource")
-            self._structures[url] = (
-                rule  # before filling: datatypes refer to themselves (Extension, Identifier)
-            )
+            self._structures[url] = rule  # before filling: datatypes refer to themselves (Extension, Identifier)
             self._fill(rule, sd)
         return rule
 
@@ -154,6 +148,9 @@ class Compiler:
             if "/" in slice_name:
                 continue  # re-slicing: not used by our profiles
             compiled = self._element(element, sd["type"])
+            if compiled.path == f"{sd['type']}.id" and sd.get("kind") == "resource":
+                # R4 snapshots type Resource.id as System.String marked "string"; the spec defines it as id.
+                compiled.types = {"id": TypeRule("id", self.primitive_check("id"))}
             by_id[element_id] = compiled
             if slice_name:
                 base = by_id.get(f"{parent_id}.{name}")

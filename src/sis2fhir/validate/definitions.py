@@ -22,9 +22,9 @@ class Definitions:
 
     def __init__(self, profile_dirs: list[Path] | None = None) -> None:
         core = _data_dir() / "core"
-        self.structures: dict[str, dict[str, Any]] = orjson.loads(
-            (core / "structure-definitions.json").read_bytes()
-        )["definitions"]
+        self.structures: dict[str, dict[str, Any]] = orjson.loads((core / "structure-definitions.json").read_bytes())[
+            "definitions"
+        ]
         raw_sets = orjson.loads((core / "value-sets.json").read_bytes())["expansions"]
         self.value_sets: dict[str, ValueSetCodes | None] = {
             url: None if codes is None else {s: frozenset(c) for s, c in codes.items()}

@@ -48,9 +48,7 @@ class Validator:
     """Validates resources against compiled StructureDefinitions. native=False evaluates every invariant with
     fhirpathpy (slow; used to cross-check the native implementations)."""
 
-    def __init__(
-        self, definitions: Definitions | None = None, native: bool = True, memo: bool = True
-    ) -> None:
+    def __init__(self, definitions: Definitions | None = None, native: bool = True, memo: bool = True) -> None:
         self.definitions = definitions or default_definitions()
         self.compiler = Compiler(self.definitions, native=native)
         self.native = native
@@ -73,19 +71,13 @@ class Validator:
             return [profile]
         meta = resource.get("meta")
         claimed = meta.get("profile") if isinstance(meta, dict) else None
-        known = [
-            url
-            for url in claimed or ()
-            if isinstance(url, str) and self.definitions.structure(url) is not None
-        ]
+        known = [url for url in claimed or () if isinstance(url, str) and self.definitions.structure(url) is not None]
         return known or [CORE_SD + str(resource.get("resourceType"))]
 
     def _resource(self, resource: dict[str, Any], path: str, walk: _Walk, profile: str | None = None) -> None:
         resource_type = resource.get("resourceType")
         if not isinstance(resource_type, str) or not resource_type:
-            walk.issues.append(
-                Issue("error", "structure", path, "resource has no resourceType", "resourceType")
-            )
+            walk.issues.append(Issue("error", "structure", path, "resource has no resourceType", "resourceType"))
             return
         if not path:
             path = resource_type
@@ -108,9 +100,7 @@ class Validator:
                         )
                     )
                 else:
-                    walk.issues.append(
-                        Issue("error", "not-supported", path, f"unknown profile {url}", "profile")
-                    )
+                    walk.issues.append(Issue("error", "not-supported", path, f"unknown profile {url}", "profile"))
                 continue
             if rule.type_name != resource_type:
                 walk.issues.append(
@@ -138,9 +128,7 @@ class Validator:
                 self._primitive_extension(by_key[key[1:]], key, value, obj, path, walk)
             elif not (key == "resourceType" and rule.is_resource):
                 issues.append(
-                    Issue(
-                        "error", "structure", f"{path}.{key}", f"unknown element {key!r}", "unknown-element"
-                    )
+                    Issue("error", "structure", f"{path}.{key}", f"unknown element {key!r}", "unknown-element")
                 )
         for element in rule.required:
             if not any(k in obj or "_" + k in obj for k in element.types):
@@ -188,15 +176,11 @@ class Validator:
         if element.array:
             if type(value) is not list:
                 walk.issues.append(
-                    Issue(
-                        "error", "structure", f"{path}.{key}", f"{element.path} must be a JSON array", "array"
-                    )
+                    Issue("error", "structure", f"{path}.{key}", f"{element.path} must be a JSON array", "array")
                 )
                 value = [value]
             elif not value:
-                walk.issues.append(
-                    Issue("error", "structure", f"{path}.{key}", "an array must not be empty", "array")
-                )
+                walk.issues.append(Issue("error", "structure", f"{path}.{key}", "an array must not be empty", "array"))
                 return
             count = len(value)
             if element.max is not None and count > element.max:
@@ -220,9 +204,7 @@ class Validator:
         else:
             if type(value) is list:
                 walk.issues.append(
-                    Issue(
-                        "error", "structure", f"{path}.{key}", f"{element.path} must not be an array", "array"
-                    )
+                    Issue("error", "structure", f"{path}.{key}", f"{element.path} must not be an array", "array")
                 )
                 return
             if element.max == 0:
@@ -274,9 +256,7 @@ class Validator:
             return _MISSING
         chosen, issues = found
         for issue in issues:
-            walk.issues.append(
-                Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule)
-            )
+            walk.issues.append(Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule))
         return chosen
 
     def _remember(
@@ -300,9 +280,7 @@ class Validator:
                 walk.issues.append(Issue("error", "value", path, problem, "format"))
                 return
         elif type(item) is not dict:
-            walk.issues.append(
-                Issue("error", "structure", path, f"{element.path} must be a JSON object", "structure")
-            )
+            walk.issues.append(Issue("error", "structure", path, f"{element.path} must be a JSON object", "structure"))
             return
         elif type_rule.code == "Resource" or type_rule.code in self.definitions.resource_types:
             self._contained(item, path, walk)
@@ -317,15 +295,11 @@ class Validator:
                 self._reference_target(item, type_rule.targets, element, path, walk)
         if element.fixed is not None and item != element.fixed:
             walk.issues.append(
-                Issue(
-                    "error", "value", path, f"{element.path} must be exactly {_show(element.fixed)}", "fixed"
-                )
+                Issue("error", "value", path, f"{element.path} must be exactly {_show(element.fixed)}", "fixed")
             )
         if element.pattern is not None and not matches_pattern(element.pattern, item):
             walk.issues.append(
-                Issue(
-                    "error", "value", path, f"{element.path} must match {_show(element.pattern)}", "pattern"
-                )
+                Issue("error", "value", path, f"{element.path} must match {_show(element.pattern)}", "pattern")
             )
         if element.binding is not None:
             self._binding(element, type_rule.code, item, path, walk)
@@ -431,9 +405,7 @@ class Validator:
         assert codes is not None
         if type_code == "CodeableConcept":
             codings = item.get("coding") or ()
-            ok = any(
-                isinstance(c, dict) and c.get("code") in codes.get(c.get("system", ""), ()) for c in codings
-            )
+            ok = any(isinstance(c, dict) and c.get("code") in codes.get(c.get("system", ""), ()) for c in codings)
             shown = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings if isinstance(c, dict))
         elif type_code in ("Coding", "Quantity"):
             ok = item.get("code") in codes.get(item.get("system", ""), ())
@@ -530,9 +502,7 @@ def _slice_of(slicing: Slicing, item: Any) -> SliceRule | None:
         if isinstance(target, dict):
             for coding in target.get("coding") or (target,):
                 if isinstance(coding, dict):
-                    candidates.extend(
-                        slicing.index.get((coding.get("system", ""), coding.get("code", "")), ())
-                    )
+                    candidates.extend(slicing.index.get((coding.get("system", ""), coding.get("code", "")), ()))
         for candidate in candidates:
             if _matches_slice(candidate, item):
                 return candidate

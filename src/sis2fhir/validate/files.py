@@ -98,9 +98,7 @@ def validate_files(paths: list[Path], validator: Validator | None = None) -> Fil
             issues = validator.validate(document)
             resource_type = str(document.get("resourceType", "")) if isinstance(document, dict) else ""
             resource_id = str(document.get("id", "")) if isinstance(document, dict) else ""
-            report.resources.append(
-                ResourceReport(str(path), line, resource_type, resource_id, tuple(issues))
-            )
+            report.resources.append(ResourceReport(str(path), line, resource_type, resource_id, tuple(issues)))
     return report
 
 
@@ -111,11 +109,7 @@ def print_report(report: FilesReport, out: TextIO = sys.stdout, warnings: bool =
         print(f"{where}: unreadable: {bad.message}", file=out)
     for resource in report.resources:
         where = f"{resource.file}:{resource.line}" if resource.line else resource.file
-        name = (
-            f"{resource.resource_type}/{resource.resource_id}"
-            if resource.resource_id
-            else resource.resource_type
-        )
+        name = f"{resource.resource_type}/{resource.resource_id}" if resource.resource_id else resource.resource_type
         for issue in resource.issues:
             if issue.severity == "warning" and not warnings:
                 continue

@@ -237,10 +237,7 @@ def _component_values(observation: dict[str, Any], code: str) -> list[Any]:
     for component in observation.get("component", ()):
         ccode = component.get("code") if isinstance(component, dict) else None
         codings = ccode.get("coding", ()) if isinstance(ccode, dict) else ()
-        if any(
-            isinstance(c, dict) and c.get("system") == ATTENDANCE_CS and c.get("code") == code
-            for c in codings
-        ):
+        if any(isinstance(c, dict) and c.get("system") == ATTENDANCE_CS and c.get("code") == code for c in codings):
             quantity = component.get("valueQuantity")
             if isinstance(quantity, dict) and "value" in quantity:
                 out.append(quantity["value"])
@@ -295,8 +292,7 @@ NATIVE: dict[str, Native] = {
     ),
     "ppc-1": Native("policy.exists() or policyRule.exists()", _ppc_1),
     "ppc-2": Native(
-        "patient.exists() or scope.coding.where(system='something' and code='patient-privacy')"
-        ".exists().not()",
+        "patient.exists() or scope.coding.where(system='something' and code='patient-privacy').exists().not()",
         _ppc("patient-privacy"),
     ),
     "ppc-3": Native(
@@ -344,8 +340,7 @@ NATIVE: dict[str, Native] = {
     "bdl-8": Native("fullUrl.contains('/_history/').not()", _bdl_8),
     # profiles/input/fsh/SchoolAttendanceObservation.fsh
     "sis-att-1": Native(
-        f"({_ABSENT}.exists() and {_MEMBERSHIP}.exists()) implies "
-        f"({_ABSENT}.first() <= {_MEMBERSHIP}.first())",
+        f"({_ABSENT}.exists() and {_MEMBERSHIP}.exists()) implies ({_ABSENT}.first() <= {_MEMBERSHIP}.first())",
         _sis_att_1,
     ),
 }
@@ -394,10 +389,10 @@ class FhirpathInvariant:
 
     def __init__(self, expression: str, type_path: str) -> None:
         self.expression = expression
-        self.type_path = (
-            type_path  # FHIR type of the context element, e.g. "Period" or "Observation.referenceRange"
-        )
-        self._parsed = parse(expression)
+        self.type_path = type_path  # FHIR type of the context element, e.g. "Period" or "Observation.referenceRange"
+        # fhirpathpy 2.2 refuses as() on a collection (dom-3 uses descendants().as(canonical)); the R4
+        # validators read it as a filter, which is what ofType() does.
+        self._parsed = parse(expression.replace(".as(", ".ofType("))
 
     def __call__(self, value: Any, resource: dict[str, Any], root: dict[str, Any]) -> bool:
         """True when it holds; an empty result (undecidable: dates of different precision) holds."""
