@@ -31,9 +31,7 @@ Resource = dict[str, Any]
 def require_fhir_tools() -> None:
     missing = [str(p) for p in (SUSHI, R4_CORE) if not p.exists()]
     if missing:
-        pytest.fail(
-            f"FHIR tools missing ({', '.join(missing)}): run scripts/install-fhir-tools.sh", pytrace=False
-        )
+        pytest.fail(f"FHIR tools missing ({', '.join(missing)}): run scripts/install-fhir-tools.sh", pytrace=False)
 
 
 def package_resources() -> dict[str, Resource]:
@@ -79,17 +77,12 @@ def test_committed_profiles_equal_a_fresh_sushi_build(tmp_path: Path) -> None:
     shutil.copytree(PROFILES, work, ignore=shutil.ignore_patterns("fsh-generated"))
     data = tmp_path / "package-data"
 
-    build = subprocess.run(
-        ["bash", str(BUILD), str(work), str(data)], capture_output=True, text=True, check=False
-    )
+    build = subprocess.run(["bash", str(BUILD), str(work), str(data)], capture_output=True, text=True, check=False)
 
     assert build.returncode == 0, f"scripts/build-profiles.sh failed:\n{build.stdout}\n{build.stderr}"
-    stale = differing_files(GENERATED, work / "fsh-generated" / "resources") + differing_files(
-        PACKAGE_DATA, data
-    )
+    stale = differing_files(GENERATED, work / "fsh-generated" / "resources") + differing_files(PACKAGE_DATA, data)
     assert not stale, (
-        "committed profiles are stale; run scripts/build-profiles.sh and commit the result:\n  "
-        + "\n  ".join(stale)
+        "committed profiles are stale; run scripts/build-profiles.sh and commit the result:\n  " + "\n  ".join(stale)
     )
 
 
@@ -187,9 +180,7 @@ def test_observation_category_slices_are_social_history_and_us_core_sdoh() -> No
             elements[f"Observation.category:{name}"]["min"],
             elements[f"Observation.category:{name}"]["max"],
         ) == (1, "1")
-    assert elements["Observation.category"]["slicing"]["discriminator"] == [
-        {"type": "pattern", "path": "$this"}
-    ]
+    assert elements["Observation.category"]["slicing"]["discriminator"] == [{"type": "pattern", "path": "$this"}]
 
 
 def test_observation_has_one_component_slice_per_measure_each_required() -> None:
@@ -203,9 +194,7 @@ def test_observation_has_one_component_slice_per_measure_each_required() -> None
             elements[f"Observation.component:{code}"]["min"],
             elements[f"Observation.component:{code}"]["max"],
         ) == (1, "1")
-    assert elements["Observation.component"]["slicing"]["discriminator"] == [
-        {"type": "pattern", "path": "code"}
-    ]
+    assert elements["Observation.component"]["slicing"]["discriminator"] == [{"type": "pattern", "path": "code"}]
 
 
 def test_day_count_components_are_ucum_days_with_a_value() -> None:
@@ -236,11 +225,7 @@ def test_observation_core_elements() -> None:
     assert pattern_coding(elements["Observation.code"]) == (t.ATTENDANCE_CS, t.ATTENDANCE_SUMMARY)
     assert elements["Observation.identifier"]["min"] == 1
     assert [ty["code"] for ty in elements["Observation.effective[x]"]["type"]] == ["Period"]
-    assert (
-        elements["Observation.effective[x].start"]["min"]
-        == elements["Observation.effective[x].end"]["min"]
-        == 1
-    )
+    assert elements["Observation.effective[x].start"]["min"] == elements["Observation.effective[x].end"]["min"] == 1
     assert elements["Observation.subject"]["type"][0]["targetProfile"] == [
         "http://hl7.org/fhir/StructureDefinition/Patient"
     ]
@@ -292,9 +277,7 @@ def test_consent_provision_names_a_recipient_the_disclosure_and_observations() -
 
 
 def days_absent_invariant() -> str:
-    (constraint,) = [
-        c for c in snapshot(t.OBSERVATION_PROFILE)["Observation"]["constraint"] if c["key"] == "sis-att-1"
-    ]
+    (constraint,) = [c for c in snapshot(t.OBSERVATION_PROFILE)["Observation"]["constraint"] if c["key"] == "sis-att-1"]
     assert constraint["severity"] == "error"
     return constraint["expression"]
 
@@ -319,8 +302,6 @@ def test_days_absent_cannot_exceed_days_in_membership(
 ) -> None:
     example = json.loads((GENERATED / "Observation-school-attendance-observation-example.json").read_text())
 
-    result = evaluate(
-        with_days(example, days_absent, days_in_membership), days_absent_invariant(), {}, models["r4"]
-    )
+    result = evaluate(with_days(example, days_absent, days_in_membership), days_absent_invariant(), {}, models["r4"])
 
     assert result == [holds]
