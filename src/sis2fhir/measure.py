@@ -82,6 +82,15 @@ def absence_rate(days_absent_h: int, days_in_membership: int) -> float | None:
     return min(1.0, days_absent_h / (days_in_membership * HUNDREDTHS))
 
 
+def rate_percent_hundredths(days_absent_h: int, days_in_membership: int) -> int | None:
+    """The absence rate in hundredths of a percent, rounded half up in exact integers (the figure shown to
+    clinicians, in FHIR and HL7 v2 alike); None without any day in membership."""
+    if days_in_membership <= 0:
+        return None
+    numerator = days_absent_h * 10_000 // HUNDREDTHS  # exact: HUNDREDTHS divides 10 000
+    return min((2 * numerator + days_in_membership) // (2 * days_in_membership), 100 * 100)
+
+
 def chronic_absence_tier(days_absent_h: int, days_in_membership: int, policy: Policy) -> str:
     """The tier code (terminology.TIERS) for these totals under `policy`."""
     if days_in_membership < max(1, policy.minimum_days_in_membership):

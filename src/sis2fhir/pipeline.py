@@ -249,6 +249,10 @@ def sync(
         )
     consents = read_consents(export, roster, report)
     year = choose_school_year(roster, as_of)
+    for dest in destinations.values():
+        linker = getattr(dest, "linker", None)
+        if linker is not None:  # demographics for Patient/$match (and for created Patients, when configured)
+            linker.remember(roster.students.values())
     result.school_year = year
 
     result.summaries = measure_attendance(export, roster, calendar, year, as_of, policy, report, progress)
@@ -410,7 +414,7 @@ def _v2_envelopes(
     known: set[str],
     result: SyncResult,
 ) -> list[Envelope]:
-    from sis2fhir.map.oru import V2Settings, build_oru_r01
+    from sis2fhir.map.oru import OruError, V2Settings, build_oru_r01
 
     v2 = V2Settings(**rt.v2)
     out = []
@@ -435,7 +439,11 @@ def _v2_envelopes(
             result.unchanged += 1
             continue
         control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
-        message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
+        try:
+            message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
+        except OruError as e:
+            result.report.add("users.csv", student.line, "", "no-hl7v2-message", f"no ORU^R01 for this student: {e}")
+            continue
         out.append(
             Envelope(
                 rt.destination,

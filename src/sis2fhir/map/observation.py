@@ -8,7 +8,7 @@ from typing import Any
 from sis2fhir import terminology as t
 from sis2fhir.config import DistrictSettings
 from sis2fhir.map.identity import identifier, resource_id, school_reference, student_reference
-from sis2fhir.measure import HUNDREDTHS, AttendanceSummary
+from sis2fhir.measure import HUNDREDTHS, AttendanceSummary, rate_percent_hundredths
 from sis2fhir.records import School, Student
 
 _CATEGORIES = [
@@ -103,7 +103,9 @@ def attendance_observation(
             "coding": [{"system": t.DATA_ABSENT_REASON_CS, "code": "not-applicable", "display": "Not Applicable"}]
         }
     else:
-        obs["valueQuantity"] = {"value": round(rate * 100, 2), "unit": "%", "system": t.UCUM, "code": "%"}
+        hundredths = rate_percent_hundredths(summary.days_absent_h, summary.days_in_membership) or 0
+        value: int | float = hundredths // 100 if hundredths % 100 == 0 else hundredths / 100
+        obs["valueQuantity"] = {"value": value, "unit": "%", "system": t.UCUM, "code": "%"}
     obs["interpretation"] = [_tier(summary.tier)]
     obs["component"] = components
     return obs

@@ -7,7 +7,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sis2fhir.measure import HUNDREDTHS, AttendanceSummary
+from sis2fhir.measure import AttendanceSummary, rate_percent_hundredths
 from sis2fhir.records import School, Student
 from sis2fhir.terminology import ATTENDANCE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, TIERS
 
@@ -102,11 +102,11 @@ def hundredths_text(hundredths: int) -> str:
 
 
 def percent_text(days_absent_h: int, days_in_membership: int) -> str:
-    """The absence rate in percent to two decimals, rounded half up in exact integers (capped at 100)."""
-    # hundredths of a percent = days_absent_h / HUNDREDTHS / membership * 100 * 100
-    numerator = days_absent_h * 10_000 // HUNDREDTHS  # exact: HUNDREDTHS divides 10 000
-    scaled = (2 * numerator + days_in_membership) // (2 * days_in_membership)
-    return hundredths_text(min(scaled, 100 * 100))
+    """The absence rate in percent to two decimals (measure.rate_percent_hundredths), as ER7 text."""
+    scaled = rate_percent_hundredths(days_absent_h, days_in_membership)
+    if scaled is None:
+        raise ValueError("no rate without a day in membership")
+    return hundredths_text(scaled)
 
 
 def _check_control_id(control_id: str) -> None:
