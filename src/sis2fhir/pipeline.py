@@ -38,6 +38,7 @@ from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFIL
 from sis2fhir.validate.engine import validate_resource
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
+ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +262,10 @@ def sync(
     # recipients: from the config, or every recipient named in a consent
     all_routes: dict[str, list[Route]] = {r: list(v) for r, v in routes.items()}
     if recipients_from_consents:
-        for cs in consents.values():
-            for c in cs:
-                all_routes.setdefault(c.recipient_organization, list(recipients_from_consents))
+        named = {c.recipient_organization for cs in consents.values() for c in cs}
+        for recipient in sorted(named | set(all_routes)):
+            rts = all_routes.setdefault(recipient, [])
+            rts += [rt for rt in recipients_from_consents if rt not in rts]
     elif routes:
         for cs in consents.values():
             for c in cs:
@@ -344,10 +346,12 @@ def sync(
             built += 1
             if progress is not None and built % 5000 == 0:
                 progress("students mapped", built)
+        if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
+            result.enqueued += outbox.enqueue(envelopes, run_id)
+            envelopes.clear()
     result.consented_students = len(consented)
-
+    result.enqueued += outbox.enqueue(envelopes, run_id)
     result.withdrawn = outbox.withdraw(withdraw) if withdraw else 0
-    result.enqueued = outbox.enqueue(envelopes, run_id)
     if destinations:
         result.delivery = asyncio.run(_drain_and_close(outbox, destinations))
     with engine.begin() as conn:
