@@ -40,9 +40,7 @@ def seed_patient(base: str, state_id: str) -> str:
 
 
 def count_patients(base: str, state_id: str) -> int:
-    bundle = httpx.get(
-        f"{base}/Patient", params={"identifier": f"{SYSTEM}|{state_id}", "_summary": "count"}
-    ).json()
+    bundle = httpx.get(f"{base}/Patient", params={"identifier": f"{SYSTEM}|{state_id}", "_summary": "count"}).json()
     return int(bundle["total"])
 
 
@@ -193,9 +191,7 @@ def test_a_single_certain_match_links_and_the_query_carries_the_demographics() -
     ],
     ids=["probable", "several", "none"],
 )
-def test_anything_but_one_certain_match_leaves_the_student_pending(
-    entries: list[dict[str, Any]], reason: str
-) -> None:
+def test_anything_but_one_certain_match_leaves_the_student_pending(entries: list[dict[str, Any]], reason: str) -> None:
     link, _ = link_with_match_answer(entries)
     assert link.status is LinkStatus.PENDING
     assert link.reason == reason
@@ -254,3 +250,27 @@ def test_concurrent_items_of_one_student_share_one_lookup() -> None:
         links = run(go())
     assert {link.patient_id for link in links} == {"p3"}
     assert search.call_count == 1
+
+
+@pytest.mark.integration
+def test_a_batch_of_students_is_linked_with_one_search_and_the_unknown_one_asked_alone(
+    fhir_server: str,
+) -> None:
+    known = [new_state_id() for _ in range(3)]
+    patients = {s: seed_patient(fhir_server, s) for s in known}
+    unknown = new_state_id()
+    requests: list[str] = []
+
+    async def go() -> list[Any]:
+        async def record(request: httpx.Request) -> None:
+            requests.append(f"{request.method} {request.url.path}")
+
+        async with httpx.AsyncClient(base_url=fhir_server, event_hooks={"request": [record]}) as client:
+            linker = PatientLinker(SYSTEM, client=client)
+            await linker.prefetch([*known, unknown])
+            return [await linker.link(s) for s in [*known, unknown]]
+
+    links = run(go())
+    assert [link.patient_id for link in links[:3]] == [patients[s] for s in known]
+    assert links[3].status is LinkStatus.PENDING
+    assert requests == ["GET /fhir/Patient", "GET /fhir/Patient", "GET /fhir/metadata"]  # $match offered?

@@ -178,6 +178,7 @@ class FhirRestDestination:
         except RecipientError as e:
             log.warning("%s: not delivering %d items: %s", self.name, len(items), e)
             return [DeliveryResult(item.key, Outcome.RETRY, str(e)) for item in items]
+        await self._prefetch_links(items)
         results: list[DeliveryResult] = []
         ready: list[_Prepared] = []
         for prepared in await asyncio.gather(*(self._prepare(item, session) for item in items)):
@@ -188,6 +189,22 @@ class FhirRestDestination:
         for batch_results in await asyncio.gather(*(self._send(b, session) for b in self._pack(ready))):
             results.extend(batch_results)
         return results
+
+    async def _prefetch_links(self, items: Sequence[DeliveryItem]) -> None:
+        by_system: dict[str, set[str]] = {}
+        for item in items:
+            for resource in item.resources:
+                for name in PATIENT_REFERENCE_FIELDS:
+                    reference = resource.get(name)
+                    if isinstance(reference, dict) and "reference" not in reference:
+                        ident = reference.get("identifier") or {}
+                        if ident.get("system") and ident.get("value"):
+                            by_system.setdefault(str(ident["system"]), set()).add(str(ident["value"]))
+        for system, values in by_system.items():
+            try:
+                await self.linker.prefetch(values, system)
+            except (LinkError, SmartAuthError) as e:
+                log.info("%s: batched Patient search failed (%s); linking one by one", self.name, e)
 
     async def _prepare(self, item: DeliveryItem, session: _Session) -> _Prepared | DeliveryResult:
         if not item.resources:
