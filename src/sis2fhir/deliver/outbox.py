@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import DateTime, Engine, and_, bindparam, func, insert, select, update
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
@@ -187,59 +187,69 @@ class Outbox:
         ts = now_utc()
         max_age = timedelta(hours=self.settings.max_age_hours)
         by_key = {r.key: r for r in results}
+        changes: list[dict[str, Any]] = []
+        disclosed: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.key.in_(list(by_key)))).all() if by_key else []
+            rows = []
+            keys = list(by_key)
+            for i in range(0, len(keys), 500):
+                rows += conn.execute(
+                    select(
+                        outbox.c.key,
+                        outbox.c.attempts,
+                        outbox.c.created_at,
+                        outbox.c.student_sourced_id,
+                        outbox.c.state_student_id,
+                        outbox.c.recipient,
+                        outbox.c.consent_id,
+                    ).where(outbox.c.key.in_(keys[i : i + 500]))
+                ).all()
             for row in rows:
                 res = by_key[row.key]
                 attempts = row.attempts + 1
+                change = {"k": row.key, "attempts": attempts, "next": None, "error": res.detail[:4000]}
                 if res.outcome is Outcome.DELIVERED:
-                    conn.execute(
-                        update(outbox)
-                        .where(outbox.c.key == row.key)
-                        .values(status=DELIVERED, attempts=attempts, updated_at=ts, last_error="")
+                    change.update(status=DELIVERED, error="")
+                    disclosed.append(
+                        {
+                            "student_sourced_id": row.student_sourced_id,
+                            "state_student_id": row.state_student_id,
+                            "recipient": row.recipient,
+                            "destination": destination,
+                            "consent_id": row.consent_id,
+                            "disclosed": orjson.dumps(res.disclosed).decode(),
+                            "disclosed_at": ts,
+                            "outbox_key": row.key,
+                            "latency_seconds": (ts - _aware(row.created_at)).total_seconds(),
+                        }
                     )
-                    conn.execute(
-                        insert(disclosures).values(
-                            student_sourced_id=row.student_sourced_id,
-                            state_student_id=row.state_student_id,
-                            recipient=row.recipient,
-                            destination=destination,
-                            consent_id=row.consent_id,
-                            disclosed=orjson.dumps(res.disclosed).decode(),
-                            disclosed_at=ts,
-                            outbox_key=row.key,
-                            latency_seconds=(ts - _aware(row.created_at)).total_seconds(),
-                        )
-                    )
-                    counts[DELIVERED] += 1
-                    continue
-                too_old = ts - _aware(row.created_at) > max_age
-                if res.outcome is Outcome.DEAD or too_old:
-                    detail = (
-                        res.detail
-                        if res.outcome is Outcome.DEAD
-                        else f"gave up after {attempts} attempts: {res.detail}"
-                    )
-                    conn.execute(
-                        update(outbox)
-                        .where(outbox.c.key == row.key)
-                        .values(status=DEAD, attempts=attempts, updated_at=ts, last_error=detail[:4000])
-                    )
-                    counts[DEAD] += 1
-                    continue
-                status = PENDING if res.outcome is Outcome.PENDING else QUEUED
+                elif res.outcome is Outcome.DEAD or ts - _aware(row.created_at) > max_age:
+                    if res.outcome is not Outcome.DEAD:
+                        change["error"] = f"gave up after {attempts} attempts: {res.detail}"[:4000]
+                    change["status"] = DEAD
+                else:
+                    change["status"] = PENDING if res.outcome is Outcome.PENDING else QUEUED
+                    change["next"] = ts + self._backoff(attempts, res.retry_after)
+                counts[change["status"]] += 1
+                changes.append(change)
+            if changes:
+                # one statement, many parameter sets: a batch of thousands costs one round of SQL compilation
                 conn.execute(
                     update(outbox)
-                    .where(outbox.c.key == row.key)
+                    .where(outbox.c.key == bindparam("k"))
                     .values(
-                        status=status,
-                        attempts=attempts,
+                        status=bindparam("status"),
+                        attempts=bindparam("attempts"),
                         updated_at=ts,
-                        last_error=res.detail[:4000],
-                        next_attempt_at=ts + self._backoff(attempts, res.retry_after),
-                    )
+                        last_error=bindparam("error"),
+                        next_attempt_at=func.coalesce(
+                            bindparam("next", type_=DateTime(timezone=True)), outbox.c.next_attempt_at
+                        ),
+                    ),
+                    changes,
                 )
-                counts[status] += 1
+            if disclosed:
+                conn.execute(insert(disclosures), disclosed)
         return counts
 
     async def drain(self, destinations: Mapping[str, Destination], batch_size: int = 500) -> Counter[str]:
