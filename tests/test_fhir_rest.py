@@ -128,9 +128,7 @@ def test_a_student_without_a_patient_stays_pending_and_nothing_is_sent(fhir_serv
     pending = results[delivery_item(unknown).key]
     assert pending.outcome is Outcome.PENDING
     assert pending.detail == "no certain Patient at the recipient: no Patient with the student's identifier"
-    assert (
-        total(fhir_server, "Observation", identifier=f"{OBSERVATION_ID_SYSTEM}|{unknown}-2026-summary") == 0
-    )
+    assert total(fhir_server, "Observation", identifier=f"{OBSERVATION_ID_SYSTEM}|{unknown}-2026-summary") == 0
 
 
 def test_a_resource_the_server_refuses_is_dead_and_the_others_still_land(fhir_server: str) -> None:
@@ -138,9 +136,7 @@ def test_a_resource_the_server_refuses_is_dead_and_the_others_still_land(fhir_se
     for s in students:
         seed_patient(fhir_server, s)
     items = [delivery_item(s) for s in students]
-    items[2].resources[0]["valueFoo"] = (
-        1  # not an Observation element: sekmet answers 400 for the transaction
-    )
+    items[2].resources[0]["valueFoo"] = 1  # not an Observation element: sekmet answers 400 for the transaction
 
     results = deliver(destination(fhir_server), items)
 
@@ -149,10 +145,7 @@ def test_a_resource_the_server_refuses_is_dead_and_the_others_still_land(fhir_se
     assert bad.operation_outcome is not None
     assert "valueFoo" in bad.detail
     assert [results[i.key].outcome for i in items if i is not items[2]] == [Outcome.DELIVERED] * 3
-    assert (
-        total(fhir_server, "Observation", identifier=f"{OBSERVATION_ID_SYSTEM}|{students[2]}-2026-summary")
-        == 0
-    )
+    assert total(fhir_server, "Observation", identifier=f"{OBSERVATION_ID_SYSTEM}|{students[2]}-2026-summary") == 0
 
 
 def test_delivery_through_smart_backend_services(fhir_server: str) -> None:

@@ -45,12 +45,8 @@ def transaction_response(request: httpx.Request) -> httpx.Response:
     entries = []
     for n, entry in enumerate(bundle["entry"]):
         rtype = entry["request"]["url"].split("?")[0]
-        entries.append(
-            {"response": {"status": "201 Created", "location": f"{rtype}/r{n}/_history/1", "etag": 'W/"1"'}}
-        )
-    return httpx.Response(
-        200, json={"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
-    )
+        entries.append({"response": {"status": "201 Created", "location": f"{rtype}/r{n}/_history/1", "etag": 'W/"1"'}})
+    return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 
 
 def server(mock: respx.MockRouter, capabilities: dict[str, Any] = CAPABILITIES) -> None:
@@ -167,9 +163,7 @@ def test_a_409_is_sent_once_more_after_a_re_read() -> None:
 def test_a_412_twice_is_left_for_a_later_retry() -> None:
     with respx.mock(assert_all_called=False) as mock:
         server(mock)
-        mock.get(url__startswith=f"{BASE}/Observation").respond(
-            200, json={"resourceType": "Bundle", "total": 2}
-        )
+        mock.get(url__startswith=f"{BASE}/Observation").respond(200, json={"resourceType": "Bundle", "total": 2})
         mock.get(url__startswith=f"{BASE}/Consent").respond(200, json={"resourceType": "Bundle", "total": 1})
         post = mock.post(BASE).respond(412, json=outcome("multiple matches"))
         [result] = deliver([delivery_item("S106")])
@@ -223,9 +217,7 @@ def test_an_item_without_business_identifier_is_dead_before_anything_is_sent() -
     ],
     ids=["stu3", "no-transaction", "not-capabilities"],
 )
-def test_a_server_that_cannot_take_our_transactions_is_reported(
-    capabilities: dict[str, Any], message: str
-) -> None:
+def test_a_server_that_cannot_take_our_transactions_is_reported(capabilities: dict[str, Any], message: str) -> None:
     with respx.mock(assert_all_called=False) as mock:
         server(mock, capabilities)
         post = mock.post(BASE)

@@ -124,9 +124,7 @@ def test_a_backend_client_reads_the_protected_fhir_server_with_either_algorithm(
 
 
 def test_the_assertion_carries_the_claims_smart_requires(keys: dict[str, ClientKey]) -> None:
-    auth = SmartBackendAuth(
-        "https://ehr.example.org/fhir", CLIENT_ID, keys["ES384"].private_pem, "ec-2026", "ES384"
-    )
+    auth = SmartBackendAuth("https://ehr.example.org/fhir", CLIENT_ID, keys["ES384"].private_pem, "ec-2026", "ES384")
     first = auth.client_assertion("https://ehr.example.org/token")
     second = auth.client_assertion("https://ehr.example.org/token")
     header = jwt.get_unverified_header(first)
@@ -179,29 +177,21 @@ def test_a_replayed_assertion_is_refused(oauth: OAuthTestServer, keys: dict[str,
 
 
 @pytest.mark.parametrize("alg", ["HS256", "none", "RS256"])
-def test_only_rs384_and_es384_are_accepted(
-    oauth: OAuthTestServer, keys: dict[str, ClientKey], alg: str
-) -> None:
-    signing_key = {"HS256": "a-shared-secret-of-32-bytes-or-more!", "none": None}.get(
-        alg, keys["RS384"].private_pem
-    )
+def test_only_rs384_and_es384_are_accepted(oauth: OAuthTestServer, keys: dict[str, ClientKey], alg: str) -> None:
+    signing_key = {"HS256": "a-shared-secret-of-32-bytes-or-more!", "none": None}.get(alg, keys["RS384"].private_pem)
     response = post_assertion(oauth, assertion(oauth, keys["RS384"], alg=alg, signing_key=signing_key))
     assert response.status_code == 401
     assert "not accepted" in response.json()["error_description"]
 
 
-def test_an_assertion_signed_with_another_key_is_refused(
-    oauth: OAuthTestServer, keys: dict[str, ClientKey]
-) -> None:
+def test_an_assertion_signed_with_another_key_is_refused(oauth: OAuthTestServer, keys: dict[str, ClientKey]) -> None:
     impostor = make_key("RS384", "rsa-2026")  # the registered kid, a different private key
     response = post_assertion(oauth, assertion(oauth, keys["RS384"], signing_key=impostor.private_pem))
     assert response.status_code == 401
     assert "signature not verified" in response.json()["error_description"]
 
 
-def test_grant_type_and_assertion_type_are_checked(
-    oauth: OAuthTestServer, keys: dict[str, ClientKey]
-) -> None:
+def test_grant_type_and_assertion_type_are_checked(oauth: OAuthTestServer, keys: dict[str, ClientKey]) -> None:
     good = assertion(oauth, keys["RS384"])
     wrong_grant = httpx.post(oauth.token_url, data={"grant_type": "password", "client_assertion": good})
     assert (wrong_grant.status_code, wrong_grant.json()["error"]) == (400, "unsupported_grant_type")
@@ -266,9 +256,7 @@ def test_a_server_that_keeps_refusing_gets_only_one_reauthentication(
         assert oauth.token_requests == 2
 
 
-def test_discovery_falls_back_to_the_capability_statement(
-    fhir_server: str, keys: dict[str, ClientKey]
-) -> None:
+def test_discovery_falls_back_to_the_capability_statement(fhir_server: str, keys: dict[str, ClientKey]) -> None:
     with running_oauth_server(fhir_server, advertise_well_known=False) as oauth:
         oauth.register(CLIENT_ID, {"keys": [keys["ES384"].public_jwk]})
         auth = smart(oauth, keys["ES384"])
@@ -277,9 +265,7 @@ def test_discovery_falls_back_to_the_capability_statement(
         assert auth.token_url == oauth.token_url
 
 
-def test_concurrent_async_requests_share_one_token(
-    oauth: OAuthTestServer, keys: dict[str, ClientKey]
-) -> None:
+def test_concurrent_async_requests_share_one_token(oauth: OAuthTestServer, keys: dict[str, ClientKey]) -> None:
     async def run() -> list[int]:
         async with httpx.AsyncClient(auth=smart(oauth, keys["RS384"])) as client:
             responses = await asyncio.gather(*(client.get(f"{oauth.fhir_base}/Patient") for _ in range(8)))

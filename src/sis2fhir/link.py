@@ -120,13 +120,9 @@ class PatientLinker:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             query = ",".join(f"{system}|{v}" for v in part)
-            response = await self._call(
-                "GET", "Patient", params={"identifier": query, "_count": str(2 * chunk)}
-            )
+            response = await self._call("GET", "Patient", params={"identifier": query, "_count": str(2 * chunk)})
             bundle = _json(response, "Patient search")
-            if response.status_code != 200 or any(
-                link.get("relation") == "next" for link in bundle.get("link") or []
-            ):
+            if response.status_code != 200 or any(link.get("relation") == "next" for link in bundle.get("link") or []):
                 continue  # an error or more than one page: leave these to one-by-one linking
             hits: dict[str, list[str]] = {}
             for entry in bundle.get("entry") or []:
@@ -161,9 +157,7 @@ class PatientLinker:
             if matched:
                 return PatientLink(system, value, LinkStatus.LINKED, matched, via="match")
         if self.create_patients:
-            return PatientLink(
-                system, value, LinkStatus.LINKED, await self._create(system, value), via="created"
-            )
+            return PatientLink(system, value, LinkStatus.LINKED, await self._create(system, value), via="created")
         return PatientLink(system, value, LinkStatus.PENDING, reason=reason)
 
     async def _search(self, system: str, value: str) -> list[str]:

@@ -22,9 +22,7 @@ def student_reference(state_id: str) -> dict[str, Any]:
     return {"type": "Patient", "identifier": {"system": STATE_ID_SYSTEM, "value": state_id}}
 
 
-def attendance_observation(
-    state_id: str, days_absent: float = 3, days_in_membership: float = 80
-) -> dict[str, Any]:
+def attendance_observation(state_id: str, days_absent: float = 3, days_in_membership: float = 80) -> dict[str, Any]:
     def measure(code: str, days: float) -> dict[str, Any]:
         return {
             "code": {"coding": [{"system": t.ATTENDANCE_CS, "code": code, "display": t.MEASURES[code]}]},

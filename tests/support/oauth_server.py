@@ -179,9 +179,7 @@ class OAuthTestServer:
             self.fhir_refused += 1
             outcome = {
                 "resourceType": "OperationOutcome",
-                "issue": [
-                    {"severity": "error", "code": "login", "diagnostics": "valid bearer token required"}
-                ],
+                "issue": [{"severity": "error", "code": "login", "diagnostics": "valid bearer token required"}],
             }
             return JSONResponse(
                 outcome,
@@ -206,9 +204,7 @@ class OAuthTestServer:
 
     def _with_oauth_uris(self, capabilities: dict[str, Any]) -> bytes:
         security = capabilities["rest"][0].setdefault("security", {})
-        security["extension"] = [
-            {"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": self.token_url}]}
-        ]
+        security["extension"] = [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": self.token_url}]}]
         return json.dumps(capabilities).encode()
 
     def app(self) -> Starlette:
@@ -217,9 +213,7 @@ class OAuthTestServer:
                 Route("/auth/token", self.token_endpoint, methods=["POST"]),
                 Route("/fhir/.well-known/smart-configuration", self.smart_configuration, methods=["GET"]),
                 Route("/fhir", self.fhir_proxy, methods=["POST"]),  # transaction and batch
-                Route(
-                    "/fhir/{path:path}", self.fhir_proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]
-                ),
+                Route("/fhir/{path:path}", self.fhir_proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
             ]
         )
 

@@ -89,9 +89,7 @@ def running_sekmet(startup_timeout: float = 30.0) -> Iterator[str]:
         deadline = time.monotonic() + startup_timeout
         while True:
             if proc.poll() is not None:
-                raise SekmetUnavailable(
-                    f"sekmet exited with {proc.returncode}: {_tail(workdir / 'server.log')}"
-                )
+                raise SekmetUnavailable(f"sekmet exited with {proc.returncode}: {_tail(workdir / 'server.log')}")
             try:
                 if httpx.get(f"{base}/metadata", timeout=2.0).status_code == 200:
                     break

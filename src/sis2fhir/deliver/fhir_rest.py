@@ -106,9 +106,7 @@ class FhirRestDestination:
                 auth=self.auth,
                 timeout=self.timeout,
                 headers={"Accept": FHIR_JSON},
-                limits=httpx.Limits(
-                    max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-                ),
+                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
                 transport=self._transport,
             )
             self._session = _Session(loop, client, asyncio.Semaphore(self.concurrency))
@@ -145,14 +143,10 @@ class FhirRestDestination:
                 f"{url} answered {response.status_code}, not a CapabilityStatement: is this a FHIR base URL?"
             )
         if body.get("resourceType") != "CapabilityStatement":
-            raise RecipientMisconfigured(
-                f"{url} answered a {body.get('resourceType')}, not a CapabilityStatement"
-            )
+            raise RecipientMisconfigured(f"{url} answered a {body.get('resourceType')}, not a CapabilityStatement")
         version = str(body.get("fhirVersion", ""))
         if not version.startswith("4.0."):
-            raise RecipientMisconfigured(
-                f"the server speaks FHIR {version or '(unstated)'}, sis2fhir sends R4 4.0.1"
-            )
+            raise RecipientMisconfigured(f"the server speaks FHIR {version or '(unstated)'}, sis2fhir sends R4 4.0.1")
         interactions = {
             i.get("code")
             for rest in body.get("rest") or []
@@ -160,9 +154,7 @@ class FhirRestDestination:
             for i in rest.get("interaction") or []
         }
         if "transaction" not in interactions:
-            raise RecipientMisconfigured(
-                "the server's CapabilityStatement does not list the transaction interaction"
-            )
+            raise RecipientMisconfigured("the server's CapabilityStatement does not list the transaction interaction")
         self.capabilities = body
         self.linker.use_capabilities(body)
         return body
@@ -233,9 +225,7 @@ class FhirRestDestination:
         ident = reference.get("identifier") or {}
         system, value = ident.get("system"), ident.get("value")
         if not system or not value:
-            raise _Refused(
-                Outcome.DEAD, f"{resource.get('resourceType')}.{name} has no reference and no identifier"
-            )
+            raise _Refused(Outcome.DEAD, f"{resource.get('resourceType')}.{name} has no reference and no identifier")
         async with session.semaphore:
             link = await self.linker.link(str(value), str(system))
         if link.status is not LinkStatus.LINKED:
@@ -258,19 +248,14 @@ class FhirRestDestination:
             bundles.append(current)
         return bundles
 
-    async def _send(
-        self, batch: list[_Prepared], session: _Session, reread: bool = False
-    ) -> list[DeliveryResult]:
+    async def _send(self, batch: list[_Prepared], session: _Session, reread: bool = False) -> list[DeliveryResult]:
         entries = [entry for prepared in batch for entry in prepared.entries]
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
         def every(
             outcome: Outcome, detail: str, oo: dict[str, Any] | None = None, after: float | None = None
         ) -> list[DeliveryResult]:
-            return [
-                DeliveryResult(p.item.key, outcome, detail, retry_after=after, operation_outcome=oo)
-                for p in batch
-            ]
+            return [DeliveryResult(p.item.key, outcome, detail, retry_after=after, operation_outcome=oo) for p in batch]
 
         started = time.monotonic()
         try:
@@ -313,18 +298,14 @@ class FhirRestDestination:
         if status == 404:
             return every(Outcome.RETRY, f"the transaction endpoint {self.base_url} was not found: {said}", oo)
         if status in (401, 403):
-            return every(
-                Outcome.RETRY, f"not authorized: {said}; check the client registration and scopes", oo
-            )
+            return every(Outcome.RETRY, f"not authorized: {said}; check the client registration and scopes", oo)
         if status >= 500:
             return every(Outcome.RETRY, f"server error: {said}", oo, _retry_after(response))
         return every(Outcome.RETRY, f"unexpected answer: {said}", oo)
 
     def _delivered(self, batch: list[_Prepared], body: Any, status: int) -> list[DeliveryResult]:
         sent = sum(len(p.entries) for p in batch)
-        answers = (
-            body.get("entry") if isinstance(body, dict) and body.get("resourceType") == "Bundle" else None
-        )
+        answers = body.get("entry") if isinstance(body, dict) and body.get("resourceType") == "Bundle" else None
         if not isinstance(answers, list) or len(answers) != sent:
             detail = (
                 f"the server answered {status} but no readable transaction-response with {sent} entries; "
@@ -356,9 +337,7 @@ class FhirRestDestination:
             offset = 0
             for i, prepared in enumerate(batch):
                 if offset <= culprit < offset + len(prepared.entries):
-                    dead = DeliveryResult(
-                        prepared.item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo
-                    )
+                    dead = DeliveryResult(prepared.item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo)
                     rest = batch[:i] + batch[i + 1 :]
                     return [dead, *(await self._send(rest, session) if rest else [])]
                 offset += len(prepared.entries)
@@ -366,9 +345,7 @@ class FhirRestDestination:
             return [DeliveryResult(batch[0].item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo)]
         # The OperationOutcome does not say which entry: halve the bundle until the refused items stand alone.
         middle = len(batch) // 2
-        left, right = await asyncio.gather(
-            self._send(batch[:middle], session), self._send(batch[middle:], session)
-        )
+        left, right = await asyncio.gather(self._send(batch[:middle], session), self._send(batch[middle:], session))
         return left + right
 
     async def _reread(self, entries: list[dict[str, Any]], session: _Session) -> str:
@@ -391,9 +368,7 @@ def _conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
     rtype = resource.get("resourceType")
     identifiers = [i for i in resource.get("identifier") or [] if i.get("system") and i.get("value")]
     if not rtype or not identifiers:
-        raise _Refused(
-            Outcome.DEAD, f"a {rtype or 'resource'} without identifier system and value cannot be sent"
-        )
+        raise _Refused(Outcome.DEAD, f"a {rtype or 'resource'} without identifier system and value cannot be sent")
     ident = identifiers[0]
     # The server picks the id: a conditional update whose body id differs from the match is a 400.
     resource.pop("id", None)
@@ -416,14 +391,10 @@ def _versioned_reference(resource_type: str, answer: Mapping[str, Any]) -> str:
             return "/".join(tail)
         if len(tail) >= 2:
             version = _etag_version(str(response.get("etag", "")))
-            return (
-                f"{resource_type}/{tail[1]}/_history/{version}" if version else f"{resource_type}/{tail[1]}"
-            )
+            return f"{resource_type}/{tail[1]}/_history/{version}" if version else f"{resource_type}/{tail[1]}"
     resource = answer.get("resource") or {}
     if resource.get("id"):
-        version = str(
-            (resource.get("meta") or {}).get("versionId") or _etag_version(str(response.get("etag", "")))
-        )
+        version = str((resource.get("meta") or {}).get("versionId") or _etag_version(str(response.get("etag", ""))))
         return f"{resource_type}/{resource['id']}" + (f"/_history/{version}" if version else "")
     return ""
 

@@ -113,13 +113,9 @@ class SmartBackendAuth(httpx.Auth):
             "jti": str(uuid.uuid4()),
         }
         try:
-            return jwt.encode(
-                claims, self._private_key, algorithm=self.alg, headers={"kid": self.key_id, "typ": "JWT"}
-            )
+            return jwt.encode(claims, self._private_key, algorithm=self.alg, headers={"kid": self.key_id, "typ": "JWT"})
         except (ValueError, TypeError, jwt.PyJWTError) as e:
-            raise SmartAuthError(
-                f"cannot sign the client assertion with the configured {self.alg} key: {e}"
-            ) from None
+            raise SmartAuthError(f"cannot sign the client assertion with the configured {self.alg} key: {e}") from None
 
     def _token_request(self, token_url: str) -> httpx.Request:
         form = {
@@ -136,9 +132,7 @@ class SmartBackendAuth(httpx.Auth):
             error = body.get("error", "") if isinstance(body, dict) else ""
             description = body.get("error_description", "") if isinstance(body, dict) else ""
             said = f"{error}: {description}".strip(": ") or response.text[:200]
-            raise SmartAuthError(
-                f"token endpoint {response.request.url} answered {response.status_code}: {said}"
-            )
+            raise SmartAuthError(f"token endpoint {response.request.url} answered {response.status_code}: {said}")
         expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN)
         try:
             lifetime = float(expires_in)
@@ -169,16 +163,10 @@ class SmartBackendAuth(httpx.Auth):
         well_known = f"{self.fhir_base}/.well-known/smart-configuration"
         response = yield httpx.Request("GET", well_known, headers={"Accept": "application/json"})
         body = _json_or_none(response)
-        if (
-            response.status_code == 200
-            and isinstance(body, dict)
-            and isinstance(body.get("token_endpoint"), str)
-        ):
+        if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("token_endpoint"), str):
             self.token_url = body["token_endpoint"]
             return
-        response = yield httpx.Request(
-            "GET", f"{self.fhir_base}/metadata", headers={"Accept": "application/fhir+json"}
-        )
+        response = yield httpx.Request("GET", f"{self.fhir_base}/metadata", headers={"Accept": "application/fhir+json"})
         self.token_url = _token_url_from_capabilities(_json_or_none(response))
         if not self.token_url:
             raise SmartAuthError(
