@@ -1,0 +1,188 @@
+"""The durable outbox on a real SQLite store: written before sending, retried with backoff, dead after its age,
+a poison item never blocks the others, replay, withdrawal when consent ends, and the disclosure log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine, select, update
+
+from sis2fhir.config import OutboxSettings
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, SUPERSEDED, Envelope, Outbox, idempotency_key
+from sis2fhir.store import open_store
+from sis2fhir.store.schema import disclosures, outbox
+
+DEST = "test:recipient-system"
+
+
+class ScriptedDestination:
+    """A destination whose answer per student is scripted; it records what it was handed."""
+
+    name = DEST
+    batch_size = 3
+
+    def __init__(self, answers: dict[str, Outcome]) -> None:
+        self.answers = answers
+        self.seen: list[str] = []
+
+    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+        out = []
+        for it in items:
+            self.seen.append(it.student_sourced_id)
+            outcome = self.answers.get(it.student_sourced_id, Outcome.DELIVERED)
+            disclosed = [f"Observation/{it.student_sourced_id}/_history/1"] if outcome is Outcome.DELIVERED else []
+            out.append(
+                DeliveryResult(
+                    it.key,
+                    outcome,
+                    detail=f"scripted {outcome}",
+                    disclosed=disclosed,
+                    retry_after=120 if outcome is Outcome.RETRY else None,
+                )
+            )
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+def envelope(student: str, content: str = "v1") -> Envelope:
+    subject = f"NPI1|{student}"
+    key = idempotency_key(DEST, "NPI1", subject, content.encode())
+    item = DeliveryItem(
+        key,
+        "NPI1",
+        student,
+        f"state-{student}",
+        f"consent-{student}",
+        resources=[{"resourceType": "Observation", "id": student, "note": content}],
+    )
+    return Envelope(DEST, subject, item)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_store(f"sqlite:///{tmp_path / 'state.sqlite'}")
+
+
+def statuses(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r.student_sourced_id: r.status for r in conn.execute(select(outbox)) if r.status != SUPERSEDED}
+
+
+def test_items_are_written_down_before_any_delivery(engine: Engine) -> None:
+    box = Outbox(engine)
+    assert box.enqueue([envelope("s1"), envelope("s2")]) == 2
+    assert statuses(engine) == {"s1": QUEUED, "s2": QUEUED}
+    assert box.known_keys([DEST]) == {envelope("s1").item.key, envelope("s2").item.key}
+
+
+def test_a_poison_item_does_not_block_the_others(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope(s) for s in ("s1", "bad", "s3", "s4", "late")])
+    dest = ScriptedDestination({"bad": Outcome.DEAD, "late": Outcome.RETRY})
+    counts = asyncio.run(box.drain({DEST: dest}))
+    assert counts == {DELIVERED: 3, DEAD: 1, QUEUED: 1}
+    assert statuses(engine) == {"s1": DELIVERED, "bad": DEAD, "s3": DELIVERED, "s4": DELIVERED, "late": QUEUED}
+    assert sorted(dest.seen) == ["bad", "late", "s1", "s3", "s4"]  # each tried once: no tight retry loop
+
+
+def test_a_retry_waits_at_least_what_the_recipient_asked(engine: Engine) -> None:
+    box = Outbox(engine, OutboxSettings(initial_backoff_seconds=1, max_backoff_seconds=10))
+    box.enqueue([envelope("late")])
+    asyncio.run(box.drain({DEST: ScriptedDestination({"late": Outcome.RETRY})}))
+    with engine.connect() as conn:
+        row = conn.execute(select(outbox)).one()
+    assert row.attempts == 1 and "scripted retry" in row.last_error
+    wait = row.next_attempt_at - row.updated_at
+    assert wait >= timedelta(seconds=119)  # Retry-After: 120 beats the 1 s initial backoff
+    assert box.due(DEST, 10) == []  # not due again yet
+
+
+def test_an_item_older_than_the_retry_window_goes_to_the_dead_letters(engine: Engine) -> None:
+    box = Outbox(engine, OutboxSettings(max_age_hours=72))
+    box.enqueue([envelope("late")])
+    with engine.begin() as conn:  # it has been failing for three days and a bit
+        created = conn.execute(select(outbox.c.created_at)).scalar_one()
+        conn.execute(update(outbox).values(created_at=created - timedelta(hours=73)))
+    asyncio.run(box.drain({DEST: ScriptedDestination({"late": Outcome.RETRY})}))
+    with engine.connect() as conn:
+        row = conn.execute(select(outbox)).one()
+    assert row.status == DEAD
+    assert row.last_error.startswith("gave up after 1 attempts")
+
+
+def test_replay_gives_dead_letters_another_go(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope("bad")])
+    asyncio.run(box.drain({DEST: ScriptedDestination({"bad": Outcome.DEAD})}))
+    key = envelope("bad").item.key
+    assert box.make_due((DEAD,), box.expand_keys([key[:12]])) == 1
+    asyncio.run(box.drain({DEST: ScriptedDestination({})}))
+    assert statuses(engine) == {"bad": DELIVERED}
+
+
+def test_pending_items_are_tried_again_on_the_next_drain(engine: Engine) -> None:
+    box = Outbox(engine, OutboxSettings(initial_backoff_seconds=1))
+    box.enqueue([envelope("unmatched")])
+    asyncio.run(box.drain({DEST: ScriptedDestination({"unmatched": Outcome.PENDING})}))
+    assert statuses(engine) == {"unmatched": PENDING}
+    box.make_due()
+    asyncio.run(box.drain({DEST: ScriptedDestination({})}))
+    assert statuses(engine) == {"unmatched": DELIVERED}
+
+
+def test_newer_content_supersedes_what_was_not_yet_delivered(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope("s1", "monday")])
+    box.enqueue([envelope("s1", "tuesday")])
+    dest = ScriptedDestination({})
+    asyncio.run(box.drain({DEST: dest}))
+    assert dest.seen == ["s1"]  # only once, and only the newer one
+    with engine.connect() as conn:
+        delivered = conn.execute(select(outbox).where(outbox.c.status == DELIVERED)).one()
+    assert orjson.loads(delivered.payload)["resources"][0]["note"] == "tuesday"
+
+
+def test_withdrawn_items_are_never_sent(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope("s1"), envelope("s2")])
+    assert box.withdraw([(DEST, "NPI1|s1")]) == 1
+    dest = ScriptedDestination({})
+    asyncio.run(box.drain({DEST: dest}))
+    assert dest.seen == ["s2"]
+
+
+def test_each_delivery_is_in_the_disclosure_log_with_its_consent(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope("s1"), envelope("bad")])
+    asyncio.run(box.drain({DEST: ScriptedDestination({"bad": Outcome.DEAD})}))
+    with engine.connect() as conn:
+        rows = conn.execute(select(disclosures)).all()
+    assert len(rows) == 1
+    (row,) = rows
+    assert (row.student_sourced_id, row.state_student_id, row.recipient, row.consent_id) == (
+        "s1",
+        "state-s1",
+        "NPI1",
+        "consent-s1",
+    )
+    assert orjson.loads(row.disclosed) == ["Observation/s1/_history/1"]
+
+
+def test_a_destination_that_raises_loses_nothing(engine: Engine) -> None:
+    class Broken(ScriptedDestination):
+        async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+            raise ConnectionError("boom")
+
+    box = Outbox(engine)
+    box.enqueue([envelope("s1")])
+    counts = asyncio.run(box.drain({DEST: Broken({})}))
+    assert counts == {QUEUED: 1}
+    assert statuses(engine) == {"s1": QUEUED}
