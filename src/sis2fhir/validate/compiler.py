@@ -75,6 +75,14 @@ class ElementRule:
     slicing: Slicing | None = None
     slice_name: str | None = None
     content_reference: str | None = None
+    presence_keys: frozenset[str] = frozenset()  # JSON keys that make it present: valueQuantity, _birthDate...
+    choice_keys: frozenset[str] = frozenset()
+    memo_ok: bool | None = None  # context-free, so verdicts may be memoised (None: not yet worked out)
+    memo_lookups: int = 0
+    array_memo_ok: bool = True
+    array_hits: int = 0
+    array_misses: int = 0
+    memo_misses: int = 0  # content seen for the first time; an identifier or a subject is always new
 
 
 @dataclass(slots=True, eq=False)
@@ -200,6 +208,8 @@ class Compiler:
 
     @staticmethod
     def _attach(owner: ComplexRule, compiled: ElementRule) -> None:
+        compiled.choice_keys = frozenset(compiled.types)
+        compiled.presence_keys = compiled.choice_keys | {"_" + k for k in compiled.types}
         owner.elements.append(compiled)
         for key in compiled.types:
             owner.by_key[key] = compiled

@@ -21,7 +21,8 @@ from sis2fhir.validate.definitions import Definitions, default_definitions
 
 Severity = Literal["error", "warning"]
 _MISSING = object()
-MEMO_LIMIT = 200_000  # memoised element verdicts kept before the memo starts over (bounded memory)
+MEMO_LIMIT = 200_000  # memoised verdicts kept before the memo starts over (bounded memory)
+MEMO_TRIAL = 1_000  # after this many lookups for one element, keep its memo only while hits outnumber misses
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,6 @@ class Validator:
         self._memo: dict[tuple[int, str, bytes], tuple[SliceRule | None, tuple[Issue, ...]]] | None = (
             {} if memo else None
         )
-        self._context_free: dict[int, bool] = {}
 
     # -- entry points ---------------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ class Validator:
                     Issue("error", "structure", f"{path}.{key}", f"unknown element {key!r}", "unknown-element")
                 )
         for element in rule.required:
-            if not any(k in obj or "_" + k in obj for k in element.types):
+            if element.presence_keys.isdisjoint(obj):
                 issues.append(
                     Issue(
                         "error",
@@ -142,8 +142,8 @@ class Validator:
                     )
                 )
         for element in rule.choices:
-            present = [k for k in element.types if k in obj]
-            if len(present) > 1:
+            if len(element.choice_keys.intersection(obj)) > 1:
+                present = [k for k in element.types if k in obj]
                 issues.append(
                     Issue(
                         "error",
@@ -182,25 +182,11 @@ class Validator:
             elif not value:
                 walk.issues.append(Issue("error", "structure", f"{path}.{key}", "an array must not be empty", "array"))
                 return
-            count = len(value)
-            if element.max is not None and count > element.max:
-                walk.issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        f"{path}.{key}",
-                        f"{element.path} allows at most {element.max}, found {count}",
-                        "cardinality",
-                    )
-                )
-            if element.slicing is not None:
-                self._sliced(element, element.slicing, key, value, parent, path, walk)
-                return
-            nulls_allowed = "_" + key in parent
-            for index, item in enumerate(value):
-                if item is None and nulls_allowed:
-                    continue
-                self._item(element, key, item, f"{path}.{key}[{index}]", walk)
+            memo = self._memo
+            if memo is not None and element.array_memo_ok and type(value[0]) is dict:
+                self._memoised_array(memo, element, key, value, parent, path, walk)
+            else:
+                self._array(element, key, value, parent, path, walk)
         else:
             if type(value) is list:
                 walk.issues.append(
@@ -219,17 +205,94 @@ class Validator:
                 )
             self._item(element.by_type.get(key, element), key, value, f"{path}.{key}", walk)
 
+    def _array(
+        self, element: ElementRule, key: str, value: list[Any], parent: dict[str, Any], path: str, walk: _Walk
+    ) -> None:
+        count = len(value)
+        if element.max is not None and count > element.max:
+            walk.issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"{path}.{key}",
+                    f"{element.path} allows at most {element.max}, found {count}",
+                    "cardinality",
+                )
+            )
+        if element.slicing is not None:
+            self._sliced(element, element.slicing, key, value, parent, path, walk)
+            return
+        nulls_allowed = "_" + key in parent
+        for index, item in enumerate(value):
+            if item is None and nulls_allowed:
+                continue
+            self._item(element, key, item, f"{path}.{key}[{index}]", walk)
+
+    def _memoised_array(
+        self,
+        memo: dict[Any, Any],
+        element: ElementRule,
+        key: str,
+        value: list[Any],
+        parent: dict[str, Any],
+        path: str,
+        walk: _Walk,
+    ) -> None:
+        """A whole array at once: the two categories, the performer, the interpretation recur verbatim."""
+        free = element.memo_ok
+        if free is None:
+            free = element.memo_ok = self.compiler.context_free(element)
+        blob = None
+        if free:
+            try:
+                blob = orjson.dumps(value)
+            except TypeError:
+                blob = None
+        if blob is None or b'"#' in blob or b"null" in blob:
+            self._array(element, key, value, parent, path, walk)
+            return
+        memo_key = (id(element), "[]", blob)
+        found = memo.get(memo_key)
+        if found is not None:
+            element.array_hits += 1
+            for issue in found[1]:
+                walk.issues.append(
+                    Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule)
+                )
+            return
+        mark = len(walk.issues)
+        self._array(element, key, value, parent, path, walk)
+        self._remember(memo_key, None, path, walk.issues[mark:])
+        element.array_misses += 1
+        if element.array_misses + element.array_hits >= MEMO_TRIAL:
+            # the attendance components differ per student: memoise their items, not the whole array
+            element.array_memo_ok = element.array_misses < element.array_hits
+
     def _item(self, element: ElementRule, key: str, item: Any, path: str, walk: _Walk) -> None:
+        memo = self._memo
+        if memo is None or type(item) is not dict:
+            self._check_item(element, key, item, path, walk)
+            return
         blob = self._blob(element, item)
         if blob is None:
             self._check_item(element, key, item, path, walk)
             return
         memo_key = (id(element), key, blob)
-        if self._replay(memo_key, path, walk) is not _MISSING:
+        found = memo.get(memo_key)
+        if found is not None:
+            element.memo_lookups += 1  # hits
+            for issue in found[1]:
+                walk.issues.append(
+                    Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule)
+                )
             return
         mark = len(walk.issues)
         self._check_item(element, key, item, path, walk)
         self._remember(memo_key, None, path, walk.issues[mark:])
+        element.memo_misses += 1
+        if element.memo_misses + element.memo_lookups >= MEMO_TRIAL:
+            # mostly new content (identifiers, subjects): the memo costs more than it saves there
+            element.memo_ok = element.memo_misses < element.memo_lookups
 
     # -- memo: the same coding, quantity or period recurs across thousands of resources -------------------
 
@@ -238,9 +301,9 @@ class Validator:
         an element that reads %resource (Compiler.context_free) or a local "#id" reference (ref-1)."""
         if self._memo is None or type(item) is not dict:
             return None
-        free = self._context_free.get(id(element))
+        free = element.memo_ok
         if free is None:
-            free = self._context_free[id(element)] = self.compiler.context_free(element)
+            free = element.memo_ok = self.compiler.context_free(element)
         if not free:
             return None
         try:

@@ -21,9 +21,20 @@ NativeCheck = Callable[[Any, dict[str, Any], dict[str, Any]], bool]
 R4_MODEL = models["r4"]
 
 
+# JSON names a choice element by its type: value[x] is present as one of these keys.
+_TYPES = (
+    "Base64Binary Boolean Canonical Code Date DateTime Decimal Id Instant Integer Markdown Oid PositiveInt String "
+    "Time UnsignedInt Uri Url Uuid Address Age Annotation Attachment CodeableConcept Coding ContactPoint Count "
+    "Distance Duration HumanName Identifier Money Period Quantity Range Ratio Reference SampledData Signature "
+    "Timing ContactDetail Contributor DataRequirement Expression ParameterDefinition RelatedArtifact "
+    "TriggerDefinition UsageContext Dosage Meta"
+)
+VALUE_KEYS = frozenset("value" + t for t in _TYPES.split())
+
+
 def _has_value_key(obj: Any) -> bool:
-    """value[x] present: any valueXxx key (JSON names choice elements by type)."""
-    return isinstance(obj, dict) and any(k.startswith("value") and k[5:6].isupper() for k in obj)
+    """value[x] present."""
+    return isinstance(obj, dict) and not VALUE_KEYS.isdisjoint(obj)
 
 
 def _strings_under(node: Any, out: set[str]) -> None:
@@ -106,8 +117,10 @@ def _obs_7(value: Any, resource: dict[str, Any], root: dict[str, Any]) -> bool:
         return True
     for component in value.get("component", ()):
         ccode = component.get("code") if isinstance(component, dict) else None
-        if isinstance(ccode, dict) and any(c in codings for c in ccode.get("coding", ())):
-            return False
+        if isinstance(ccode, dict):
+            for coding in ccode.get("coding", ()):
+                if coding in codings:
+                    return False
     return True
 
 
@@ -231,25 +244,30 @@ def _bdl_request_response(key: str, types: tuple[str, ...]) -> NativeCheck:
     return check
 
 
-def _component_values(observation: dict[str, Any], code: str) -> list[Any]:
-    """valueQuantity.value of the components coded ATTENDANCE_CS#code, in order."""
-    out = []
+def _first_values(observation: dict[str, Any]) -> tuple[Any, Any]:
+    """valueQuantity.value of the first days-absent and first days-in-membership components that have one."""
+    absent = membership = None
     for component in observation.get("component", ()):
-        ccode = component.get("code") if isinstance(component, dict) else None
-        codings = ccode.get("coding", ()) if isinstance(ccode, dict) else ()
-        if any(isinstance(c, dict) and c.get("system") == ATTENDANCE_CS and c.get("code") == code for c in codings):
-            quantity = component.get("valueQuantity")
-            if isinstance(quantity, dict) and "value" in quantity:
-                out.append(quantity["value"])
-    return out
+        if type(component) is not dict:
+            continue
+        quantity = component.get("valueQuantity")
+        code = component.get("code")
+        if type(quantity) is not dict or "value" not in quantity or type(code) is not dict:
+            continue
+        for coding in code.get("coding", ()):
+            if type(coding) is dict and coding.get("system") == ATTENDANCE_CS:
+                which = coding.get("code")
+                if which == "days-absent" and absent is None:
+                    absent = quantity["value"]
+                elif which == "days-in-membership" and membership is None:
+                    membership = quantity["value"]
+    return absent, membership
 
 
 def _sis_att_1(value: Any, resource: dict[str, Any], root: dict[str, Any]) -> bool:
-    absent = _component_values(value, "days-absent")
-    membership = _component_values(value, "days-in-membership")
-    if not absent or not membership:
+    first, second = _first_values(value)
+    if first is None or second is None:
         return True
-    first, second = absent[0], membership[0]
     if not isinstance(first, int | float) or not isinstance(second, int | float):
         return True
     return bool(first <= second)
