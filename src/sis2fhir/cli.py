@@ -19,6 +19,7 @@ from sis2fhir.config import ConfigError, Settings, load_settings
 from sis2fhir.deliver.base import Destination
 from sis2fhir.pipeline import Route, SyncResult, sync
 from sis2fhir.read.export import ExportError
+from sis2fhir.report import RowReport
 from sis2fhir.store import open_store
 
 
@@ -160,6 +161,8 @@ def sync_command(
         raise _fail("nowhere to deliver: give --out DIR, --destination, or recipients in --config", Exit.USAGE)
 
     quarantine = (out_dir or Path(".")) / "quarantine"
+    report = RowReport()
+    rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
     try:
         with _progress() as progress:
             task = progress.add_task("reading", total=None)
@@ -177,10 +180,11 @@ def sync_command(
                 recipients_from_consents=one_off or None,
                 quarantine_dir=quarantine,
                 progress=tick,
+                report=report,
             )
     except ExportError as e:
-        raise _fail(str(e)) from None
-    rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
+        report.write_csv(rp)  # what was read before the export proved unusable is still worth fixing
+        raise _fail(f"{e}\n(row report of what was read: {rp})") from None
     result.report.write_csv(rp)
     _print_summary(result, rp)
     undelivered = sum(n for k, n in result.delivery.items() if k != "delivered")

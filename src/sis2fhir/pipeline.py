@@ -228,10 +228,11 @@ def sync(
     recipients_from_consents: list[Route] | None = None,
     quarantine_dir: Path | None = None,
     progress: Progress | None = None,
+    report: RowReport | None = None,
 ) -> SyncResult:
     """Run the whole job. `routes`: recipient -> routes (from the config); `recipients_from_consents`: routes that
     apply to every recipient named in consents.csv (one-off runs: `--out`, `--destination`)."""
-    result = SyncResult(as_of=as_of)
+    result = SyncResult(as_of=as_of, report=report if report is not None else RowReport())
     report = result.report
     policy = settings.policy.resolve()
     district = settings.district
