@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
-from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
+from sis2fhir.terminology import ATTENDANCE_CS, CONSENT_PROFILE, OBSERVATION_PROFILE, TIER_CS, TIER_VS, TIERS
 from sis2fhir.validate import Issue, Validator, validate_resource
+from sis2fhir.validate.definitions import Definitions
 from sis2fhir.validate.engine import default_validator
 from sis2fhir.validate.invariants import NATIVE
 from tests.test_validate_cases import (
@@ -147,3 +152,46 @@ def test_r4b_also_accepts_our_profile_resources(name: str) -> None:
 @pytest.mark.parametrize("case", [c for c in BROKEN_CORE if c.r4b_rejects], ids=lambda c: c.name)
 def test_r4b_also_rejects_structural_breakage(case: Broken) -> None:
     assert not _r4b_accepts(case.resource())
+
+
+# -- slicing rules and terminology from the compiled profiles ---------------------------------------------------
+
+
+def _profiles_with(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Validator:
+    """A validator over a copy of our compiled profiles, with one change to the Observation profile."""
+    source = Path(str(resources.files("sis2fhir") / "data" / "profiles"))
+    for path in source.glob("*.json"):
+        doc = orjson.loads(path.read_bytes())
+        if doc.get("url") == OBSERVATION_PROFILE:
+            change(doc)
+        (tmp_path / path.name).write_bytes(orjson.dumps(doc))
+    return Validator(Definitions([tmp_path]))
+
+
+def _close_component_slicing(profile: dict[str, Any]) -> None:
+    for element in profile["snapshot"]["element"]:
+        if element["id"] == "Observation.component":
+            element["slicing"]["rules"] = "closed"
+
+
+def test_open_slicing_lets_an_extra_component_through_and_closed_slicing_does_not(tmp_path: Path) -> None:
+    observation = attendance_observation()
+    observation["component"].append(
+        {"code": {"coding": [{"system": ATTENDANCE_CS, "code": "days-tardy"}]}, "valueQuantity": {"value": 3}}
+    )
+    assert errors(validate_resource(observation)) == []
+    closed = _profiles_with(tmp_path, _close_component_slicing)
+    assert errors(closed.validate(observation)) == [("slice", "Observation.component[7]")]
+
+
+def test_tier_value_set_holds_exactly_the_tiers_the_measures_produce() -> None:
+    expansion = default_validator().definitions.value_set(TIER_VS)
+    assert expansion == {TIER_CS: frozenset(TIERS)}
+
+
+def test_core_required_value_sets_are_expanded_offline() -> None:
+    definitions = default_validator().definitions
+    status = definitions.value_set("http://hl7.org/fhir/ValueSet/observation-status|4.0.1")
+    assert status is not None
+    assert set(status["http://hl7.org/fhir/observation-status"]) >= {"final", "amended", "entered-in-error"}
+    assert "Observation" in definitions.resource_types and "Obsrvation" not in definitions.resource_types

@@ -67,20 +67,23 @@ def _files(paths: list[Path], report: FilesReport) -> Iterator[Path]:
 
 
 def _documents(path: Path, report: FilesReport) -> Iterator[tuple[int, Any]]:
-    """(line, parsed JSON) per resource: one per NDJSON line, or the whole file."""
+    """(line, parsed JSON) per resource: one per NDJSON line (streamed), or the whole file."""
+    ndjson = path.suffix.lower() in (".ndjson", ".jsonl")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            if not ndjson:
+                data = stream.read()
+            else:
+                for number, raw in enumerate(stream, start=1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        yield number, orjson.loads(raw)
+                    except orjson.JSONDecodeError as error:
+                        report.unreadable.append(Unreadable(str(path), number, f"not JSON: {error}"))
+                return
     except OSError as error:
         report.unreadable.append(Unreadable(str(path), 0, f"cannot read: {error.strerror}"))
-        return
-    if path.suffix.lower() in (".ndjson", ".jsonl"):
-        for number, raw in enumerate(data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield number, orjson.loads(raw)
-            except orjson.JSONDecodeError as error:
-                report.unreadable.append(Unreadable(str(path), number, f"not JSON: {error}"))
         return
     try:
         yield 0, orjson.loads(data)
