@@ -17,6 +17,7 @@ CONSENT_PROFILE: Final = f"{CANONICAL}/StructureDefinition/ferpa-attendance-cons
 ATTENDANCE_CS: Final = f"{CANONICAL}/CodeSystem/school-attendance"
 TIER_CS: Final = f"{CANONICAL}/CodeSystem/chronic-absence-tier"
 ABSENCE_REASON_CS: Final = f"{CANONICAL}/CodeSystem/absence-reason"
+VALIDATION_RULE_CS: Final = f"{CANONICAL}/CodeSystem/validation-rule"  # rule ids in OperationOutcome.issue.details
 
 # Our value sets
 ATTENDANCE_MEASURE_VS: Final = f"{CANONICAL}/ValueSet/attendance-measure"

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sis2fhir.terminology import VALIDATION_RULE_CS
 from sis2fhir.validate.engine import Issue
-
-# The HL7 validator records the broken rule the same way: an issue-level extension would need a profile of its
-# own, so the rule id goes into `details.coding` under a code system of ours.
-RULE_SYSTEM = "http://sis2fhir.org/fhir/CodeSystem/validation-rule"
 
 
 def operation_outcome(issues: Iterable[Issue], diagnostics_prefix: str = "") -> dict[str, Any]:
@@ -19,7 +16,8 @@ def operation_outcome(issues: Iterable[Issue], diagnostics_prefix: str = "") -> 
         entry: dict[str, Any] = {
             "severity": issue.severity,
             "code": issue.code,
-            "details": {"coding": [{"system": RULE_SYSTEM, "code": issue.rule}], "text": issue.message},
+            # the rule id (obs-6, cardinality...) as a coding, so a machine can count failures by rule
+            "details": {"coding": [{"system": VALIDATION_RULE_CS, "code": issue.rule}], "text": issue.message},
             "diagnostics": f"{diagnostics_prefix}{issue.message}",
         }
         if issue.expression:
