@@ -31,6 +31,12 @@ AS_OF = "2026-03-31"
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs without --out write rows-report.csv in the current folder: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def write_config(path: Path, namespace: str, **destination: object) -> Path:
     """A config whose district namespace is unique to the test, so tests sharing the server do not collide."""
     import yaml

@@ -336,6 +336,20 @@ def outbox_replay(
     _drain(ob, settings)
 
 
+@app.command("pending")
+def pending_command(limit: int = 200, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Students waiting for a certain patient match at a recipient: never sent, tried again on every run."""
+    from sis2fhir.deliver.outbox import PENDING
+
+    ob, _ = _open_outbox(config, store)
+    rows = ob.list(PENDING, limit)
+    t = Table("student", "recipient", "destination", "attempts", "why")
+    for r in rows:
+        t.add_row(r.student_sourced_id, r.recipient, r.destination, str(r.attempts), r.last_error or "")
+    out.print(t)
+    out.print(f"{len(rows)} pending")
+
+
 @app.command("disclosures")
 def disclosures_command(
     student: Annotated[str, typer.Option("--student", help="The student's sourcedId or state id.")],

@@ -30,6 +30,8 @@ class DistrictSettings(BaseModel):
     state_id_source: str = "identifier"
     # The identifier system recipients know the state student id by (Patient.identifier.system).
     state_id_system: str = ""
+    # HL7 v2 PID-3.4: the assigning authority of the state student id ("NAME" or "NAME&OID&ISO").
+    state_id_authority: str = "STATE"
 
     @field_validator("namespace")
     @classmethod

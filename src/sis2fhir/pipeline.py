@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert, update
 
-from sis2fhir.config import Settings
+from sis2fhir.config import DistrictSettings, Settings
 from sis2fhir.deliver.base import DeliveryItem, Destination
-from sis2fhir.deliver.outbox import Envelope, Outbox, idempotency_key
+from sis2fhir.deliver.outbox import PENDING, Envelope, Outbox, idempotency_key
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
@@ -328,7 +328,7 @@ def sync(
             for rt in rts:
                 if rt.takes == "hl7v2":
                     envelopes.extend(
-                        _v2_envelopes(rt, recipient, student, summaries, roster, gate.consent, known, result)
+                        _v2_envelopes(rt, recipient, student, summaries, roster, gate.consent, known, result, district)
                     )
                     continue
                 resources = [*observations, consent_res]
@@ -354,6 +354,7 @@ def sync(
     result.enqueued += outbox.enqueue(envelopes, run_id)
     result.withdrawn = outbox.withdraw(withdraw) if withdraw else 0
     if destinations:
+        outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
         result.delivery = asyncio.run(_drain_and_close(outbox, destinations))
     with engine.begin() as conn:
         conn.execute(
@@ -418,10 +419,11 @@ def _v2_envelopes(
     consent: ConsentRecord,
     known: set[str],
     result: SyncResult,
+    district: DistrictSettings,
 ) -> list[Envelope]:
     from sis2fhir.map.oru import OruError, V2Settings, build_oru_r01
 
-    v2 = V2Settings(**rt.v2)
+    v2 = V2Settings(**{"state_id_authority": district.state_id_authority, **rt.v2})
     out = []
     for s in summaries:
         subject = f"{recipient}|{student.sourced_id}|{s.school_sourced_id}"

@@ -86,6 +86,14 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
         return "fhir", fhir_destination(ds.url, ds, settings)
     if not ds.host or not ds.port:
         raise ConfigError("an mllp destination needs `host` and `port`")
+    from pydantic import ValidationError
+
+    from sis2fhir.map.oru import V2Settings
+
+    try:
+        V2Settings(**{"state_id_authority": settings.district.state_id_authority, **ds.v2})
+    except ValidationError as e:
+        raise ConfigError(f"mllp destination {ds.host}:{ds.port}: invalid `v2` settings: {e}") from None
     return "hl7v2", mllp_destination("", settings, ds)
 
 

@@ -9,7 +9,6 @@ recipient never receives stale attendance after fresh. Successful deliveries go 
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import DateTime, Engine, and_, bindparam, func, insert, select, update
+from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
@@ -57,6 +57,9 @@ class Outbox:
     def __init__(self, engine: Engine, settings: OutboxSettings | None = None) -> None:
         self.engine = engine
         self.settings = settings or OutboxSettings()
+        self._wait = wait_random_exponential(
+            multiplier=self.settings.initial_backoff_seconds, max=self.settings.max_backoff_seconds
+        )
 
     # --- enqueue -------------------------------------------------------------------------------------------------
 
@@ -173,10 +176,11 @@ class Outbox:
         return [self._load(r) for r in rows]
 
     def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
-        s = self.settings
-        # exponential with full jitter (AWS architecture blog "Exponential Backoff And Jitter")
-        cap = min(s.max_backoff_seconds, s.initial_backoff_seconds * (2 ** max(0, attempts - 1)))
-        wait = random.uniform(s.initial_backoff_seconds / 2, max(s.initial_backoff_seconds / 2, cap))
+        """Exponential backoff with full jitter (tenacity's wait_random_exponential), never shorter than the
+        recipient's Retry-After. Cross-run retries live in the store, so only the wait strategy is borrowed."""
+        state = RetryCallState(Retrying(), None, (), {})
+        state.attempt_number = max(1, attempts)
+        wait = max(self.settings.initial_backoff_seconds / 2, self._wait(state))
         if retry_after is not None:
             wait = max(wait, retry_after)
         return timedelta(seconds=wait)

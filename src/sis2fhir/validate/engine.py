@@ -21,7 +21,7 @@ from sis2fhir.validate.definitions import Definitions, default_definitions
 
 Severity = Literal["error", "warning"]
 _MISSING = object()
-MEMO_LIMIT = 200_000  # memoised verdicts kept before the memo starts over (bounded memory)
+MEMO_LIMIT = 50_000  # memoised verdicts kept before the memo starts over: a few tens of MB at most
 MEMO_TRIAL = 1_000  # after this many lookups for one element, keep its memo only while hits outnumber misses
 
 
