@@ -262,3 +262,37 @@ def test_the_chronic_status_is_a_searchable_component_code(example_run: tuple[Pa
     assert len(tiers) == 1
     assert tiers[0]["valueCodeableConcept"]["coding"][0]["system"] == t.TIER_CS
     assert obs["interpretation"][0]["coding"][0]["code"] == tiers[0]["valueCodeableConcept"]["coding"][0]["code"]
+
+
+def test_an_invalid_resource_is_quarantined_with_an_outcome_naming_element_and_source_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sis2fhir.pipeline as pipeline
+
+    real = pipeline.attendance_observation
+    broken_for: list[str] = []
+
+    def mapper_with_a_bug(summary, student, school, district):  # type: ignore[no-untyped-def]
+        obs = real(summary, student, school, district)
+        if not broken_for:  # the first student's Observation loses its tier component
+            broken_for.append(student.sourced_id)
+            obs["component"] = [c for c in obs["component"] if c["code"]["coding"][0]["code"] != "chronic-absence-tier"]
+        return obs
+
+    monkeypatch.setattr(pipeline, "attendance_observation", mapper_with_a_bug)
+    out = tmp_path / "out"
+    code, output = run_sync(EXAMPLE, out, "--as-of", EXAMPLE_AS_OF)
+    assert code == 3, output  # completed, with something to look at
+    quarantined = [orjson.loads(line) for line in (out / "quarantine" / "Observation.ndjson").read_bytes().splitlines()]
+    assert len(quarantined) == 1
+    outcome = quarantined[0]["outcome"]
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any("Observation.component" in e for i in outcome["issue"] for e in i.get("expression", []))
+    assert all(i["diagnostics"].startswith("users.csv line ") for i in outcome["issue"])
+    assert broken_for[0] in outcome["issue"][0]["diagnostics"]
+    # the other students' Observations still went out; the broken one did not
+    written = {o["id"] for p in out.glob("*/Observation.ndjson") if p.parent.name != "quarantine" for o in ndjson(p)}
+    assert quarantined[0]["resource"]["id"] not in written
+    assert len(written) > 100
+    report = (out / "rows-report.csv").read_text()
+    assert "invalid-resource" in report
