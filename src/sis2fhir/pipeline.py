@@ -24,7 +24,7 @@ from sis2fhir.deliver.outbox import PENDING, Envelope, Outbox, idempotency_key
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
-from sis2fhir.measure import AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
+from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
 from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_style, iter_attendance
 from sis2fhir.read.calendar import read_calendar
@@ -106,6 +106,7 @@ def measure_attendance(
     tallies: dict[tuple[str, str], AbsenceTally] = {}
     seen: dict[tuple[str, str], int] = {}  # bitmask of school-year days with an event
     memberships = roster.memberships
+    may_be_absent = policy.absence_categories
     outside_year = after_as_of = 0
     outside_year_file = ""
     n = 0
@@ -171,10 +172,11 @@ def measure_attendance(
             )
             continue
         seen[key] = mask | bit
-        tally = tallies.get(key)
-        if tally is None:
-            tally = tallies[key] = AbsenceTally()
-        tally.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
+        if ev.category in may_be_absent or ev.reason == OSS:  # else absence_weight is 0: most rows stop here
+            tally = tallies.get(key)
+            if tally is None:
+                tally = tallies[key] = AbsenceTally()
+            tally.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
     if progress is not None:
         progress("attendance rows", n)
     if outside_year:
@@ -288,6 +290,7 @@ def sync(
     result.run_id = run_id
 
     outbox = Outbox(engine, settings.outbox)
+    loop = asyncio.new_event_loop()
     dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
     known = outbox.known_keys(dest_names)
     by_student: dict[str, list[AttendanceSummary]] = {}
@@ -348,14 +351,16 @@ def sync(
             if progress is not None and built % 5000 == 0:
                 progress("students mapped", built)
         if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
-            result.enqueued += outbox.enqueue(envelopes, run_id)
-            envelopes.clear()
+            _flush(envelopes, outbox, destinations, run_id, result, loop)
     result.consented_students = len(consented)
-    result.enqueued += outbox.enqueue(envelopes, run_id)
+    _flush(envelopes, outbox, destinations, run_id, result, loop)
     result.withdrawn = outbox.withdraw(withdraw) if withdraw else 0
-    if destinations:
-        outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
-        result.delivery = asyncio.run(_drain_and_close(outbox, destinations))
+    try:
+        if destinations:
+            outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
+            result.delivery.update(loop.run_until_complete(_drain_and_close(outbox, destinations)))
+    finally:
+        loop.close()
     with engine.begin() as conn:
         conn.execute(
             update(runs)
@@ -367,6 +372,28 @@ def sync(
             )
         )
     return result
+
+
+def _flush(
+    envelopes: list[Envelope],
+    outbox: Outbox,
+    destinations: dict[str, Destination],
+    run_id: int | None,
+    result: SyncResult,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Write the items down; hand those for local destinations (a folder) over at once, while they are in memory,
+    instead of reading them back from the store. Network destinations are drained after the whole run."""
+    result.enqueued += outbox.enqueue(envelopes, run_id)
+    local: dict[str, list[DeliveryItem]] = {}
+    for env in envelopes:
+        dest = destinations.get(env.destination)
+        if dest is not None and getattr(dest, "local", False):
+            local.setdefault(env.destination, []).append(env.item)
+    for name, items in local.items():
+        results = loop.run_until_complete(destinations[name].deliver(items))
+        result.delivery.update(outbox.record(name, results))
+    envelopes.clear()
 
 
 async def _drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:

@@ -27,6 +27,7 @@ def recipient_folder_name(recipient: str) -> str:
 
 class NdjsonDestination:
     batch_size = 5000  # local files: large batches, one flush each
+    local = True  # the pipeline hands items over as they are made (no network: nothing to wait for)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
