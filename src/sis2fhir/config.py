@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     recipients: list[RecipientSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):  # type: ignore[no-untyped-def]
+        # the file's values arrive as init arguments; the environment must beat them (12-factor deployments)
+        return (env_settings, init_settings)
+
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from a YAML file (if given), the environment, then explicit overrides (CLI options)."""
@@ -123,9 +130,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping at the top level")
         data = loaded or {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         settings = Settings(**data)
+        for key, value in overrides.items():  # command-line options beat the environment and the file
+            if value is not None:
+                setattr(settings, key, value)
         settings.policy.resolve()
     except (ValidationError, ValueError) as e:
         raise ConfigError(f"invalid configuration: {e}") from None
