@@ -235,6 +235,8 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
     t.add_row("input rows rejected", f"{sum(rejected.values()):,}")
     for code, n in result.report.by_code().most_common():
         t.add_row(f"  {code}", f"{n:,}")
+    for stage, seconds in result.timings.items():
+        t.add_row(f"time: {stage}", f"{seconds:,.1f} s")
     out.print(t)
     out.print(f"{result.changes} changes. Row report: {report_path}")
 

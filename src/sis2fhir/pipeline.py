@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -68,10 +69,22 @@ class SyncResult:
     delivery: Counter[str] = field(default_factory=Counter)
     report: RowReport = field(default_factory=RowReport)
     run_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (per-stage latency, for operators)
 
     @property
     def changes(self) -> int:
         return self.enqueued
+
+
+class _StageClock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+        self.t = now
 
 
 def choose_school_year(roster: Roster, as_of: date) -> SchoolYear:
@@ -241,6 +254,7 @@ def sync(
     started = datetime.now(UTC)
 
     export = open_export(export_path)
+    clock = _StageClock(result.timings)
     roster = read_roster(export, report, district.state_id_source)
     result.students = len(roster.students)
     calendar = read_calendar(export, report)
@@ -259,7 +273,9 @@ def sync(
             linker.remember(roster.students.values())
     result.school_year = year
 
+    clock.lap("read roster, calendar, consents")
     result.summaries = measure_attendance(export, roster, calendar, year, as_of, policy, report, progress)
+    clock.lap("read and measure attendance")
     result.tiers.update(s.tier for s in result.summaries)
 
     # recipients: from the config, or every recipient named in a consent
@@ -353,12 +369,14 @@ def sync(
         if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
             _flush(envelopes, outbox, destinations, run_id, result, loop)
     result.consented_students = len(consented)
+    clock.lap("gate, map, validate, write down (and hand to local destinations)")
     _flush(envelopes, outbox, destinations, run_id, result, loop)
     result.withdrawn = outbox.withdraw(withdraw) if withdraw else 0
     try:
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
             result.delivery.update(loop.run_until_complete(_drain_and_close(outbox, destinations)))
+            clock.lap("deliver from the outbox")
     finally:
         loop.close()
     with engine.begin() as conn:
@@ -503,5 +521,6 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "withdrawn": result.withdrawn,
         "delivery": dict(result.delivery),
         "rows_rejected": dict(result.report.rows_rejected()),
+        "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
         "issues_by_code": dict(result.report.by_code()),
     }

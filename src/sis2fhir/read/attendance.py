@@ -157,9 +157,7 @@ def decide_attendance_style(export: Export) -> StyleDecision:
     finally:
         table.close()
     if presence_seen:
-        return StyleDecision(
-            "positive", "attendance.csv has In Attendance/Present rows, so every day has a row."
-        )
+        return StyleDecision("positive", "attendance.csv has In Attendance/Present rows, so every day has a row.")
     if export.has(CALENDAR_FILE):
         return StyleDecision(
             "exception-only",
@@ -353,8 +351,7 @@ def _iter_csv(export: Export, roster: Roster, report: RowReport) -> Iterator[Att
                         line,
                         "duration",
                         "bad-duration",
-                        f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; "
-                        "row not used.",
+                        f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; row not used.",
                     )
                     continue
             if i_reason is None:
@@ -478,8 +475,7 @@ def _iter_edfi(export: Export, name: str, r: _Resolver, report: RowReport) -> It
                 0,
                 "",
                 "bad-xml",
-                f"{name} is not well-formed XML ({exc}); events after that point are not read. "
-                "Export the file again.",
+                f"{name} is not well-formed XML ({exc}); events after that point are not read. Export the file again.",
             )
         finally:
             report.count_read(name, read + sections)

@@ -91,9 +91,7 @@ def read_consents(export: Export, roster: Roster, report: RowReport) -> dict[str
         if bad:
             fail(bad, "bad-date", bad_date(row[bad], bad))
             continue
-        signed, start, end, revoked = (
-            dates[c] for c in ("signedDate", "periodStart", "periodEnd", "revokedDate")
-        )
+        signed, start, end, revoked = (dates[c] for c in ("signedDate", "periodStart", "periodEnd", "revokedDate"))
         if signed is None or start is None:
             col = "signedDate" if signed is None else "periodStart"
             fail(col, "missing-value", f"{col} is blank; a consent must be dated (FERPA 34 CFR 99.30).")

@@ -96,17 +96,13 @@ class CsvTable:
                 self._warn(1, orig, "header-typo", f"Column '{orig}' is read as '{col}'. Correct the header.")
         if empty and any(names[i] for i in range(empty[0], len(names))):
             where = ", ".join(str(i + 1) for i in empty)
-            self._warn(
-                1, "", "empty-column-name", f"Header columns {where} have no name; their values are ignored."
-            )
+            self._warn(1, "", "empty-column-name", f"Header columns {where} have no name; their values are ignored.")
         self.missing = [c for c in spec.required if c not in self.columns]
         if spec.one_of and not any(c in self.columns for c in spec.one_of):
             self.missing.append(" or ".join(spec.one_of))
         for col in spec.expected:
             if col not in self.columns and self.header_found:
-                self._warn(
-                    1, col, "missing-column", f"{self.file} has no '{col}' column; it is read as blank."
-                )
+                self._warn(1, col, "missing-column", f"{self.file} has no '{col}' column; it is read as blank.")
         self.names = names
 
     def _warn(self, line: int, column: str, code: str, message: str) -> None:
@@ -242,9 +238,7 @@ def _unreadable(file: str, line: int, exc: Exception) -> ExportError:
             f"{file} is not UTF-8 text (first bad byte near line {line}). "
             "Save it as 'CSV UTF-8' in the SIS or spreadsheet and run again."
         )
-    return ExportError(
-        f"{file} cannot be read as CSV near line {line} ({exc}). Check the file is plain CSV text."
-    )
+    return ExportError(f"{file} cannot be read as CSV near line {line} ({exc}). Check the file is plain CSV text.")
 
 
 def open_csv(export: Export, name: str, report: RowReport, spec: Columns) -> CsvTable | None:
@@ -254,9 +248,7 @@ def open_csv(export: Export, name: str, report: RowReport, spec: Columns) -> Csv
     return CsvTable(export, name, report, spec)
 
 
-def read_csv(
-    export: Export, name: str, report: RowReport, spec: Columns
-) -> Iterator[tuple[int, dict[str, str]]]:
+def read_csv(export: Export, name: str, report: RowReport, spec: Columns) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, row dict) for every usable row of `name`; nothing when the file is absent."""
     table = open_csv(export, name, report, spec)
     if table is None:

@@ -193,9 +193,7 @@ def _header_of(export: Export, name: str) -> list[str]:
 def _refuse_without_manifest(export: Export) -> None:
     found = export.names()
     sds_markers = [n for n in found if n.lower() in SDS_ONLY_FILES]
-    if export.has("enrollments.csv") and "sourcedid" not in {
-        h.lower() for h in _header_of(export, "enrollments.csv")
-    }:
+    if export.has("enrollments.csv") and "sourcedid" not in {h.lower() for h in _header_of(export, "enrollments.csv")}:
         sds_markers.append("enrollments.csv without a sourcedId column")
     if sds_markers:
         raise ExportError(
@@ -294,8 +292,7 @@ def _read_manifest(export: Export) -> Manifest:
                 0,
                 f"file.{fname}",
                 "manifest-says-absent",
-                f"manifest.csv says file.{fname} is absent but {fname}.csv is in the export; "
-                "it is read anyway.",
+                f"manifest.csv says file.{fname} is absent but {fname}.csv is in the export; it is read anyway.",
             )
         elif mode != "absent" and not present:
             warn(

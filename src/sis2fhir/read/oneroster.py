@@ -93,9 +93,7 @@ def _state_id_column(state_id_source: str) -> str:
 class _Rows:
     """One roster file's rows after OneRoster bulk/delta rules (status, dateLastModified, duplicates)."""
 
-    def __init__(
-        self, export: Export, name: str, report: RowReport, spec: Columns, key: str = "sourcedId"
-    ) -> None:
+    def __init__(self, export: Export, name: str, report: RowReport, spec: Columns, key: str = "sourcedId") -> None:
         self.name = name
         self.report = report
         self.mode = export.manifest.mode(name)
@@ -231,9 +229,7 @@ def read_roster(export: Export, report: RowReport, state_id_source: str = "ident
     return roster
 
 
-def _read_orgs(
-    export: Export, report: RowReport
-) -> tuple[dict[str, School], District | None, dict[str, str]]:
+def _read_orgs(export: Export, report: RowReport) -> tuple[dict[str, School], District | None, dict[str, str]]:
     rows = _Rows(export, "orgs.csv", report, ORGS)
     schools: dict[str, School] = {}
     districts: dict[str, District] = {}
@@ -249,9 +245,7 @@ def _read_orgs(
         org_types[sid] = kind
         name = row.get("name", "").strip()
         if kind == "school":
-            schools[sid] = School(
-                sid, name, row.get("identifier", "").strip(), row.get("parentSourcedId", "").strip()
-            )
+            schools[sid] = School(sid, name, row.get("identifier", "").strip(), row.get("parentSourcedId", "").strip())
         elif kind == "district":
             districts[sid] = District(sid, name, row.get("identifier", "").strip())
         else:
@@ -312,9 +306,7 @@ def _read_school_years(export: Export, report: RowReport) -> list[SchoolYear]:
         start, end = parse_date(row["startDate"]), parse_date(row["endDate"])
         if start is None or end is None:
             col = "startDate" if start is None else "endDate"
-            report.add(
-                rows.file, line, col, "bad-date", bad_date(row[col], col) + " The session is not used."
-            )
+            report.add(rows.file, line, col, "bad-date", bad_date(row[col], col) + " The session is not used.")
             continue
         if end < start:
             report.add(
