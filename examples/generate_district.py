@@ -44,8 +44,7 @@ ONEROSTER_HEADERS: dict[str, list[str]] = {
         "schoolSourcedId,termSourcedIds,subjects,subjectCodes,periods"
     ),
     "enrollments.csv": columns(
-        "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,"
-        "beginDate,endDate"
+        "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate"
     ),
     "academicSessions.csv": columns(
         "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,schoolYear"
@@ -67,9 +66,7 @@ ABSENT_ONEROSTER_FILES = [
     "results",
 ]
 
-ATTENDANCE_HEADER = columns(
-    "studentSourcedId,studentIdentifier,schoolSourcedId,date,category,duration,reason"
-)
+ATTENDANCE_HEADER = columns("studentSourcedId,studentIdentifier,schoolSourcedId,date,category,duration,reason")
 CALENDAR_HEADER = columns("schoolSourcedId,date,instructional")
 CONSENT_HEADER = columns(
     "consentId,studentSourcedId,studentIdentifier,grantorName,grantorRelationship,recipientOrganization,"
@@ -764,9 +761,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=2026, help="random seed (default: 2026)")
     parser.add_argument("--students", type=int, default=200, help="number of students (default: 200)")
-    parser.add_argument(
-        "--schools", type=int, default=2, help="number of K-8 schools in the one district (default: 2)"
-    )
+    parser.add_argument("--schools", type=int, default=2, help="number of K-8 schools in the one district (default: 2)")
     parser.add_argument(
         "--school-year",
         type=int,
@@ -797,9 +792,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "orgs.identifier), and no attendance.csv (default: csv)",
     )
     parser.add_argument("--zip", action="store_true", help="write one OUT.zip instead of the folder OUT")
-    parser.add_argument(
-        "--out", type=Path, default=Path("district"), help="output folder (default: district)"
-    )
+    parser.add_argument("--out", type=Path, default=Path("district"), help="output folder (default: district)")
     args = parser.parse_args(argv)
     if args.students < 1:
         parser.error("--students must be at least 1")
@@ -831,12 +824,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = target.with_name(target.stem + ".generating")
     else:
         target = folder = out
-    if folder.exists() and (
-        not folder.is_dir() or (any(folder.iterdir()) and not (folder / "manifest.csv").exists())
-    ):
-        print(
-            f"error: {folder} exists and is not a generated district; choose another --out", file=sys.stderr
-        )
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / "manifest.csv").exists())):
+        print(f"error: {folder} exists and is not a generated district; choose another --out", file=sys.stderr)
         return 2
     try:
         folder.mkdir(parents=True, exist_ok=True)

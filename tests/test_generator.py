@@ -29,8 +29,7 @@ ONEROSTER_11_HEADERS = {
     "location,schoolSourcedId,termSourcedIds,subjects,subjectCodes,periods",
     "enrollments.csv": "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,"
     "primary,beginDate,endDate",
-    "academicSessions.csv": "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,"
-    "schoolYear",
+    "academicSessions.csv": "sourcedId,status,dateLastModified,title,type,startDate,endDate,parentSourcedId,schoolYear",
     "demographics.csv": "sourcedId,status,dateLastModified,birthDate,sex,americanIndianOrAlaskaNative,asian,"
     "blackOrAfricanAmerican,nativeHawaiianOrOtherPacificIslander,white,demographicRaceTwoOrMoreRaces,"
     "hispanicOrLatinoEthnicity,countryOfBirthCode,stateOfBirthAbbreviation,cityOfBirth,"
@@ -80,10 +79,7 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_same_seed_gives_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         assert (
-            generate(
-                tmp_path / name, "--seed", seed, "--students", "40", "--style", "exception-only"
-            ).returncode
-            == 0
+            generate(tmp_path / name, "--seed", seed, "--students", "40", "--style", "exception-only").returncode == 0
         )
     a, b, c = (files(tmp_path / n) for n in "abc")
     assert a == b
@@ -172,9 +168,7 @@ def test_attendance_is_realistic(district: Path) -> None:
     assert 0.15 <= chronic / len(measured) <= 0.30
     reasons = Counter(r["reason"] for r in att if r["category"] in ABSENCES)
     assert reasons.most_common(1)[0][0] == "illness"
-    assert {"medical", "mental-health", "transportation", "family", "suspension-out-of-school"} <= set(
-        reasons
-    )
+    assert {"medical", "mental-health", "transportation", "family", "suspension-out-of-school"} <= set(reasons)
     categories = Counter(r["category"] for r in att)
     assert categories["Excused Absence"] > categories["Unexcused Absence"] > 0
     assert categories["Tardy"] > 0
@@ -202,9 +196,7 @@ def test_consents_mix_at_the_as_of_date(district: Path) -> None:
     assert any(c["periodEnd"] and c["periodEnd"] < as_of for c in consents)  # expired
     assert any(c["periodStart"] > as_of for c in consents)  # not yet started
     assert any(c["dataScope"] not in {"", "attendance", "education-records"} for c in consents)
-    students = {
-        u["sourcedId"]: u["identifier"] for u in rows(district, "users.csv") if u["role"] == "student"
-    }
+    students = {u["sourcedId"]: u["identifier"] for u in rows(district, "users.csv") if u["role"] == "student"}
     by_state = {v: k for k, v in students.items()}
     consented = {c["studentSourcedId"] or by_state[c["studentIdentifier"]] for c in consents}
     assert 0 < len(students) - len(consented) < len(students) / 3  # some students have no consent at all
@@ -215,16 +207,11 @@ def test_exception_only_positive_and_edfi_describe_the_same_absences(tmp_path: P
     assert generate(tmp_path / "pos", *common).returncode == 0
     assert generate(tmp_path / "exc", *common, "--style", "exception-only").returncode == 0
     assert (
-        generate(
-            tmp_path / "edfi", *common, "--style", "exception-only", "--attendance-format", "edfi"
-        ).returncode
-        == 0
+        generate(tmp_path / "edfi", *common, "--style", "exception-only", "--attendance-format", "edfi").returncode == 0
     )
     key = ("studentSourcedId", "schoolSourcedId", "date", "category", "duration", "reason")
     positive = [
-        tuple(r[k] for k in key)
-        for r in rows(tmp_path / "pos", "attendance.csv")
-        if r["category"] != "Present"
+        tuple(r[k] for k in key) for r in rows(tmp_path / "pos", "attendance.csv") if r["category"] != "Present"
     ]
     exceptions = [tuple(r[k] for k in key) for r in rows(tmp_path / "exc", "attendance.csv")]
     assert positive == exceptions
@@ -277,18 +264,12 @@ def test_bad_arguments_get_a_message_not_a_traceback(tmp_path: Path) -> None:
 
 def test_committed_example_is_what_the_documented_command_writes(tmp_path: Path) -> None:
     readme = (REPO / "examples" / "README.md").read_text(encoding="utf-8")
-    commands = [
-        line
-        for line in readme.splitlines()
-        if line.startswith("python3 examples/generate_district.py --seed")
-    ]
+    commands = [line for line in readme.splitlines() if line.startswith("python3 examples/generate_district.py --seed")]
     assert len(commands) == 1, "examples/README.md should document exactly one command for examples/district"
     args = shlex.split(commands[0])[2:]
     out_at = args.index("--out")
     assert args[out_at + 1] == "examples/district"
     args[out_at + 1] = str(tmp_path / "fresh")
-    done = subprocess.run(
-        [sys.executable, str(GENERATOR), *args], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, str(GENERATOR), *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert files(tmp_path / "fresh") == files(EXAMPLE)

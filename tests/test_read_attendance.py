@@ -205,11 +205,7 @@ def test_an_ed_fi_file_gives_the_same_events_as_the_equivalent_csv(tmp_path: Pat
 def test_section_attendance_is_counted_and_reported_once_not_per_element(tmp_path: Path) -> None:
     folder = edfi_district(tmp_path)
     xml = folder / "StudentAttendance-2025-09.xml"
-    section = (
-        xml.read_text()
-        .split("<StudentSectionAttendanceEvent>")[1]
-        .split("</StudentSectionAttendanceEvent>")[0]
-    )
+    section = xml.read_text().split("<StudentSectionAttendanceEvent>")[1].split("</StudentSectionAttendanceEvent>")[0]
     extra = f"<StudentSectionAttendanceEvent>{section}</StudentSectionAttendanceEvent>\n" * 3
     xml.write_text(
         xml.read_text().replace("</InterchangeStudentAttendance>", extra + "</InterchangeStudentAttendance>")

@@ -67,9 +67,7 @@ def test_consent_messages_do_not_carry_the_grantor_name() -> None:
 def test_a_period_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
     folder = Path(shutil.copytree(EXPORTS / "district-1.1", tmp_path / "e"))
     f = folder / "consents.csv"
-    f.write_text(
-        f.read_text().replace("2025-08-20,2025-08-20,2026-06-30", "2025-08-20,2025-08-20,2024-06-30")
-    )
+    f.write_text(f.read_text().replace("2025-08-20,2025-08-20,2026-06-30", "2025-08-20,2025-08-20,2024-06-30"))
     consents, report = consents_of(folder)
     assert "stu-1" not in consents
     assert (2, "periodEnd", "bad-period") in [(i.line, i.column, i.code) for i in report.issues]

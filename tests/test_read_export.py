@@ -135,9 +135,7 @@ def test_a_file_that_is_not_utf8_gives_a_clear_error_not_a_traceback(tmp_path: P
 def test_a_header_typo_is_mapped_and_reported() -> None:
     report = RowReport()
     with open_export(EXPORTS / "district-1.2") as export:
-        rows = list(
-            read_csv(export, "roles.csv", report, Columns(required=("userSourcedId", "dateLastModified")))
-        )
+        rows = list(read_csv(export, "roles.csv", report, Columns(required=("userSourcedId", "dateLastModified"))))
     assert rows[0][1]["dateLastModified"] == "2025-08-01"
     typo = [(i.file, i.line, i.column, i.code) for i in report.issues]
     assert typo == [("roles.csv", 1, "dataLastModified", "header-typo")]
@@ -167,8 +165,7 @@ def test_a_missing_required_column_is_reported_once_and_its_rows_counted(tmp_pat
 def test_ragged_rows_are_reported_by_line_and_quoted_commas_are_fine(tmp_path: Path) -> None:
     folder = copy_export("district-1.1", tmp_path)
     (folder / "calendar.csv").write_text(
-        'schoolSourcedId,date,note\nsch-elm,2025-09-02,"a, b"\n'
-        "sch-elm,2025-09-03,a, b\n\nsch-elm,2025-09-04\n"
+        'schoolSourcedId,date,note\nsch-elm,2025-09-02,"a, b"\nsch-elm,2025-09-03,a, b\n\nsch-elm,2025-09-04\n'
     )
     report = RowReport()
     with open_export(folder) as export:
