@@ -110,21 +110,9 @@ def test_the_server_holds_exactly_what_the_ndjson_output_holds(fhir_server: str,
     namespace = f"urn:sis2fhir:test:{uuid.uuid4().hex[:8]}"
     config = write_config(tmp_path / "sis2fhir.yaml", namespace)
     seed_patients(fhir_server, f"{namespace}:state-student-id")
-    res = runner.invoke(
-        app,
-        [
-            "sync",
-            str(EXAMPLE),
-            "--as-of",
-            AS_OF,
-            "--config",
-            str(config),
-            "--out",
-            str(tmp_path / "out"),
-            "--destination",
-            fhir_server,
-        ],
-    )
+    sync_args = ["sync", str(EXAMPLE), "--as-of", AS_OF, "--config", str(config), "--out", str(tmp_path / "out"),
+                 "--destination", fhir_server]  # fmt: skip
+    res = runner.invoke(app, sync_args)
     assert res.exit_code == 0, res.output
     for rtype, kind in (("Observation", "attendance-summary"), ("Consent", "consent")):
         on_server = identifiers_on_server(fhir_server, rtype, f"{namespace}:{kind}")
@@ -145,21 +133,7 @@ def test_the_server_holds_exactly_what_the_ndjson_output_holds(fhir_server: str,
     assert {o["id"] for o in by_identifier} == {o["id"] for o in by_subject}
 
     # and a re-run sends nothing
-    res = runner.invoke(
-        app,
-        [
-            "sync",
-            str(EXAMPLE),
-            "--as-of",
-            AS_OF,
-            "--config",
-            str(config),
-            "--out",
-            str(tmp_path / "out"),
-            "--destination",
-            fhir_server,
-        ],
-    )
+    res = runner.invoke(app, sync_args)
     assert res.exit_code == 0, res.output
     assert "0 changes" in res.output
 
