@@ -31,6 +31,7 @@ test: $(VENV)/.test test-tools
 test-tools:
 	bash scripts/install-fhir-tools.sh
 	bash scripts/install-sekmet.sh
+	bash scripts/install-postgres.sh
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests scripts examples

@@ -14,3 +14,12 @@ def fhir_server() -> Iterator[str]:
     """Base URL of a real sekmet-fhir R4 server with a fresh data dir, shared by the session."""
     with running_sekmet() as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a throwaway PostgreSQL cluster on loopback, shared by the session (each test makes its own database)."""
+    from tests.support.postgres import running_postgres
+
+    with running_postgres() as url:
+        yield url

@@ -4,13 +4,14 @@ a poison item never blocks the others, replay, withdrawal when consent ends, and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, create_engine, select, text, update
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
@@ -66,9 +67,21 @@ def envelope(student: str, content: str = "v1") -> Envelope:
     return Envelope(DEST, subject, item)
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return open_store(f"sqlite:///{tmp_path / 'state.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The same outbox on both stores: SQLite (the default) and PostgreSQL (for several workers)."""
+    if request.param == "sqlite":
+        eng = open_store(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    else:
+        base = request.getfixturevalue("postgres_url")
+        name = f"outbox_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        eng = open_store(base.rsplit("/", 1)[0] + f"/{name}")
+    yield eng
+    eng.dispose()
 
 
 def statuses(engine: Engine) -> dict[str, str]:

@@ -296,3 +296,18 @@ def test_an_invalid_resource_is_quarantined_with_an_outcome_naming_element_and_s
     assert len(written) > 100
     report = (out / "rows-report.csv").read_text()
     assert "invalid-resource" in report
+
+
+def test_the_state_can_live_in_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('CREATE DATABASE "sync_state"'))
+    admin.dispose()
+    store = postgres_url.rsplit("/", 1)[0] + "/sync_state"
+    code, output = run_sync(EXAMPLE, tmp_path / "out", "--as-of", EXAMPLE_AS_OF, "--store", store)
+    assert code == 0, output
+    assert not (tmp_path / "out" / "state.sqlite").exists()
+    code, output = run_sync(EXAMPLE, tmp_path / "out", "--as-of", EXAMPLE_AS_OF, "--store", store)
+    assert code == 0 and "0 changes" in output, output
