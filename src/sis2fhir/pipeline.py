@@ -25,9 +25,9 @@ from sis2fhir.deliver.outbox import PENDING, Envelope, Outbox, idempotency_key
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
-from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
+from sis2fhir.measure import AttendanceSummary
 from sis2fhir.policy import Policy
-from sis2fhir.read.attendance import attendance_style, iter_attendance
+from sis2fhir.read.attendance import attendance_style
 from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
 from sis2fhir.read.export import Export, ExportError, open_export
@@ -35,6 +35,7 @@ from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import ConsentRecord, Roster, SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store.schema import runs
+from sis2fhir.tally import Rules, summaries_of, tally_attendance
 from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
 from sis2fhir.validate.engine import validate_resource
 
@@ -110,122 +111,41 @@ def measure_attendance(
     policy: Policy,
     report: RowReport,
     progress: Progress | None = None,
+    workers: int = 0,
 ) -> list[AttendanceSummary]:
     """Stream the attendance events once and return a summary per student x school in membership on `as_of`."""
     base = year.start.toordinal()
-    last_day = min(as_of, year.end)
-    calendar_days = {s: {d.toordinal() - base for d in days} for s, days in (calendar or {}).items()}
-    derived_days: dict[str, set[int]] = {}
-    tallies: dict[tuple[str, str], AbsenceTally] = {}
-    seen: dict[tuple[str, str], int] = {}  # bitmask of school-year days with an event
-    memberships = roster.memberships
-    may_be_absent = policy.absence_categories
-    outside_year = after_as_of = 0
-    outside_year_file = ""
-    n = 0
-    for ev in iter_attendance(export, roster, report):
-        n += 1
-        if progress is not None and n % 200_000 == 0:
-            progress("attendance rows", n)
-        day = ev.day
-        if day < year.start or day > year.end:
-            outside_year += 1
-            outside_year_file = ev.file
-            continue
-        if day > as_of:
-            after_as_of += 1
-            continue
-        key = (ev.student_sourced_id, ev.school_sourced_id)
-        m = memberships.get(key)
-        if m is None:
-            report.add(
-                ev.file,
-                ev.line,
-                "schoolSourcedId",
-                "not-enrolled",
-                "the student has no student enrollment at this school in enrollments.csv; row not counted",
-            )
-            continue
-        if day < m.begin or day > m.end:
-            report.add(
-                ev.file,
-                ev.line,
-                "date",
-                "outside-membership",
-                f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); row not counted",
-            )
-            continue
-        offset = day.toordinal() - base
-        if calendar is not None:
-            days = calendar_days.get(ev.school_sourced_id)
-            if days is None or offset not in days:
-                report.add(
-                    ev.file,
-                    ev.line,
-                    "date",
-                    "not-a-school-day",
-                    "calendar.csv does not list this date as instructional for this school; row not counted",
-                )
-                continue
-        else:
-            ds = derived_days.get(ev.school_sourced_id)
-            if ds is None:
-                ds = derived_days[ev.school_sourced_id] = set()
-            ds.add(offset)
-        bit = 1 << offset
-        mask = seen.get(key, 0)
-        if mask & bit:
-            report.add(
-                ev.file,
-                ev.line,
-                "date",
-                "conflicting-event",
-                "a second row for the same student, school and date; the first row was used and this one "
-                "was not (rows are not summed): correct the export so each school day has one row",
-            )
-            continue
-        seen[key] = mask | bit
-        if ev.category in may_be_absent or ev.reason == OSS:  # else absence_weight is 0: most rows stop here
-            tally = tallies.get(key)
-            if tally is None:
-                tally = tallies[key] = AbsenceTally()
-            tally.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
+    rules = Rules(
+        year=year,
+        as_of=as_of,
+        policy=policy,
+        memberships=roster.memberships,
+        calendar_days=None
+        if calendar is None
+        else {s: {d.toordinal() - base for d in ds} for s, ds in calendar.items()},
+    )
+    tallies = tally_attendance(export, roster, rules, report, workers)
     if progress is not None:
-        progress("attendance rows", n)
-    if outside_year:
+        progress("attendance rows", tallies.events)
+    if tallies.outside_year:
         report.add(
-            outside_year_file,
+            tallies.file,
             0,
             "date",
             "outside-school-year",
-            f"{outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
+            f"{tallies.outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
             severity="warning",
         )
-    if after_as_of:
+    if tallies.after_as_of:
         report.add(
-            outside_year_file or "attendance",
+            tallies.file,
             0,
             "date",
             "after-as-of",
-            f"{after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
+            f"{tallies.after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
             severity="warning",
         )
-
-    def school_days(school: str) -> list[date]:
-        if calendar is not None:
-            return [d for d in calendar.get(school, []) if year.start <= d <= last_day]
-        return sorted(date.fromordinal(base + o) for o in derived_days.get(school, ()))
-
-    days_by_school = {s: school_days(s) for s in {sc for _, sc in memberships}}
-    summaries = []
-    for (student, school), m in memberships.items():
-        begin, end = max(m.begin, year.start), min(m.end, year.end)
-        dim = days_in_membership(days_by_school[school], begin, end, last_day)
-        tally = tallies.get((student, school), AbsenceTally())
-        if dim == 0:
-            continue  # not (yet) in membership on any school day of this year
-        summaries.append(summarize(student, school, year.year, year.start, last_day, dim, tally, policy))
-    return summaries
+    return summaries_of(tallies, rules, calendar)
 
 
 def _fingerprint(resources: list[dict[str, Any]]) -> bytes:

@@ -46,6 +46,12 @@ class RowReport:
         if severity == "error" and line > 0:
             self._rejected.add((file, line))
 
+    def extend(self, other: RowReport) -> None:
+        """Take over another report's issues and counts (a part of a file read in another process)."""
+        self.issues.extend(other.issues)
+        self.rows_read.update(other.rows_read)
+        self._rejected.update(other._rejected)
+
     def count_read(self, file: str, n: int = 1) -> None:
         self.rows_read[file] += n
 

@@ -8,9 +8,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from typing import Literal
 
-from sis2fhir.read.csvfile import Columns, open_csv, parse_date
+from sis2fhir.read.csvfile import Columns, FilePart, open_csv, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import AttendanceCategory, AttendanceEvent, Roster, Student
 from sis2fhir.report import RowReport
@@ -235,8 +236,15 @@ class _Resolver:
         return code
 
 
-def iter_attendance(export: Export, roster: Roster, report: RowReport) -> Iterator[AttendanceEvent]:
-    """Every usable attendance event, streamed; unusable rows go to `report` (file, line, column)."""
+def iter_attendance(
+    export: Export, roster: Roster, report: RowReport, part: FilePart | None = None
+) -> Iterator[AttendanceEvent]:
+    """Every usable attendance event, streamed; unusable rows go to `report` (file, line, column).
+
+    `part`: only that byte range of attendance.csv (see `attendance_parts`)."""
+    if part is not None:
+        yield from _iter_csv(export, roster, report, part)
+        return
     xml = edfi_files(export)
     if export.has(ATTENDANCE_FILE):
         if xml:
@@ -261,8 +269,51 @@ def iter_attendance(export: Export, roster: Roster, report: RowReport) -> Iterat
         yield from _iter_edfi(export, name, resolver, report)
 
 
-def _iter_csv(export: Export, roster: Roster, report: RowReport) -> Iterator[AttendanceEvent]:
-    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE)
+def attendance_parts(export: Export, parts: int, min_bytes: int = 64 << 20) -> list[FilePart] | None:
+    """attendance.csv cut at line starts into `parts` byte ranges of about equal size, for several processes.
+
+    None when that is not safe or not worth it: a zip (no random access), a small file, Ed-Fi XML, or a file with
+    quotes (a quoted field may hold a line break, so a cut could fall inside a row)."""
+    if parts < 2 or export.is_zip or not export.has(ATTENDANCE_FILE):
+        return None
+    path = export.path_of(ATTENDANCE_FILE)
+    size = path.stat().st_size
+    if size < min_bytes:
+        return None
+    cuts = [size * i // parts for i in range(1, parts)]
+    starts: list[tuple[int, int]] = []  # (byte offset of a line start, its line number)
+    lines = 1
+    header_end = -1
+    pos = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            if b'"' in chunk:
+                return None
+            if header_end < 0 and (i := chunk.find(b"\n")) >= 0:
+                header_end = pos + i + 1
+            while cuts and cuts[0] < pos + len(chunk):
+                i = chunk.find(b"\n", max(0, cuts[0] - pos))
+                if i < 0:
+                    break
+                starts.append((pos + i + 1, lines + chunk.count(b"\n", 0, i + 1)))
+                cuts.pop(0)
+            lines += chunk.count(b"\n")
+            pos += len(chunk)
+    if header_end < 0 or len(starts) != parts - 1:
+        return None
+    bounds = [(header_end, 2), *starts, (size, lines)]
+    throwaway = RowReport()
+    return [
+        FilePart(a, b, line, None if i == 0 else throwaway)
+        for i, ((a, line), (b, _)) in enumerate(pairwise(bounds))
+        if b > a
+    ]
+
+
+def _iter_csv(
+    export: Export, roster: Roster, report: RowReport, part: FilePart | None = None
+) -> Iterator[AttendanceEvent]:
+    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE, part)
     assert table is not None
     file = table.file
     cols = table.columns
@@ -283,12 +334,13 @@ def _iter_csv(export: Export, roster: Roster, report: RowReport) -> Iterator[Att
             pass  # counts the rows and reports the missing column once
         return
     reader, width, regular, fix = table.reader, table.width, table.width == table.named_width, table.fix_row
-    prev = reader.line_num
+    base = table.first_line - reader.line_num  # 0 for the whole file; the line before the part for a part
+    prev = reader.line_num + base
     n = 0
     try:
         for row in reader:
             line = prev + 1
-            prev = reader.line_num
+            prev = reader.line_num + base
             if len(row) != width or not regular:
                 fixed = fix(row, line, prev)
                 if fixed is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,19 +36,62 @@ class Columns:
     one_of: tuple[str, ...] = ()  # at least one of these must be present
 
 
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """A byte range of a CSV file that starts at a line start (for reading one file in several processes)."""
+
+    start: int
+    end: int
+    line: int  # physical line number of the first line in the range
+    report_to: RowReport | None = None  # where header warnings go (a throwaway report: the first part has them)
+
+
+class _Limited(io.RawIOBase):
+    """At most `size` bytes of a binary stream."""
+
+    def __init__(self, raw: io.BufferedIOBase, size: int) -> None:
+        self._raw, self._left = raw, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._left)]
+        n = self._raw.readinto(view)
+        self._left -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 class CsvTable:
     """One CSV file opened with its header resolved: `columns` maps our column names to positions."""
 
-    def __init__(self, export: Export, name: str, report: RowReport, spec: Columns) -> None:
+    def __init__(
+        self, export: Export, name: str, report: RowReport, spec: Columns, part: FilePart | None = None
+    ) -> None:
         self.export = export
         self.file = export.actual_name(name)
-        self.report = report
+        # header warnings of a second or later part go to a throwaway report: the first part gives them
+        self.report = part.report_to if part is not None and part.report_to is not None else report
         self._stream = export.open_text(name)
         self._reader = csv.reader(self._stream)
+        self.first_line = 1  # the physical line before the first data row (the header)
         try:
             raw = next(self._reader, None)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise self.fail(exc, 1) from None
+        if part is not None:  # read only bytes [start, end) of the file, whose first line is part.line
+            self._stream.close()
+            binary = export.open_binary(name)
+            binary.seek(part.start)
+            self._stream = io.TextIOWrapper(_Limited(binary, part.end - part.start), encoding="utf-8", newline="")
+            self._reader = csv.reader(self._stream)
+            self.first_line = part.line - 1
         self.header_found = raw is not None
         self.names: list[str] = []
         self.columns: dict[str, int] = {}
@@ -57,6 +101,7 @@ class CsvTable:
         self.named_width = max((i + 1 for i, h in enumerate(self.names) if h), default=0)
         self.rows_read = 0
         self._short = self._first_short = self._ragged = 0
+        self.report = report
 
     def _resolve(self, raw: list[str], spec: Columns) -> None:
         wanted = {c.lower(): c for c in (*spec.required, *spec.expected, *spec.optional, *spec.one_of)}
@@ -241,11 +286,13 @@ def _unreadable(file: str, line: int, exc: Exception) -> ExportError:
     return ExportError(f"{file} cannot be read as CSV near line {line} ({exc}). Check the file is plain CSV text.")
 
 
-def open_csv(export: Export, name: str, report: RowReport, spec: Columns) -> CsvTable | None:
-    """The file as a CsvTable, or None when the export has no such file."""
+def open_csv(
+    export: Export, name: str, report: RowReport, spec: Columns, part: FilePart | None = None
+) -> CsvTable | None:
+    """The file as a CsvTable (or only the byte range `part` of it), or None when the export has no such file."""
     if not export.has(name):
         return None
-    return CsvTable(export, name, report, spec)
+    return CsvTable(export, name, report, spec, part)
 
 
 def read_csv(export: Export, name: str, report: RowReport, spec: Columns) -> Iterator[tuple[int, dict[str, str]]]:

@@ -100,6 +100,16 @@ class Export:
         """The file name as it appears in the export (e.g. `userprofiles.csv` for `userProfiles.csv`)."""
         return PurePosixPath(self._members[name.lower()]).name
 
+    @property
+    def is_zip(self) -> bool:
+        return self._zip is not None
+
+    def path_of(self, name: str) -> Path:
+        """The file's path on disk (a folder export only)."""
+        if self._zip is not None:
+            raise ExportError(f"{name} is inside the zip {self.source}; it has no path of its own.")
+        return self.source / self._members[name.lower()]
+
     def open_binary(self, name: str) -> io.BufferedIOBase:
         member = self._members.get(name.lower())
         if member is None:

@@ -1,0 +1,252 @@
+"""Attendance events streamed into year-to-date tallies per student x school, on one core or several.
+
+Each event is checked against the school year, the as-of date, the student's membership at the school and the
+calendar, and at most one event counts per student, school and day (a second one is a conflict to report, not to
+sum). Memory: a few integers and a bitmask of school days per student x school, never the rows.
+
+A large attendance.csv in a folder export is cut into byte ranges at line starts and tallied in one process per
+core (fork: the roster is shared, not copied). Tallies of the parts add up; the only thing a part cannot see is a
+duplicate whose first row lies in an earlier part, so those few student-days are looked up again afterwards.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
+from sis2fhir.policy import Policy
+from sis2fhir.read.attendance import attendance_parts, iter_attendance
+from sis2fhir.read.csvfile import FilePart
+from sis2fhir.read.export import Export
+from sis2fhir.records import AttendanceEvent, Membership, Roster, SchoolYear
+from sis2fhir.report import RowReport
+
+Key = tuple[str, str]  # (student sourcedId, school sourcedId)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What decides whether an event counts: the year, the as-of date, memberships, the calendar, the policy."""
+
+    year: SchoolYear
+    as_of: date
+    policy: Policy
+    memberships: dict[Key, Membership]
+    calendar_days: dict[str, set[int]] | None  # school -> instructional day offsets; None: learn from the rows
+
+    @property
+    def base(self) -> int:
+        return self.year.start.toordinal()
+
+
+@dataclass(slots=True)
+class Tallies:
+    tallies: dict[Key, AbsenceTally] = field(default_factory=dict)
+    seen: dict[Key, int] = field(default_factory=dict)  # bitmask of school-year days with a counted event
+    derived_days: dict[str, set[int]] = field(default_factory=dict)  # school -> days seen (no calendar.csv)
+    outside_year: int = 0
+    after_as_of: int = 0
+    events: int = 0
+    file: str = ""
+
+    def consume(self, events: Iterable[AttendanceEvent], rules: Rules, report: RowReport) -> None:
+        year, as_of, policy = rules.year, rules.as_of, rules.policy
+        base, memberships, calendar_days = rules.base, rules.memberships, rules.calendar_days
+        derived_days, tallies, seen = self.derived_days, self.tallies, self.seen
+        may_be_absent = policy.absence_categories
+        add = report.add
+        n = 0
+        for ev in events:
+            n += 1
+            day = ev.day
+            if day < year.start or day > year.end:
+                self.outside_year += 1
+                self.file = ev.file
+                continue
+            if day > as_of:
+                self.after_as_of += 1
+                self.file = ev.file
+                continue
+            key = (ev.student_sourced_id, ev.school_sourced_id)
+            m = memberships.get(key)
+            if m is None:
+                add(
+                    ev.file,
+                    ev.line,
+                    "schoolSourcedId",
+                    "not-enrolled",
+                    "the student has no student enrollment at this school in enrollments.csv; row not counted",
+                )
+                continue
+            if day < m.begin or day > m.end:
+                add(
+                    ev.file,
+                    ev.line,
+                    "date",
+                    "outside-membership",
+                    f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); "
+                    "row not counted",
+                )
+                continue
+            offset = day.toordinal() - base
+            if calendar_days is not None:
+                days = calendar_days.get(ev.school_sourced_id)
+                if days is None or offset not in days:
+                    add(
+                        ev.file,
+                        ev.line,
+                        "date",
+                        "not-a-school-day",
+                        "calendar.csv does not list this date as instructional for this school; row not counted",
+                    )
+                    continue
+            else:
+                ds = derived_days.get(ev.school_sourced_id)
+                if ds is None:
+                    ds = derived_days[ev.school_sourced_id] = set()
+                ds.add(offset)
+            bit = 1 << offset
+            mask = seen.get(key, 0)
+            if mask & bit:
+                add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
+                continue
+            seen[key] = mask | bit
+            if ev.category in may_be_absent or ev.reason == OSS:  # else absence_weight is 0: most rows stop here
+                tally = tallies.get(key)
+                if tally is None:
+                    tally = tallies[key] = AbsenceTally()
+                tally.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
+        self.events += n
+
+    def absorb(self, later: Tallies) -> dict[Key, int]:
+        """Add a later part's tallies; return the student-days both counted (later's rows there were duplicates)."""
+        overlaps: dict[Key, int] = {}
+        for key, mask in later.seen.items():
+            mine = self.seen.get(key, 0)
+            if mine & mask:
+                overlaps[key] = mine & mask
+            self.seen[key] = mine | mask
+        for key, t in later.tallies.items():
+            mine_t = self.tallies.get(key)
+            if mine_t is None:
+                self.tallies[key] = t
+            else:
+                _add(mine_t, t, +1)
+        for school, days in later.derived_days.items():
+            self.derived_days.setdefault(school, set()).update(days)
+        self.outside_year += later.outside_year
+        self.after_as_of += later.after_as_of
+        self.events += later.events
+        self.file = self.file or later.file
+        return overlaps
+
+
+CONFLICT = (
+    "a second row for the same student, school and date; the first row was used and this one was not "
+    "(rows are not summed): correct the export so each school day has one row"
+)
+
+
+def _add(into: AbsenceTally, t: AbsenceTally, sign: int) -> None:
+    into.absent += sign * t.absent
+    into.excused += sign * t.excused
+    into.unexcused += sign * t.unexcused
+    into.illness += sign * t.illness
+    into.oss += sign * t.oss
+
+
+# Set in the parent before forking, read by the workers: fork shares it without pickling the roster.
+_JOB: tuple[Export, Roster, Rules] | None = None
+
+
+def _tally_part(part: FilePart) -> tuple[Tallies, RowReport]:
+    assert _JOB is not None
+    export, roster, rules = _JOB
+    report = RowReport()
+    t = Tallies()
+    t.consume(iter_attendance(export, roster, report, part), rules, report)
+    return t, report
+
+
+def _undo_duplicates(
+    export: Export,
+    roster: Roster,
+    rules: Rules,
+    part: FilePart,
+    overlaps: dict[Key, int],
+    into: Tallies,
+    report: RowReport,
+) -> None:
+    """Take back what `part` counted on student-days an earlier part had already counted, and report those rows."""
+    base, policy = rules.base, rules.policy
+    done: set[tuple[Key, int]] = set()
+    for ev in iter_attendance(export, roster, RowReport(), part):
+        key = (ev.student_sourced_id, ev.school_sourced_id)
+        mask = overlaps.get(key)
+        if mask is None:
+            continue
+        offset = ev.day.toordinal() - base
+        if not (mask >> offset) & 1 or (key, offset) in done:
+            continue
+        done.add((key, offset))  # the first such row in this part is the one it counted
+        report.add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
+        if ev.category in policy.absence_categories or ev.reason == OSS:
+            t = AbsenceTally()
+            t.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
+            _add(into.tallies[key], t, -1)
+
+
+def tally_attendance(
+    export: Export, roster: Roster, rules: Rules, report: RowReport, workers: int = 0, min_bytes: int = 64 << 20
+) -> Tallies:
+    """All attendance events of the export, tallied. `workers`: processes to use (0: one per core); files under
+    `min_bytes` are read in this process (starting workers would cost more than it saves)."""
+    global _JOB
+    workers = workers or os.cpu_count() or 1
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    parts = attendance_parts(export, workers, min_bytes) if workers > 1 and can_fork else None
+    if not parts or len(parts) < 2:
+        t = Tallies()
+        t.consume(iter_attendance(export, roster, report), rules, report)
+        return t
+    _JOB = (export, roster, rules)
+    try:
+        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
+            results = pool.map(_tally_part, parts)
+    finally:
+        _JOB = None
+    total, first_report = results[0]
+    report.extend(first_report)
+    for part, (t, part_report) in zip(parts[1:], results[1:], strict=True):
+        report.extend(part_report)
+        overlaps = total.absorb(t)
+        if overlaps:
+            _undo_duplicates(export, roster, rules, part, overlaps, total, report)
+    return total
+
+
+def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> list[AttendanceSummary]:
+    """A summary per student x school with at least one school day in membership up to the as-of date."""
+    year, policy = rules.year, rules.policy
+    last_day = min(rules.as_of, year.end)
+    base = rules.base
+
+    def school_days(school: str) -> list[date]:
+        if calendar is not None:
+            return [d for d in calendar.get(school, []) if year.start <= d <= last_day]
+        return sorted(date.fromordinal(base + o) for o in tallies.derived_days.get(school, ()))
+
+    days_by_school = {s: school_days(s) for s in {sc for _, sc in rules.memberships}}
+    summaries = []
+    for (student, school), m in rules.memberships.items():
+        begin, end = max(m.begin, year.start), min(m.end, year.end)
+        dim = days_in_membership(days_by_school[school], begin, end, last_day)
+        if dim == 0:
+            continue  # not (yet) in membership on any school day of this year
+        tally = tallies.tallies.get((student, school), AbsenceTally())
+        summaries.append(summarize(student, school, year.year, year.start, last_day, dim, tally, policy))
+    return summaries

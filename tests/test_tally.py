@@ -1,0 +1,84 @@
+"""Tallying attendance on several cores gives exactly what one core gives, duplicates across parts included."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from sis2fhir.policy import PRESETS
+from sis2fhir.read.attendance import attendance_parts
+from sis2fhir.read.calendar import read_calendar
+from sis2fhir.read.export import open_export
+from sis2fhir.read.oneroster import read_roster
+from sis2fhir.report import RowReport
+from sis2fhir.tally import Rules, tally_attendance
+
+GENERATOR = Path(__file__).resolve().parents[1] / "examples" / "generate_district.py"
+AS_OF = date(2026, 6, 12)
+
+
+@pytest.fixture(scope="module")
+def district_with_duplicates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dups") / "district"
+    subprocess.run([sys.executable, str(GENERATOR), "--students", "30", "--out", str(out)], check=True,
+                   capture_output=True)  # fmt: skip
+    path = out / "attendance.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+        fields = list(rows[0])
+    # copies of early rows appended at the end (so in the last part), with the opposite category: an absence
+    # counted again would raise the totals; a presence would hide an absence
+    extra = []
+    for r in rows[:400:7]:
+        dup = dict(r)
+        dup["category"] = "Present" if "Absence" in r["category"] else "Unexcused Absence"
+        extra.append(dup)
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=fields).writerows(extra)
+    return out
+
+
+def tally(path: Path, workers: int) -> tuple[dict, list[tuple[int, str]], int]:
+    report = RowReport()
+    export = open_export(path)
+    roster = read_roster(export, report)
+    calendar = read_calendar(export, report)
+    year = roster.school_years[0]
+    base = year.start.toordinal()
+    rules = Rules(year, AS_OF, PRESETS["essa"], roster.memberships,
+                  {s: {d.toordinal() - base for d in ds} for s, ds in (calendar or {}).items()})  # fmt: skip
+    t = tally_attendance(export, roster, rules, report, workers=workers, min_bytes=1)
+    numbers = {k: (v.absent, v.excused, v.unexcused, v.illness, v.oss) for k, v in t.tallies.items()}
+    issues = sorted((i.line, i.code) for i in report.issues if i.line > 0)
+    return numbers, issues, t.events
+
+
+def test_the_file_is_really_cut_in_parts(district_with_duplicates: Path) -> None:
+    parts = attendance_parts(open_export(district_with_duplicates), 3, min_bytes=1)
+    assert parts is not None and len(parts) == 3
+    assert parts[0].line == 2 and parts[1].line > parts[0].line
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_several_workers_count_exactly_what_one_counts(district_with_duplicates: Path, workers: int) -> None:
+    one = tally(district_with_duplicates, 1)
+    many = tally(district_with_duplicates, workers)
+    assert many[2] == one[2]  # every event read once
+    assert many[0] == one[0]  # the same days absent, by kind, for every student x school
+    assert many[1] == one[1]  # the same rows reported, at the same lines
+    assert sum(1 for _, code in one[1] if code == "conflicting-event") >= 50
+
+
+def test_a_file_with_quotes_is_not_cut(tmp_path: Path, district_with_duplicates: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "quoted"
+    shutil.copytree(district_with_duplicates, copy)
+    with (copy / "attendance.csv").open("a") as f:
+        f.write('"stu-0000001",,org-school-01,2025-09-02,Present,1,"a, quoted reason"\n')
+    assert attendance_parts(open_export(copy), 2, min_bytes=1) is None
