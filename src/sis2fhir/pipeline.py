@@ -149,7 +149,8 @@ def measure_attendance(
 
 
 def _fingerprint(resources: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps(resources, option=orjson.OPT_SORT_KEYS)
+    """The resources as JSON: the mapper builds them in a fixed order, so the same content gives the same bytes."""
+    return orjson.dumps(resources)
 
 
 def sync(
@@ -272,17 +273,13 @@ def sync(
                     continue
                 resources = [*observations, consent_res]
                 subject = f"{recipient}|{student_id}"
-                key = idempotency_key(rt.destination, recipient, subject, _fingerprint(resources))
+                encoded = _fingerprint(resources)
+                key = idempotency_key(rt.destination, recipient, subject, encoded)
                 if key in known:
                     result.unchanged += 1
                     continue
-                envelopes.append(
-                    Envelope(
-                        rt.destination,
-                        subject,
-                        DeliveryItem(key, recipient, student_id, student.state_id, gate.consent.consent_id, resources),
-                    )
-                )
+                item = DeliveryItem(key, recipient, student_id, student.state_id, gate.consent.consent_id, resources)
+                envelopes.append(Envelope(rt.destination, subject, item, encoded))
             built += 1
             if progress is not None and built % 5000 == 0:
                 progress("students mapped", built)
@@ -330,7 +327,7 @@ def _flush(
             local.setdefault(env.destination, []).append(env.item)
     for name, items in local.items():
         results = loop.run_until_complete(destinations[name].deliver(items))
-        result.delivery.update(outbox.record(name, results))
+        result.delivery.update(outbox.record(name, results, fresh=items))
     envelopes.clear()
 
 

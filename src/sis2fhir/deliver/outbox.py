@@ -42,6 +42,23 @@ class Envelope:
     destination: str
     subject_key: str  # e.g. "<recipient>|<student>" : a newer item about the same subject supersedes older ones
     item: DeliveryItem
+    encoded_resources: bytes = b""  # the item's resources as a JSON array, when the caller has it already
+
+
+def encode_payload(item: DeliveryItem, encoded_resources: bytes = b"") -> bytes:
+    resources = encoded_resources or orjson.dumps(item.resources)
+    return b'{"resources":' + resources + b',"hl7v2":' + orjson.dumps(item.hl7v2) + b"}"
+
+
+class _FreshRow:
+    """What `record` reads of an outbox row, for an item enqueued moments ago (attempts 0)."""
+
+    __slots__ = ("attempts", "consent_id", "created_at", "key", "recipient", "state_student_id", "student_sourced_id")
+
+    def __init__(self, item: DeliveryItem, ts: datetime) -> None:
+        self.key, self.attempts, self.created_at = item.key, 0, ts
+        self.student_sourced_id, self.state_student_id = item.student_sourced_id, item.state_student_id
+        self.recipient, self.consent_id = item.recipient, item.consent_id
 
 
 def now_utc() -> datetime:
@@ -82,7 +99,7 @@ class Outbox:
         rows = []
         for env in envelopes:
             it = env.item
-            payload = orjson.dumps({"resources": it.resources, "hl7v2": it.hl7v2})
+            payload = encode_payload(it, env.encoded_resources)
             rows.append(
                 {
                     "key": it.key,
@@ -185,8 +202,12 @@ class Outbox:
             wait = max(wait, retry_after)
         return timedelta(seconds=wait)
 
-    def record(self, destination: str, results: Sequence[DeliveryResult]) -> Counter[str]:
-        """Write what happened to each item; log each disclosure. Returns counts by outcome."""
+    def record(
+        self, destination: str, results: Sequence[DeliveryResult], fresh: Sequence[DeliveryItem] = ()
+    ) -> Counter[str]:
+        """Write what happened to each item; log each disclosure. Returns counts by outcome.
+
+        `fresh`: the items, when they were enqueued moments ago by this process (saves reading them back)."""
         counts: Counter[str] = Counter()
         ts = now_utc()
         max_age = timedelta(hours=self.settings.max_age_hours)
@@ -194,8 +215,8 @@ class Outbox:
         changes: list[dict[str, Any]] = []
         disclosed: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
-            rows = []
-            keys = list(by_key)
+            rows: list[Any] = [_FreshRow(i, ts) for i in fresh if i.key in by_key]
+            keys = [] if fresh else list(by_key)
             for i in range(0, len(keys), 500):
                 rows += conn.execute(
                     select(
