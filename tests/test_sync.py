@@ -311,3 +311,26 @@ def test_the_state_can_live_in_postgresql(postgres_url: str, tmp_path: Path) -> 
     assert not (tmp_path / "out" / "state.sqlite").exists()
     code, output = run_sync(EXAMPLE, tmp_path / "out", "--as-of", EXAMPLE_AS_OF, "--store", store)
     assert code == 0 and "0 changes" in output, output
+
+
+def test_an_unreachable_recipient_keeps_items_queued_and_every_run_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as s:  # a loopback port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["sync", str(EXAMPLE), "--as-of", EXAMPLE_AS_OF, "--store", f"sqlite:///{tmp_path / 's.sqlite'}",
+            "--destination", f"http://127.0.0.1:{port}/fhir"]  # fmt: skip
+    first = runner.invoke(app, args)
+    assert first.exit_code == 4, first.output
+    second = runner.invoke(app, args)
+    assert second.exit_code == 4, second.output
+    assert "0 changes" in second.output and "waiting in the outbox: queued" in second.output
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    listed = runner.invoke(app, ["outbox", "list", "--json", "--status", "queued", "--limit", "500", "--store", store])
+    items = [orjson.loads(line) for line in listed.output.splitlines()]
+    assert len(items) == 152 and all(i["status"] == "queued" and i["attempts"] == 1 for i in items)
+    assert all("could not be reached" in i["last_error"] for i in items)

@@ -187,7 +187,7 @@ def sync_command(
         raise _fail(f"{e}\n(row report of what was read: {rp})") from None
     result.report.write_csv(rp)
     _print_summary(result, rp)
-    undelivered = sum(n for k, n in result.delivery.items() if k != "delivered")
+    undelivered = sum(result.outstanding.values())
     if result.report.errors or result.quarantined:
         raise typer.Exit(int(Exit.ROWS_REJECTED))
     if undelivered:
@@ -231,6 +231,8 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
         t.add_row("undelivered items withdrawn (consent ended)", f"{result.withdrawn:,}")
     for outcome, n in sorted(result.delivery.items()):
         t.add_row(f"deliveries {outcome}", f"{n:,}")
+    for status, n in sorted(result.outstanding.items()):
+        t.add_row(f"waiting in the outbox: {status}", f"{n:,}")
     rejected = result.report.rows_rejected()
     t.add_row("input rows rejected", f"{sum(rejected.values()):,}")
     for code, n in result.report.by_code().most_common():
@@ -268,9 +270,14 @@ def outbox_list(
     limit: int = 50,
     config: ConfigOpt = None,
     store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines (one item per line) instead of tables.")] = False,
 ) -> None:
     """Counts by destination and status, then the latest items."""
     ob, _ = _open_outbox(config, store)
+    if as_json:
+        for r in ob.list(status, limit):
+            sys.stdout.write(orjson.dumps({str(k): v for k, v in r._asdict().items()}, default=str).decode() + "\n")
+        return
     t = Table("destination", "status", "items")
     for (dest, st), n in sorted(ob.counts().items()):
         t.add_row(dest, st, str(n))

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert, update
 
 from sis2fhir.config import DistrictSettings, Settings
 from sis2fhir.deliver.base import DeliveryItem, Destination
-from sis2fhir.deliver.outbox import PENDING, Envelope, Outbox, idempotency_key
+from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, Outbox, idempotency_key
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
@@ -67,7 +67,8 @@ class SyncResult:
     unchanged: int = 0
     enqueued: int = 0
     withdrawn: int = 0  # undelivered items cancelled because consent no longer permits
-    delivery: Counter[str] = field(default_factory=Counter)
+    delivery: Counter[str] = field(default_factory=Counter)  # what this run's deliveries came to
+    outstanding: Counter[str] = field(default_factory=Counter)  # after the run: queued / pending / dead in the outbox
     report: RowReport = field(default_factory=RowReport)
     run_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (per-stage latency, for operators)
@@ -294,6 +295,10 @@ def sync(
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
             result.delivery.update(loop.run_until_complete(_drain_and_close(outbox, destinations)))
             clock.lap("deliver from the outbox")
+        counts = outbox.counts()
+        for (dest, status), n in counts.items():
+            if dest in destinations and status in (QUEUED, PENDING, DEAD):
+                result.outstanding[status] += n
     finally:
         loop.close()
     with engine.begin() as conn:
@@ -437,6 +442,7 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "enqueued": result.enqueued,
         "withdrawn": result.withdrawn,
         "delivery": dict(result.delivery),
+        "outstanding": dict(result.outstanding),
         "rows_rejected": dict(result.report.rows_rejected()),
         "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
         "issues_by_code": dict(result.report.by_code()),
