@@ -129,14 +129,19 @@ def sync_command(
         ),
     ] = None,
 ) -> None:
-    """Read the export, measure attendance, gate on consent, map and validate FHIR, and deliver."""
+    """Read the export, measure attendance, gate on consent, map and validate FHIR, and deliver.
+
+    Exit codes: 0 done; 1 the export or configuration cannot be used; 2 usage; 3 done, but input rows were
+    rejected or resources quarantined (see the row report); 4 done, but deliveries wait in the outbox (retry,
+    patient match) or are dead."""
     try:
         day = date.fromisoformat(as_of) if as_of else date.today()
     except ValueError:
         raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
-    if store is None and out_dir is not None:
-        store = f"sqlite:///{(out_dir / 'state.sqlite').resolve()}"
     settings = _settings(config, store, policy, state_id_source)
+    if store is None and out_dir is not None and "store_url" not in settings.model_fields_set:
+        # a one-off run keeps its state next to its output, unless the config or environment names a store
+        settings.store_url = f"sqlite:///{(out_dir / 'state.sqlite').resolve()}"
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     try:
