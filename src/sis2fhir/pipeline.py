@@ -32,12 +32,12 @@ from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
 from sis2fhir.read.export import Export, ExportError, open_export
 from sis2fhir.read.oneroster import read_roster
-from sis2fhir.records import ConsentRecord, Roster, SchoolYear
+from sis2fhir.records import ConsentRecord, Roster, SchoolYear, Student
 from sis2fhir.report import RowReport
 from sis2fhir.store.schema import runs
 from sis2fhir.tally import Rules, summaries_of, tally_attendance
 from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
-from sis2fhir.validate.engine import validate_resource
+from sis2fhir.validate import operation_outcome, validate_resource
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
@@ -219,7 +219,6 @@ def sync(
                         "this recipient is not in the configuration's recipients; nothing is sent to it",
                         severity="warning",
                     )
-    recipient_systems = {r.identifier: r.system for r in settings.recipients}
 
     with engine.begin() as conn:
         run_id = conn.execute(
@@ -228,79 +227,41 @@ def sync(
     result.run_id = run_id
 
     outbox = Outbox(engine, settings.outbox)
-    loop = asyncio.new_event_loop()
-    dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
-    known = outbox.known_keys(dest_names)
+    mapper = _StudentMapper(
+        roster=roster,
+        settings=settings,
+        as_of=as_of,
+        routes=all_routes,
+        known=outbox.known_keys({rt.destination for rts in all_routes.values() for rt in rts}),
+        result=result,
+        quarantine_dir=quarantine_dir,
+    )
     by_student: dict[str, list[AttendanceSummary]] = {}
     for s in result.summaries:
         by_student.setdefault(s.student_sourced_id, []).append(s)
 
-    envelopes: list[Envelope] = []
-    withdraw: list[tuple[str, str]] = []  # (destination, subject prefix) whose undelivered items must not go
-    consented: set[str] = set()
-    built = 0
-    for student_id, summaries in by_student.items():
-        student = roster.students[student_id]
-        student_consents: list[ConsentRecord] = consents.get(student_id, [])
-        observations: list[dict[str, Any]] | None = None
-        for recipient, rts in all_routes.items():
-            gate = decide(student_consents, recipient, as_of)
-            result.decisions[gate.decision.value] += 1
-            if gate.decision is not ConsentDecision.PERMITTED:
-                withdraw.extend((rt.destination, f"{recipient}|{student_id}") for rt in rts)
-                continue
-            assert gate.consent is not None
-            consented.add(student_id)
-            if observations is None:
-                observations = []
-                for s in summaries:
-                    obs = attendance_observation(s, student, roster.schools[s.school_sourced_id], district)
-                    if _passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id, result, quarantine_dir):
-                        observations.append(obs)
-                        result.resources_built["Observation"] += 1
-            consent_res = ferpa_consent(
-                gate.consent, student, roster.district, district, recipient_systems.get(recipient, NPI_SYSTEM)
-            )
-            if not _passes(consent_res, CONSENT_PROFILE, student, gate.consent.consent_id, result, quarantine_dir):
-                continue  # without a valid Consent resource nothing goes to this recipient
-            result.resources_built["Consent"] += 1
-            if not observations:
-                continue
-            for rt in rts:
-                if rt.takes == "hl7v2":
-                    envelopes.extend(
-                        _v2_envelopes(rt, recipient, student, summaries, roster, gate.consent, known, result, district)
-                    )
-                    continue
-                resources = [*observations, consent_res]
-                subject = f"{recipient}|{student_id}"
-                encoded = _fingerprint(resources)
-                key = idempotency_key(rt.destination, recipient, subject, encoded)
-                if key in known:
-                    result.unchanged += 1
-                    continue
-                item = DeliveryItem(key, recipient, student_id, student.state_id, gate.consent.consent_id, resources)
-                envelopes.append(Envelope(rt.destination, subject, item, encoded))
-            built += 1
-            if progress is not None and built % 5000 == 0:
-                progress("students mapped", built)
-        if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
-            _flush(envelopes, outbox, destinations, run_id, result, loop)
-    result.consented_students = len(consented)
-    clock.lap("gate, map, validate, write down (and hand to local destinations)")
-    _flush(envelopes, outbox, destinations, run_id, result, loop)
-    result.withdrawn = outbox.withdraw(withdraw) if withdraw else 0
+    loop = asyncio.new_event_loop()
     try:
+        envelopes: list[Envelope] = []
+        for n, (student_id, summaries) in enumerate(by_student.items(), 1):
+            envelopes += mapper.envelopes(roster.students[student_id], summaries, consents.get(student_id, []))
+            if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
+                _flush(envelopes, outbox, destinations, run_id, result, loop)
+            if progress is not None and n % 5000 == 0:
+                progress("students mapped", n)
+        _flush(envelopes, outbox, destinations, run_id, result, loop)
+        result.consented_students = len(mapper.consented)
+        result.withdrawn = outbox.withdraw(mapper.withdraw) if mapper.withdraw else 0
+        clock.lap("gate, map, validate, write down (and hand to local destinations)")
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
             result.delivery.update(loop.run_until_complete(_drain_and_close(outbox, destinations)))
             clock.lap("deliver from the outbox")
-        counts = outbox.counts()
-        for (dest, status), n in counts.items():
-            if dest in destinations and status in (QUEUED, PENDING, DEAD):
-                result.outstanding[status] += n
     finally:
         loop.close()
+    for (dest, status), n in outbox.counts().items():
+        if dest in destinations and status in (QUEUED, PENDING, DEAD):
+            result.outstanding[status] += n
     with engine.begin() as conn:
         conn.execute(
             update(runs)
@@ -312,6 +273,90 @@ def sync(
             )
         )
     return result
+
+
+@dataclass(slots=True)
+class _StudentMapper:
+    """Gate, map and validate one student's attendance for every recipient; say what goes where."""
+
+    roster: Roster
+    settings: Settings
+    as_of: date
+    routes: dict[str, list[Route]]  # recipient -> its destinations
+    known: set[str]  # idempotency keys already in the outbox
+    result: SyncResult
+    quarantine_dir: Path | None
+    consented: set[str] = field(default_factory=set)
+    withdraw: list[tuple[str, str]] = field(default_factory=list)  # (destination, subject): must not go out
+
+    def envelopes(
+        self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
+    ) -> list[Envelope]:
+        result, district = self.result, self.settings.district
+        out: list[Envelope] = []
+        observations: list[dict[str, Any]] | None = None  # the same for every recipient: built once
+        for recipient, rts in self.routes.items():
+            gate = decide(consents, recipient, self.as_of)
+            result.decisions[gate.decision.value] += 1
+            if gate.decision is not ConsentDecision.PERMITTED or gate.consent is None:
+                self.withdraw += [(rt.destination, f"{recipient}|{student.sourced_id}") for rt in rts]
+                continue
+            self.consented.add(student.sourced_id)
+            if observations is None:
+                observations = []
+                for s in summaries:
+                    obs = attendance_observation(s, student, self.roster.schools[s.school_sourced_id], district)
+                    if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
+                        observations.append(obs)
+                        result.resources_built["Observation"] += 1
+            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
+            consent = ferpa_consent(gate.consent, student, self.roster.district, district, system)
+            if not self._passes(consent, CONSENT_PROFILE, student, gate.consent.consent_id):
+                continue  # without a valid Consent resource nothing goes to this recipient
+            result.resources_built["Consent"] += 1
+            if not observations:
+                continue
+            for rt in rts:
+                if rt.takes == "hl7v2":
+                    out += _v2_envelopes(
+                        rt, recipient, student, summaries, self.roster, gate.consent, self.known, result, district
+                    )
+                    continue
+                resources = [*observations, consent]
+                subject = f"{recipient}|{student.sourced_id}"
+                encoded = _fingerprint(resources)
+                key = idempotency_key(rt.destination, recipient, subject, encoded)
+                if key in self.known:
+                    result.unchanged += 1
+                    continue
+                item = DeliveryItem(
+                    key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
+                )
+                out.append(Envelope(rt.destination, subject, item, encoded))
+        return out
+
+    def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
+        """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
+        issues = validate_resource(resource, profile=profile)
+        if not any(i.severity == "error" for i in issues):
+            return True
+        self.result.quarantined += 1
+        where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
+        outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")
+        self.result.report.add(
+            "users.csv",
+            student.line,
+            "",
+            "invalid-resource",
+            f"the {resource['resourceType']} built for this student failed validation and was quarantined: "
+            f"{issues[0].message}",
+        )
+        if self.quarantine_dir is not None:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            with (self.quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
+                f.write(orjson.dumps({"resource": resource, "outcome": outcome}))
+                f.write(b"\n")
+        return False
 
 
 def _flush(
@@ -344,43 +389,10 @@ async def _drain_and_close(outbox: Outbox, destinations: dict[str, Destination])
             await d.close()
 
 
-def _passes(
-    resource: dict[str, Any],
-    profile: str,
-    student: Any,
-    source: str,
-    result: SyncResult,
-    quarantine_dir: Path | None,
-) -> bool:
-    """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
-    issues = validate_resource(resource, profile=profile)
-    if not any(i.severity == "error" for i in issues):
-        return True
-    from sis2fhir.validate import operation_outcome  # type: ignore[attr-defined]
-
-    result.quarantined += 1
-    where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
-    outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")
-    result.report.add(
-        "users.csv",
-        student.line,
-        "",
-        "invalid-resource",
-        f"the {resource['resourceType']} built for this student failed validation and was "
-        f"quarantined: {issues[0].message}",
-    )
-    if quarantine_dir is not None:
-        quarantine_dir.mkdir(parents=True, exist_ok=True)
-        with (quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
-            f.write(orjson.dumps({"resource": resource, "outcome": outcome}))
-            f.write(b"\n")
-    return False
-
-
 def _v2_envelopes(
     rt: Route,
     recipient: str,
-    student: Any,
+    student: Student,
     summaries: Iterable[AttendanceSummary],
     roster: Roster,
     consent: ConsentRecord,
