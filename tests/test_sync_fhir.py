@@ -132,6 +132,23 @@ def test_the_server_holds_exactly_what_the_ndjson_output_holds(fhir_server: str,
     assert obs["id"] in {o["id"] for o in by_subject}
     assert {o["id"] for o in by_identifier} == {o["id"] for o in by_subject}
 
+    # the disclosure log says exactly what the server received: every resource version it names is on the server,
+    # and every resource on the server was logged as disclosed to some recipient under a consent
+    from sqlalchemy import select
+
+    from sis2fhir.store import open_store
+    from sis2fhir.store.schema import disclosures
+
+    with open_store(f"sqlite:///{tmp_path / 'out' / 'state.sqlite'}").connect() as conn:
+        logged = conn.execute(select(disclosures).where(disclosures.c.destination == f"fhir:{fhir_server}")).all()
+    assert logged and all(r.consent_id for r in logged)
+    versions = {ref for r in logged for ref in orjson.loads(r.disclosed)}
+    for ref in versions:
+        assert httpx.get(f"{fhir_server}/{ref}").status_code == 200, ref  # vread of the logged version
+    for rtype, kind in (("Observation", "attendance-summary"), ("Consent", "consent")):
+        on_server = {res["id"] for res in search_all(fhir_server, rtype, identifier=f"{namespace}:{kind}|")}
+        assert on_server == {v.split("/")[1] for v in versions if v.startswith(f"{rtype}/")}
+
     # and a re-run sends nothing
     res = runner.invoke(app, sync_args)
     assert res.exit_code == 0, res.output
