@@ -334,3 +334,32 @@ def test_an_unreachable_recipient_keeps_items_queued_and_every_run_says_so(
     items = [orjson.loads(line) for line in listed.output.splitlines()]
     assert len(items) == 152 and all(i["status"] == "queued" and i["attempts"] == 1 for i in items)
     assert all("could not be reached" in i["last_error"] for i in items)
+
+
+def test_a_recipient_that_is_not_fhir_r4_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    class Dstu3Server(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = orjson.dumps({"resourceType": "CapabilityStatement", "fhirVersion": "3.0.2", "rest": [
+                {"mode": "server", "interaction": [{"code": "transaction"}]}]})  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dstu3Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = runner.invoke(app, ["sync", str(EXAMPLE), "--as-of", EXAMPLE_AS_OF, "--store",
+                                  f"sqlite:///{tmp_path / 's.sqlite'}", "--report", str(tmp_path / "r.csv"),
+                                  "--destination", f"http://127.0.0.1:{server.server_port}/fhir"])  # fmt: skip
+    finally:
+        server.shutdown()
+    assert res.exit_code == 1
+    assert "3.0.2" in res.output and "Nothing was sent" in res.output
+    assert not (tmp_path / "r.csv").exists()  # stopped before reading the export

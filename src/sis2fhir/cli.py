@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import date
 from enum import IntEnum
@@ -165,6 +166,8 @@ def sync_command(
     if not one_off and not routes:
         raise _fail("nowhere to deliver: give --out DIR, --destination, or recipients in --config", Exit.USAGE)
 
+    for problem in asyncio.run(_check_recipients(destinations)):
+        err.print(f"[yellow]warning:[/] {problem}; its items wait in the outbox")
     quarantine = (out_dir or Path(".")) / "quarantine"
     report = RowReport()
     rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
@@ -197,6 +200,27 @@ def sync_command(
         raise typer.Exit(int(Exit.ROWS_REJECTED))
     if undelivered:
         raise typer.Exit(int(Exit.NOT_ALL_DELIVERED))
+
+
+async def _check_recipients(destinations: dict[str, Destination]) -> list[str]:
+    """Ask each FHIR recipient for its CapabilityStatement before anything is read or sent. A server that is not
+    FHIR 4.0.1 or takes no transactions stops the run (exit 1); one that cannot be reached now is only a warning."""
+    from sis2fhir.deliver.fhir_rest import RecipientMisconfigured, RecipientUnreachable
+
+    unreachable: list[str] = []
+    for name, dest in destinations.items():
+        check = getattr(dest, "check", None)
+        if check is None:
+            continue
+        try:
+            await check()
+        except RecipientMisconfigured as e:
+            raise _fail(f"{name}: {e}. Nothing was sent; fix the destination in the configuration.") from None
+        except RecipientUnreachable as e:
+            unreachable.append(f"{name}: {e}")
+        finally:
+            await dest.close()
+    return unreachable
 
 
 def _progress() -> Progress:
