@@ -363,3 +363,28 @@ def test_a_recipient_that_is_not_fhir_r4_stops_the_run_before_anything_is_sent(t
     assert res.exit_code == 1
     assert "3.0.2" in res.output and "Nothing was sent" in res.output
     assert not (tmp_path / "r.csv").exists()  # stopped before reading the export
+
+
+def test_no_name_or_birth_date_reaches_the_logs_or_the_row_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    export = tmp_path / "district"
+    shutil.copytree(EXAMPLE, export)
+    with (export / "attendance.csv").open("a") as f:  # some bad rows, so that the report has something to say
+        f.write("stu-0000001,,org-school-01,2025-13-01,Present,1,\nstu-9999999,,org-school-01,2025-09-02,Present,1,\n")
+    report = RowReport()
+    ex = open_export(export)
+    roster = read_roster(ex, report)
+    phi = {s.given_name for s in roster.students.values()} | {s.family_name for s in roster.students.values()}
+    phi |= {s.birth_date.isoformat() for s in roster.students.values() if s.birth_date}
+    phi = {p for p in phi if len(p) > 3}
+    assert len(phi) > 100
+    with caplog.at_level(logging.DEBUG):
+        code, output = run_sync(export, tmp_path / "out", "--as-of", EXAMPLE_AS_OF)
+    assert code == 3, output
+    text = caplog.text + output + (tmp_path / "out" / "rows-report.csv").read_text()
+    assert "bad-date" in text and "unknown-student" in text
+    leaked = sorted(p for p in phi if p in text)
+    assert leaked == []
