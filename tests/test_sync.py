@@ -388,3 +388,21 @@ def test_no_name_or_birth_date_reaches_the_logs_or_the_row_report(
     assert "bad-date" in text and "unknown-student" in text
     leaked = sorted(p for p in phi if p in text)
     assert leaked == []
+
+
+def test_mapping_on_several_cores_writes_what_one_core_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sis2fhir.pipeline as pipeline
+
+    code, output = run_sync(EXAMPLE, tmp_path / "one", "--as-of", EXAMPLE_AS_OF, "--workers", "1")
+    assert code == 0, output
+    monkeypatch.setattr(pipeline, "PARALLEL_MAPPING_FROM", 1)  # the example is small: fork anyway
+    monkeypatch.setattr(pipeline, "MAP_CHUNK", 17)
+    code2, output2 = run_sync(EXAMPLE, tmp_path / "two", "--as-of", EXAMPLE_AS_OF, "--workers", "2")
+    assert code2 == 0, output2
+
+    def table(text: str) -> list[str]:  # the summary without the timings
+        return [line for line in text.splitlines() if "time:" not in line and "destinations)" not in line]
+
+    assert table(output2.replace(str(tmp_path / "two"), "")) == table(output.replace(str(tmp_path / "one"), ""))
+    for p in (tmp_path / "one").glob("*/*.ndjson"):
+        assert (tmp_path / "two" / p.parent.name / p.name).read_bytes() == p.read_bytes()

@@ -122,6 +122,10 @@ def sync_command(
             help="Where the state student id is: identifier | userIds:<type> | userMasterIdentifier.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Processes for reading attendance and mapping (default: one per core)."),
+    ] = None,
     report_path: Annotated[
         Path | None,
         typer.Option(
@@ -140,6 +144,8 @@ def sync_command(
     except ValueError:
         raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
     settings = _settings(config, store, policy, state_id_source)
+    if workers is not None:
+        settings.workers = max(0, workers)
     if store is None and out_dir is not None and "store_url" not in settings.model_fields_set:
         # a one-off run keeps its state next to its output, unless the config or environment names a store
         settings.store_url = f"sqlite:///{(out_dir / 'state.sqlite').resolve()}"

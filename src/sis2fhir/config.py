@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     store_url: str = "sqlite:///sis2fhir-state.sqlite"
     recipients: list[RecipientSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    workers: int = Field(0, ge=0)  # processes for reading attendance and mapping; 0: one per core
 
     @classmethod
     def settings_customise_sources(

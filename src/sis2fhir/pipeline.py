@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ from sis2fhir.store.schema import runs
 from sis2fhir.tally import Rules, summaries_of, tally_attendance
 from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome, validate_resource
+from sis2fhir.validate.engine import default_validator
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
@@ -196,7 +199,9 @@ def sync(
     result.school_year = year
 
     clock.lap("read roster, calendar, consents")
-    result.summaries = measure_attendance(export, roster, calendar, year, as_of, policy, report, progress)
+    result.summaries = measure_attendance(
+        export, roster, calendar, year, as_of, policy, report, progress, settings.workers
+    )
     clock.lap("read and measure attendance")
     result.tiers.update(s.tier for s in result.summaries)
 
@@ -243,12 +248,14 @@ def sync(
     loop = asyncio.new_event_loop()
     try:
         envelopes: list[Envelope] = []
-        for n, (student_id, summaries) in enumerate(by_student.items(), 1):
-            envelopes += mapper.envelopes(roster.students[student_id], summaries, consents.get(student_id, []))
+        mapped = 0
+        for students_done, batch in _map_students(mapper, by_student, consents, settings.workers):
+            envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
                 _flush(envelopes, outbox, destinations, run_id, result, loop)
-            if progress is not None and n % 5000 == 0:
-                progress("students mapped", n)
+            mapped += students_done
+            if progress is not None:
+                progress("students mapped", mapped)
         _flush(envelopes, outbox, destinations, run_id, result, loop)
         result.consented_students = len(mapper.consented)
         result.withdrawn = outbox.withdraw(mapper.withdraw) if mapper.withdraw else 0
@@ -335,6 +342,28 @@ class _StudentMapper:
                 out.append(Envelope(rt.destination, subject, item, encoded))
         return out
 
+    def fresh(self) -> _StudentMapper:
+        """A mapper like this one with nothing counted yet (for a worker process)."""
+        return _StudentMapper(
+            self.roster,
+            self.settings,
+            self.as_of,
+            self.routes,
+            self.known,
+            SyncResult(as_of=self.as_of),
+            self.quarantine_dir,
+        )
+
+    def absorb(self, counts: _MapperCounts) -> None:
+        r = self.result
+        r.decisions.update(counts.decisions)
+        r.resources_built.update(counts.resources_built)
+        r.quarantined += counts.quarantined
+        r.unchanged += counts.unchanged
+        r.report.extend(counts.report)
+        self.consented |= counts.consented
+        self.withdraw += counts.withdraw
+
     def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
         """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
         issues = validate_resource(resource, profile=profile)
@@ -354,9 +383,91 @@ class _StudentMapper:
         if self.quarantine_dir is not None:
             self.quarantine_dir.mkdir(parents=True, exist_ok=True)
             with (self.quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
-                f.write(orjson.dumps({"resource": resource, "outcome": outcome}))
-                f.write(b"\n")
+                f.write(
+                    orjson.dumps({"resource": resource, "outcome": outcome}) + b"\n"
+                )  # one write: workers append too
         return False
+
+
+MAP_CHUNK = 500  # students per task when mapping on several cores
+PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
+
+
+def _map_students(
+    mapper: _StudentMapper,
+    by_student: dict[str, list[AttendanceSummary]],
+    consents: dict[str, list[ConsentRecord]],
+    workers: int,
+) -> Iterator[tuple[int, list[Envelope]]]:
+    """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
+    map and validate while this process writes to the store; each worker's counts are added to `mapper`."""
+    global _MAP_JOB
+    ids = list(by_student)
+    chunks = [ids[i : i + MAP_CHUNK] for i in range(0, len(ids), MAP_CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or len(ids) < PARALLEL_MAPPING_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            yield (
+                len(chunk),
+                [
+                    e
+                    for sid in chunk
+                    for e in mapper.envelopes(mapper.roster.students[sid], by_student[sid], consents.get(sid, []))
+                ],
+            )
+        return
+    default_validator()  # compiled once here; the workers inherit it
+    _MAP_JOB = (mapper, by_student, consents, chunks)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for part in pool.imap(_map_chunk, range(len(chunks))):
+                mapper.absorb(part.counts)
+                yield part.students, part.envelopes
+    finally:
+        _MAP_JOB = None
+
+
+@dataclass(slots=True)
+class _MappedChunk:
+    students: int
+    envelopes: list[Envelope]
+    counts: _MapperCounts
+
+
+@dataclass(slots=True)
+class _MapperCounts:
+    """What a worker's mapper counted, to be added to the parent's."""
+
+    decisions: Counter[str]
+    resources_built: Counter[str]
+    quarantined: int
+    unchanged: int
+    consented: set[str]
+    withdraw: list[tuple[str, str]]
+    report: RowReport
+
+
+# Set in the parent before forking, read by the workers (fork shares it; nothing is pickled on the way in).
+_MAP_JOB: (
+    tuple[_StudentMapper, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]], list[list[str]]] | None
+) = None
+
+
+def _map_chunk(index: int) -> _MappedChunk:
+    assert _MAP_JOB is not None
+    parent, by_student, consents, chunks = _MAP_JOB
+    mapper = parent.fresh()
+    chunk = chunks[index]
+    envelopes = [
+        e
+        for sid in chunk
+        for e in mapper.envelopes(mapper.roster.students[sid], by_student[sid], consents.get(sid, []))
+    ]
+    r = mapper.result
+    counts = _MapperCounts(
+        r.decisions, r.resources_built, r.quarantined, r.unchanged, mapper.consented, mapper.withdraw, r.report
+    )
+    return _MappedChunk(len(chunk), envelopes, counts)
 
 
 def _flush(
