@@ -132,6 +132,8 @@ def main() -> None:
         ours = ours_rate(sample)
         base = baseline_rate(sample)
 
+    stages = [line.strip("│ ").replace("│", ":") for line in proc.stdout.splitlines() if "time:" in line]
+    print("stages (from the sync summary):", *stages, sep="\n  ")
     print(f"generated {args.students:,} students, {rows:,} attendance rows ({size_mb:.0f} MB) in {gen_s:.0f} s")
     print(f"machine: {machine()}")
     print(
