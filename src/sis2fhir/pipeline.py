@@ -198,11 +198,11 @@ def sync(
             linker.remember(roster.students.values())
     result.school_year = year
 
-    clock.lap("read roster, calendar, consents")
+    clock.lap("read roster, calendar and consents")
     result.summaries = measure_attendance(
         export, roster, calendar, year, as_of, policy, report, progress, settings.workers
     )
-    clock.lap("read and measure attendance")
+    clock.lap("read and tally attendance")
     result.tiers.update(s.tier for s in result.summaries)
 
     # recipients: from the config, or every recipient named in a consent
@@ -259,7 +259,7 @@ def sync(
         _flush(envelopes, outbox, destinations, run_id, result, loop)
         result.consented_students = len(mapper.consented)
         result.withdrawn = outbox.withdraw(mapper.withdraw) if mapper.withdraw else 0
-        clock.lap("gate, map, validate, write down (and hand to local destinations)")
+        clock.lap("gate, map, validate, store and write local files")
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
             result.delivery.update(loop.run_until_complete(_drain_and_close(outbox, destinations)))
