@@ -216,12 +216,13 @@ def test_the_known_district_output_holds_exactly_the_permitted_students(tmp_path
 # --- consent changes between runs --------------------------------------------------------------------------------
 
 
-def test_a_revoked_consent_stops_the_next_delivery(tmp_path: Path) -> None:
+def test_a_revoked_consent_stops_the_next_delivery_and_the_recipient_learns_of_it(tmp_path: Path) -> None:
     export = tmp_path / "district"
     shutil.copytree(EXAMPLE, export)
     out = tmp_path / "out"
     code, output = run_sync(export, out, "--as-of", EXAMPLE_AS_OF)
     assert code == 0, output
+    delivered = sum(1 for _ in out.glob("*/Consent.ndjson") for _ in ndjson(_))
     # every consent revoked, effective before the next run (also the ones not yet started on the first run)
     path = export / "consents.csv"
     with path.open(newline="") as f:
@@ -233,11 +234,19 @@ def test_a_revoked_consent_stops_the_next_delivery(tmp_path: Path) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    before = {p: p.read_bytes() for p in out.glob("*/*.ndjson")}
+    observations_before = {p: p.read_bytes() for p in out.glob("*/Observation.ndjson")}
     code, output = run_sync(export, out, "--as-of", "2026-04-15")
     assert code == 0, output
-    assert "0 changes" in output
-    assert {p: p.read_bytes() for p in out.glob("*/*.ndjson")} == before
+    # no attendance goes out any more...
+    assert {p: p.read_bytes() for p in out.glob("*/Observation.ndjson")} == observations_before
+    # ...and each recipient that held a student's data now holds that student's Consent as inactive, ended
+    consents = [c for p in out.glob("*/Consent.ndjson") for c in ndjson(p)]
+    assert len(consents) == delivered
+    assert {c["status"] for c in consents} == {"inactive"}
+    assert {c["provision"]["period"]["end"] for c in consents} == {"2026-04-01"}
+    assert f"{delivered} changes" in output
+    code, output = run_sync(export, out, "--as-of", "2026-04-16")
+    assert code == 0 and "0 changes" in output, output
 
 
 def test_disclosures_are_recorded_per_student(example_run: tuple[Path, int, str]) -> None:

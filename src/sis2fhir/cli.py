@@ -262,6 +262,8 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
     t.add_row("resources quarantined (invalid)", f"{result.quarantined:,}")
     t.add_row("changes (new deliveries queued)", f"{result.changes:,}")
     t.add_row("unchanged since last delivery", f"{result.unchanged:,}")
+    if result.revocation_notices:
+        t.add_row("revoked Consents sent to recipients holding data", f"{result.revocation_notices:,}")
     if result.withdrawn:
         t.add_row("undelivered items withdrawn (consent ended)", f"{result.withdrawn:,}")
     for outcome, n in sorted(result.delivery.items()):

@@ -70,6 +70,7 @@ class SyncResult:
     unchanged: int = 0
     enqueued: int = 0
     withdrawn: int = 0  # undelivered items cancelled because consent no longer permits
+    revocation_notices: int = 0  # revoked Consents sent to recipients that held the student's data
     delivery: Counter[str] = field(default_factory=Counter)  # what this run's deliveries came to
     outstanding: Counter[str] = field(default_factory=Counter)  # after the run: queued / pending / dead in the outbox
     report: RowReport = field(default_factory=RowReport)
@@ -232,12 +233,14 @@ def sync(
     result.run_id = run_id
 
     outbox = Outbox(engine, settings.outbox)
+    dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
     mapper = _StudentMapper(
         roster=roster,
         settings=settings,
         as_of=as_of,
         routes=all_routes,
-        known=outbox.known_keys({rt.destination for rts in all_routes.values() for rt in rts}),
+        known=outbox.known_keys(dest_names),
+        holders=outbox.delivered_subjects(dest_names),
         result=result,
         quarantine_dir=quarantine_dir,
     )
@@ -291,6 +294,7 @@ class _StudentMapper:
     as_of: date
     routes: dict[str, list[Route]]  # recipient -> its destinations
     known: set[str]  # idempotency keys already in the outbox
+    holders: set[tuple[str, str]]  # (destination, subject) that received something before
     result: SyncResult
     quarantine_dir: Path | None
     consented: set[str] = field(default_factory=set)
@@ -306,7 +310,9 @@ class _StudentMapper:
             gate = decide(consents, recipient, self.as_of)
             result.decisions[gate.decision.value] += 1
             if gate.decision is not ConsentDecision.PERMITTED or gate.consent is None:
-                self.withdraw += [(rt.destination, f"{recipient}|{student.sourced_id}") for rt in rts]
+                out += self._withdraw(
+                    student, recipient, rts, gate.consent if gate.decision is ConsentDecision.REVOKED else None
+                )
                 continue
             self.consented.add(student.sourced_id)
             if observations is None:
@@ -342,6 +348,32 @@ class _StudentMapper:
                 out.append(Envelope(rt.destination, subject, item, encoded))
         return out
 
+    def _withdraw(
+        self, student: Student, recipient: str, rts: list[Route], revoked: ConsentRecord | None
+    ) -> list[Envelope]:
+        """Nothing more goes out. A FHIR recipient that already holds this student's data gets the revoked
+        Consent (status inactive), so that its copy does not go on saying that sharing is allowed."""
+        subject = f"{recipient}|{student.sourced_id}"
+        out: list[Envelope] = []
+        for rt in rts:
+            if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
+                self.withdraw.append((rt.destination, subject))
+                continue
+            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
+            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district, system)
+            if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
+                self.withdraw.append((rt.destination, subject))
+                continue
+            encoded = _fingerprint([consent])
+            key = idempotency_key(rt.destination, recipient, subject, encoded)
+            if key in self.known:
+                continue
+            # same subject: enqueueing it supersedes anything about this student still waiting for this recipient
+            item = DeliveryItem(key, recipient, student.sourced_id, student.state_id, revoked.consent_id, [consent])
+            out.append(Envelope(rt.destination, subject, item, encoded))
+            self.result.revocation_notices += 1
+        return out
+
     def fresh(self) -> _StudentMapper:
         """A mapper like this one with nothing counted yet (for a worker process)."""
         return _StudentMapper(
@@ -350,6 +382,7 @@ class _StudentMapper:
             self.as_of,
             self.routes,
             self.known,
+            self.holders,
             SyncResult(as_of=self.as_of),
             self.quarantine_dir,
         )
@@ -360,6 +393,7 @@ class _StudentMapper:
         r.resources_built.update(counts.resources_built)
         r.quarantined += counts.quarantined
         r.unchanged += counts.unchanged
+        r.revocation_notices += counts.revocation_notices
         r.report.extend(counts.report)
         self.consented |= counts.consented
         self.withdraw += counts.withdraw
@@ -442,6 +476,7 @@ class _MapperCounts:
     resources_built: Counter[str]
     quarantined: int
     unchanged: int
+    revocation_notices: int
     consented: set[str]
     withdraw: list[tuple[str, str]]
     report: RowReport
@@ -465,7 +500,14 @@ def _map_chunk(index: int) -> _MappedChunk:
     ]
     r = mapper.result
     counts = _MapperCounts(
-        r.decisions, r.resources_built, r.quarantined, r.unchanged, mapper.consented, mapper.withdraw, r.report
+        r.decisions,
+        r.resources_built,
+        r.quarantined,
+        r.unchanged,
+        r.revocation_notices,
+        mapper.consented,
+        mapper.withdraw,
+        r.report,
     )
     return _MappedChunk(len(chunk), envelopes, counts)
 
@@ -564,6 +606,7 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "unchanged": result.unchanged,
         "enqueued": result.enqueued,
         "withdrawn": result.withdrawn,
+        "revocation_notices": result.revocation_notices,
         "delivery": dict(result.delivery),
         "outstanding": dict(result.outstanding),
         "rows_rejected": dict(result.report.rows_rejected()),

@@ -91,6 +91,19 @@ class Outbox:
             )
             return {r[0] for r in rows}
 
+    def delivered_subjects(self, destinations: Iterable[str]) -> set[tuple[str, str]]:
+        """(destination, subject) pairs something was delivered about: who holds what, for revocation notices."""
+        names = list(destinations)
+        if not names:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox.c.destination, outbox.c.subject_key)
+                .where(outbox.c.destination.in_(names), outbox.c.status == DELIVERED)
+                .distinct()
+            )
+            return {(d, sk) for d, sk in rows}
+
     def enqueue(self, envelopes: Sequence[Envelope], run_id: int | None = None) -> int:
         """Write new items (unknown keys only); supersede older undelivered items about the same subjects."""
         if not envelopes:
