@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Engine, insert, update
 
 from sis2fhir.config import DistrictSettings, Settings
-from sis2fhir.deliver.base import DeliveryItem, Destination
+from sis2fhir.deliver.base import DeliveryItem, Destination, Outcome
 from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, Outbox, idempotency_key
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
@@ -520,16 +520,25 @@ def _flush(
     result: SyncResult,
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    """Write the items down; hand those for local destinations (a folder) over at once, while they are in memory,
-    instead of reading them back from the store. Network destinations are drained after the whole run."""
-    result.enqueued += outbox.enqueue(envelopes, run_id)
-    local: dict[str, list[DeliveryItem]] = {}
+    """Write the items down and hand those for local destinations (a folder) over at once, while they are in memory.
+
+    Network items are written down (with their payload) before any delivery and drained after the run. A folder
+    is not a network: its items are written first and then recorded, without a payload once delivered (the folder
+    holds them); a crash in between only means the next run writes them again, which the folder absorbs."""
+    local: dict[str, list[Envelope]] = {}
+    remote: list[Envelope] = []
     for env in envelopes:
         dest = destinations.get(env.destination)
         if dest is not None and getattr(dest, "local", False):
-            local.setdefault(env.destination, []).append(env.item)
-    for name, items in local.items():
+            local.setdefault(env.destination, []).append(env)
+        else:
+            remote.append(env)
+    result.enqueued += outbox.enqueue(remote, run_id)
+    for name, envs in local.items():
+        items = [e.item for e in envs]
         results = loop.run_until_complete(destinations[name].deliver(items))
+        done = {r.key for r in results if r.outcome is Outcome.DELIVERED}
+        result.enqueued += outbox.enqueue(envs, run_id, without_payload=done)
         result.delivery.update(outbox.record(name, results, fresh=items))
     envelopes.clear()
 

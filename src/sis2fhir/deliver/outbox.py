@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,15 +104,19 @@ class Outbox:
             )
             return {(d, sk) for d, sk in rows}
 
-    def enqueue(self, envelopes: Sequence[Envelope], run_id: int | None = None) -> int:
-        """Write new items (unknown keys only); supersede older undelivered items about the same subjects."""
+    def enqueue(
+        self, envelopes: Sequence[Envelope], run_id: int | None = None, without_payload: Set[str] = frozenset()
+    ) -> int:
+        """Write new items (unknown keys only); supersede older undelivered items about the same subjects.
+
+        `without_payload`: keys already delivered to a local folder; only their record is kept."""
         if not envelopes:
             return 0
         ts = now_utc()
         rows = []
         for env in envelopes:
             it = env.item
-            payload = encode_payload(it, env.encoded_resources)
+            payload = b"" if it.key in without_payload else encode_payload(it, env.encoded_resources)
             rows.append(
                 {
                     "key": it.key,
@@ -179,7 +183,7 @@ class Outbox:
     # --- deliver -------------------------------------------------------------------------------------------------
 
     def _load(self, row: Any) -> DeliveryItem:
-        payload = orjson.loads(row.payload)
+        payload = orjson.loads(row.payload) if row.payload else {}
         return DeliveryItem(
             key=row.key,
             recipient=row.recipient,
