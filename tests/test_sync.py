@@ -415,3 +415,22 @@ def test_mapping_on_several_cores_writes_what_one_core_writes(tmp_path: Path, mo
     assert table(output2.replace(str(tmp_path / "two"), "")) == table(output.replace(str(tmp_path / "one"), ""))
     for p in (tmp_path / "one").glob("*/*.ndjson"):
         assert (tmp_path / "two" / p.parent.name / p.name).read_bytes() == p.read_bytes()
+
+
+def test_check_gives_the_district_the_row_report_and_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    export = tmp_path / "district"
+    shutil.copytree(EXAMPLE, export)
+    with (export / "attendance.csv").open("a") as f:
+        f.write("stu-0000001,,org-school-01,2025-13-01,Present,1,\n")
+    res = runner.invoke(app, ["check", str(export), "--as-of", EXAMPLE_AS_OF, "--report", str(tmp_path / "r.csv")])
+    assert res.exit_code == 3, res.output
+    assert "nothing was sent" in res.output
+    with (tmp_path / "r.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    bad = [r for r in rows if r["code"] == "bad-date"]
+    assert len(bad) == 1 and bad[0]["file"] == "attendance.csv" and bad[0]["column"] == "date"
+    assert int(bad[0]["line"]) == sum(1 for _ in (export / "attendance.csv").open())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["district", "r.csv"]  # no state, no output

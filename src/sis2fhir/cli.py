@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from sis2fhir.config import ConfigError, Settings, load_settings
 from sis2fhir.deliver.base import Destination
@@ -174,9 +174,24 @@ def sync_command(
 
     for problem in asyncio.run(_check_recipients(destinations)):
         err.print(f"[yellow]warning:[/] {problem}; its items wait in the outbox")
-    quarantine = (out_dir or Path(".")) / "quarantine"
-    report = RowReport()
     rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
+    _run(export, day, settings, engine, routes, destinations, one_off, (out_dir or Path(".")) / "quarantine", rp)
+
+
+def _run(
+    export: Path,
+    day: date,
+    settings: Settings,
+    engine: Engine,
+    routes: dict[str, list[Route]],
+    destinations: dict[str, Destination],
+    one_off: list[Route],
+    quarantine: Path | None,
+    report_path: Path,
+    dry_run: bool = False,
+) -> None:
+    """Run the pipeline with a progress bar, write the row report, print the summary, exit with the right code."""
+    report = RowReport()
     try:
         with _progress() as progress:
             task = progress.add_task("reading", total=None)
@@ -197,15 +212,40 @@ def sync_command(
                 report=report,
             )
     except ExportError as e:
-        report.write_csv(rp)  # what was read before the export proved unusable is still worth fixing
-        raise _fail(f"{e}\n(row report of what was read: {rp})") from None
-    result.report.write_csv(rp)
-    _print_summary(result, rp)
-    undelivered = sum(result.outstanding.values())
+        report.write_csv(report_path)  # what was read before the export proved unusable is still worth fixing
+        raise _fail(f"{e}\n(row report of what was read: {report_path})") from None
+    result.report.write_csv(report_path)
+    _print_summary(result, report_path)
+    if dry_run:
+        out.print("Check only: nothing was sent and nothing was stored.")
     if result.report.errors or result.quarantined:
         raise typer.Exit(int(Exit.ROWS_REJECTED))
-    if undelivered:
+    if sum(result.outstanding.values()):
         raise typer.Exit(int(Exit.NOT_ALL_DELIVERED))
+
+
+@app.command("check")
+def check_command(
+    export: Annotated[Path, typer.Argument(help="The district export: a folder or a .zip.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Count attendance up to this date (YYYY-MM-DD).")] = "",
+    report_path: Annotated[
+        Path, typer.Option("--report", help="Row report file (CSV: file, line, column, code, severity, message).")
+    ] = Path("rows-report.csv"),
+    config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="Chronic-absence policy preset: essa | crdc.")] = None,
+    state_id_source: Annotated[
+        str | None, typer.Option("--state-id", help="identifier | userIds:<type> | userMasterIdentifier.")
+    ] = None,
+) -> None:
+    """A dry run for the district's data staff: read, measure, gate, map and validate everything, write the row
+    report and the summary, and send and store nothing. Exit 0 clean, 3 rows rejected, 1 export unusable."""
+    try:
+        day = date.fromisoformat(as_of) if as_of else date.today()
+    except ValueError:
+        raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
+    settings = _settings(config, "sqlite://", policy, state_id_source)  # an in-memory store, gone at exit
+    nowhere = Route("check:nothing-is-sent", "fhir")  # every recipient named in consents.csv, no destination
+    _run(export, day, settings, open_store(settings.store_url), {}, {}, [nowhere], None, report_path, dry_run=True)
 
 
 async def _check_recipients(destinations: dict[str, Destination]) -> list[str]:
