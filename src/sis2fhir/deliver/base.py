@@ -44,7 +44,11 @@ class DeliveryResult:
 
 @runtime_checkable
 class Destination(Protocol):
-    """Where one recipient's items go. Implementations: NDJSON folder, FHIR REST, HL7 v2 over MLLP."""
+    """Where one recipient's items go. Implementations: NDJSON folder, FHIR REST, HL7 v2 over MLLP.
+
+    Optional attributes the pipeline looks for: `batch_size` (items per `deliver` call from the outbox),
+    `local = True` (no network: items are handed over as they are made), `async check()` (asked before a run;
+    raises when the recipient cannot take what we send), `linker` (told the students' demographics)."""
 
     name: str  # for logs and the outbox, e.g. "fhir:https://ehr.example.org/fhir"
 
