@@ -132,6 +132,16 @@ def measure_attendance(
     tallies = tally_attendance(export, roster, rules, report, workers)
     if progress is not None:
         progress("attendance rows", tallies.events)
+    if tallies.events == 0:
+        report.add(
+            "attendance",
+            0,
+            "",
+            "no-attendance-rows",
+            "the export has no attendance rows: every student counts as present on every school day. If "
+            "that is not so, the attendance export is missing or empty.",
+            severity="warning",
+        )
     if tallies.outside_year:
         report.add(
             tallies.file,
