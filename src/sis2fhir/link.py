@@ -111,19 +111,22 @@ class PatientLinker:
                 raise
         return await asyncio.shield(known)
 
-    async def prefetch(self, values: Iterable[str], system: str | None = None, chunk: int = 50) -> None:
-        """Link many students with few searches (`identifier=s|a,s|b,...`); those not found once are left
-        to `link`, which then looks at them one by one (several hits, $match, creation)."""
+    async def prefetch(
+        self, values: Iterable[str], system: str | None = None, chunk: int = 50, concurrency: int = 4
+    ) -> None:
+        """Link many students with few searches (`identifier=s|a,s|b,...`, `concurrency` at a time); those not
+        found once are left to `link`, which then looks at them one by one (several hits, $match, creation)."""
         system = system or self.identifier_system
         todo = sorted({v for v in values if v and (system, v) not in self._links})
-        loop = asyncio.get_running_loop()
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            query = ",".join(f"{system}|{v}" for v in part)
-            response = await self._call("GET", "Patient", params={"identifier": query, "_count": str(2 * chunk)})
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def search(part: list[str]) -> None:
+            async with gate:
+                query = ",".join(f"{system}|{v}" for v in part)
+                response = await self._call("GET", "Patient", params={"identifier": query, "_count": str(2 * chunk)})
             bundle = _json(response, "Patient search")
             if response.status_code != 200 or any(link.get("relation") == "next" for link in bundle.get("link") or []):
-                continue  # an error or more than one page: leave these to one-by-one linking
+                return  # an error or more than one page: leave these to one-by-one linking
             hits: dict[str, list[str]] = {}
             for entry in bundle.get("entry") or []:
                 resource = entry.get("resource") or {}
@@ -132,11 +135,14 @@ class PatientLinker:
                 for ident in resource.get("identifier") or []:
                     if ident.get("system") == system and ident.get("value") in part:
                         hits.setdefault(ident["value"], []).append(str(resource["id"]))
+            loop = asyncio.get_running_loop()
             for value, ids in hits.items():
                 if len(ids) == 1 and (system, value) not in self._links:
                     done = loop.create_future()
                     done.set_result(PatientLink(system, value, LinkStatus.LINKED, ids[0], via="identifier"))
                     self._links[(system, value)] = done
+
+        await asyncio.gather(*(search(todo[i : i + chunk]) for i in range(0, len(todo), chunk)))
 
     async def _resolve(self, system: str, value: str) -> PatientLink:
         if not value:

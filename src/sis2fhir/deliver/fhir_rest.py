@@ -194,7 +194,7 @@ class FhirRestDestination:
                             by_system.setdefault(str(ident["system"]), set()).add(str(ident["value"]))
         for system, values in by_system.items():
             try:
-                await self.linker.prefetch(values, system)
+                await self.linker.prefetch(values, system, concurrency=self.concurrency)
             except (LinkError, SmartAuthError) as e:
                 log.info("%s: batched Patient search failed (%s); linking one by one", self.name, e)
 
