@@ -44,7 +44,7 @@ outbox_app = typer.Typer(help="Inspect and operate the durable outbox.", no_args
 app.add_typer(outbox_app, name="outbox")
 
 err = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get wide tables, not 80 columns
 
 
 def _fail(message: str, code: Exit = Exit.UNUSABLE) -> typer.Exit:
