@@ -60,23 +60,31 @@ class Tallies:
         may_be_absent = policy.absence_categories
         add = report.add
         n = 0
-        for ev in events:
+        offsets: dict[date, int] = {}  # day -> offset in the school year; OUTSIDE_YEAR or AFTER_AS_OF
+        for student, school, day, category, duration, reason, file, line in events:
             n += 1
-            day = ev.day
-            if day < year.start or day > year.end:
-                self.outside_year += 1
-                self.file = ev.file
+            offset = offsets.get(day)
+            if offset is None:
+                if day < year.start or day > year.end:
+                    offset = OUTSIDE_YEAR
+                elif day > as_of:
+                    offset = AFTER_AS_OF
+                else:
+                    offset = day.toordinal() - base
+                offsets[day] = offset
+            if offset < 0:
+                if offset == OUTSIDE_YEAR:
+                    self.outside_year += 1
+                else:
+                    self.after_as_of += 1
+                self.file = file
                 continue
-            if day > as_of:
-                self.after_as_of += 1
-                self.file = ev.file
-                continue
-            key = (ev.student_sourced_id, ev.school_sourced_id)
+            key = (student, school)
             m = memberships.get(key)
             if m is None:
                 add(
-                    ev.file,
-                    ev.line,
+                    file,
+                    line,
                     "schoolSourcedId",
                     "not-enrolled",
                     "the student has no student enrollment at this school in enrollments.csv; row not counted",
@@ -84,42 +92,41 @@ class Tallies:
                 continue
             if day < m.begin or day > m.end:
                 add(
-                    ev.file,
-                    ev.line,
+                    file,
+                    line,
                     "date",
                     "outside-membership",
                     f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); "
                     "row not counted",
                 )
                 continue
-            offset = day.toordinal() - base
             if calendar_days is not None:
-                days = calendar_days.get(ev.school_sourced_id)
+                days = calendar_days.get(school)
                 if days is None or offset not in days:
                     add(
-                        ev.file,
-                        ev.line,
+                        file,
+                        line,
                         "date",
                         "not-a-school-day",
                         "calendar.csv does not list this date as instructional for this school; row not counted",
                     )
                     continue
             else:
-                ds = derived_days.get(ev.school_sourced_id)
+                ds = derived_days.get(school)
                 if ds is None:
-                    ds = derived_days[ev.school_sourced_id] = set()
+                    ds = derived_days[school] = set()
                 ds.add(offset)
             bit = 1 << offset
             mask = seen.get(key, 0)
             if mask & bit:
-                add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
+                add(file, line, "date", "conflicting-event", CONFLICT)
                 continue
             seen[key] = mask | bit
-            if ev.category in may_be_absent or ev.reason == OSS:  # else absence_weight is 0: most rows stop here
+            if category in may_be_absent or reason == OSS:  # else absence_weight is 0: most rows stop here
                 tally = tallies.get(key)
                 if tally is None:
                     tally = tallies[key] = AbsenceTally()
-                tally.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
+                tally.add(category, day_hundredths(duration), reason, policy)
         self.events += n
 
     def absorb(self, later: Tallies) -> dict[Key, int]:
@@ -144,6 +151,8 @@ class Tallies:
         self.file = self.file or later.file
         return overlaps
 
+
+OUTSIDE_YEAR, AFTER_AS_OF = -1, -2
 
 CONFLICT = (
     "a second row for the same student, school and date; the first row was used and this one was not "
