@@ -276,9 +276,9 @@ def test_the_chronic_status_is_a_searchable_component_code(example_run: tuple[Pa
 def test_an_invalid_resource_is_quarantined_with_an_outcome_naming_element_and_source_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sis2fhir.pipeline as pipeline
+    import sis2fhir.disclosure as disclosure
 
-    real = pipeline.attendance_observation
+    real = disclosure.attendance_observation
     broken_for: list[str] = []
 
     def mapper_with_a_bug(summary, student, school, district):  # type: ignore[no-untyped-def]
@@ -288,7 +288,7 @@ def test_an_invalid_resource_is_quarantined_with_an_outcome_naming_element_and_s
             obs["component"] = [c for c in obs["component"] if c["code"]["coding"][0]["code"] != "chronic-absence-tier"]
         return obs
 
-    monkeypatch.setattr(pipeline, "attendance_observation", mapper_with_a_bug)
+    monkeypatch.setattr(disclosure, "attendance_observation", mapper_with_a_bug)
     out = tmp_path / "out"
     code, output = run_sync(EXAMPLE, out, "--as-of", EXAMPLE_AS_OF)
     assert code == 3, output  # completed, with something to look at
@@ -400,12 +400,12 @@ def test_no_name_or_birth_date_reaches_the_logs_or_the_row_report(
 
 
 def test_mapping_on_several_cores_writes_what_one_core_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sis2fhir.pipeline as pipeline
+    import sis2fhir.disclosure as disclosure
 
     code, output = run_sync(EXAMPLE, tmp_path / "one", "--as-of", EXAMPLE_AS_OF, "--workers", "1")
     assert code == 0, output
-    monkeypatch.setattr(pipeline, "PARALLEL_MAPPING_FROM", 1)  # the example is small: fork anyway
-    monkeypatch.setattr(pipeline, "MAP_CHUNK", 17)
+    monkeypatch.setattr(disclosure, "PARALLEL_MAPPING_FROM", 1)  # the example is small: fork anyway
+    monkeypatch.setattr(disclosure, "MAP_CHUNK", 17)
     code2, output2 = run_sync(EXAMPLE, tmp_path / "two", "--as-of", EXAMPLE_AS_OF, "--workers", "2")
     assert code2 == 0, output2
 

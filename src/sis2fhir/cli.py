@@ -18,7 +18,8 @@ from sqlalchemy import Engine, select
 
 from sis2fhir.config import ConfigError, Settings, load_settings
 from sis2fhir.deliver.base import Destination
-from sis2fhir.pipeline import Route, SyncResult, sync
+from sis2fhir.disclosure import Route
+from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
 from sis2fhir.report import RowReport
 from sis2fhir.store import open_store

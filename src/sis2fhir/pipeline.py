@@ -7,12 +7,9 @@ Memory grows with students (a few numbers each), never with attendance rows.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import multiprocessing
-import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,12 +18,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert, update
 
-from sis2fhir.config import DistrictSettings, Settings
-from sis2fhir.deliver.base import DeliveryItem, Destination, Outcome
-from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, Outbox, idempotency_key
-from sis2fhir.gate import ConsentDecision, decide
-from sis2fhir.map.consent import ferpa_consent
-from sis2fhir.map.observation import attendance_observation
+from sis2fhir.config import Settings
+from sis2fhir.deliver.base import Destination, Outcome
+from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, Outbox
+from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, Route, build_disclosures
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_style
@@ -34,25 +29,13 @@ from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
 from sis2fhir.read.export import Export, ExportError, open_export
 from sis2fhir.read.oneroster import read_roster
-from sis2fhir.records import ConsentRecord, Roster, SchoolYear, Student
+from sis2fhir.records import Roster, SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store.schema import runs
 from sis2fhir.tally import Rules, summaries_of, tally_attendance
-from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
-from sis2fhir.validate import operation_outcome, validate_resource
-from sis2fhir.validate.engine import default_validator
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A recipient's destination as the pipeline sees it: a name in the outbox and what it takes."""
-
-    destination: str  # Destination.name
-    takes: str  # "fhir" (resources) or "hl7v2" (an ORU^R01 per school)
-    v2: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -163,11 +146,6 @@ def measure_attendance(
     return summaries_of(tallies, rules, calendar)
 
 
-def _fingerprint(resources: list[dict[str, Any]]) -> bytes:
-    """The resources as JSON: the mapper builds them in a fixed order, so the same content gives the same bytes."""
-    return orjson.dumps(resources)
-
-
 def sync(
     export_path: Path,
     as_of: date,
@@ -244,15 +222,15 @@ def sync(
 
     outbox = Outbox(engine, settings.outbox)
     dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
-    mapper = _StudentMapper(
+    builder = DisclosureBuilder(
         roster=roster,
         settings=settings,
         as_of=as_of,
         routes=all_routes,
         known=outbox.known_keys(dest_names),
         holders=outbox.delivered_subjects(dest_names),
-        result=result,
         quarantine_dir=quarantine_dir,
+        counts=DisclosureCounts(report),
     )
     by_student: dict[str, list[AttendanceSummary]] = {}
     for s in result.summaries:
@@ -262,7 +240,7 @@ def sync(
     try:
         envelopes: list[Envelope] = []
         mapped = 0
-        for students_done, batch in _map_students(mapper, by_student, consents, settings.workers):
+        for students_done, batch in build_disclosures(builder, by_student, consents, settings.workers):
             envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
                 _flush(envelopes, outbox, destinations, run_id, result, loop)
@@ -270,8 +248,11 @@ def sync(
             if progress is not None:
                 progress("students mapped", mapped)
         _flush(envelopes, outbox, destinations, run_id, result, loop)
-        result.consented_students = len(mapper.consented)
-        result.withdrawn = outbox.withdraw(mapper.withdraw) if mapper.withdraw else 0
+        counts = builder.counts
+        result.decisions, result.resources_built = counts.decisions, counts.resources_built
+        result.quarantined, result.unchanged = counts.quarantined, counts.unchanged
+        result.revocation_notices, result.consented_students = counts.revocation_notices, len(counts.consented)
+        result.withdrawn = outbox.withdraw(counts.withdraw) if counts.withdraw else 0
         clock.lap("gate, map, validate, store and write local files")
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
@@ -293,233 +274,6 @@ def sync(
             )
         )
     return result
-
-
-@dataclass(slots=True)
-class _StudentMapper:
-    """Gate, map and validate one student's attendance for every recipient; say what goes where."""
-
-    roster: Roster
-    settings: Settings
-    as_of: date
-    routes: dict[str, list[Route]]  # recipient -> its destinations
-    known: set[str]  # idempotency keys already in the outbox
-    holders: set[tuple[str, str]]  # (destination, subject) that received something before
-    result: SyncResult
-    quarantine_dir: Path | None
-    consented: set[str] = field(default_factory=set)
-    withdraw: list[tuple[str, str]] = field(default_factory=list)  # (destination, subject): must not go out
-
-    def envelopes(
-        self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
-    ) -> list[Envelope]:
-        result, district = self.result, self.settings.district
-        out: list[Envelope] = []
-        observations: list[dict[str, Any]] | None = None  # the same for every recipient: built once
-        for recipient, rts in self.routes.items():
-            gate = decide(consents, recipient, self.as_of)
-            result.decisions[gate.decision.value] += 1
-            if gate.decision is not ConsentDecision.PERMITTED or gate.consent is None:
-                out += self._withdraw(
-                    student, recipient, rts, gate.consent if gate.decision is ConsentDecision.REVOKED else None
-                )
-                continue
-            self.consented.add(student.sourced_id)
-            if observations is None:
-                observations = []
-                for s in summaries:
-                    obs = attendance_observation(s, student, self.roster.schools[s.school_sourced_id], district)
-                    if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
-                        observations.append(obs)
-                        result.resources_built["Observation"] += 1
-            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-            consent = ferpa_consent(gate.consent, student, self.roster.district, district, system)
-            if not self._passes(consent, CONSENT_PROFILE, student, gate.consent.consent_id):
-                continue  # without a valid Consent resource nothing goes to this recipient
-            result.resources_built["Consent"] += 1
-            if not observations:
-                continue
-            for rt in rts:
-                if rt.takes == "hl7v2":
-                    out += _v2_envelopes(
-                        rt, recipient, student, summaries, self.roster, gate.consent, self.known, result, district
-                    )
-                    continue
-                resources = [*observations, consent]
-                subject = f"{recipient}|{student.sourced_id}"
-                encoded = _fingerprint(resources)
-                key = idempotency_key(rt.destination, recipient, subject, encoded)
-                if key in self.known:
-                    result.unchanged += 1
-                    continue
-                item = DeliveryItem(
-                    key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
-                )
-                out.append(Envelope(rt.destination, subject, item, encoded))
-        return out
-
-    def _withdraw(
-        self, student: Student, recipient: str, rts: list[Route], revoked: ConsentRecord | None
-    ) -> list[Envelope]:
-        """Nothing more goes out. A FHIR recipient that already holds this student's data gets the revoked
-        Consent (status inactive), so that its copy does not go on saying that sharing is allowed."""
-        subject = f"{recipient}|{student.sourced_id}"
-        out: list[Envelope] = []
-        for rt in rts:
-            if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
-                self.withdraw.append((rt.destination, subject))
-                continue
-            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district, system)
-            if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
-                self.withdraw.append((rt.destination, subject))
-                continue
-            encoded = _fingerprint([consent])
-            key = idempotency_key(rt.destination, recipient, subject, encoded)
-            if key in self.known:
-                continue
-            # same subject: enqueueing it supersedes anything about this student still waiting for this recipient
-            item = DeliveryItem(key, recipient, student.sourced_id, student.state_id, revoked.consent_id, [consent])
-            out.append(Envelope(rt.destination, subject, item, encoded))
-            self.result.revocation_notices += 1
-        return out
-
-    def fresh(self) -> _StudentMapper:
-        """A mapper like this one with nothing counted yet (for a worker process)."""
-        return _StudentMapper(
-            self.roster,
-            self.settings,
-            self.as_of,
-            self.routes,
-            self.known,
-            self.holders,
-            SyncResult(as_of=self.as_of),
-            self.quarantine_dir,
-        )
-
-    def absorb(self, counts: _MapperCounts) -> None:
-        r = self.result
-        r.decisions.update(counts.decisions)
-        r.resources_built.update(counts.resources_built)
-        r.quarantined += counts.quarantined
-        r.unchanged += counts.unchanged
-        r.revocation_notices += counts.revocation_notices
-        r.report.extend(counts.report)
-        self.consented |= counts.consented
-        self.withdraw += counts.withdraw
-
-    def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
-        """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
-        issues = validate_resource(resource, profile=profile)
-        if not any(i.severity == "error" for i in issues):
-            return True
-        self.result.quarantined += 1
-        where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
-        outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")
-        self.result.report.add(
-            "users.csv",
-            student.line,
-            "",
-            "invalid-resource",
-            f"the {resource['resourceType']} built for this student failed validation and was quarantined: "
-            f"{issues[0].message}",
-        )
-        if self.quarantine_dir is not None:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            with (self.quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
-                f.write(
-                    orjson.dumps({"resource": resource, "outcome": outcome}) + b"\n"
-                )  # one write: workers append too
-        return False
-
-
-MAP_CHUNK = 500  # students per task when mapping on several cores
-PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
-
-
-def _map_students(
-    mapper: _StudentMapper,
-    by_student: dict[str, list[AttendanceSummary]],
-    consents: dict[str, list[ConsentRecord]],
-    workers: int,
-) -> Iterator[tuple[int, list[Envelope]]]:
-    """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
-    map and validate while this process writes to the store; each worker's counts are added to `mapper`."""
-    global _MAP_JOB
-    ids = list(by_student)
-    chunks = [ids[i : i + MAP_CHUNK] for i in range(0, len(ids), MAP_CHUNK)]
-    workers = workers or os.cpu_count() or 1
-    if workers < 2 or len(ids) < PARALLEL_MAPPING_FROM or "fork" not in multiprocessing.get_all_start_methods():
-        for chunk in chunks:
-            yield (
-                len(chunk),
-                [
-                    e
-                    for sid in chunk
-                    for e in mapper.envelopes(mapper.roster.students[sid], by_student[sid], consents.get(sid, []))
-                ],
-            )
-        return
-    default_validator()  # compiled once here; the workers inherit it
-    _MAP_JOB = (mapper, by_student, consents, chunks)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for part in pool.imap(_map_chunk, range(len(chunks))):
-                mapper.absorb(part.counts)
-                yield part.students, part.envelopes
-    finally:
-        _MAP_JOB = None
-
-
-@dataclass(slots=True)
-class _MappedChunk:
-    students: int
-    envelopes: list[Envelope]
-    counts: _MapperCounts
-
-
-@dataclass(slots=True)
-class _MapperCounts:
-    """What a worker's mapper counted, to be added to the parent's."""
-
-    decisions: Counter[str]
-    resources_built: Counter[str]
-    quarantined: int
-    unchanged: int
-    revocation_notices: int
-    consented: set[str]
-    withdraw: list[tuple[str, str]]
-    report: RowReport
-
-
-# Set in the parent before forking, read by the workers (fork shares it; nothing is pickled on the way in).
-_MAP_JOB: (
-    tuple[_StudentMapper, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]], list[list[str]]] | None
-) = None
-
-
-def _map_chunk(index: int) -> _MappedChunk:
-    assert _MAP_JOB is not None
-    parent, by_student, consents, chunks = _MAP_JOB
-    mapper = parent.fresh()
-    chunk = chunks[index]
-    envelopes = [
-        e
-        for sid in chunk
-        for e in mapper.envelopes(mapper.roster.students[sid], by_student[sid], consents.get(sid, []))
-    ]
-    r = mapper.result
-    counts = _MapperCounts(
-        r.decisions,
-        r.resources_built,
-        r.quarantined,
-        r.unchanged,
-        r.revocation_notices,
-        mapper.consented,
-        mapper.withdraw,
-        r.report,
-    )
-    return _MappedChunk(len(chunk), envelopes, counts)
 
 
 def _flush(
@@ -559,57 +313,6 @@ async def _drain_and_close(outbox: Outbox, destinations: dict[str, Destination])
     finally:
         for d in destinations.values():
             await d.close()
-
-
-def _v2_envelopes(
-    rt: Route,
-    recipient: str,
-    student: Student,
-    summaries: Iterable[AttendanceSummary],
-    roster: Roster,
-    consent: ConsentRecord,
-    known: set[str],
-    result: SyncResult,
-    district: DistrictSettings,
-) -> list[Envelope]:
-    from sis2fhir.map.oru import OruError, V2Settings, build_oru_r01
-
-    v2 = V2Settings(**{"state_id_authority": district.state_id_authority, **rt.v2})
-    out = []
-    for s in summaries:
-        subject = f"{recipient}|{student.sourced_id}|{s.school_sourced_id}"
-        fingerprint = orjson.dumps(
-            [
-                s.school_year,
-                s.as_of.isoformat(),
-                s.days_in_membership,
-                s.days_absent_h,
-                s.excused_h,
-                s.unexcused_h,
-                s.illness_h,
-                s.oss_h,
-                s.tier,
-                student.state_id,
-            ]
-        )
-        key = idempotency_key(rt.destination, recipient, subject, fingerprint)
-        if key in known:
-            result.unchanged += 1
-            continue
-        control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
-        try:
-            message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
-        except OruError as e:
-            result.report.add("users.csv", student.line, "", "no-hl7v2-message", f"no ORU^R01 for this student: {e}")
-            continue
-        out.append(
-            Envelope(
-                rt.destination,
-                subject,
-                DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent.consent_id, hl7v2=message),
-            )
-        )
-    return out
 
 
 def _counts(result: SyncResult) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sis2fhir.deliver.ndjson import NdjsonDestination
 
 if TYPE_CHECKING:
     from sis2fhir.deliver.outbox import Outbox
-    from sis2fhir.pipeline import Route
+    from sis2fhir.disclosure import Route
 
 
 def fhir_destination(url: str, ds: DestinationSettings | None, settings: Settings) -> Destination:
@@ -98,7 +98,7 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
 
 
 def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[str, Destination]]:
-    from sis2fhir.pipeline import Route
+    from sis2fhir.disclosure import Route
 
     routes: dict[str, list[Route]] = {}
     destinations: dict[str, Destination] = {}

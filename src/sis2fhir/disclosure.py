@@ -1,0 +1,312 @@
+"""What each recipient may receive about one student: gated on consent, mapped, validated, keyed for the outbox.
+
+One `DisclosureBuilder` turns a student's attendance summaries and consents into outbox envelopes, one per
+recipient destination (FHIR resources, or an HL7 v2 ORU^R01 per school). `build_disclosures` runs it over every
+student, in forked workers on several cores for a large district, and adds up what they counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sis2fhir.config import DistrictSettings, Settings
+from sis2fhir.deliver.base import DeliveryItem
+from sis2fhir.deliver.outbox import Envelope, idempotency_key
+from sis2fhir.gate import ConsentDecision, decide
+from sis2fhir.map.consent import ferpa_consent
+from sis2fhir.map.observation import attendance_observation
+from sis2fhir.measure import AttendanceSummary
+from sis2fhir.records import ConsentRecord, Roster, Student
+from sis2fhir.report import RowReport
+from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
+from sis2fhir.validate import operation_outcome, validate_resource
+from sis2fhir.validate.engine import default_validator
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A recipient's destination as the pipeline sees it: a name in the outbox and what it takes."""
+
+    destination: str  # Destination.name
+    takes: str  # "fhir" (resources) or "hl7v2" (an ORU^R01 per school)
+    v2: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class DisclosureCounts:
+    """What building the disclosures counted (in one process, or added up over workers)."""
+
+    report: RowReport
+    decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
+    resources_built: Counter[str] = field(default_factory=Counter)
+    quarantined: int = 0
+    unchanged: int = 0
+    revocation_notices: int = 0
+    consented: set[str] = field(default_factory=set)
+    withdraw: list[tuple[str, str]] = field(default_factory=list)  # (destination, subject): must not go out
+
+    def absorb(self, other: DisclosureCounts) -> None:
+        self.decisions.update(other.decisions)
+        self.resources_built.update(other.resources_built)
+        self.quarantined += other.quarantined
+        self.unchanged += other.unchanged
+        self.revocation_notices += other.revocation_notices
+        self.consented |= other.consented
+        self.withdraw += other.withdraw
+        if other.report is not self.report:
+            self.report.extend(other.report)
+
+
+@dataclass(slots=True)
+class DisclosureBuilder:
+    """Gate, map and validate one student's attendance for every recipient; say what goes where."""
+
+    roster: Roster
+    settings: Settings
+    as_of: date
+    routes: dict[str, list[Route]]  # recipient -> its destinations
+    known: set[str]  # idempotency keys already in the outbox
+    holders: set[tuple[str, str]]  # (destination, subject) that received something before
+    quarantine_dir: Path | None
+    counts: DisclosureCounts
+
+    def envelopes(
+        self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
+    ) -> list[Envelope]:
+        counts, district = self.counts, self.settings.district
+        out: list[Envelope] = []
+        observations: list[dict[str, Any]] | None = None  # the same for every recipient: built once
+        for recipient, rts in self.routes.items():
+            gate = decide(consents, recipient, self.as_of)
+            counts.decisions[gate.decision.value] += 1
+            if gate.decision is not ConsentDecision.PERMITTED or gate.consent is None:
+                out += self._withdraw(
+                    student, recipient, rts, gate.consent if gate.decision is ConsentDecision.REVOKED else None
+                )
+                continue
+            counts.consented.add(student.sourced_id)
+            if observations is None:
+                observations = []
+                for s in summaries:
+                    obs = attendance_observation(s, student, self.roster.schools[s.school_sourced_id], district)
+                    if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
+                        observations.append(obs)
+                        counts.resources_built["Observation"] += 1
+            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
+            consent = ferpa_consent(gate.consent, student, self.roster.district, district, system)
+            if not self._passes(consent, CONSENT_PROFILE, student, gate.consent.consent_id):
+                continue  # without a valid Consent resource nothing goes to this recipient
+            counts.resources_built["Consent"] += 1
+            if not observations:
+                continue
+            for rt in rts:
+                if rt.takes == "hl7v2":
+                    out += v2_envelopes(
+                        rt, recipient, student, summaries, self.roster, gate.consent, self.known, counts, district
+                    )
+                    continue
+                resources = [*observations, consent]
+                subject = f"{recipient}|{student.sourced_id}"
+                encoded = fingerprint(resources)
+                key = idempotency_key(rt.destination, recipient, subject, encoded)
+                if key in self.known:
+                    counts.unchanged += 1
+                    continue
+                item = DeliveryItem(
+                    key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
+                )
+                out.append(Envelope(rt.destination, subject, item, encoded))
+        return out
+
+    def _withdraw(
+        self, student: Student, recipient: str, rts: list[Route], revoked: ConsentRecord | None
+    ) -> list[Envelope]:
+        """Nothing more goes out. A FHIR recipient that already holds this student's data gets the revoked
+        Consent (status inactive), so that its copy does not go on saying that sharing is allowed."""
+        subject = f"{recipient}|{student.sourced_id}"
+        out: list[Envelope] = []
+        for rt in rts:
+            if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
+                self.counts.withdraw.append((rt.destination, subject))
+                continue
+            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
+            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district, system)
+            if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
+                self.counts.withdraw.append((rt.destination, subject))
+                continue
+            encoded = fingerprint([consent])
+            key = idempotency_key(rt.destination, recipient, subject, encoded)
+            if key in self.known:
+                continue
+            # same subject: enqueueing it supersedes anything about this student still waiting for this recipient
+            item = DeliveryItem(key, recipient, student.sourced_id, student.state_id, revoked.consent_id, [consent])
+            out.append(Envelope(rt.destination, subject, item, encoded))
+            self.counts.revocation_notices += 1
+        return out
+
+    def fresh(self) -> DisclosureBuilder:
+        """A builder like this one with nothing counted yet (for a worker process)."""
+        return DisclosureBuilder(
+            self.roster,
+            self.settings,
+            self.as_of,
+            self.routes,
+            self.known,
+            self.holders,
+            self.quarantine_dir,
+            DisclosureCounts(RowReport()),
+        )
+
+    def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
+        """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
+        issues = validate_resource(resource, profile=profile)
+        if not any(i.severity == "error" for i in issues):
+            return True
+        self.counts.quarantined += 1
+        where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
+        outcome = operation_outcome(issues, diagnostics_prefix=f"{where}: ")
+        self.counts.report.add(
+            "users.csv",
+            student.line,
+            "",
+            "invalid-resource",
+            f"the {resource['resourceType']} built for this student failed validation and was quarantined: "
+            f"{issues[0].message}",
+        )
+        if self.quarantine_dir is not None:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            with (self.quarantine_dir / f"{resource['resourceType']}.ndjson").open("ab") as f:
+                f.write(
+                    orjson.dumps({"resource": resource, "outcome": outcome}) + b"\n"
+                )  # one write: workers append too
+        return False
+
+
+MAP_CHUNK = 500  # students per task when mapping on several cores
+PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
+
+
+def build_disclosures(
+    builder: DisclosureBuilder,
+    by_student: dict[str, list[AttendanceSummary]],
+    consents: dict[str, list[ConsentRecord]],
+    workers: int,
+) -> Iterator[tuple[int, list[Envelope]]]:
+    """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
+    map and validate while this process writes to the store; each worker's counts are added to `builder.counts`."""
+    global _MAP_JOB
+    ids = list(by_student)
+    chunks = [ids[i : i + MAP_CHUNK] for i in range(0, len(ids), MAP_CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or len(ids) < PARALLEL_MAPPING_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            yield (
+                len(chunk),
+                [
+                    e
+                    for sid in chunk
+                    for e in builder.envelopes(builder.roster.students[sid], by_student[sid], consents.get(sid, []))
+                ],
+            )
+        return
+    default_validator()  # compiled once here; the workers inherit it
+    _MAP_JOB = (builder, by_student, consents, chunks)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for part in pool.imap(_map_chunk, range(len(chunks))):
+                builder.counts.absorb(part.counts)
+                yield part.students, part.envelopes
+    finally:
+        _MAP_JOB = None
+
+
+@dataclass(slots=True)
+class _MappedChunk:
+    students: int
+    envelopes: list[Envelope]
+    counts: DisclosureCounts
+
+
+# Set in the parent before forking, read by the workers (fork shares it; nothing is pickled on the way in).
+_MAP_JOB: (
+    tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]], list[list[str]]] | None
+) = None
+
+
+def _map_chunk(index: int) -> _MappedChunk:
+    assert _MAP_JOB is not None
+    parent, by_student, consents, chunks = _MAP_JOB
+    builder = parent.fresh()
+    chunk = chunks[index]
+    envelopes = [
+        e
+        for sid in chunk
+        for e in builder.envelopes(builder.roster.students[sid], by_student[sid], consents.get(sid, []))
+    ]
+    return _MappedChunk(len(chunk), envelopes, builder.counts)
+
+
+def v2_envelopes(
+    rt: Route,
+    recipient: str,
+    student: Student,
+    summaries: Iterable[AttendanceSummary],
+    roster: Roster,
+    consent: ConsentRecord,
+    known: set[str],
+    counts: DisclosureCounts,
+    district: DistrictSettings,
+) -> list[Envelope]:
+    from sis2fhir.map.oru import OruError, V2Settings, build_oru_r01
+
+    v2 = V2Settings(**{"state_id_authority": district.state_id_authority, **rt.v2})
+    out = []
+    for s in summaries:
+        subject = f"{recipient}|{student.sourced_id}|{s.school_sourced_id}"
+        fingerprint = orjson.dumps(
+            [
+                s.school_year,
+                s.as_of.isoformat(),
+                s.days_in_membership,
+                s.days_absent_h,
+                s.excused_h,
+                s.unexcused_h,
+                s.illness_h,
+                s.oss_h,
+                s.tier,
+                student.state_id,
+            ]
+        )
+        key = idempotency_key(rt.destination, recipient, subject, fingerprint)
+        if key in known:
+            counts.unchanged += 1
+            continue
+        control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
+        try:
+            message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
+        except OruError as e:
+            counts.report.add("users.csv", student.line, "", "no-hl7v2-message", f"no ORU^R01 for this student: {e}")
+            continue
+        out.append(
+            Envelope(
+                rt.destination,
+                subject,
+                DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent.consent_id, hl7v2=message),
+            )
+        )
+    return out
+
+
+def fingerprint(resources: list[dict[str, Any]]) -> bytes:
+    """The resources as JSON: the mapper builds them in a fixed order, so the same content gives the same bytes."""
+    return orjson.dumps(resources)
