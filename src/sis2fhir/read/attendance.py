@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 import xml.etree.ElementTree as ET
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -330,8 +331,7 @@ def _iter_csv(
     )  # tuple.__new__ is twice as fast as the NamedTuple constructor
     missing = object()
     if not table.usable:
-        for _ in table.rows():
-            pass  # counts the rows and reports the missing column once
+        deque(table.rows(), maxlen=0)  # reading through counts the rows and reports the missing column once
         return
     reader, width, regular, fix = table.reader, table.width, table.width == table.named_width, table.fix_row
     base = table.first_line - reader.line_num  # 0 for the whole file; the line before the part for a part
