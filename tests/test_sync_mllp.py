@@ -103,3 +103,51 @@ def test_attendance_reaches_an_hie_as_oru_r01_over_mllp(tmp_path: Path) -> None:
     assert len(dead) == 1 and "Unknown patient" in dead[0].last_error
     assert len(logged) == len(received) - 1
     assert {orjson.loads(r.disclosed)[0] for r in logged} == set(control_ids[1:])
+
+
+class _ListenerOnPort(MllpListener):
+    """The same listener, on a port chosen beforehand (the HIE comes back where it was)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__({})
+        self._wanted = port
+
+    async def __aenter__(self) -> MllpListener:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._wanted)
+        self.port = self._wanted
+        return self
+
+
+def test_outbox_retry_delivers_what_waited_while_the_hie_was_down(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    args = ["sync", str(EXAMPLE), "--as-of", AS_OF, "--store", store, "--report", str(tmp_path / "rows.csv"),
+            "--destination", f"mllp://127.0.0.1:{port}"]  # fmt: skip
+    down = runner.invoke(app, args)  # nobody listens: everything waits in the outbox
+    assert down.exit_code == 4, down.output
+    engine = open_store(store)
+    with engine.connect() as conn:
+        waiting = conn.execute(select(outbox).where(outbox.c.status == "queued")).all()
+    assert waiting
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    hie = _ListenerOnPort(port)
+    asyncio.run_coroutine_threadsafe(hie.__aenter__(), loop).result(timeout=10)
+    try:
+        retried = runner.invoke(app, ["outbox", "retry", "--store", store])
+        assert retried.exit_code == 0, retried.output
+        assert f"delivered: {len(waiting)}" in retried.output
+        assert len(hie.received) == len(waiting)
+    finally:
+        asyncio.run_coroutine_threadsafe(hie.__aexit__(None, None, None), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+    with engine.connect() as conn:
+        assert conn.execute(select(outbox).where(outbox.c.status == "queued")).all() == []
+        assert len(conn.execute(select(disclosures)).all()) == len(waiting)
