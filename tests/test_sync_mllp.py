@@ -80,6 +80,16 @@ def test_attendance_reaches_an_hie_as_oru_r01_over_mllp(tmp_path: Path) -> None:
         assert "0 changes" in res.output
         assert len(hie.received) == len(received)
 
+        dead_letters = runner.invoke(app, ["outbox", "dead", "--store", store])
+        assert "Unknown patient" in dead_letters.output  # the HIE's error, kept with the dead letter
+
+        # the HIE fixed what it refused: the dead letter is replayed, accepted, and only it is sent again
+        replayed = runner.invoke(app, ["outbox", "replay", "--store", store])
+        assert replayed.exit_code == 0, replayed.output
+        assert "1 dead letters queued again" in replayed.output and "delivered: 1" in replayed.output
+        assert len(hie.received) == len(received) + 1
+        assert hie.received[-1] == received[0]  # the same message, unchanged
+
     assert len(received) == len(expected)
     control_ids = []
     for text in received:
@@ -100,9 +110,9 @@ def test_attendance_reaches_an_hie_as_oru_r01_over_mllp(tmp_path: Path) -> None:
     with engine.connect() as conn:
         logged = conn.execute(select(disclosures)).all()
         dead = conn.execute(select(outbox).where(outbox.c.status == "dead")).all()
-    assert len(dead) == 1 and "Unknown patient" in dead[0].last_error
-    assert len(logged) == len(received) - 1
-    assert {orjson.loads(r.disclosed)[0] for r in logged} == set(control_ids[1:])
+    assert dead == []  # replayed and delivered
+    assert len(logged) == len(received)
+    assert {orjson.loads(r.disclosed)[0] for r in logged} == set(control_ids)
 
 
 class _ListenerOnPort(MllpListener):
