@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.support.sekmet import running_sekmet
 
@@ -23,3 +24,8 @@ def postgres_url() -> Iterator[str]:
 
     with running_postgres() as url:
         yield url
+
+
+# Shared machines (CI included) stall now and then: a property test is about correctness, not speed.
+settings.register_profile("sis2fhir", deadline=None)
+settings.load_profile("sis2fhir")
