@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from sis2fhir.config import ConfigError, Settings, load_settings
 from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.factory import configured_routes, from_spec
 from sis2fhir.disclosure import Route
 from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
@@ -64,24 +65,6 @@ def _settings(config: Path | None, store: str | None, policy: str | None, state_
     except (ConfigError, ValueError) as e:
         raise _fail(str(e)) from None
     return settings
-
-
-def build_destination(spec: str, settings: Settings) -> tuple[Route, Destination]:
-    """A destination from `--destination`: an http(s) FHIR base, an mllp://host:port address, or a folder."""
-    from sis2fhir.deliver.ndjson import NdjsonDestination
-
-    if spec.startswith(("http://", "https://")):
-        from sis2fhir.deliver.factory import fhir_destination
-
-        dest = fhir_destination(spec, None, settings)
-        return Route(dest.name, "fhir"), dest
-    if spec.startswith("mllp://"):
-        from sis2fhir.deliver.factory import mllp_destination
-
-        dest = mllp_destination(spec, settings)
-        return Route(dest.name, "hl7v2"), dest
-    nd = NdjsonDestination(Path(spec))
-    return Route(nd.name, "fhir"), nd
 
 
 @app.command("sync")
@@ -161,10 +144,10 @@ def sync_command(
     destinations: dict[str, Destination] = {}
     try:
         for spec in [*(destination or []), *([str(out_dir)] if out_dir is not None else [])]:
-            route, dest = build_destination(spec, settings)
+            takes, dest = from_spec(spec, settings)
+            route = Route(dest.name, takes)
             one_off.append(route)
             destinations[route.destination] = dest
-        from sis2fhir.deliver.factory import configured_routes
 
         routes, configured = configured_routes(settings)
         destinations.update(configured)
@@ -388,10 +371,10 @@ def _drain(ob, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
     from sis2fhir.deliver.factory import destinations_for_outbox
-    from sis2fhir.pipeline import _drain_and_close
+    from sis2fhir.pipeline import drain_and_close
 
     dests = destinations_for_outbox(settings, ob)
-    counts = asyncio.run(_drain_and_close(ob, dests)) if dests else {}
+    counts = asyncio.run(drain_and_close(ob, dests)) if dests else {}
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing was due")
 
 

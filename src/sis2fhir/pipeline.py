@@ -256,7 +256,7 @@ def sync(
         clock.lap("gate, map, validate, store and write local files")
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
-            result.delivery.update(loop.run_until_complete(_drain_and_close(outbox, destinations)))
+            result.delivery.update(loop.run_until_complete(drain_and_close(outbox, destinations)))
             clock.lap("deliver from the outbox")
     finally:
         loop.close()
@@ -307,7 +307,7 @@ def _flush(
     envelopes.clear()
 
 
-async def _drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:
+async def drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:
     try:
         return await outbox.drain(destinations)
     finally:

@@ -15,18 +15,17 @@ if TYPE_CHECKING:
     from sis2fhir.disclosure import Route
 
 
-def fhir_destination(url: str, ds: DestinationSettings | None, settings: Settings) -> Destination:
+def fhir_destination(ds: DestinationSettings, settings: Settings) -> Destination:
     from sis2fhir.deliver.fhir_rest import FhirRestDestination
     from sis2fhir.link import PatientLinker
 
-    ds = ds or DestinationSettings(type="fhir", url=url)
     auth = _auth(ds)
     linker = PatientLinker(
         identifier_system=ds.patient_identifier_system or settings.district.student_id_system,
         create_patients=ds.create_patients,
     )
     return FhirRestDestination(
-        url,
+        ds.url,
         auth,
         linker=linker,
         bundle_size=ds.bundle_size,
@@ -62,18 +61,6 @@ def _auth(ds: DestinationSettings) -> Any:
     return smart_auth.NoAuth()
 
 
-def mllp_destination(spec: str, settings: Settings, ds: DestinationSettings | None = None) -> Destination:
-    from sis2fhir.deliver.mllp import MllpDestination
-
-    if ds is None:
-        u = urlparse(spec)
-        if not u.hostname or not u.port:
-            raise ConfigError(f"an MLLP destination needs a host and a port: mllp://host:port, not {spec!r}")
-        host, port = u.hostname, u.port
-        ds = DestinationSettings(type="mllp", host=host, port=port)
-    return MllpDestination(ds.host, ds.port, ack_timeout=ds.timeout_seconds)
-
-
 def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination]:
     """(what the destination takes: "fhir" or "hl7v2", the destination)"""
     if ds.type == "ndjson":
@@ -83,7 +70,7 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
     if ds.type == "fhir":
         if not ds.url.startswith(("http://", "https://")):
             raise ConfigError(f"a fhir destination needs an http(s) `url`, not {ds.url!r}")
-        return "fhir", fhir_destination(ds.url, ds, settings)
+        return "fhir", fhir_destination(ds, settings)
     if not ds.host or not ds.port:
         raise ConfigError("an mllp destination needs `host` and `port`")
     from pydantic import ValidationError
@@ -94,7 +81,21 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
         V2Settings(**{"state_id_authority": settings.district.state_id_authority, **ds.v2})
     except ValidationError as e:
         raise ConfigError(f"mllp destination {ds.host}:{ds.port}: invalid `v2` settings: {e}") from None
-    return "hl7v2", mllp_destination("", settings, ds)
+    from sis2fhir.deliver.mllp import MllpDestination
+
+    return "hl7v2", MllpDestination(ds.host, ds.port, ack_timeout=ds.timeout_seconds)
+
+
+def from_spec(spec: str, settings: Settings) -> tuple[str, Destination]:
+    """A `--destination`: an http(s) FHIR base, an mllp://host:port address, or a folder (see `build`)."""
+    if spec.startswith(("http://", "https://")):
+        return build(DestinationSettings(type="fhir", url=spec), settings)
+    if spec.startswith("mllp://"):
+        u = urlparse(spec)
+        if not u.hostname or not u.port:
+            raise ConfigError(f"an MLLP destination needs a host and a port: mllp://host:port, not {spec!r}")
+        return build(DestinationSettings(type="mllp", host=u.hostname, port=u.port), settings)
+    return build(DestinationSettings(type="ndjson", folder=spec), settings)
 
 
 def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[str, Destination]]:
@@ -117,10 +118,8 @@ def destinations_for_outbox(settings: Settings, outbox: Outbox) -> dict[str, Des
         if name in destinations:
             continue
         kind, _, rest = name.partition(":")
-        if kind == "ndjson":
-            destinations[name] = NdjsonDestination(Path(rest))
-        elif kind == "fhir":
-            destinations[name] = fhir_destination(rest, None, settings)
+        if kind in ("ndjson", "fhir"):  # names are "ndjson:<folder>", "fhir:<base>", "mllp://host:port"
+            destinations[name] = from_spec(rest, settings)[1]
         elif kind == "mllp":
-            destinations[name] = mllp_destination(name, settings)
+            destinations[name] = from_spec(name, settings)[1]
     return destinations
