@@ -230,13 +230,18 @@ def _undo_duplicates(
             continue
         done.add((key, offset))  # the first such row in this part is the one it counted
         report.add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
-        into.rows_by_school[ev.school_sourced_id][offset] -= 1
+        per_day = into.rows_by_school[ev.school_sourced_id]
+        per_day[offset] -= 1
+        if not per_day[offset]:
+            del per_day[offset]  # as if one process had counted: no entry, not a zero
         if ev.category in policy.absence_categories or ev.reason == OSS:
             t = AbsenceTally()
             t.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
             _add(into.tallies[key], t, -1)
             if rules.compare_until is not None and offset <= rules.compare_until and t.absent:
                 into.absent_until[key] -= t.absent
+                if not into.absent_until[key]:
+                    del into.absent_until[key]
         elif ev.category in PRESENCE:
             into.presence_rows -= 1
 
