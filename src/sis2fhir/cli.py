@@ -12,6 +12,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, select
@@ -272,12 +273,25 @@ def check_command(
     settings = _settings(config, store, policy, state_id_source)
     try:
         baseline_store = existing_store(settings.store_url)  # read only; a store that is not there is not made
-    except Exception as e:  # a bad URL
-        raise _fail(f"cannot open the state store {settings.store_url!r}: {e}") from None
+        if baseline_store is not None:
+            with baseline_store.connect():
+                pass
+    except Exception as e:  # a bad URL or an unreachable database
+        shown = _url_without_password(settings.store_url)
+        raise _fail(f"cannot open the state store {shown!r}: {type(e).__name__}") from None
     nowhere = Route("check:nothing-is-sent", "fhir")  # every recipient named in consents.csv, no destination
     scratch = open_store("sqlite://")  # this run's own records: an in-memory store, gone at exit
     _run(export, day, settings, scratch, {}, {}, [nowhere], None, report_path, dry_run=True, accept_change=reason,
          baseline_store=baseline_store)  # fmt: skip
+
+
+def _url_without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing in it to hide
+        return url
 
 
 def _print_acceptance(result: SyncResult, dry_run: bool) -> None:
@@ -288,12 +302,12 @@ def _print_acceptance(result: SyncResult, dry_run: bool) -> None:
     overridden = verdict.overridden
     for f in verdict.findings:
         if f not in overridden and not f.stops:
-            err.print(f"[yellow]warning:[/] {f.code}: {f.message}")
+            err.print(f"[yellow]warning:[/] {escape(f.code)}: {escape(f.message)}")
     if overridden:
         said = "would be accepted (check only: nothing recorded)" if dry_run else "accepted and recorded with the run"
-        err.print(f"[yellow]change {said}:[/] {verdict.accept_reason}")
+        err.print(f"[yellow]change {said}:[/] {escape(verdict.accept_reason)}")
         for f in overridden:
-            err.print(f"  - {f.code}: {f.message}")
+            err.print(f"  - {escape(f.code)}: {escape(f.message)}")
     elif verdict.accept_reason:
         err.print("--accept-change: nothing needed accepting (the sanity gates found no implausible change)")
 
