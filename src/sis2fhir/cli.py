@@ -12,6 +12,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, select
@@ -24,6 +25,7 @@ from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
 from sis2fhir.report import RowReport
 from sis2fhir.store import open_store
+from sis2fhir.store.verdicts import existing_store
 
 
 class Exit(IntEnum):
@@ -65,6 +67,18 @@ def _settings(config: Path | None, store: str | None, policy: str | None, state_
     except (ConfigError, ValueError) as e:
         raise _fail(str(e)) from None
     return settings
+
+
+AcceptOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--accept-change",
+        metavar="REASON",
+        help="Let an implausible change in the attendance through (a drop against the last accepted run, "
+        "corrections beyond the allowed share, a school without rows), saying why; recorded with the run. "
+        "Never overrides unusable attendance.",
+    ),
+]
 
 
 @app.command("sync")
@@ -117,16 +131,19 @@ def sync_command(
             help="Row report file (CSV: file, line, column, code, severity, message). Default: OUT/rows-report.csv.",
         ),
     ] = None,
+    accept_change: AcceptOpt = None,
 ) -> None:
-    """Read the export, measure attendance, gate on consent, map and validate FHIR, and deliver.
+    """Read the export, measure attendance, check it (sanity gates), gate on consent, map and validate FHIR, and
+    deliver.
 
-    Exit codes: 0 done; 1 the export or configuration cannot be used; 2 usage; 3 done, but input rows were
-    rejected or resources quarantined (see the row report); 4 done, but deliveries wait in the outbox (retry,
-    patient match) or are dead."""
+    Exit codes: 0 done; 1 the export or configuration cannot be used, or the sanity gates stopped the run
+    (nothing was sent); 2 usage; 3 done, but input rows were rejected or resources quarantined (see the row
+    report); 4 done, but deliveries wait in the outbox (retry, patient match) or are dead."""
     try:
         day = date.fromisoformat(as_of) if as_of else date.today()
     except ValueError:
         raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
+    reason = _accept_reason(accept_change)
     settings = _settings(config, store, policy, state_id_source)
     if workers is not None:
         settings.workers = max(0, workers)
@@ -159,7 +176,16 @@ def sync_command(
     for problem in asyncio.run(_check_recipients(destinations)):
         err.print(f"[yellow]warning:[/] {problem}; its items wait in the outbox")
     rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
-    _run(export, day, settings, engine, routes, destinations, one_off, (out_dir or Path(".")) / "quarantine", rp)
+    quarantine = (out_dir or Path(".")) / "quarantine"
+    _run(export, day, settings, engine, routes, destinations, one_off, quarantine, rp, accept_change=reason)
+
+
+def _accept_reason(accept_change: str | None) -> str:
+    if accept_change is None:
+        return ""
+    if not accept_change.strip():
+        raise _fail('--accept-change needs a reason, e.g. --accept-change "school 12 closed in March"', Exit.USAGE)
+    return accept_change.strip()
 
 
 def _run(
@@ -173,6 +199,8 @@ def _run(
     quarantine: Path | None,
     report_path: Path,
     dry_run: bool = False,
+    accept_change: str = "",
+    baseline_store: Engine | None = None,
 ) -> None:
     """Run the pipeline with a progress bar, write the row report, print the summary, exit with the right code."""
     report = RowReport()
@@ -194,12 +222,15 @@ def _run(
                 quarantine_dir=quarantine,
                 progress=tick,
                 report=report,
+                accept_change=accept_change,
+                baseline_store=baseline_store,
             )
     except ExportError as e:
         report.write_csv(report_path)  # what was read before the export proved unusable is still worth fixing
         raise _fail(f"{e}\n(row report of what was read: {report_path})") from None
     result.report.write_csv(report_path)
     _print_summary(result, report_path)
+    _print_acceptance(result, dry_run)
     if dry_run:
         out.print("Check only: nothing was sent and nothing was stored.")
     if result.report.errors or result.quarantined:
@@ -220,16 +251,65 @@ def check_command(
     state_id_source: Annotated[
         str | None, typer.Option("--state-id", help="identifier | userIds:<type> | userMasterIdentifier.")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="The state store sync uses (default: the config's store_url, else sqlite:///sis2fhir-state.sqlite; "
+            "after `sync --out OUT`: sqlite:///OUT/state.sqlite). Only read: its last accepted run is what the "
+            "sanity gates compare with.",
+        ),
+    ] = None,
+    accept_change: AcceptOpt = None,
 ) -> None:
-    """A dry run for the district's data staff: read, measure, gate, map and validate everything, write the row
-    report and the summary, and send and store nothing. Exit 0 clean, 3 rows rejected, 1 export unusable."""
+    """A dry run for the district's data staff: read, measure, check (the same sanity gates as sync, against the
+    store's last accepted run), gate, map and validate everything, write the row report and the summary, and send
+    and store nothing. Exit 0 clean, 3 rows rejected, 1 export unusable or stopped by a sanity gate."""
     try:
         day = date.fromisoformat(as_of) if as_of else date.today()
     except ValueError:
         raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
-    settings = _settings(config, "sqlite://", policy, state_id_source)  # an in-memory store, gone at exit
+    reason = _accept_reason(accept_change)
+    settings = _settings(config, store, policy, state_id_source)
+    try:
+        baseline_store = existing_store(settings.store_url)  # read only; a store that is not there is not made
+        if baseline_store is not None:
+            with baseline_store.connect():
+                pass
+    except Exception as e:  # a bad URL or an unreachable database
+        shown = _url_without_password(settings.store_url)
+        raise _fail(f"cannot open the state store {shown!r}: {type(e).__name__}") from None
     nowhere = Route("check:nothing-is-sent", "fhir")  # every recipient named in consents.csv, no destination
-    _run(export, day, settings, open_store(settings.store_url), {}, {}, [nowhere], None, report_path, dry_run=True)
+    scratch = open_store("sqlite://")  # this run's own records: an in-memory store, gone at exit
+    _run(export, day, settings, scratch, {}, {}, [nowhere], None, report_path, dry_run=True, accept_change=reason,
+         baseline_store=baseline_store)  # fmt: skip
+
+
+def _url_without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing in it to hide
+        return url
+
+
+def _print_acceptance(result: SyncResult, dry_run: bool) -> None:
+    """What --accept-change let through, and the findings that did not stop the run."""
+    verdict = result.verdict
+    if verdict is None:
+        return
+    overridden = verdict.overridden
+    for f in verdict.findings:
+        if f not in overridden and not f.stops:
+            err.print(f"[yellow]warning:[/] {escape(f.code)}: {escape(f.message)}")
+    if overridden:
+        said = "would be accepted (check only: nothing recorded)" if dry_run else "accepted and recorded with the run"
+        err.print(f"[yellow]change {said}:[/] {escape(verdict.accept_reason)}")
+        for f in overridden:
+            err.print(f"  - {escape(f.code)}: {escape(f.message)}")
+    elif verdict.accept_reason:
+        err.print("--accept-change: nothing needed accepting (the sanity gates found no implausible change)")
 
 
 async def _check_recipients(destinations: dict[str, Destination]) -> list[str]:

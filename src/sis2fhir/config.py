@@ -100,6 +100,20 @@ class OutboxSettings(BaseModel):
     max_backoff_seconds: float = Field(3600.0, gt=0)
 
 
+class PlausibilitySettings(BaseModel):
+    """How far an export may differ from the last accepted run of the same district before the run stops
+    (`sis2fhir sync --accept-change REASON` lets a deliberate change through; see plausibility.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # a drop in attendance rows per school day (district-wide) beyond this fraction stops the run
+    max_drop_rows_per_school_day: float = Field(0.25, ge=0, le=1)
+    # a drop in students (x schools) with any absence beyond this fraction stops the run
+    max_drop_students_absent: float = Field(0.25, ge=0, le=1)
+    # days absent that shrink for days already reported (corrections): allowed up to this share of the students
+    # (x schools) compared, each listed in the row report; beyond it the run stops
+    max_shrink_share: float = Field(0.02, ge=0, le=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIS2FHIR_", env_nested_delimiter="__", extra="forbid")
 
@@ -109,6 +123,7 @@ class Settings(BaseSettings):
     recipients: list[RecipientSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     workers: int = Field(0, ge=0)  # processes for reading attendance and mapping; 0: one per core
+    plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""One run of `sis2fhir sync`: read -> measure -> gate -> map -> validate -> outbox -> deliver.
+"""One run of `sis2fhir sync`: read -> measure -> sanity gates -> consent gate -> map -> validate -> outbox -> deliver.
 
 Each step lives in its own module; this file only wires them together and keeps the counts for the summary.
 Memory grows with students (a few numbers each), never with attendance rows.
@@ -23,16 +23,27 @@ from sis2fhir.deliver.base import Destination, Outcome
 from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, Outbox
 from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, Route, build_disclosures
 from sis2fhir.measure import AttendanceSummary
+from sis2fhir.plausibility import (
+    UNREADABLE_CODES,
+    Baseline,
+    GateStopped,
+    Measures,
+    Verdict,
+    correction_message,
+    judge,
+    measures_of,
+)
 from sis2fhir.policy import Policy
-from sis2fhir.read.attendance import attendance_style
+from sis2fhir.read.attendance import ATTENDANCE_FILE, attendance_style, edfi_files
 from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
 from sis2fhir.read.export import Export, ExportError, open_export
 from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import Roster, SchoolYear
 from sis2fhir.report import RowReport
+from sis2fhir.store import verdicts
 from sis2fhir.store.schema import runs
-from sis2fhir.tally import Rules, summaries_of, tally_attendance
+from sis2fhir.tally import Rules, Tallies, school_days_of, summaries_of, tally_attendance
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
@@ -57,6 +68,8 @@ class SyncResult:
     delivery: Counter[str] = field(default_factory=Counter)  # what this run's deliveries came to
     outstanding: Counter[str] = field(default_factory=Counter)  # after the run: queued / pending / dead in the outbox
     report: RowReport = field(default_factory=RowReport)
+    verdict: Verdict | None = None  # the sanity gates' findings (plausibility.py)
+    measures: Measures | None = None
     run_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (per-stage latency, for operators)
 
@@ -102,6 +115,24 @@ def measure_attendance(
     workers: int = 0,
 ) -> list[AttendanceSummary]:
     """Stream the attendance events once and return a summary per student x school in membership on `as_of`."""
+    tallies, rules = tally_year(export, roster, calendar, year, as_of, policy, report, progress, workers)
+    return summaries_of(tallies, rules, calendar)
+
+
+def tally_year(
+    export: Export,
+    roster: Roster,
+    calendar: dict[str, list[date]] | None,
+    year: SchoolYear,
+    as_of: date,
+    policy: Policy,
+    report: RowReport,
+    progress: Progress | None = None,
+    workers: int = 0,
+    compare_until: date | None = None,
+) -> tuple[Tallies, Rules]:
+    """Stream the attendance events once into tallies (per student x school, and the gates' counts);
+    `compare_until`: also keep the days absent up to this date apart (the last accepted run's as-of date)."""
     base = year.start.toordinal()
     rules = Rules(
         year=year,
@@ -111,20 +142,11 @@ def measure_attendance(
         calendar_days=None
         if calendar is None
         else {s: {d.toordinal() - base for d in ds} for s, ds in calendar.items()},
+        compare_until=None if compare_until is None else compare_until.toordinal() - base,
     )
     tallies = tally_attendance(export, roster, rules, report, workers)
     if progress is not None:
         progress("attendance rows", tallies.events)
-    if tallies.events == 0:
-        report.add(
-            "attendance",
-            0,
-            "",
-            "no-attendance-rows",
-            "the export has no attendance rows: every student counts as present on every school day. If "
-            "that is not so, the attendance export is missing or empty.",
-            severity="warning",
-        )
     if tallies.outside_year:
         report.add(
             tallies.file,
@@ -143,7 +165,46 @@ def measure_attendance(
             f"{tallies.after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
             severity="warning",
         )
-    return summaries_of(tallies, rules, calendar)
+    return tallies, rules
+
+
+def sanity_gates(
+    export: Export,
+    tallies: Tallies,
+    rules: Rules,
+    calendar: dict[str, list[date]] | None,
+    style: str,
+    summaries: list[AttendanceSummary],
+    baseline: Baseline | None,
+    settings: Settings,
+    report: RowReport,
+    accept_change: str = "",
+) -> tuple[Measures, Verdict]:
+    """Measure the attendance, judge it against the last accepted run, and list the findings in the row report."""
+    files = edfi_files(export) if style == "edfi" else [export.actual_name(ATTENDANCE_FILE)]
+    unreadable = sorted({i.file for i in report.issues if i.code in UNREADABLE_CODES and i.file in files})
+    measures = measures_of(
+        tallies,
+        rules,
+        school_days_of(tallies, rules, calendar),
+        style=style,
+        calendar=calendar is not None,
+        files=files,
+        unreadable=unreadable,
+        rows_read=sum(report.rows_read.get(f, 0) for f in files),
+    )
+    keys = [(s.student_sourced_id, s.school_sourced_id) for s in summaries]
+    verdict = judge(measures, baseline, tallies.absent_until, keys, settings.plausibility, accept_change)
+    file = files[0] if files else ATTENDANCE_FILE
+    stopping, overridden = verdict.stopping, verdict.overridden
+    for f in verdict.findings:
+        note = f" Accepted with --accept-change: {verdict.accept_reason}" if f in overridden else ""
+        report.add(file, 0, "", f.code, f.message + note, severity="error" if f in stopping else "warning")
+    if verdict.baseline is not None:
+        for c in verdict.corrections:
+            message = correction_message(c, verdict.baseline)
+            report.add(file, 0, "studentSourcedId", "days-absent-shrank", message, severity="warning")
+    return measures, verdict
 
 
 def sync(
@@ -158,9 +219,16 @@ def sync(
     quarantine_dir: Path | None = None,
     progress: Progress | None = None,
     report: RowReport | None = None,
+    accept_change: str = "",
+    baseline_store: Engine | None = None,
 ) -> SyncResult:
     """Run the whole job. `routes`: recipient -> routes (from the config); `recipients_from_consents`: routes that
-    apply to every recipient named in consents.csv (one-off runs: `--out`, `--destination`)."""
+    apply to every recipient named in consents.csv (one-off runs: `--out`, `--destination`).
+
+    The sanity gates (plausibility.py) judge the attendance before anything is mapped, queued or sent; a stop
+    raises GateStopped (an ExportError) after recording the run as stopped. `accept_change`: the operator's
+    reason for letting an implausible change through; `baseline_store`: where the last accepted run is read
+    (default `engine`; `sis2fhir check` reads the real store and writes to a throwaway one)."""
     result = SyncResult(as_of=as_of, report=report if report is not None else RowReport())
     report = result.report
     policy = settings.policy.resolve()
@@ -172,13 +240,8 @@ def sync(
     roster = read_roster(export, report, district.state_id_source)
     result.students = len(roster.students)
     calendar = read_calendar(export, report)
-    style = attendance_style(export)
+    style = attendance_style(export)  # exception-only without calendar.csv: refused by the sanity gates
     result.attendance_style = style
-    if style == "exception-only" and calendar is None:
-        raise ExportError(
-            "attendance.csv is exception-only (rows only for days that were not plain presence), so calendar.csv "
-            "is required to know the school days: add calendar.csv to the export"
-        )
     consents = read_consents(export, roster, report)
     year = choose_school_year(roster, as_of)
     for dest in destinations.values():
@@ -188,11 +251,28 @@ def sync(
     result.school_year = year
 
     clock.lap("read roster, calendar and consents")
-    result.summaries = measure_attendance(
-        export, roster, calendar, year, as_of, policy, report, progress, settings.workers
+    baseline = verdicts.last_accepted(baseline_store or engine, district.namespace, year.year)
+    compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
+    tallies, rules = tally_year(
+        export, roster, calendar, year, as_of, policy, report, progress, settings.workers, compare_until
     )
+    result.summaries = summaries_of(tallies, rules, calendar)
     clock.lap("read and tally attendance")
     result.tiers.update(s.tier for s in result.summaries)
+    result.measures, result.verdict = sanity_gates(
+        export, tallies, rules, calendar, style, result.summaries, baseline, settings, report, accept_change
+    )
+    del tallies
+
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
+        ).inserted_primary_key[0]
+    result.run_id = run_id
+    verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, result.summaries)
+    if result.verdict.stopping:
+        _finish_run(engine, result)
+        raise GateStopped(result.verdict)
 
     # recipients: from the config, or every recipient named in a consent
     all_routes: dict[str, list[Route]] = {r: list(v) for r, v in routes.items()}
@@ -213,12 +293,6 @@ def sync(
                         "this recipient is not in the configuration's recipients; nothing is sent to it",
                         severity="warning",
                     )
-
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
-        ).inserted_primary_key[0]
-    result.run_id = run_id
 
     outbox = Outbox(engine, settings.outbox)
     dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
@@ -263,17 +337,21 @@ def sync(
     for (dest, status), n in outbox.counts().items():
         if dest in destinations and status in (QUEUED, PENDING, DEAD):
             result.outstanding[status] += n
+    _finish_run(engine, result)
+    return result
+
+
+def _finish_run(engine: Engine, result: SyncResult) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(runs)
-            .where(runs.c.id == run_id)
+            .where(runs.c.id == result.run_id)
             .values(
                 finished_at=datetime.now(UTC),
                 changes=result.enqueued,
                 summary=orjson.dumps(_counts(result)).decode(),
             )
         )
-    return result
 
 
 def _flush(
@@ -334,4 +412,5 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "rows_rejected": dict(result.report.rows_rejected()),
         "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
         "issues_by_code": dict(result.report.by_code()),
+        "verdict": result.verdict.status if result.verdict is not None else "",
     }

@@ -22,7 +22,7 @@ from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_parts, iter_attendance
 from sis2fhir.read.csvfile import FilePart
 from sis2fhir.read.export import Export
-from sis2fhir.records import AttendanceEvent, Membership, Roster, SchoolYear
+from sis2fhir.records import AttendanceCategory, AttendanceEvent, Membership, Roster, SchoolYear
 from sis2fhir.report import RowReport
 
 Key = tuple[str, str]  # (student sourcedId, school sourcedId)
@@ -37,6 +37,8 @@ class Rules:
     policy: Policy
     memberships: dict[Key, Membership]
     calendar_days: dict[str, set[int]] | None  # school -> instructional day offsets; None: learn from the rows
+    # the day offset of the last accepted run's as-of date: days absent up to it are kept apart, to compare
+    compare_until: int | None = None
 
     @property
     def base(self) -> int:
@@ -48,6 +50,11 @@ class Tallies:
     tallies: dict[Key, AbsenceTally] = field(default_factory=dict)
     seen: dict[Key, int] = field(default_factory=dict)  # bitmask of school-year days with a counted event
     derived_days: dict[str, set[int]] = field(default_factory=dict)  # school -> days seen (no calendar.csv)
+    # for the plausibility gates: rows counted per school and day offset (schools x days, never rows), rows that
+    # say In Attendance/Present, and per student x school the hundredths absent up to `Rules.compare_until`
+    rows_by_school: dict[str, dict[int, int]] = field(default_factory=dict)
+    presence_rows: int = 0
+    absent_until: dict[Key, int] = field(default_factory=dict)
     outside_year: int = 0
     after_as_of: int = 0
     events: int = 0
@@ -57,7 +64,9 @@ class Tallies:
         year, as_of, policy = rules.year, rules.as_of, rules.policy
         base, memberships, calendar_days = rules.base, rules.memberships, rules.calendar_days
         derived_days, tallies, seen = self.derived_days, self.tallies, self.seen
+        rows_by_school, absent_until, until = self.rows_by_school, self.absent_until, rules.compare_until
         may_be_absent = policy.absence_categories
+        presence = 0
         add = report.add
         n = 0
         offsets: dict[date, int] = {}  # day -> offset in the school year; OUTSIDE_YEAR or AFTER_AS_OF
@@ -122,12 +131,22 @@ class Tallies:
                 add(file, line, "date", "conflicting-event", CONFLICT)
                 continue
             seen[key] = mask | bit
+            per_day = rows_by_school.get(school)
+            if per_day is None:
+                per_day = rows_by_school[school] = {}
+            per_day[offset] = per_day.get(offset, 0) + 1
             if category in may_be_absent or reason == OSS:  # else absence_weight is 0: most rows stop here
                 tally = tallies.get(key)
                 if tally is None:
                     tally = tallies[key] = AbsenceTally()
+                before = tally.absent
                 tally.add(category, day_hundredths(duration), reason, policy)
+                if until is not None and offset <= until and tally.absent != before:
+                    absent_until[key] = absent_until.get(key, 0) + tally.absent - before
+            elif category in PRESENCE:
+                presence += 1
         self.events += n
+        self.presence_rows += presence
 
     def absorb(self, later: Tallies) -> dict[Key, int]:
         """Add a later part's tallies; return the student-days both counted (later's rows there were duplicates)."""
@@ -145,6 +164,13 @@ class Tallies:
                 _add(mine_t, t, +1)
         for school, days in later.derived_days.items():
             self.derived_days.setdefault(school, set()).update(days)
+        for school, counts in later.rows_by_school.items():
+            mine_counts = self.rows_by_school.setdefault(school, {})
+            for offset, n in counts.items():
+                mine_counts[offset] = mine_counts.get(offset, 0) + n
+        for key, h in later.absent_until.items():
+            self.absent_until[key] = self.absent_until.get(key, 0) + h
+        self.presence_rows += later.presence_rows
         self.outside_year += later.outside_year
         self.after_as_of += later.after_as_of
         self.events += later.events
@@ -153,6 +179,7 @@ class Tallies:
 
 
 OUTSIDE_YEAR, AFTER_AS_OF = -1, -2
+PRESENCE = frozenset({AttendanceCategory.IN_ATTENDANCE, AttendanceCategory.PRESENT})
 
 CONFLICT = (
     "a second row for the same student, school and date; the first row was used and this one was not "
@@ -203,10 +230,20 @@ def _undo_duplicates(
             continue
         done.add((key, offset))  # the first such row in this part is the one it counted
         report.add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
+        per_day = into.rows_by_school[ev.school_sourced_id]
+        per_day[offset] -= 1
+        if not per_day[offset]:
+            del per_day[offset]  # as if one process had counted: no entry, not a zero
         if ev.category in policy.absence_categories or ev.reason == OSS:
             t = AbsenceTally()
             t.add(ev.category, day_hundredths(ev.duration), ev.reason, policy)
             _add(into.tallies[key], t, -1)
+            if rules.compare_until is not None and offset <= rules.compare_until and t.absent:
+                into.absent_until[key] -= t.absent
+                if not into.absent_until[key]:
+                    del into.absent_until[key]
+        elif ev.category in PRESENCE:
+            into.presence_rows -= 1
 
 
 def tally_attendance(
@@ -238,9 +275,10 @@ def tally_attendance(
     return total
 
 
-def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> list[AttendanceSummary]:
-    """A summary per student x school with at least one school day in membership up to the as-of date."""
-    year, policy = rules.year, rules.policy
+def school_days_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> dict[str, list[date]]:
+    """Per school of a membership, its school days of the year up to the as-of date: from calendar.csv, or (no
+    calendar) the days the attendance rows show."""
+    year = rules.year
     last_day = min(rules.as_of, year.end)
     base = rules.base
 
@@ -249,7 +287,14 @@ def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]]
             return [d for d in calendar.get(school, []) if year.start <= d <= last_day]
         return sorted(date.fromordinal(base + o) for o in tallies.derived_days.get(school, ()))
 
-    days_by_school = {s: school_days(s) for s in {sc for _, sc in rules.memberships}}
+    return {s: school_days(s) for s in {sc for _, sc in rules.memberships}}
+
+
+def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> list[AttendanceSummary]:
+    """A summary per student x school with at least one school day in membership up to the as-of date."""
+    year, policy = rules.year, rules.policy
+    last_day = min(rules.as_of, year.end)
+    days_by_school = school_days_of(tallies, rules, calendar)
     summaries = []
     for (student, school), m in rules.memberships.items():
         begin, end = max(m.begin, year.start), min(m.end, year.end)

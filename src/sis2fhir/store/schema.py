@@ -73,3 +73,23 @@ disclosures = Table(
     Index("ix_disclosures_student", "student_sourced_id"),
     Index("ix_disclosures_state_id", "state_student_id"),
 )
+
+# The sanity gates' verdict on each run (plausibility.py): what the attendance measured (counts only), the findings,
+# an operator's --accept-change reason, and, for the latest accepted run of a district, a compact digest of days
+# absent per student x school (zlib JSON, sourcedIds and hundredths of a day, never names) that the next run
+# compares with. Runs stopped by a gate are recorded as "stopped" and are never a baseline.
+run_verdicts = Table(
+    "run_verdicts",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("district", String(500), nullable=False),  # settings.district.namespace
+    Column("school_year", Integer, nullable=False),
+    Column("as_of", String(10), nullable=False),
+    Column("verdict", String(16), nullable=False),  # clean | accepted | stopped
+    Column("accepted_reason", Text, nullable=False, default=""),
+    Column("findings", Text, nullable=False),  # JSON: [{code, message, stops, overridden}]
+    Column("measures", Text, nullable=False),  # JSON: counts per school and district-wide
+    Column("absent_digest", LargeBinary),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_run_verdicts_baseline", "district", "school_year", "verdict"),
+)

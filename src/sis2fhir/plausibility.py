@@ -1,0 +1,392 @@
+"""Sanity gates before anything leaves: is the export's attendance usable, and plausible next to the last accepted
+run of the same district?
+
+An empty attendance file does not mean "nobody was absent": it means every student would be sent as 0 days absent,
+"satisfactory", over whatever the recipient held (a real FHIR server had 25 chronic-absence Observations
+overwritten that way). So the run measures what the attendance says (per school: school days passed, rows counted,
+students with an absence; per student x school: days absent up to the last accepted run's as-of date) and this
+module turns that, and the last accepted run, into findings. A finding that stops is either unusable input (never
+overridable) or an implausible change, which an operator who knows it is deliberate lets through with
+`--accept-change REASON`. Everything here is a pure function of its arguments; pipeline.py wires it in and
+store/verdicts.py keeps the baselines.
+
+Finding messages say what to check and never name a student (row reports do, by sourcedId only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from sis2fhir.config import PlausibilitySettings
+from sis2fhir.measure import HUNDREDTHS
+from sis2fhir.read.export import ExportError
+from sis2fhir.tally import Key, Rules, Tallies
+
+# Codes a reader gives a whole attendance file it could not read (the rows after the failure are missing).
+UNREADABLE_CODES = frozenset({"file-unreadable", "bad-xml"})
+Status = Literal["clean", "accepted", "stopped"]
+ACCEPT_HINT = 'If the change is deliberate, run again with --accept-change "REASON" (recorded with the run).'
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolCounts:
+    school_days: int  # school days of the year up to the as-of date (calendar.csv, else the days the rows show)
+    rows: int  # attendance rows counted for the school
+    students_absent: int  # students with any absence counted
+    enrolled: int  # students enrolled at some time between the year's start and the as-of date
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    """What this run's attendance says, in counts (no student identifiers): stored with the run."""
+
+    as_of: date
+    school_year: int
+    style: str  # positive | exception-only | edfi
+    calendar: bool  # calendar.csv gives the school days
+    files: tuple[str, ...]  # the attendance files read
+    unreadable: tuple[str, ...]  # of those, the ones a reader could not read whole
+    rows_read: int  # data rows in the attendance files
+    rows_used: int  # rows counted
+    presence_rows: int  # counted rows that say In Attendance / Present
+    outside_year: int
+    after_as_of: int
+    schools: dict[str, SchoolCounts] = field(default_factory=dict)
+
+    @property
+    def school_days(self) -> int:
+        return sum(c.school_days for c in self.schools.values())
+
+    @property
+    def rows_per_school_day(self) -> float | None:
+        days = self.school_days
+        return self.rows_used / days if days else None
+
+    @property
+    def students_absent(self) -> int:
+        return sum(c.students_absent for c in self.schools.values())
+
+    @property
+    def positive(self) -> bool:
+        """A file with a row for every student and school day (so a school without rows is missing data)."""
+        return self.style != "exception-only" and self.presence_rows > 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "school_year": self.school_year,
+            "style": self.style,
+            "calendar": self.calendar,
+            "files": list(self.files),
+            "rows_read": self.rows_read,
+            "rows_used": self.rows_used,
+            "presence_rows": self.presence_rows,
+            "school_days": self.school_days,
+            "rows_per_school_day": self.rows_per_school_day,
+            "students_absent": self.students_absent,
+            "schools": {
+                s: {
+                    "school_days": c.school_days,
+                    "rows": c.rows,
+                    "students_absent": c.students_absent,
+                    "enrolled": c.enrolled,
+                }
+                for s, c in sorted(self.schools.items())
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The last accepted run of the same district and school year."""
+
+    run_id: int
+    as_of: date
+    rows_per_school_day: float | None
+    students_absent: int
+    absent: Mapping[Key, int]  # per student x school: hundredths of a day absent on or before `as_of`
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: str  # stable, machine-readable
+    message: str  # what was found and what to check; never a student identifier
+    stops: bool
+    overridable: bool = True  # --accept-change lets it through (never for unusable attendance)
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """Days absent on already reported school days that are fewer now than the last accepted run said."""
+
+    student: str
+    school: str
+    before_h: int
+    now_h: int
+
+
+@dataclass(slots=True)
+class Verdict:
+    findings: list[Finding]
+    corrections: list[Correction]
+    baseline: Baseline | None
+    accept_reason: str = ""
+
+    @property
+    def stopping(self) -> list[Finding]:
+        return [f for f in self.findings if f.stops and not (f.overridable and self.accept_reason)]
+
+    @property
+    def overridden(self) -> list[Finding]:
+        return [f for f in self.findings if f.stops and f.overridable and self.accept_reason]
+
+    @property
+    def status(self) -> Status:
+        if self.stopping:
+            return "stopped"
+        return "accepted" if self.overridden else "clean"
+
+
+class GateStopped(ExportError):
+    """A sanity gate stopped the run before anything was mapped, queued or sent."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        super().__init__(stop_message(verdict))
+
+
+def stop_message(verdict: Verdict) -> str:
+    stopping = verdict.stopping
+    lines = ["the attendance cannot be used as it is, so nothing was sent or queued:"]
+    lines += [f"  - {f.code}: {f.message}" for f in stopping]
+    if all(f.overridable for f in stopping):
+        lines.append(ACCEPT_HINT)
+    return "\n".join(lines)
+
+
+def measures_of(
+    tallies: Tallies,
+    rules: Rules,
+    school_days: Mapping[str, list[date]],
+    *,
+    style: str,
+    calendar: bool,
+    files: Iterable[str],
+    unreadable: Iterable[str],
+    rows_read: int,
+) -> Measures:
+    """The counts of one run's attendance, per school, from its tallies."""
+    year = rules.year
+    last_day = min(rules.as_of, year.end)
+    enrolled: dict[str, int] = {}
+    for (_, school), m in rules.memberships.items():
+        if m.begin <= last_day and m.end >= year.start:
+            enrolled[school] = enrolled.get(school, 0) + 1
+    absent: dict[str, int] = {}
+    for (_, school), t in tallies.tallies.items():
+        if t.absent > 0:
+            absent[school] = absent.get(school, 0) + 1
+    schools = set(school_days) | set(tallies.rows_by_school)
+    counts = {
+        s: SchoolCounts(
+            school_days=len(school_days.get(s, ())),
+            rows=sum(tallies.rows_by_school.get(s, {}).values()),
+            students_absent=absent.get(s, 0),
+            enrolled=enrolled.get(s, 0),
+        )
+        for s in schools
+    }
+    return Measures(
+        as_of=rules.as_of,
+        school_year=year.year,
+        style=style,
+        calendar=calendar,
+        files=tuple(files),
+        unreadable=tuple(unreadable),
+        rows_read=rows_read,
+        rows_used=sum(c.rows for c in counts.values()),
+        presence_rows=tallies.presence_rows,
+        outside_year=tallies.outside_year,
+        after_as_of=tallies.after_as_of,
+        schools=counts,
+    )
+
+
+def unusable(m: Measures) -> list[Finding]:
+    """Attendance that cannot be used at all: unreadable, empty, nothing countable, school days unknown."""
+    files = ", ".join(m.files) or "the attendance file"
+    if m.unreadable:
+        return [
+            Finding(
+                "attendance-unreadable",
+                f"{', '.join(m.unreadable)} could not be read to the end (see the row report), so attendance is "
+                "missing for an unknown part of the year. Export the attendance again and check that the file is "
+                "complete.",
+                stops=True,
+                overridable=False,
+            )
+        ]
+    if m.rows_read == 0:
+        return [
+            Finding(
+                "attendance-empty",
+                f"{files} holds no attendance rows (the file is empty or has only its header): every student would "
+                "be sent as present on every school day. Check the attendance export.",
+                stops=True,
+                overridable=False,
+            )
+        ]
+    if m.rows_used == 0:
+        why = [f"{m.outside_year} dated outside the school year"] if m.outside_year else []
+        why += [f"{m.after_as_of} dated after the as-of date {m.as_of}"] if m.after_as_of else []
+        rest = m.rows_read - m.outside_year - m.after_as_of
+        why += [f"{rest} rejected, see the row report"] if rest > 0 else []
+        return [
+            Finding(
+                "attendance-unusable",
+                f"none of the {m.rows_read} rows of {files} can be counted ({'; '.join(why)}). Check the row "
+                "report and --as-of; a missing header line makes the first data row the header, so that the "
+                "columns are not found.",
+                stops=True,
+                overridable=False,
+            )
+        ]
+    if not m.calendar and (m.style == "exception-only" or m.presence_rows == 0):
+        return [
+            Finding(
+                "exception-only-without-calendar",
+                f"{files} lists only absences (no In Attendance or Present row) and the export has no calendar.csv, "
+                "so the school days are unknown: guessing them from the absence dates would give wrong days in "
+                "membership and rates. Add calendar.csv (schoolSourcedId, date, instructional) to the export.",
+                stops=True,
+                overridable=False,
+            )
+        ]
+    return []
+
+
+def schools_without_rows(m: Measures) -> list[Finding]:
+    """Positive files: a school whose school days have passed and whose students are enrolled, without a row."""
+    if not m.positive:
+        return []  # exception-only: a school without absences has no rows, which is normal
+    found = []
+    for school, c in sorted(m.schools.items()):
+        if c.rows or not c.enrolled or (m.calendar and not c.school_days):
+            continue
+        days = f"{c.school_days} school days up to {m.as_of} by calendar.csv and " if m.calendar else ""
+        found.append(
+            Finding(
+                "school-without-attendance",
+                f"school {school} has {days}{c.enrolled} students enrolled, but the attendance holds no row for "
+                "it: its students would count as present on every school day. Check that the attendance export "
+                "includes this school.",
+                stops=True,
+            )
+        )
+    return found
+
+
+def drops(m: Measures, b: Baseline, limits: PlausibilitySettings) -> list[Finding]:
+    """District-wide drops against the last accepted run beyond the configured fractions."""
+    found = []
+    last = f"the last accepted run of this district (run {b.run_id}, as of {b.as_of})"
+    if m.as_of < b.as_of:
+        found.append(
+            Finding(
+                "as-of-before-baseline",
+                f"the as-of date {m.as_of} is before that of {last}: recipients would get older numbers over "
+                "newer ones. Check --as-of.",
+                stops=True,
+            )
+        )
+    now, before = m.rows_per_school_day, b.rows_per_school_day
+    if now is not None and before:
+        drop = 1 - now / before
+        if drop > limits.max_drop_rows_per_school_day:
+            found.append(
+                Finding(
+                    "rows-per-school-day-dropped",
+                    f"the attendance has {now:.1f} rows per school day, {drop:.0%} fewer than {last}: "
+                    f"{before:.1f} (allowed: {limits.max_drop_rows_per_school_day:.0%}). Check that the export "
+                    "holds every school and every school day (not a partial or filtered export).",
+                    stops=True,
+                )
+            )
+    if b.students_absent:
+        drop = 1 - m.students_absent / b.students_absent
+        if drop > limits.max_drop_students_absent:
+            found.append(
+                Finding(
+                    "students-absent-dropped",
+                    f"{m.students_absent} students (x schools) have an absence, {drop:.0%} fewer than the "
+                    f"{b.students_absent} of {last} (allowed: {limits.max_drop_students_absent:.0%}). Check that "
+                    "absences were not left out of the export (a filter on category, reason or date).",
+                    stops=True,
+                )
+            )
+    return found
+
+
+def corrections(b: Baseline, absent_until: Mapping[Key, int], keys: Iterable[Key]) -> tuple[list[Correction], int]:
+    """Per student x school of this run also in the baseline: days absent on or before the baseline's as-of date
+    that are fewer now than it reported. Returns the corrections and how many student x schools were compared."""
+    found = []
+    compared = 0
+    for key in keys:
+        before = b.absent.get(key)
+        if before is None:
+            continue
+        compared += 1
+        now = absent_until.get(key, 0)
+        if now < before:
+            found.append(Correction(key[0], key[1], before, now))
+    return found, compared
+
+
+def shrink_finding(found: list[Correction], compared: int, b: Baseline, limits: PlausibilitySettings) -> list[Finding]:
+    if not found:
+        return []
+    share = len(found) / compared
+    stops = share > limits.max_shrink_share
+    what = (
+        f"{len(found)} of {compared} students (x schools) have fewer days absent on or before {b.as_of} than the "
+        f"last accepted run (run {b.run_id}) reported ({share:.1%}; allowed: {limits.max_shrink_share:.1%}); each "
+        "is listed in the row report as days-absent-shrank. "
+    )
+    if stops:
+        what += "Check whether absences already reported were removed or the export is incomplete."
+    else:
+        what += "These are taken as corrections in the SIS and sent."
+    return [Finding("days-absent-shrank", what, stops=stops)]
+
+
+def judge(
+    m: Measures,
+    baseline: Baseline | None,
+    absent_until: Mapping[Key, int],
+    keys: Iterable[Key],
+    limits: PlausibilitySettings,
+    accept_reason: str = "",
+) -> Verdict:
+    """The verdict on one run: unusable input stops alone; else every implausibility found, with corrections."""
+    findings = unusable(m)
+    found: list[Correction] = []
+    if not findings:
+        findings = schools_without_rows(m)
+        if baseline is not None:
+            findings += drops(m, baseline, limits)
+            if baseline.as_of <= m.as_of:  # else the baseline counted days this run does not
+                found, compared = corrections(baseline, absent_until, keys)
+                findings += shrink_finding(found, compared, baseline, limits)
+    return Verdict(findings, found, baseline, accept_reason.strip())
+
+
+def correction_message(c: Correction, b: Baseline) -> str:
+    """For the row report (students by sourcedId only)."""
+    return (
+        f"student {c.student} at school {c.school}: {c.before_h / HUNDREDTHS:.2f} days absent on or before "
+        f"{b.as_of} in the last accepted run (run {b.run_id}), {c.now_h / HUNDREDTHS:.2f} now"
+    )

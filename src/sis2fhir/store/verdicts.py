@@ -1,0 +1,108 @@
+"""The runs' verdicts in the state store: each run's gate findings and measures, and the baseline the next run of
+the same district is compared with (the last accepted run, with its digest of days absent per student x school)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Engine, create_engine, insert, inspect, select, update
+from sqlalchemy.engine import make_url
+
+from sis2fhir.measure import AttendanceSummary
+from sis2fhir.plausibility import Baseline, Measures, Verdict
+from sis2fhir.store.schema import run_verdicts
+from sis2fhir.tally import Key
+
+ACCEPTED = ("clean", "accepted")
+
+
+def encode_digest(summaries: Iterable[AttendanceSummary]) -> bytes:
+    """Hundredths absent per student x school as zlib-compressed JSON {school: {student: hundredths}}."""
+    by_school: dict[str, dict[str, int]] = {}
+    for s in summaries:
+        by_school.setdefault(s.school_sourced_id, {})[s.student_sourced_id] = s.days_absent_h
+    return zlib.compress(orjson.dumps(by_school, option=orjson.OPT_SORT_KEYS), 6)
+
+
+def decode_digest(blob: bytes) -> dict[Key, int]:
+    by_school: dict[str, dict[str, int]] = orjson.loads(zlib.decompress(blob))
+    return {(student, school): h for school, students in by_school.items() for student, h in students.items()}
+
+
+def last_accepted(engine: Engine | None, district: str, school_year: int) -> Baseline | None:
+    """The latest clean or accepted run of this district and school year, or None (a first run, or a store from
+    before the gates existed: only the absolute gates apply)."""
+    if engine is None or not inspect(engine).has_table(run_verdicts.name):
+        return None
+    t = run_verdicts
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(t.c.run_id, t.c.as_of, t.c.measures, t.c.absent_digest)
+            .where(t.c.district == district, t.c.school_year == school_year, t.c.verdict.in_(ACCEPTED))
+            .order_by(t.c.run_id.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    measures = orjson.loads(row.measures)
+    return Baseline(
+        run_id=row.run_id,
+        as_of=date.fromisoformat(row.as_of),
+        rows_per_school_day=measures.get("rows_per_school_day"),
+        students_absent=int(measures.get("students_absent") or 0),
+        absent=decode_digest(row.absent_digest) if row.absent_digest else {},
+    )
+
+
+def record(
+    engine: Engine,
+    run_id: int,
+    district: str,
+    measures: Measures,
+    verdict: Verdict,
+    summaries: Iterable[AttendanceSummary] = (),
+) -> None:
+    """Write the run's verdict. An accepted run keeps the digest and becomes the baseline; older digests of the
+    district are dropped (one per district is all a comparison needs)."""
+    status = verdict.status
+    overridden = {f.code for f in verdict.overridden}
+    findings = [
+        {"code": f.code, "message": f.message, "stops": f.stops, "overridden": f.code in overridden}
+        for f in verdict.findings
+    ]
+    digest = encode_digest(summaries) if status in ACCEPTED else None
+    t = run_verdicts
+    with engine.begin() as conn:
+        if digest is not None:
+            conn.execute(
+                update(t).where(t.c.district == district, t.c.absent_digest.is_not(None)).values(absent_digest=None)
+            )
+        conn.execute(
+            insert(t).values(
+                run_id=run_id,
+                district=district,
+                school_year=measures.school_year,
+                as_of=measures.as_of.isoformat(),
+                verdict=status,
+                accepted_reason=verdict.accept_reason,
+                findings=orjson.dumps(findings).decode(),
+                measures=orjson.dumps(measures.as_json()).decode(),
+                absent_digest=digest,
+                recorded_at=datetime.now(UTC),
+            )
+        )
+
+
+def existing_store(url: str) -> Engine | None:
+    """The store at `url` for reading only, or None when it does not exist (a SQLite file that is not there is
+    not created: `sis2fhir check` must leave nothing behind)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or not Path(database).exists():
+            return None
+    return create_engine(url, future=True)
