@@ -138,7 +138,10 @@ def _check_report_path(path: Path) -> None:
 @app.command("sync")
 def sync_command(
     export: Annotated[
-        Path, typer.Argument(help="The district export: a folder or a .zip (OneRoster CSV + attendance).")
+        Path,
+        typer.Argument(
+            help="The district export: a folder or a .zip (OneRoster CSV + attendance).", readable=False
+        ),  # an unreadable export is exit 1 with what to do (read.export), not a usage error
     ],
     as_of: Annotated[
         str, typer.Option("--as-of", help="Count attendance up to this date (YYYY-MM-DD). Default: today.")
@@ -280,7 +283,7 @@ def _run(
 
 @app.command("check")
 def check_command(
-    export: Annotated[Path, typer.Argument(help="The district export: a folder or a .zip.")],
+    export: Annotated[Path, typer.Argument(help="The district export: a folder or a .zip.", readable=False)],
     as_of: Annotated[str, typer.Option("--as-of", help="Count attendance up to this date (YYYY-MM-DD).")] = "",
     report_path: Annotated[
         Path, typer.Option("--report", help="Row report file (CSV: file, line, column, code, severity, message).")

@@ -160,8 +160,8 @@ class ExportSettings(BaseModel):
     """Limits on what an export may be (against zip bombs); the defaults fit the largest real districts."""
 
     model_config = ConfigDict(extra="forbid")
-    zip_max_total_bytes: int = Field(ZipLimits.max_total_bytes, gt=0)  # all members, uncompressed
-    zip_max_ratio: float = Field(ZipLimits.max_ratio, gt=1)  # per member: uncompressed / compressed
+    zip_max_total_bytes: int = Field(ZipLimits().max_total_bytes, gt=0)  # all members, uncompressed
+    zip_max_ratio: float = Field(ZipLimits().max_ratio, gt=1)  # per member: uncompressed / compressed
 
     def zip_limits(self) -> ZipLimits:
         return ZipLimits(max_total_bytes=self.zip_max_total_bytes, max_ratio=self.zip_max_ratio)

@@ -62,10 +62,12 @@ def _auth(ds: DestinationSettings) -> Any:
                     f"destination {ds.url}: smart-backend auth needs client_id, private_key (env:NAME or file:/path) "
                     "and key_id"
                 )
+            pem = secret("private_key", a.private_key)
+            _check_private_key(ds, pem)
             return smart_auth.SmartBackendAuth(
                 ds.url,
                 a.client_id,
-                secret("private_key", a.private_key),
+                pem,
                 a.key_id,
                 alg=a.alg,
                 scope=a.scope,
@@ -79,6 +81,13 @@ def _auth(ds: DestinationSettings) -> Any:
 
 def folder_problem(path: Path) -> str | None:
     """Why `path` cannot be (or become) a folder this user writes to; None when it can. Creates nothing."""
+    try:
+        return _folder_problem(path)
+    except OSError as e:  # e.g. a parent folder this user may not enter
+        return f"{path} cannot be reached: {e.strerror}"
+
+
+def _folder_problem(path: Path) -> str | None:
     if path.exists():
         if not path.is_dir():
             return f"{path} is a file, not a folder"
@@ -97,6 +106,24 @@ def folder_problem(path: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"{path} cannot be created: {parent} is not writable for this user"
     return None
+
+
+def _check_private_key(ds: DestinationSettings, pem: str) -> None:
+    """The key must load now, not at the first token request in the middle of a delivery."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    ref = ds.auth.private_key.partition(":")
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"destination {ds.url}: auth.private_key ({ref[0]}:{ref[2] if ref[0] == 'file' else '...'}) is not an "
+            "unencrypted PEM private key"
+        ) from None
+    wanted = rsa.RSAPrivateKey if ds.auth.alg == "RS384" else ec.EllipticCurvePrivateKey
+    if not isinstance(key, wanted):
+        raise ConfigError(f"destination {ds.url}: auth.private_key is not a key for alg {ds.auth.alg}")
 
 
 def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination]:
