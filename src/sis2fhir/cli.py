@@ -505,7 +505,7 @@ def _dead_keys(ob, prefixes: list[str]) -> list[str]:  # type: ignore[no-untyped
         if p.strip():
             with ob.engine.connect() as conn:
                 q = select(outbox.c.key, outbox.c.status).where(outbox.c.key.startswith(p.strip(), autoescape=True))
-                status_of = dict(conn.execute(q.limit(50)).tuples().all())
+                status_of = {k: st for k, st in conn.execute(q.limit(50))}
         found = list(status_of)
         if not found:
             raise _fail(f"no outbox item has a key starting with {p!r}: see `sis2fhir outbox dead`", Exit.USAGE)

@@ -28,9 +28,10 @@ def open_store(url: str, *, existing: bool = False) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            # WAL: readers (outbox list, disclosures) do not block a running sync; NORMAL is durable in WAL mode
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            if not existing:  # a store a sync made is in WAL already; an operator command changes no file
+                # WAL: readers (outbox list, disclosures) do not block a running sync; NORMAL is durable in WAL mode
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
