@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from collections import Counter
 from datetime import date
 from enum import IntEnum
 from pathlib import Path
@@ -17,15 +19,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from sqlalchemy import Engine, select
 
-from sis2fhir.config import ConfigError, Settings, load_settings
+from sis2fhir.config import ConfigError, Settings, load_settings, shown_store_url
 from sis2fhir.deliver.base import Destination
-from sis2fhir.deliver.factory import configured_routes, from_spec
+from sis2fhir.deliver.factory import configured_routes, folder_problem, from_spec
 from sis2fhir.disclosure import Route
+from sis2fhir.failures import INTERNAL_ERROR, GuardedGroup, StoreContext
 from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
 from sis2fhir.report import RowReport
-from sis2fhir.store import open_store
-from sis2fhir.store.verdicts import existing_store
+from sis2fhir.store import StoreMissing, open_store
 
 
 class Exit(IntEnum):
@@ -36,10 +38,15 @@ class Exit(IntEnum):
     USAGE = 2  # command-line usage error
     ROWS_REJECTED = 3  # completed, but some input rows were rejected or resources quarantined (see the row report)
     NOT_ALL_DELIVERED = 4  # completed, but some deliveries wait for a retry, a patient match, or are dead
+    INTERNAL = INTERNAL_ERROR  # 70: a fault in sis2fhir itself (one line, no input data; SIS2FHIR_DEBUG=1: traceback)
 
 
 app = typer.Typer(
-    help="School attendance (OneRoster / Ed-Fi) to FHIR R4 and HL7 v2, gated by FERPA consent.",
+    cls=GuardedGroup,
+    help="School attendance (OneRoster / Ed-Fi) to FHIR R4 and HL7 v2, gated by FERPA consent.\n\n"
+    "Exit codes: 0 done; 1 the export, configuration, store or a recipient cannot be used (nothing was sent); "
+    "2 usage; 3 done, but input rows were rejected or resources quarantined; 4 done, but deliveries wait or are "
+    "dead; 70 internal error (please report it; SIS2FHIR_DEBUG=1 shows the traceback).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -47,25 +54,64 @@ app = typer.Typer(
 outbox_app = typer.Typer(help="Inspect and operate the durable outbox.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
 out = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get wide tables, not 80 columns
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"sis2fhir {version('sis2fhir')}", highlight=False)
+        except PackageNotFoundError:
+            out.print("sis2fhir (version unknown: not installed as a package)", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """School attendance (OneRoster / Ed-Fi) to FHIR R4 and HL7 v2, gated by FERPA consent."""
+
+
 def _fail(message: str, code: Exit = Exit.UNUSABLE) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(int(code))
 
 
+def _store_url(store: str | None) -> str | None:
+    """--store: a SQLAlchemy URL, or a plain path: a SQLite file, or a folder holding state.sqlite (--out DIR)."""
+    if store is None or "://" in store:
+        return store
+    path = Path(store).expanduser()
+    if path.is_dir():
+        path = path / "state.sqlite"
+    return f"sqlite:///{path.resolve()}"
+
+
 def _settings(config: Path | None, store: str | None, policy: str | None, state_id_source: str | None) -> Settings:
+    if policy is not None:
+        from sis2fhir.policy import PRESETS
+
+        if policy not in PRESETS:
+            raise _fail(f"--policy must be one of {', '.join(sorted(PRESETS))}, not {policy!r}", Exit.USAGE)
     try:
-        settings = load_settings(config, store_url=store)
+        settings = load_settings(config, store_url=_store_url(store))
         if policy:
             settings.policy.preset = policy
             settings.policy.resolve()
         if state_id_source:
             settings.district.state_id_source = state_id_source
+            from sis2fhir.read.oneroster import state_id_reader
+
+            state_id_reader(state_id_source)
     except (ConfigError, ValueError) as e:
         raise _fail(str(e)) from None
+    StoreContext.shown = shown_store_url(settings.store_url)
     return settings
 
 
@@ -81,10 +127,33 @@ AcceptOpt = Annotated[
 ]
 
 
+def _as_of(as_of: str) -> date:
+    try:
+        return date.fromisoformat(as_of.strip()) if as_of else date.today()
+    except ValueError:
+        raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
+
+
+def _check_report_path(path: Path) -> None:
+    """The row report must be writable before the run starts: a run whose report cannot be saved is not done."""
+    if path.is_dir():
+        raise _fail(f"--report {path} is a folder; give a file name such as {path / 'rows-report.csv'}", Exit.USAGE)
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise _fail(f"--report {path} is not writable for this user")
+        return
+    problem = folder_problem(path.absolute().parent)
+    if problem:
+        raise _fail(f"--report {path} cannot be written: {problem}")
+
+
 @app.command("sync")
 def sync_command(
     export: Annotated[
-        Path, typer.Argument(help="The district export: a folder or a .zip (OneRoster CSV + attendance).")
+        Path,
+        typer.Argument(
+            help="The district export: a folder or a .zip (OneRoster CSV + attendance).", readable=False
+        ),  # an unreadable export is exit 1 with what to do (read.export), not a usage error
     ],
     as_of: Annotated[
         str, typer.Option("--as-of", help="Count attendance up to this date (YYYY-MM-DD). Default: today.")
@@ -122,7 +191,9 @@ def sync_command(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Processes for reading attendance and mapping (default: one per core)."),
+        typer.Option(
+            "--workers", min=0, help="Processes for reading attendance and mapping (default 0: one per core)."
+        ),
     ] = None,
     report_path: Annotated[
         Path | None,
@@ -136,26 +207,24 @@ def sync_command(
     """Read the export, measure attendance, check it (sanity gates), gate on consent, map and validate FHIR, and
     deliver.
 
-    Exit codes: 0 done; 1 the export or configuration cannot be used, or the sanity gates stopped the run
-    (nothing was sent); 2 usage; 3 done, but input rows were rejected or resources quarantined (see the row
-    report); 4 done, but deliveries wait in the outbox (retry, patient match) or are dead."""
-    try:
-        day = date.fromisoformat(as_of) if as_of else date.today()
-    except ValueError:
-        raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
+    Exit codes: 0 done; 1 the export, configuration, store or a recipient cannot be used, or the sanity gates
+    stopped the run (nothing was sent); 2 usage; 3 done, but input rows were rejected or resources quarantined (see
+    the row report); 4 done, but deliveries wait in the outbox (retry, patient match) or are dead; 70 internal
+    error."""
+    day = _as_of(as_of)
     reason = _accept_reason(accept_change)
     settings = _settings(config, store, policy, state_id_source)
     if workers is not None:
-        settings.workers = max(0, workers)
+        settings.workers = workers
+    if out_dir is not None:
+        problem = folder_problem(out_dir)
+        if problem:
+            raise _fail(f"--out {out_dir} cannot be used: {problem}")
+    _check_report_path(report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv")))
     if store is None and out_dir is not None and "store_url" not in settings.model_fields_set:
         # a one-off run keeps its state next to its output, unless the config or environment names a store
         settings.store_url = f"sqlite:///{(out_dir / 'state.sqlite').resolve()}"
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        engine = open_store(settings.store_url)
-    except Exception as e:  # a bad URL or an unreachable database
-        raise _fail(f"cannot open the state store {settings.store_url!r}: {e}") from None
+        StoreContext.shown = shown_store_url(settings.store_url)
 
     one_off: list[Route] = []
     destinations: dict[str, Destination] = {}
@@ -172,9 +241,12 @@ def sync_command(
         raise _fail(str(e)) from None
     if not one_off and not routes:
         raise _fail("nowhere to deliver: give --out DIR, --destination, or recipients in --config", Exit.USAGE)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_store(settings.store_url)  # errors: a clean message naming the store (sis2fhir.failures)
 
     for problem in asyncio.run(_check_recipients(destinations)):
-        err.print(f"[yellow]warning:[/] {problem}; its items wait in the outbox")
+        err.print(f"[yellow]warning:[/] {escape(problem)}; its items wait in the outbox")
     rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
     quarantine = (out_dir or Path(".")) / "quarantine"
     _run(export, day, settings, engine, routes, destinations, one_off, quarantine, rp, accept_change=reason)
@@ -241,7 +313,7 @@ def _run(
 
 @app.command("check")
 def check_command(
-    export: Annotated[Path, typer.Argument(help="The district export: a folder or a .zip.")],
+    export: Annotated[Path, typer.Argument(help="The district export: a folder or a .zip.", readable=False)],
     as_of: Annotated[str, typer.Option("--as-of", help="Count attendance up to this date (YYYY-MM-DD).")] = "",
     report_path: Annotated[
         Path, typer.Option("--report", help="Row report file (CSV: file, line, column, code, severity, message).")
@@ -265,33 +337,18 @@ def check_command(
     """A dry run for the district's data staff: read, measure, check (the same sanity gates as sync, against the
     store's last accepted run), gate, map and validate everything, write the row report and the summary, and send
     and store nothing. Exit 0 clean, 3 rows rejected, 1 export unusable or stopped by a sanity gate."""
-    try:
-        day = date.fromisoformat(as_of) if as_of else date.today()
-    except ValueError:
-        raise _fail(f"--as-of must be a date like 2026-03-31, not {as_of!r}", Exit.USAGE) from None
+    day = _as_of(as_of)
     reason = _accept_reason(accept_change)
     settings = _settings(config, store, policy, state_id_source)
-    try:
-        baseline_store = existing_store(settings.store_url)  # read only; a store that is not there is not made
-        if baseline_store is not None:
-            with baseline_store.connect():
-                pass
-    except Exception as e:  # a bad URL or an unreachable database
-        shown = _url_without_password(settings.store_url)
-        raise _fail(f"cannot open the state store {shown!r}: {type(e).__name__}") from None
+    _check_report_path(report_path)
+    try:  # read only: a store that is not there is not made, and then there is no baseline
+        baseline_store: Engine | None = open_store(settings.store_url, existing=True)
+    except StoreMissing:
+        baseline_store = None
     nowhere = Route("check:nothing-is-sent", "fhir")  # every recipient named in consents.csv, no destination
     scratch = open_store("sqlite://")  # this run's own records: an in-memory store, gone at exit
     _run(export, day, settings, scratch, {}, {}, [nowhere], None, report_path, dry_run=True, accept_change=reason,
          baseline_store=baseline_store)  # fmt: skip
-
-
-def _url_without_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: nothing in it to hide
-        return url
 
 
 def _print_acceptance(result: SyncResult, dry_run: bool) -> None:
@@ -364,8 +421,13 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
     for rtype, n in sorted(result.resources_built.items()):
         t.add_row(f"{rtype} resources built and valid", f"{n:,}")
     t.add_row("resources quarantined (invalid)", f"{result.quarantined:,}")
-    t.add_row("changes (new deliveries queued)", f"{result.changes:,}")
-    t.add_row("unchanged since last delivery", f"{result.unchanged:,}")
+    # the resources in this run's items, per destination: for an NDJSON folder, the lines of DIR/*/<Type>.ndjson
+    for rtype, n in sorted(result.to_recipients.items()):
+        t.add_row(f"{rtype} resources for recipients (new + unchanged, per destination)", f"{n:,}")
+    for rtype in sorted(result.to_recipients):
+        t.add_row(f"  of which new or changed in this run: {rtype}", f"{result.to_recipients_new.get(rtype, 0):,}")
+    t.add_row("changes (student x recipient deliveries queued)", f"{result.changes:,}")
+    t.add_row("unchanged since last delivery (student x recipient)", f"{result.unchanged:,}")
     if result.revocation_notices:
         t.add_row("revoked Consents sent to recipients holding data", f"{result.revocation_notices:,}")
     if result.withdrawn:
@@ -374,14 +436,24 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
         t.add_row(f"deliveries {outcome}", f"{n:,}")
     for status, n in sorted(result.outstanding.items()):
         t.add_row(f"waiting in the outbox: {status}", f"{n:,}")
-    rejected = result.report.rows_rejected()
-    t.add_row("input rows rejected", f"{sum(rejected.values()):,}")
-    for code, n in result.report.by_code().most_common():
-        t.add_row(f"  {code}", f"{n:,}")
+    errors = Counter(i.code for i in result.report.issues if i.severity == "error")
+    warnings = Counter(i.code for i in result.report.issues if i.severity != "error")
+    t.add_row("input rows rejected (not used)", f"{sum(result.report.rows_rejected().values()):,}")
+    for code, n in errors.most_common():
+        t.add_row(f"  error {code}", f"{n:,}")
+    t.add_row("warnings (rows used, or notes on a whole file)", f"{sum(warnings.values()):,}")
+    for code, n in warnings.most_common():
+        t.add_row(f"  warning {code}", f"{n:,}")
     for stage, seconds in result.timings.items():
         t.add_row(f"time: {stage}", f"{seconds:,.1f} s")
     out.print(t)
-    out.print(f"{result.changes} changes. Row report: {report_path}")
+    if result.changes:
+        said = f"{result.changes} changes."
+    else:
+        said = "0 changes: nothing new to deliver since the last run" + (
+            f" ({result.unchanged:,} deliveries unchanged)." if result.unchanged else "."
+        )
+    out.print(f"{said} Row report: {report_path}", highlight=False)
 
 
 @app.command("validate")
@@ -398,11 +470,19 @@ def _open_outbox(config: Path | None, store: str | None):  # type: ignore[no-unt
     from sis2fhir.deliver.outbox import Outbox
 
     settings = _settings(config, store, None, None)
-    return Outbox(open_store(settings.store_url), settings.outbox), settings
+    return Outbox(open_store(settings.store_url, existing=True), settings.outbox), settings
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="State store URL.")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The state store the sync used: a URL, a SQLite file, or the --out folder of a one-off sync "
+        "(default: the configuration's store_url, SIS2FHIR_STORE_URL, else sqlite:///sis2fhir-state.sqlite). "
+        "A store that does not exist is refused, never created.",
+    ),
+]
 
 
 @outbox_app.command("list")
@@ -448,23 +528,60 @@ def outbox_dead(limit: int = 50, config: ConfigOpt = None, store: StoreOpt = Non
 
 
 def _drain(ob, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
+    """Deliver what is due, say what it came to, and exit 4 while anything still waits or is dead."""
     from sis2fhir.deliver.factory import destinations_for_outbox
+    from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED
     from sis2fhir.pipeline import drain_and_close
 
     dests = destinations_for_outbox(settings, ob)
     counts = asyncio.run(drain_and_close(ob, dests)) if dests else {}
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing was due")
+    left: dict[str, int] = {}
+    for (_dest, status), n in ob.counts().items():
+        if status in (QUEUED, PENDING, DEAD):
+            left[status] = left.get(status, 0) + n
+    if left:
+        out.print(
+            "still in the outbox: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(left.items()))
+            + " (sis2fhir outbox list)"
+        )
+        raise typer.Exit(int(Exit.NOT_ALL_DELIVERED))
 
 
 @outbox_app.command("retry")
 def outbox_retry(config: ConfigOpt = None, store: StoreOpt = None) -> None:
-    """Try every queued and pending item now."""
+    """Try every queued and pending item now. Exit 0 when nothing waits any more, 4 while items still wait
+    (queued, pending) or are dead."""
     ob, settings = _open_outbox(config, store)
     n = ob.make_due()
     out.print(f"{n} items due now")
     _drain(ob, settings)
+
+
+def _dead_keys(ob, prefixes: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The full keys of the dead letters named by `prefixes`; exit 2 for a prefix that names none, several, or an
+    item that is not a dead letter (replaying it would mean nothing)."""
+    from sis2fhir.deliver.outbox import DEAD
+    from sis2fhir.store.schema import outbox
+
+    keys: list[str] = []
+    for p in prefixes:
+        status_of: dict[str, str] = {}
+        if p.strip():
+            with ob.engine.connect() as conn:
+                q = select(outbox.c.key, outbox.c.status).where(outbox.c.key.startswith(p.strip(), autoescape=True))
+                status_of = {k: st for k, st in conn.execute(q.limit(50))}
+        found = list(status_of)
+        if not found:
+            raise _fail(f"no outbox item has a key starting with {p!r}: see `sis2fhir outbox dead`", Exit.USAGE)
+        if len(found) > 1 and p.strip() not in found:
+            raise _fail(f"the key prefix {p!r} matches {len(found)} items: give more of the key", Exit.USAGE)
+        key = p.strip() if p.strip() in found else found[0]
+        if status_of[key] != DEAD:
+            raise _fail(f"the item {key[:12]} is {status_of[key]}, not a dead letter: nothing to replay", Exit.USAGE)
+        keys.append(key)
+    return keys
 
 
 @outbox_app.command("replay")
@@ -476,11 +593,12 @@ def outbox_replay(
     config: ConfigOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Give dead letters another go (after the recipient fixed what it refused)."""
+    """Give dead letters another go (after the recipient fixed what it refused). A key or prefix that names no
+    dead letter, or several items, is refused (exit 2); exit 4 while items still wait or are dead."""
     from sis2fhir.deliver.outbox import DEAD
 
     ob, settings = _open_outbox(config, store)
-    keys = ob.expand_keys(key) if key else None
+    keys = _dead_keys(ob, key) if key else None
     n = ob.make_due((DEAD,), keys)
     out.print(f"{n} dead letters queued again")
     _drain(ob, settings)
@@ -511,7 +629,7 @@ def disclosures_command(
     from sis2fhir.store.schema import disclosures
 
     settings = _settings(config, store, None, None)
-    engine = open_store(settings.store_url)
+    engine = open_store(settings.store_url, existing=True)
     with engine.connect() as conn:
         rows = conn.execute(
             select(disclosures)

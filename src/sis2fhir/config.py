@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from sis2fhir.policy import Policy, resolve_policy
+from sis2fhir.read.export import ZipLimits
 from sis2fhir.terminology import NPI_SYSTEM
 
 
@@ -37,6 +39,14 @@ class DistrictSettings(BaseModel):
     @classmethod
     def _no_trailing_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @field_validator("state_id_source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        from sis2fhir.read.oneroster import state_id_reader
+
+        state_id_reader(v)  # ValueError names the accepted forms
+        return v
 
     def system(self, kind: str) -> str:
         """An identifier system under the district namespace, e.g. system('attendance-summary')."""
@@ -68,6 +78,39 @@ class AuthSettings(BaseModel):
     scope: str = "system/Observation.cu system/Consent.cu system/Patient.rs"
     token_url: str = ""  # optional: skips discovery
 
+    @field_validator("token", "private_key")
+    @classmethod
+    def _a_reference(cls, v: str) -> str:
+        # the value itself is never repeated in the message: it may be the secret pasted in by mistake
+        kind, sep, where = v.partition(":")
+        if v and (kind not in ("env", "file") or not sep or not where.strip()):
+            raise ValueError("must be a reference, env:NAME or file:/path; secrets are never written in the config")
+        return v
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, v: str) -> str:
+        return check_http_url(v, "token_url") if v else v
+
+
+def check_http_url(url: str, what: str = "url") -> str:
+    """An http(s) URL with a host and, if given, a valid port; ValueError saying what is wrong (no credentials)."""
+    u = urlsplit(url.strip())
+    if u.scheme.lower() not in ("http", "https"):
+        shown = f"{u.scheme}://" if u.scheme else repr(url.strip()[:40])
+        raise ValueError(f"{what} must start with https:// (or http://), not {shown}")
+    if u.username or u.password:
+        raise ValueError(f"{what} must not hold a user name or password: put credentials in `auth`")
+    try:
+        port = u.port
+    except ValueError:
+        raise ValueError(f"{what} has a port outside 1-65535") from None
+    if not u.hostname:
+        raise ValueError(f"{what} has no host: write it like https://ehr.example.org/fhir")
+    if port == 0:
+        raise ValueError(f"{what} has port 0; give the server's port (1-65535) or none")
+    return url.strip()
+
 
 class DestinationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -75,7 +118,7 @@ class DestinationSettings(BaseModel):
     folder: str = ""  # ndjson
     url: str = ""  # fhir base
     host: str = ""  # mllp
-    port: int = 0
+    port: int = Field(0, ge=0, le=65535)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     bundle_size: int = Field(50, ge=1, le=1000)
     concurrency: int = Field(4, ge=1, le=64)
@@ -83,6 +126,19 @@ class DestinationSettings(BaseModel):
     create_patients: bool = False
     patient_identifier_system: str = ""  # defaults to the district's state id system
     v2: dict[str, Any] = Field(default_factory=dict)  # HL7 v2 MSH settings: sis2fhir.map.oru.V2Settings
+
+    @model_validator(mode="after")
+    def _what_the_type_needs(self) -> DestinationSettings:
+        if self.type == "ndjson" and not self.folder.strip():
+            raise ValueError("an ndjson destination needs `folder`")
+        if self.type == "fhir":
+            check_http_url(self.url, "a fhir destination's `url`")
+        if self.type == "mllp":
+            if not self.host.strip() or "/" in self.host or ":" in self.host.strip("[]"):
+                raise ValueError("an mllp destination needs `host` (a name or an address, without scheme or port)")
+            if not 1 <= self.port <= 65535:
+                raise ValueError(f"an mllp destination needs `port` between 1 and 65535, not {self.port}")
+        return self
 
 
 class RecipientSettings(BaseModel):
@@ -114,16 +170,68 @@ class PlausibilitySettings(BaseModel):
     max_shrink_share: float = Field(0.02, ge=0, le=1)
 
 
+class ExportSettings(BaseModel):
+    """Limits on what an export may be (against zip bombs); the defaults fit the largest real districts."""
+
+    model_config = ConfigDict(extra="forbid")
+    zip_max_total_bytes: int = Field(ZipLimits().max_total_bytes, gt=0)  # all members, uncompressed
+    zip_max_ratio: float = Field(ZipLimits().max_ratio, gt=1)  # per member: uncompressed / compressed
+
+    def zip_limits(self) -> ZipLimits:
+        return ZipLimits(max_total_bytes=self.zip_max_total_bytes, max_ratio=self.zip_max_ratio)
+
+
+def check_store_url(url: str) -> str:
+    """A SQLAlchemy URL for SQLite or PostgreSQL; ValueError without repeating the URL (it may hold a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url.strip())
+    except ArgumentError:
+        raise ValueError(
+            "store_url is not a database URL: give sqlite:///path/to/state.sqlite or "
+            "postgresql+psycopg://user@host/database"
+        ) from None
+    if u.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"store_url names the database {u.get_backend_name()!r}; sis2fhir keeps its state in SQLite "
+            "(sqlite:///path) or PostgreSQL (postgresql+psycopg://...)"
+        )
+    if u.get_backend_name() == "postgresql" and not u.database:
+        raise ValueError("store_url names no PostgreSQL database: postgresql+psycopg://user@host/database")
+    return url.strip()
+
+
+def shown_store_url(url: str) -> str:
+    """The store URL for messages: the password masked (or nothing of it, when it does not parse)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(the store_url given)"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SIS2FHIR_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="SIS2FHIR_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
 
     district: DistrictSettings = Field(default_factory=DistrictSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store_url: str = "sqlite:///sis2fhir-state.sqlite"
     recipients: list[RecipientSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
     workers: int = Field(0, ge=0)  # processes for reading attendance and mapping; 0: one per core
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, v: str) -> str:
+        return check_store_url(v)
 
     @classmethod
     def settings_customise_sources(
@@ -136,22 +244,55 @@ class Settings(BaseSettings):
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from a YAML file (if given), the environment, then explicit overrides (CLI options)."""
     data: dict[str, Any] = {}
+    where = (f"{path}, " if path is not None else "") + "SIS2FHIR_... variables or command-line options"
     if path is not None:
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except IsADirectoryError:
+            raise ConfigError(f"the config file {path} is a folder; give the YAML file") from None
         except OSError as e:
             raise ConfigError(f"cannot read the config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text; save the configuration as UTF-8 YAML") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping at the top level")
+            raise ConfigError(
+                f"{path} must hold a mapping at the top level (district:, policy:, store_url:, recipients: ...), "
+                f"not a {type(loaded).__name__}"
+            )
         data = loaded or {}
+        if any(not isinstance(k, str) for k in data):
+            raise ConfigError(f"{path}: every top-level key must be a name such as store_url or recipients")
     try:
         settings = Settings(**data)
         for key, value in overrides.items():  # command-line options beat the environment and the file
             if value is not None:
                 setattr(settings, key, value)
+    except ValidationError as e:
+        raise ConfigError(describe(e, f"invalid configuration (from {where})")) from None
+    except SettingsError as e:
+        raise ConfigError(f"an environment variable SIS2FHIR_... cannot be read: {e}") from None
+    try:
         settings.policy.resolve()
-    except (ValidationError, ValueError) as e:
-        raise ConfigError(f"invalid configuration: {e}") from None
+    except ValidationError as e:
+        raise ConfigError(describe(e, f"invalid policy (from {where})", "policy")) from None
+    except ValueError as e:
+        raise ConfigError(f"invalid policy (from {where}): {e}") from None
     return settings
+
+
+def describe(e: ValidationError, title: str, prefix: str = "") -> str:
+    """A ValidationError as one line per setting: where it is and what is wrong (numbers shown, text never:
+    a wrong text value may be a secret pasted into the wrong place)."""
+    lines = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "") or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting: check its spelling and indentation"
+        value = err.get("input")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            msg += f" (found {value})"
+        lines.append(f"  {loc}: {msg}")
+    return f"{title}:\n" + "\n".join(lines)

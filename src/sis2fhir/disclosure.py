@@ -49,6 +49,9 @@ class DisclosureCounts:
     report: RowReport
     decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
     resources_built: Counter[str] = field(default_factory=Counter)
+    # per resource type, in the items for FHIR-taking destinations (one per destination): new + unchanged, and new
+    to_recipients: Counter[str] = field(default_factory=Counter)
+    to_recipients_new: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
     unchanged: int = 0
     revocation_notices: int = 0
@@ -58,6 +61,8 @@ class DisclosureCounts:
     def absorb(self, other: DisclosureCounts) -> None:
         self.decisions.update(other.decisions)
         self.resources_built.update(other.resources_built)
+        self.to_recipients.update(other.to_recipients)
+        self.to_recipients_new.update(other.to_recipients_new)
         self.quarantined += other.quarantined
         self.unchanged += other.unchanged
         self.revocation_notices += other.revocation_notices
@@ -119,9 +124,11 @@ class DisclosureBuilder:
                 subject = f"{recipient}|{student.sourced_id}"
                 encoded = fingerprint(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
+                counts.to_recipients.update(r["resourceType"] for r in resources)
                 if key in self.known:
                     counts.unchanged += 1
                     continue
+                counts.to_recipients_new.update(r["resourceType"] for r in resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
                 )

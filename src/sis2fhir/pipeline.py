@@ -60,6 +60,9 @@ class SyncResult:
     decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
     consented_students: int = 0
     resources_built: Counter[str] = field(default_factory=Counter)
+    # per resource type: resources in this run's items for FHIR-taking destinations, new + unchanged
+    to_recipients: Counter[str] = field(default_factory=Counter)
+    to_recipients_new: Counter[str] = field(default_factory=Counter)  # per type: of which new or changed
     quarantined: int = 0
     unchanged: int = 0
     enqueued: int = 0
@@ -235,7 +238,7 @@ def sync(
     district = settings.district
     started = datetime.now(UTC)
 
-    export = open_export(export_path)
+    export = open_export(export_path, settings.export.zip_limits())
     clock = _StageClock(result.timings)
     roster = read_roster(export, report, district.state_id_source)
     result.students = len(roster.students)
@@ -324,6 +327,7 @@ def sync(
         _flush(envelopes, outbox, destinations, run_id, result, loop)
         counts = builder.counts
         result.decisions, result.resources_built = counts.decisions, counts.resources_built
+        result.to_recipients, result.to_recipients_new = counts.to_recipients, counts.to_recipients_new
         result.quarantined, result.unchanged = counts.quarantined, counts.unchanged
         result.revocation_notices, result.consented_students = counts.revocation_notices, len(counts.consented)
         result.withdrawn = outbox.withdraw(counts.withdraw) if counts.withdraw else 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from sis2fhir.config import ConfigError, DestinationSettings, Settings
+from pydantic import ValidationError
+
+from sis2fhir.config import ConfigError, DestinationSettings, Settings, describe
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.ndjson import NdjsonDestination
 
@@ -38,27 +41,89 @@ def _auth(ds: DestinationSettings) -> Any:
     from sis2fhir.deliver import smart_auth
 
     a = ds.auth
+
+    def secret(setting: str, ref: str) -> str:
+        # load_secret's messages name the variable or the file, never the value
+        if not ref:
+            raise ConfigError(f"destination {ds.url}: {a.type} auth needs `auth.{setting}` (env:NAME or file:/path)")
+        value = smart_auth.load_secret(ref)
+        if not value.strip():
+            raise ConfigError(
+                f"destination {ds.url}: the secret `auth.{setting}` ({ref.partition(':')[0]}:...) is empty"
+            )
+        return value
+
     try:
         if a.type == "bearer":
-            return smart_auth.StaticBearerAuth(smart_auth.load_secret(a.token))
+            return smart_auth.StaticBearerAuth(secret("token", a.token).strip())
         if a.type == "smart-backend":
             if not (a.client_id and a.private_key and a.key_id):
                 raise ConfigError(
                     f"destination {ds.url}: smart-backend auth needs client_id, private_key (env:NAME or file:/path) "
                     "and key_id"
                 )
+            pem = secret("private_key", a.private_key)
+            _check_private_key(ds, pem)
             return smart_auth.SmartBackendAuth(
                 ds.url,
                 a.client_id,
-                smart_auth.load_secret(a.private_key),
+                pem,
                 a.key_id,
                 alg=a.alg,
                 scope=a.scope,
                 token_url=a.token_url or None,
             )
     except (OSError, KeyError, ValueError) as e:
+        # ValueError also covers a PEM that is not a key: the cryptography message says so without the key
         raise ConfigError(f"destination {ds.url}: cannot load the credentials: {e}") from None
     return smart_auth.NoAuth()
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be (or become) a folder this user writes to; None when it can. Creates nothing."""
+    try:
+        return _folder_problem(path)
+    except OSError as e:  # e.g. a parent folder this user may not enter
+        return f"{path} cannot be reached: {e.strerror}"
+
+
+def _folder_problem(path: Path) -> str | None:
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} is a file, not a folder"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"the folder {path} is not writable for this user"
+        return None
+    if path.is_symlink():
+        return f"{path} is a symbolic link that loops or points nowhere"
+    parent = path.absolute().parent
+    while not parent.exists():
+        if parent.is_symlink():
+            return f"{parent} is a symbolic link that loops or points nowhere"
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, so {path} cannot be made a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path} cannot be created: {parent} is not writable for this user"
+    return None
+
+
+def _check_private_key(ds: DestinationSettings, pem: str) -> None:
+    """The key must load now, not at the first token request in the middle of a delivery."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    ref = ds.auth.private_key.partition(":")
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"destination {ds.url}: auth.private_key ({ref[0]}:{ref[2] if ref[0] == 'file' else '...'}) is not an "
+            "unencrypted PEM private key"
+        ) from None
+    wanted = rsa.RSAPrivateKey if ds.auth.alg == "RS384" else ec.EllipticCurvePrivateKey
+    if not isinstance(key, wanted):
+        raise ConfigError(f"destination {ds.url}: auth.private_key is not a key for alg {ds.auth.alg}")
 
 
 def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination]:
@@ -66,6 +131,9 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
     if ds.type == "ndjson":
         if not ds.folder:
             raise ConfigError("an ndjson destination needs `folder`")
+        problem = folder_problem(Path(ds.folder))
+        if problem:
+            raise ConfigError(f"the NDJSON destination cannot be written: {problem}")
         return "fhir", NdjsonDestination(Path(ds.folder))
     if ds.type == "fhir":
         if not ds.url.startswith(("http://", "https://")):
@@ -88,14 +156,41 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
 
 def from_spec(spec: str, settings: Settings) -> tuple[str, Destination]:
     """A `--destination`: an http(s) FHIR base, an mllp://host:port address, or a folder (see `build`)."""
-    if spec.startswith(("http://", "https://")):
-        return build(DestinationSettings(type="fhir", url=spec), settings)
-    if spec.startswith("mllp://"):
-        u = urlparse(spec)
-        if not u.hostname or not u.port:
-            raise ConfigError(f"an MLLP destination needs a host and a port: mllp://host:port, not {spec!r}")
-        return build(DestinationSettings(type="mllp", host=u.hostname, port=u.port), settings)
-    return build(DestinationSettings(type="ndjson", folder=spec), settings)
+    scheme, sep, _ = spec.partition("://")
+    shown = _without_credentials(spec)
+    try:
+        if sep and scheme.lower() in ("http", "https"):
+            return build(DestinationSettings(type="fhir", url=spec), settings)
+        if sep and scheme.lower() == "mllp":
+            u = urlparse(spec)
+            try:
+                port = u.port
+            except ValueError:
+                port = None
+            if not u.hostname or not port or u.path not in ("", "/"):
+                raise ConfigError(f"an MLLP destination is mllp://host:port with a port 1-65535, not {shown!r}")
+            return build(DestinationSettings(type="mllp", host=u.hostname, port=port), settings)
+        if sep:
+            raise ConfigError(
+                f"--destination {scheme}://... is not supported: give an https:// FHIR base, mllp://host:port, "
+                "or a folder"
+            )
+        if not spec.strip():
+            raise ConfigError("--destination is empty: give an https:// FHIR base, mllp://host:port, or a folder")
+        return build(DestinationSettings(type="ndjson", folder=spec), settings)
+    except ValidationError as e:
+        raise ConfigError(describe(e, f"--destination {shown!r} cannot be used")) from None
+
+
+def _without_credentials(spec: str) -> str:
+    """A destination string for messages: a user name or password in it is masked."""
+    scheme, sep, rest = spec.partition("://")
+    if not sep:
+        return spec
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}://{netloc}{slash}{path}"
 
 
 def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[str, Destination]]:

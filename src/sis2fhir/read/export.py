@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import os
 import weakref
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TextIO
+from typing import Any, TextIO
 
 from sis2fhir.report import RowIssue, RowReport
 
@@ -55,6 +59,105 @@ SDS_ONLY_FILES = ("relationships.csv", "userflags.csv")
 
 class ExportError(Exception):
     """The export as a whole cannot be used; the message says what was found and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZipLimits:
+    """Limits against zip bombs. CSV text deflates 5 to 20 times in real SIS exports, and even a sorted
+    attendance file stays well under 100; a crafted member reaches about 1000 per layer."""
+
+    max_total_bytes: int = 16 << 30  # all members, uncompressed
+    max_ratio: float = 200.0  # uncompressed / compressed size of one member
+    ratio_from_bytes: int = 1 << 20  # smaller members are not ratio-checked (a tiny file compresses oddly)
+
+
+# What reading a damaged member raises: a bad CRC-32 (at the end of the member), broken deflate/bzip2/lzma data,
+# a member cut short, or the disk failing under a folder export.
+_READ_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+# Compression methods zipfile can read here (bzip2 and LZMA only when Python was built with them).
+_READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+try:
+    import bz2  # noqa: F401
+
+    _READABLE_METHODS[zipfile.ZIP_BZIP2] = "bzip2"
+except ImportError:  # pragma: no cover - a Python built without bz2
+    pass
+try:
+    import lzma
+
+    _READABLE_METHODS[zipfile.ZIP_LZMA] = "lzma"
+    _READ_ERRORS += (lzma.LZMAError,)
+except ImportError:  # pragma: no cover
+    pass
+_METHOD_NAMES = {
+    9: "Deflate64 (Windows Explorer uses it for large files)",
+    93: "zstd",
+    95: "xz",
+    96: "JPEG",
+    98: "PPMd",
+    99: "AES encryption",
+}
+
+
+class _Guarded(io.BufferedIOBase):
+    """A member's bytes; a read that fails (bad CRC, damaged data, I/O error) raises ExportError naming it.
+
+    zipfile checks the CRC-32 only when a member has been read to its end, so the error can surface anywhere a
+    reader streams (in a forked tally worker too: ExportError pickles, and the pool re-raises it here)."""
+
+    def __init__(self, raw: Any, what: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._what = what
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _READ_ERRORS as exc:
+            raise _damaged(self._what, exc) from None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self._guard():
+            return self._raw.read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        with self._guard():
+            return self._raw.read1(size) if hasattr(self._raw, "read1") else self._raw.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        with self._guard():
+            return self._raw.readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with self._guard():
+            return self._raw.readline(-1 if size is None else size)
+
+    def seekable(self) -> bool:
+        return bool(self._raw.seekable())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        with self._guard():
+            return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _damaged(what: str, exc: BaseException) -> ExportError:
+    if isinstance(exc, OSError) and not isinstance(exc, zipfile.BadZipFile) and exc.strerror:
+        return ExportError(f"{what} cannot be read: {exc.strerror}. Check the disk and the file's permissions.")
+    reason = "bad CRC-32" if "CRC" in str(exc) else f"damaged data: {type(exc).__name__}"
+    return ExportError(f"{what} cannot be read ({reason}): the file is damaged. Download or export it again.")
 
 
 @dataclass(slots=True)
@@ -111,12 +214,18 @@ class Export:
         return self.source / self._members[name.lower()]
 
     def open_binary(self, name: str) -> io.BufferedIOBase:
+        """The file's bytes; any failure to read them (now or while streaming) is an ExportError naming it."""
         member = self._members.get(name.lower())
         if member is None:
             raise ExportError(f"{name} is not in the export {self.source}.")
-        if self._zip is not None:
-            return self._zip.open(member)  # type: ignore[return-value]
-        return (self.source / member).open("rb")
+        what = f"{member} in the zip {self.source}" if self._zip is not None else f"{self.source / member}"
+        try:
+            raw: Any = self._zip.open(member) if self._zip is not None else (self.source / member).open("rb")
+        except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a method zipfile cannot read
+            raise ExportError(f"{what} cannot be read ({exc}). Zip the export again without a password.") from None
+        except _READ_ERRORS as exc:
+            raise _damaged(what, exc) from None
+        return _Guarded(raw, what)
 
     def open_text(self, name: str) -> TextIO:
         """The file as text: UTF-8, BOM stripped, newlines left to the csv module (CRLF and LF)."""
@@ -140,8 +249,72 @@ class Export:
         self.close()
 
 
-def _members_of_folder(root: Path) -> list[str]:
-    return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+def _members_of_folder(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the folder's files, relative; entries that look like export files but cannot be read as one, with why)."""
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ExportError(f"the folder {root} cannot be read (permission denied). Make it readable for this user.")
+    unreadable: list[str] = []
+    files: list[str] = []
+    odd: list[tuple[str, str]] = []
+    for here, dirs, names in os.walk(root, onerror=lambda e: unreadable.append(str(e.filename)), followlinks=False):
+        rel = Path(here).relative_to(root)
+        for d in dirs:
+            if d.lower().endswith((".csv", ".xml")):
+                odd.append(((rel / d).as_posix(), "is a folder, not a file"))
+        for n in names:
+            full = Path(here) / n
+            if full.is_file():
+                files.append((rel / n).as_posix())
+            elif n.lower().endswith((".csv", ".xml")):
+                why = "is a symbolic link that loops or points nowhere" if full.is_symlink() else "is not a file"
+                odd.append(((rel / n).as_posix(), why))
+    if unreadable:
+        listed = ", ".join(sorted(unreadable)[:3])
+        raise ExportError(f"the export folder has subfolders that cannot be read (permission denied): {listed}.")
+    return files, odd
+
+
+def _check_zip(path: Path, infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    """Refuse a zip sis2fhir cannot read safely: encrypted or unreadable members, names that climb out of the
+    archive, two members of one name, and sizes that only a zip bomb has."""
+    seen: set[str] = set()
+    total = 0
+    for i in infos:
+        name = i.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and len(parts[0]) == 2 and parts[0][1] == ":"):
+            raise ExportError(
+                f"the zip {path} has a member named {name!r}, a path outside the archive. sis2fhir refuses such "
+                "zips: export the district's files again."
+            )
+        if i.is_dir():
+            continue
+        if name in seen:
+            raise ExportError(
+                f"the zip {path} holds two members named {name}; sis2fhir cannot know which one is right. "
+                "Export the zip again with one of each file."
+            )
+        seen.add(name)
+        if i.flag_bits & 0x1:
+            raise ExportError(f"{name} in the zip {path} is encrypted. Zip the export again without a password.")
+        if i.compress_type not in _READABLE_METHODS:
+            method = _METHOD_NAMES.get(i.compress_type, f"method {i.compress_type}")
+            raise ExportError(
+                f"{name} in the zip {path} is compressed with {method}, which sis2fhir cannot read. "
+                "Zip the export again with standard Deflate compression."
+            )
+        total += i.file_size
+        if i.file_size >= limits.ratio_from_bytes and i.file_size > limits.max_ratio * max(i.compress_size, 1):
+            raise ExportError(
+                f"{name} in the zip {path} would expand {i.file_size / max(i.compress_size, 1):,.0f} times "
+                f"(limit {limits.max_ratio:,.0f}): refused as a possible zip bomb. If the file is genuine, "
+                "raise export.zip_max_ratio in the configuration."
+            )
+    if total > limits.max_total_bytes:
+        raise ExportError(
+            f"the zip {path} would expand to {total:,} bytes (limit {limits.max_total_bytes:,}): refused as a "
+            "possible zip bomb. If the export is genuine, raise export.zip_max_total_bytes in the configuration."
+        )
 
 
 def _choose_members(paths: list[str]) -> dict[str, str]:
@@ -157,27 +330,59 @@ def _choose_members(paths: list[str]) -> dict[str, str]:
     for p in paths:
         pp = PurePosixPath(p)
         if str(pp.parent) == base:
+            other = members.get(pp.name.lower())
+            if other is not None:
+                raise ExportError(
+                    f"the export holds both {other} and {p}: one file under two spellings of its name. "
+                    "Keep only the right one."
+                )
             members[pp.name.lower()] = p
     return members
 
 
-def open_export(path: Path) -> Export:
+def _base_of(members: dict[str, str]) -> str:
+    return str(PurePosixPath(next(iter(members.values()))).parent) if members else "."
+
+
+def open_export(path: Path, limits: ZipLimits | None = None) -> Export:
     """Open a district export (a folder or a .zip); ExportError when it cannot be used at all."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise ExportError(f"{path} is a symbolic link that loops or points nowhere. Give the export itself.")
         raise ExportError(f"{path} does not exist. Give the folder or .zip holding the district's export.")
     archive: zipfile.ZipFile | None = None
     if path.is_dir():
-        members = _choose_members(_members_of_folder(path))
+        files, odd = _members_of_folder(path)
+        members = _choose_members(files)
+        base = _base_of(members)
+        for rel, why in odd:
+            if str(PurePosixPath(rel).parent) == base:
+                raise ExportError(f"{rel} in the export folder {path} {why}. Put the real file there.")
     else:
+        if not os.access(path, os.R_OK):
+            raise ExportError(f"{path} cannot be read (permission denied). Make it readable for this user.")
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+            if archive is not None:
+                archive.close()
             raise ExportError(
                 f"{path} is neither a folder nor a readable .zip ({exc}). "
                 "Give the folder of CSV files or the .zip the SIS produced."
             ) from None
-        members = _choose_members([i.filename for i in archive.infolist() if not i.is_dir()])
+        try:
+            _check_zip(path, infos, limits or ZipLimits())
+            members = _choose_members([i.filename for i in infos if not i.is_dir()])
+            base = _base_of(members)
+            for i in infos:
+                p = PurePosixPath(i.filename.rstrip("/"))
+                if i.is_dir() and str(p.parent) == base and p.name.lower().endswith((".csv", ".xml")):
+                    raise ExportError(f"{i.filename} in the zip {path} is a folder, not a file. Zip the real file.")
+        except ExportError:
+            archive.close()
+            raise
     export = Export(path, members, archive)
     try:
         if not export.has(MANIFEST):

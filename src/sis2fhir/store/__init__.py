@@ -2,24 +2,57 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
 
 from sis2fhir.store.schema import metadata
 
 
-def open_store(url: str) -> Engine:
-    """Connect (creating the tables if needed). `sqlite:///path` or `postgresql+psycopg://...`."""
+class StoreMissing(Exception):
+    """The operator commands were pointed at a store that a sync never wrote; the message says which one."""
+
+
+def open_store(url: str, *, existing: bool = False) -> Engine:
+    """Connect (creating the tables if needed). `sqlite:///path` or `postgresql+psycopg://...`.
+
+    `existing=True` (the operator commands: outbox, pending, disclosures) opens only a store a sync wrote: it
+    creates no file and no table, and raises StoreMissing otherwise, so that a mistyped path cannot answer
+    "no disclosure recorded" from an empty store made on the spot."""
+    if existing:
+        _refuse_a_missing_sqlite_file(url)
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            # WAL: readers (outbox list, disclosures) do not block a running sync; NORMAL is durable in WAL mode
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            if not existing:  # a store a sync made is in WAL already; an operator command changes no file
+                # WAL: readers (outbox list, disclosures) do not block a running sync; NORMAL is durable in WAL mode
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+    if existing:
+        # the tables every sync since the first release writes; newer ones (run_verdicts) may be missing from
+        # an older state file and are read as empty
+        missing = sorted({"runs", "outbox", "disclosures"} - set(inspect(engine).get_table_names()))
+        if missing:
+            engine.dispose()
+            raise StoreMissing(f"the state store has no {', '.join(missing)} table: no sync has used it")
+        return engine
     metadata.create_all(engine)
     return engine
+
+
+def _refuse_a_missing_sqlite_file(url: str) -> None:
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return
+    if not u.database or u.database == ":memory:" or u.database.startswith("file::memory:"):
+        raise StoreMissing("an in-memory SQLite store holds nothing between runs")
+    path = Path(u.database.removeprefix("file:").partition("?")[0])
+    if not path.is_file():
+        raise StoreMissing(f"there is no file {path.absolute()}" if not path.exists() else f"{path} is not a file")

@@ -6,11 +6,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, create_engine, insert, inspect, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert, inspect, select, update
 
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.plausibility import Baseline, Measures, Verdict
@@ -95,14 +93,3 @@ def record(
                 recorded_at=datetime.now(UTC),
             )
         )
-
-
-def existing_store(url: str) -> Engine | None:
-    """The store at `url` for reading only, or None when it does not exist (a SQLite file that is not there is
-    not created: `sis2fhir check` must leave nothing behind)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or not Path(database).exists():
-            return None
-    return create_engine(url, future=True)
