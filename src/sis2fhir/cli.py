@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
+from collections.abc import Callable
 from datetime import date
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -15,10 +17,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 
 from sis2fhir.config import ConfigError, Settings, load_settings
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.factory import configured_routes, from_spec
+from sis2fhir.deliver.ndjson import DISK_FULL, FolderWriteError
 from sis2fhir.disclosure import Route
 from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
@@ -34,6 +38,7 @@ class Exit(IntEnum):
     USAGE = 2  # command-line usage error
     ROWS_REJECTED = 3  # completed, but some input rows were rejected or resources quarantined (see the row report)
     NOT_ALL_DELIVERED = 4  # completed, but some deliveries wait for a retry, a patient match, or are dead
+    STORE_BUSY = 5  # another sis2fhir command is writing to the same state store (sis2fhir.store.lock)
 
 
 app = typer.Typer(
@@ -67,7 +72,47 @@ def _settings(config: Path | None, store: str | None, policy: str | None, state_
     return settings
 
 
+_held_locks: list[Any] = []  # the writer lock this command holds (sis2fhir.store.lock.WriterLock)
+
+
+def _writes_store(command: Callable[..., None]) -> Callable[..., None]:
+    """For a command that takes the writer lock: let go of it when the command ends, however it ends (tests run
+    several commands in one process; a process that dies loses its locks anyway)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        finally:
+            while _held_locks:
+                _held_locks.pop().release()
+
+    return run
+
+
+def _hold_writer_lock(settings: Settings, command: str) -> None:
+    """One writer per state store: held until this command ends; exit 5 when another one keeps it too long."""
+    from sis2fhir.store.lock import StoreBusy, StoreLockError, WriterLock
+
+    wait = settings.store_lock_wait_seconds
+    try:
+        lock = WriterLock(settings.store_url, command, wait)
+        lock.acquire(
+            on_wait=lambda holder: err.print(
+                f"waiting up to {wait:g} s for another sis2fhir command ({holder}) to finish writing to the state store"
+            )
+        )
+    except StoreBusy as e:
+        raise _fail(str(e), Exit.STORE_BUSY) from None
+    except StoreLockError as e:
+        raise _fail(str(e)) from None
+    except Exception:  # an unparsable URL
+        raise _fail("cannot read store_url: give a SQLAlchemy URL such as sqlite:///state.sqlite") from None
+    _held_locks.append(lock)
+
+
 @app.command("sync")
+@_writes_store
 def sync_command(
     export: Annotated[
         Path, typer.Argument(help="The district export: a folder or a .zip (OneRoster CSV + attendance).")
@@ -135,6 +180,7 @@ def sync_command(
         settings.store_url = f"sqlite:///{(out_dir / 'state.sqlite').resolve()}"
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    _hold_writer_lock(settings, "sync")
     try:
         engine = open_store(settings.store_url)
     except Exception as e:  # a bad URL or an unreachable database
@@ -198,6 +244,16 @@ def _run(
     except ExportError as e:
         report.write_csv(report_path)  # what was read before the export proved unusable is still worth fixing
         raise _fail(f"{e}\n(row report of what was read: {report_path})") from None
+    except FolderWriteError as e:
+        raise _fail(str(e)) from None
+    except (OSError, OperationalError) as e:
+        if not _disk_full(e):
+            raise
+        raise _fail(
+            "the disk is full (or a quota or file size limit was reached) where the state store, the output or the "
+            "row report is written. Nothing more was recorded as delivered; free some space and run the same "
+            "command again"
+        ) from None
     result.report.write_csv(report_path)
     _print_summary(result, report_path)
     if dry_run:
@@ -206,6 +262,13 @@ def _run(
         raise typer.Exit(int(Exit.ROWS_REJECTED))
     if sum(result.outstanding.values()):
         raise typer.Exit(int(Exit.NOT_ALL_DELIVERED))
+
+
+def _disk_full(e: BaseException) -> bool:
+    """An OSError for a full disk, or SQLite's own words for it (sqlite3 reports SQLITE_FULL without an errno)."""
+    if isinstance(e, OSError):
+        return e.errno in DISK_FULL
+    return "database or disk is full" in str(getattr(e, "orig", ""))
 
 
 @app.command("check")
@@ -314,10 +377,13 @@ def validate_command(
     raise typer.Exit(run_validate_command(paths))
 
 
-def _open_outbox(config: Path | None, store: str | None):  # type: ignore[no-untyped-def]
+def _open_outbox(config: Path | None, store: str | None, writer: str = ""):  # type: ignore[no-untyped-def]
+    """The outbox of the configured store; `writer`: the command's name, when it writes (takes the writer lock)."""
     from sis2fhir.deliver.outbox import Outbox
 
     settings = _settings(config, store, None, None)
+    if writer:
+        _hold_writer_lock(settings, writer)
     return Outbox(open_store(settings.store_url), settings.outbox), settings
 
 
@@ -379,15 +445,17 @@ def _drain(ob, settings: Settings) -> None:  # type: ignore[no-untyped-def]
 
 
 @outbox_app.command("retry")
+@_writes_store
 def outbox_retry(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Try every queued and pending item now."""
-    ob, settings = _open_outbox(config, store)
+    ob, settings = _open_outbox(config, store, writer="outbox retry")
     n = ob.make_due()
     out.print(f"{n} items due now")
     _drain(ob, settings)
 
 
 @outbox_app.command("replay")
+@_writes_store
 def outbox_replay(
     key: Annotated[
         list[str] | None,
@@ -399,7 +467,7 @@ def outbox_replay(
     """Give dead letters another go (after the recipient fixed what it refused)."""
     from sis2fhir.deliver.outbox import DEAD
 
-    ob, settings = _open_outbox(config, store)
+    ob, settings = _open_outbox(config, store, writer="outbox replay")
     keys = ob.expand_keys(key) if key else None
     n = ob.make_due((DEAD,), keys)
     out.print(f"{n} dead letters queued again")
