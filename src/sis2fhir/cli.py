@@ -184,6 +184,8 @@ def sync_command(
     try:
         engine = open_store(settings.store_url)
     except Exception as e:  # a bad URL or an unreachable database
+        if _disk_full(e):
+            raise _fail(f"cannot open the state store: {DISK_FULL_ADVICE}") from None
         raise _fail(f"cannot open the state store {settings.store_url!r}: {e}") from None
 
     one_off: list[Route] = []
@@ -249,11 +251,7 @@ def _run(
     except (OSError, OperationalError) as e:
         if not _disk_full(e):
             raise
-        raise _fail(
-            "the disk is full (or a quota or file size limit was reached) where the state store, the output or the "
-            "row report is written. Nothing more was recorded as delivered; free some space and run the same "
-            "command again"
-        ) from None
+        raise _fail(DISK_FULL_ADVICE) from None
     result.report.write_csv(report_path)
     _print_summary(result, report_path)
     if dry_run:
@@ -262,6 +260,12 @@ def _run(
         raise typer.Exit(int(Exit.ROWS_REJECTED))
     if sum(result.outstanding.values()):
         raise typer.Exit(int(Exit.NOT_ALL_DELIVERED))
+
+
+DISK_FULL_ADVICE = (
+    "the disk is full (or a quota or file size limit was reached) where the state store, the output or the row "
+    "report is written. Nothing more was recorded as delivered; free some space and run the same command again"
+)
 
 
 def _disk_full(e: BaseException) -> bool:
