@@ -167,7 +167,7 @@ def sync_command(
 
     Exit codes: 0 done; 1 the export or configuration cannot be used; 2 usage; 3 done, but input rows were
     rejected or resources quarantined (see the row report); 4 done, but deliveries wait in the outbox (retry,
-    patient match) or are dead."""
+    patient match) or are dead; 5 another sis2fhir command is writing to the same state store."""
     try:
         day = date.fromisoformat(as_of) if as_of else date.today()
     except ValueError:
