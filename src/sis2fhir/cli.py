@@ -444,7 +444,10 @@ def _drain(ob, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     from sis2fhir.pipeline import drain_and_close
 
     dests = destinations_for_outbox(settings, ob)
-    counts = asyncio.run(drain_and_close(ob, dests)) if dests else {}
+    try:
+        counts = asyncio.run(drain_and_close(ob, dests)) if dests else {}
+    except FolderWriteError as e:  # merging a folder's delivered segments did not fit: they stay, merged next time
+        raise _fail(str(e)) from None
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing was due")
 
 
