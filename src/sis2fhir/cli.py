@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -18,10 +20,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 
 from sis2fhir.config import ConfigError, Settings, load_settings, shown_store_url
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.factory import configured_routes, folder_problem, from_spec
+from sis2fhir.deliver.ndjson import DISK_FULL, FolderWriteError
 from sis2fhir.disclosure import Route
 from sis2fhir.failures import INTERNAL_ERROR, GuardedGroup, StoreContext
 from sis2fhir.pipeline import SyncResult, sync
@@ -38,6 +42,7 @@ class Exit(IntEnum):
     USAGE = 2  # command-line usage error
     ROWS_REJECTED = 3  # completed, but some input rows were rejected or resources quarantined (see the row report)
     NOT_ALL_DELIVERED = 4  # completed, but some deliveries wait for a retry, a patient match, or are dead
+    STORE_BUSY = 5  # another sis2fhir command is writing to the same state store (sis2fhir.store.lock)
     INTERNAL = INTERNAL_ERROR  # 70: a fault in sis2fhir itself (one line, no input data; SIS2FHIR_DEBUG=1: traceback)
 
 
@@ -147,7 +152,47 @@ def _check_report_path(path: Path) -> None:
         raise _fail(f"--report {path} cannot be written: {problem}")
 
 
+_held_locks: list[Any] = []  # the writer lock this command holds (sis2fhir.store.lock.WriterLock)
+
+
+def _writes_store(command: Callable[..., None]) -> Callable[..., None]:
+    """For a command that takes the writer lock: let go of it when the command ends, however it ends (tests run
+    several commands in one process; a process that dies loses its locks anyway)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        finally:
+            while _held_locks:
+                _held_locks.pop().release()
+
+    return run
+
+
+def _hold_writer_lock(settings: Settings, command: str) -> None:
+    """One writer per state store: held until this command ends; exit 5 when another one keeps it too long."""
+    from sis2fhir.store.lock import StoreBusy, StoreLockError, WriterLock
+
+    wait = settings.store_lock_wait_seconds
+    try:
+        lock = WriterLock(settings.store_url, command, wait)
+        lock.acquire(
+            on_wait=lambda holder: err.print(
+                f"waiting up to {wait:g} s for another sis2fhir command ({holder}) to finish writing to the state store"
+            )
+        )
+    except StoreBusy as e:
+        raise _fail(str(e), Exit.STORE_BUSY) from None
+    except StoreLockError as e:
+        raise _fail(str(e)) from None
+    except Exception:  # an unparsable URL
+        raise _fail("cannot read store_url: give a SQLAlchemy URL such as sqlite:///state.sqlite") from None
+    _held_locks.append(lock)
+
+
 @app.command("sync")
+@_writes_store
 def sync_command(
     export: Annotated[
         Path,
@@ -209,8 +254,8 @@ def sync_command(
 
     Exit codes: 0 done; 1 the export, configuration, store or a recipient cannot be used, or the sanity gates
     stopped the run (nothing was sent); 2 usage; 3 done, but input rows were rejected or resources quarantined (see
-    the row report); 4 done, but deliveries wait in the outbox (retry, patient match) or are dead; 70 internal
-    error."""
+    the row report); 4 done, but deliveries wait in the outbox (retry, patient match) or are dead; 5 another
+    sis2fhir command is writing to the same state store; 70 internal error."""
     day = _as_of(as_of)
     reason = _accept_reason(accept_change)
     settings = _settings(config, store, policy, state_id_source)
@@ -243,6 +288,7 @@ def sync_command(
         raise _fail("nowhere to deliver: give --out DIR, --destination, or recipients in --config", Exit.USAGE)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    _hold_writer_lock(settings, "sync")
     engine = open_store(settings.store_url)  # errors: a clean message naming the store (sis2fhir.failures)
 
     for problem in asyncio.run(_check_recipients(destinations)):
@@ -300,6 +346,12 @@ def _run(
     except ExportError as e:
         report.write_csv(report_path)  # what was read before the export proved unusable is still worth fixing
         raise _fail(f"{e}\n(row report of what was read: {report_path})") from None
+    except FolderWriteError as e:
+        raise _fail(str(e)) from None
+    except (OSError, OperationalError) as e:
+        if not _disk_full(e):
+            raise
+        raise _fail(DISK_FULL_ADVICE) from None
     result.report.write_csv(report_path)
     _print_summary(result, report_path)
     _print_acceptance(result, dry_run)
@@ -309,6 +361,19 @@ def _run(
         raise typer.Exit(int(Exit.ROWS_REJECTED))
     if sum(result.outstanding.values()):
         raise typer.Exit(int(Exit.NOT_ALL_DELIVERED))
+
+
+DISK_FULL_ADVICE = (
+    "the disk is full (or a quota or file size limit was reached) where the state store, the output or the row "
+    "report is written. Nothing more was recorded as delivered; free some space and run the same command again"
+)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """An OSError for a full disk, or SQLite's own words for it (sqlite3 reports SQLITE_FULL without an errno)."""
+    if isinstance(e, OSError):
+        return e.errno in DISK_FULL
+    return "database or disk is full" in str(getattr(e, "orig", ""))
 
 
 @app.command("check")
@@ -466,10 +531,13 @@ def validate_command(
     raise typer.Exit(run_validate_command(paths))
 
 
-def _open_outbox(config: Path | None, store: str | None):  # type: ignore[no-untyped-def]
+def _open_outbox(config: Path | None, store: str | None, writer: str = ""):  # type: ignore[no-untyped-def]
+    """The outbox of the configured store; `writer`: the command's name, when it writes (takes the writer lock)."""
     from sis2fhir.deliver.outbox import Outbox
 
     settings = _settings(config, store, None, None)
+    if writer:
+        _hold_writer_lock(settings, writer)
     return Outbox(open_store(settings.store_url, existing=True), settings.outbox), settings
 
 
@@ -534,7 +602,10 @@ def _drain(ob, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     from sis2fhir.pipeline import drain_and_close
 
     dests = destinations_for_outbox(settings, ob)
-    counts = asyncio.run(drain_and_close(ob, dests)) if dests else {}
+    try:
+        counts = asyncio.run(drain_and_close(ob, dests)) if dests else {}
+    except FolderWriteError as e:  # merging a folder's delivered segments did not fit: they stay, merged next time
+        raise _fail(str(e)) from None
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing was due")
     left: dict[str, int] = {}
     for (_dest, status), n in ob.counts().items():
@@ -550,10 +621,11 @@ def _drain(ob, settings: Settings) -> None:  # type: ignore[no-untyped-def]
 
 
 @outbox_app.command("retry")
+@_writes_store
 def outbox_retry(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Try every queued and pending item now. Exit 0 when nothing waits any more, 4 while items still wait
     (queued, pending) or are dead."""
-    ob, settings = _open_outbox(config, store)
+    ob, settings = _open_outbox(config, store, writer="outbox retry")
     n = ob.make_due()
     out.print(f"{n} items due now")
     _drain(ob, settings)
@@ -585,6 +657,7 @@ def _dead_keys(ob, prefixes: list[str]) -> list[str]:  # type: ignore[no-untyped
 
 
 @outbox_app.command("replay")
+@_writes_store
 def outbox_replay(
     key: Annotated[
         list[str] | None,
@@ -597,7 +670,7 @@ def outbox_replay(
     dead letter, or several items, is refused (exit 2); exit 4 while items still wait or are dead."""
     from sis2fhir.deliver.outbox import DEAD
 
-    ob, settings = _open_outbox(config, store)
+    ob, settings = _open_outbox(config, store, writer="outbox replay")
     keys = _dead_keys(ob, key) if key else None
     n = ob.make_due((DEAD,), keys)
     out.print(f"{n} dead letters queued again")

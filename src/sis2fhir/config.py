@@ -222,6 +222,8 @@ class Settings(BaseSettings):
     district: DistrictSettings = Field(default_factory=DistrictSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     store_url: str = "sqlite:///sis2fhir-state.sqlite"
+    # how long a writing command waits for another one on the same store (sis2fhir.store.lock), then exits 5
+    store_lock_wait_seconds: float = Field(30.0, ge=0)
     recipients: list[RecipientSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)

@@ -1,23 +1,50 @@
 """A Bulk Data style folder: `<folder>/<recipient>/<ResourceType>.ndjson`, one resource per line, latest version.
 
-New versions are appended (and flushed to disk) as they are delivered; `close()` compacts each touched file so
-that it holds the latest version of every resource once. A crash between the two leaves a file whose last line
-for an id is the newest, and the next run compacts it.
+Nothing here ever appends to, or writes into, a file a reader may be looking at. Every write is atomic: a
+temporary file in the same folder, write, flush, fsync, rename over the target, fsync the folder. So a crash
+(kill -9, power) or a full disk leaves either the old complete file or the new complete file, never a truncated
+or doubled line.
+
+- `deliver` writes each batch as hidden segments beside the target (`.Observation.ndjson.<run>.<seq>.seg`),
+  all of a batch's temporaries first and then their renames, and only then answers "delivered". A batch that
+  cannot be written (disk full, quota, file size limit, permissions) leaves nothing behind and raises
+  `FolderWriteError`: the run stops and none of the batch's items is recorded as delivered.
+- `close` merges the target and its segments (the last version of each resource id wins, in first-seen order)
+  into a new target, atomically, then removes the segments, oldest first.
+- The next run repairs what a crash left: temporaries (`*.part`) are removed, segments still there are merged, and
+  a target that does not end in a newline (a truncated line, as the appending writer of earlier versions could
+  leave) is rewritten without its damaged lines. Repair happens in `close`, which every run calls, even with 0
+  changes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO
 
 import orjson
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+SEGMENT, PARTIAL = ".seg", ".part"
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class FolderWriteError(Exception):
+    """The NDJSON folder cannot take what is written to it; nothing of the batch was left behind."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path, self.disk_full = path, error.errno in DISK_FULL
+        advice = "free some space" if self.disk_full else "check the folder's permissions"
+        super().__init__(
+            f"cannot write the NDJSON folder ({path}): {error.strerror or error}. Nothing more was written or "
+            f"recorded as delivered; {advice} and run the same command again"
+        )
 
 
 def recipient_folder_name(recipient: str) -> str:
@@ -26,73 +53,144 @@ def recipient_folder_name(recipient: str) -> str:
 
 
 class NdjsonDestination:
-    batch_size = 5000  # local files: large batches, one flush each
+    batch_size = 5000  # local files: large batches, one fsync per file each
     local = True  # the pipeline hands items over as they are made (no network: nothing to wait for)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.name = f"ndjson:{folder.resolve()}"
-        self._files: dict[Path, IO[bytes]] = {}
+        self._run = f"{time.time_ns():020d}.{os.getpid()}"  # segments of later runs sort after earlier ones
+        self._seq = 0
         self._touched: set[Path] = set()
 
-    def _file(self, recipient: str, resource_type: str) -> IO[bytes]:
-        path = self.folder / recipient_folder_name(recipient) / f"{resource_type}.ndjson"
-        f = self._files.get(path)
-        if f is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = path.open("ab")
-            self._files[path] = f
-            self._touched.add(path)
-        return f
-
     async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
+        lines: dict[Path, list[bytes]] = {}
         written: list[tuple[DeliveryItem, list[str]]] = []
         for item in items:
             paths = []
             for resource in item.resources:
                 rtype = resource["resourceType"]
-                f = self._file(item.recipient, rtype)
-                f.write(orjson.dumps(resource))
-                f.write(b"\n")
+                target = self.folder / recipient_folder_name(item.recipient) / f"{rtype}.ndjson"
+                lines.setdefault(target, []).append(orjson.dumps(resource))
                 paths.append(f"{recipient_folder_name(item.recipient)}/{rtype}.ndjson#{rtype}/{resource['id']}")
             written.append((item, paths))
+        segments = []
+        for target in lines:
+            self._seq += 1
+            segments.append((target, target.with_name(f".{target.name}.{self._run}.{self._seq:08d}")))
+        temporaries: list[Path] = []
+        path = self.folder
         try:
-            for f in self._files.values():
-                f.flush()
-                os.fsync(f.fileno())
+            for target, segment in segments:  # phase 1: every temporary written and on disk
+                path = target.parent
+                path.mkdir(parents=True, exist_ok=True)
+                tmp = segment.with_name(segment.name + PARTIAL)
+                temporaries.append(tmp)
+                _write_durably(tmp, lines[target])
+            for (target, segment), tmp in zip(segments, temporaries, strict=True):  # phase 2: all renamed
+                path = target.parent
+                os.replace(tmp, segment.with_name(segment.name + SEGMENT))
+                self._touched.add(target)
+            for folder in {t.parent for t, _ in segments}:
+                _fsync_folder(folder)
         except OSError as e:
-            return [
-                DeliveryResult(i.key, Outcome.RETRY, f"cannot write the NDJSON folder: {e.strerror}") for i in items
-            ]
-        for item, paths in written:
-            results.append(DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths))
-        return results
+            for tmp in temporaries:  # a batch lands whole or not at all
+                tmp.unlink(missing_ok=True)
+                tmp.with_name(tmp.name.removesuffix(PARTIAL) + SEGMENT).unlink(missing_ok=True)
+            raise FolderWriteError(path, e) from None
+        return [DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths) for item, paths in written]
 
     async def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
-        for path in sorted(self._touched):
-            compact_ndjson(path)
-        self._touched.clear()
+        touched, self._touched = self._touched, set()
+        try:
+            repair_folder(self.folder, also=touched)
+        except OSError as e:
+            raise FolderWriteError(self.folder, e) from None
+
+
+def repair_folder(folder: Path, also: Iterable[Path] = ()) -> None:
+    """Bring every `<folder>/<recipient>/*.ndjson` to its clean state: temporaries removed, segments merged, damaged
+    targets rewritten. Raises OSError (the segments then stay, and the next run merges them)."""
+    if not folder.is_dir():
+        return
+    targets: set[Path] = set(also)
+    for sub in folder.iterdir():
+        if not sub.is_dir() or sub.name == "quarantine":  # the pipeline's quarantine, not a recipient's folder
+            continue
+        for p in sub.iterdir():
+            name = p.name
+            if name.endswith(PARTIAL) or name.endswith(".ndjson.tmp"):  # .ndjson.tmp: earlier versions' temporary
+                p.unlink(missing_ok=True)
+            elif name.startswith(".") and name.endswith(SEGMENT) and ".ndjson." in name:
+                targets.add(p.with_name(name[1:].split(".ndjson.", 1)[0] + ".ndjson"))
+            elif name.endswith(".ndjson") and not _ends_cleanly(p):
+                targets.add(p)
+    for target in sorted(targets):
+        compact_ndjson(target)
+
+
+def segments_of(target: Path) -> list[Path]:
+    """The target's segments, oldest first."""
+    prefix = f".{target.name}."
+    if not target.parent.is_dir():
+        return []
+    return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(SEGMENT))
 
 
 def compact_ndjson(path: Path) -> None:
-    """Keep the last line for each resource id, in first-seen order; replace the file atomically."""
+    """Merge the target and its segments: the last line for each resource id, in first-seen order; lines that are
+    not a JSON object with an id (damage) are dropped. The new file replaces the target atomically; then the
+    segments are removed, oldest first, so a crash in between leaves only newer ones, which merge the same again."""
+    segments = segments_of(path)
     latest: dict[str, bytes] = {}
-    with path.open("rb") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            rid = orjson.loads(line).get("id", "")
-            latest[rid] = line
-    tmp = path.with_suffix(".ndjson.tmp")
-    with tmp.open("wb") as out:
-        for line in latest.values():
-            out.write(line)
-            out.write(b"\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    for source in ([path] if path.exists() else []) + segments:
+        with source.open("rb") as f:
+            for line in f:
+                line = line.strip()
+                try:
+                    resource = orjson.loads(line) if line else None
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+                    latest[resource["id"]] = line
+    tmp = path.with_name(f".{path.name}.compact{PARTIAL}")
+    try:
+        _write_durably(tmp, latest.values())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    for segment in segments:
+        segment.unlink()
+    if segments:
+        _fsync_folder(path.parent)
+
+
+def _write_durably(path: Path, lines: Iterable[bytes]) -> None:
+    with path.open("wb") as f:
+        for line in lines:
+            f.write(line)
+            f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ends_cleanly(path: Path) -> bool:
+    """Whether a file is empty or ends with a newline (a truncated last line does not)."""
+    try:
+        with path.open("rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return True
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:
+        return False
