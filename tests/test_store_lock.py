@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from sis2fhir.store.lock import ADVISORY_KEY, StoreLockError, WriterLock, shown_url
+from sis2fhir.config import shown_store_url
+from sis2fhir.store.lock import ADVISORY_KEY, StoreLockError, WriterLock
 from sis2fhir.store.schema import disclosures, outbox
 from tests.test_sync_fhir import identifiers_in_ndjson, identifiers_on_server, seed_patients, write_config
 
@@ -86,7 +87,7 @@ def holds_sqlite_lock(out: Path, proc: subprocess.Popen[bytes]) -> bool:
 
 def changes(output: str) -> int | None:
     """The summary's last line says "<n> changes."; None when the run did not get that far."""
-    found = re.findall(r"^(\d+) changes\. Row report", output, flags=re.M)
+    found = re.findall(r"^(\d+) changes[.:]", output, flags=re.M)
     return int(found[-1]) if found else None
 
 
@@ -300,4 +301,4 @@ def test_a_database_this_cannot_lock_is_refused_with_its_password_hidden() -> No
     with pytest.raises(StoreLockError) as e:
         WriterLock("mysql://u:hunter2@db.example.org/s", "sync").acquire()
     assert "hunter2" not in str(e.value) and "mysql" in str(e.value)
-    assert "hunter2" not in shown_url("postgresql+psycopg://u:hunter2@h/db")
+    assert "hunter2" not in shown_store_url("postgresql+psycopg://u:hunter2@h/db")

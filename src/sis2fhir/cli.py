@@ -536,9 +536,10 @@ def _open_outbox(config: Path | None, store: str | None, writer: str = ""):  # t
     from sis2fhir.deliver.outbox import Outbox
 
     settings = _settings(config, store, None, None)
+    engine = open_store(settings.store_url, existing=True)  # first: a store that is not there gets no lock file
     if writer:
         _hold_writer_lock(settings, writer)
-    return Outbox(open_store(settings.store_url, existing=True), settings.outbox), settings
+    return Outbox(engine, settings.outbox), settings
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")]

@@ -69,7 +69,10 @@ def _advice(first: str) -> str:
         ("malformed", ": the file is damaged; restore it from a backup"),
         ("unable to open database file", ": its folder does not exist or is not writable"),
         ("disk i/o error", ": check the disk"),
-        ("database or disk is full", ": free some disk space and run again"),
+        (
+            "database or disk is full",
+            ": the disk is full; nothing more was recorded as delivered. Free some space and run the command again",
+        ),
         ("connection", ": check the host, port, user and that the server runs"),
         ("password authentication failed", ": check the user and password (SIS2FHIR_STORE_URL)"),
     ):

@@ -28,6 +28,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import NullPool
 
+from sis2fhir.config import shown_store_url
+
 POLL_SECONDS = 0.2
 LOCK_NAME = "sis2fhir state store writer"
 # pg_try_advisory_lock takes a signed 64-bit key: the first 8 bytes of a hash of a fixed name
@@ -40,14 +42,6 @@ class StoreBusy(Exception):
 
 class StoreLockError(Exception):
     """The writer lock cannot be taken at all (a database this module cannot lock, a lock file we cannot open)."""
-
-
-def shown_url(url: str | URL) -> str:
-    """The URL for messages: the password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show nothing of it rather than a secret
-        return "(the configured store_url)"
 
 
 def sqlite_lock_path(url: URL) -> Path | None:
@@ -84,7 +78,8 @@ class WriterLock:
             try_once, holder = self._postgres_attempt(), self._postgres_holder
         else:
             raise StoreLockError(
-                f"cannot take a writer lock on a {backend} database ({shown_url(self.url)}): use SQLite or PostgreSQL"
+                f"cannot take a writer lock on a {backend} database ({shown_store_url(str(self.url))}): "
+                "use SQLite or PostgreSQL"
             )
         deadline = time.monotonic() + self.wait_seconds
         told = False
@@ -93,8 +88,8 @@ class WriterLock:
                 self.release()
                 raise StoreBusy(
                     f"another sis2fhir command ({holder()}) is writing to this state store "
-                    f"({shown_url(self.url)}); waited {self.wait_seconds:g} s. Wait for it to finish and run "
-                    "this again, or let commands wait longer (store_lock_wait_seconds in the config, "
+                    f"({shown_store_url(str(self.url))}); waited {self.wait_seconds:g} s. Wait for it to finish and "
+                    "run this again, or let commands wait longer (store_lock_wait_seconds in the config, "
                     "SIS2FHIR_STORE_LOCK_WAIT_SECONDS)."
                 )
             if not told and on_wait is not None:
@@ -139,7 +134,7 @@ class WriterLock:
             self._conn = engine.connect()
         except Exception as e:  # unreachable, refused, bad credentials: the driver's own words, never the URL
             reason = str(getattr(e, "orig", None) or type(e).__name__).strip().splitlines()[0]
-            raise StoreLockError(f"cannot open the state store {shown_url(self.url)}: {reason}") from None
+            raise StoreLockError(f"the state store {shown_store_url(str(self.url))} cannot be used: {reason}") from None
         conn = self._conn
 
         def attempt() -> bool:
