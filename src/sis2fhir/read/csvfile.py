@@ -212,8 +212,7 @@ class CsvTable:
         if self._pending is not None:
             self._pending.append(d)
             return
-        fields = next(csv.reader([d.text[: d.position - 1]]), [""])
-        column = self.names[len(fields) - 1] if 0 < len(fields) <= len(self.names) else ""
+        column = self._column_at(d.text[: d.position - 1] + "x")
         where = f"{d.what} at character {d.position}" + (f", in column '{column}'" if column else "")
         if d.code == "invalid-utf8":
             what = f"has a byte that is not UTF-8 text ({where})"
@@ -229,6 +228,14 @@ class CsvTable:
             return
         self._damaged.add(d.line)
         self.report.add(self.file, d.line, column, d.code, f"Line {what}; its row is not used. {fix}")
+
+    def _column_at(self, text: str) -> str:
+        """The name of the column that the last field of `text` (the start of a line) is in."""
+        try:
+            fields = next(csv.reader([text]), [])
+        except csv.Error:  # a field over the limit: the fields before it are enough
+            fields = next(csv.reader([text[: FIELD_LIMIT - 1]]), [])
+        return self.names[len(fields) - 1] if 0 < len(fields) <= len(self.names) else ""
 
     @property
     def usable(self) -> bool:
@@ -311,8 +318,7 @@ class CsvTable:
         Returns the new (reader, base)."""
         self._broken += 1
         first = self._lines.lines(line, line)
-        opened = next(csv.reader(first), []) if first else []
-        column = self.names[len(opened) - 1] if 0 < len(opened) <= len(self.names) else ""
+        column = self._column_at(first[0]) if first else ""
         if end == line and not why:
             code, message = "field-too-large", f"A value is longer than {FIELD_LIMIT} characters; row not used."
         else:
