@@ -212,7 +212,7 @@ class CsvTable:
         if self._pending is not None:
             self._pending.append(d)
             return
-        column = self._column_at(d.text[: d.position - 1] + "x")
+        column = self._column_at(d.text[: d.position - 1] + "x") if d.position else ""
         where = f"{d.what} at character {d.position}" + (f", in column '{column}'" if column else "")
         if d.code == "invalid-utf8":
             what = f"has a byte that is not UTF-8 text ({where})"

@@ -42,7 +42,7 @@ class Damage:
 
     line: int
     code: str  # invalid-utf8 | nul-byte | field-too-large
-    position: int  # 1-based character of the line where the damage is
+    position: int  # 1-based character of the line where the damage is (0: the line as a whole)
     what: str  # e.g. "byte 0xE9"; never the line's content
     text: str  # the line with bad bytes replaced (only to find which column it is in; never reported)
 
@@ -189,7 +189,7 @@ class TextLines:
                     carry = data
                     continue
                 shown = data[:200].decode("utf-8", "replace")
-                self._on_damage(Damage(line, "field-too-large", 1, f"more than {MAX_LINE_BYTES} bytes", shown))
+                self._on_damage(Damage(line, "field-too-large", 0, f"more than {MAX_LINE_BYTES} bytes", shown))
                 skipping = True
                 continue
             if cut < len(data):
