@@ -300,7 +300,7 @@ class CsvTable:
                 deque(csv.reader(text, strict=True), maxlen=0)
         except csv.Error:
             raise Reread(line, end, f"closes on line {end} but is followed by more text") from None
-        if len(row) != self.width:
+        if not self.named_width <= len(row) <= self.width:
             raise Reread(line, end, f"spans lines {line}-{end}, which give {len(row)} fields, not {self.width}")
         hurt = sorted(n for n in self._damaged if line <= n <= end)
         if hurt:
@@ -310,7 +310,7 @@ class CsvTable:
                     self.file, line, "", "damaged-row", f"Row spans line {hurt[0]}, which cannot be read; not used."
                 )
             return None
-        return row
+        return row + [""] * (self.width - len(row))
 
     def recover(self, line: int, end: int, why: str) -> tuple[Any, int]:
         """Report the row at `line` (broken quoting, read up to line `end`) and re-read from line + 1.
