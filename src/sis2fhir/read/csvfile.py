@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sis2fhir.read.export import Export, ExportError
+from sis2fhir.read.header import Columns, resolve_header
 from sis2fhir.read.lines import Damage, TextLines
 from sis2fhir.report import RowReport
 
 FIELD_LIMIT = csv.field_size_limit()  # csv's own limit (131072 characters): a longer value costs its row
 MAX_ROW_LINES = 100  # a quoted value with more line breaks than this is taken for a quote that is not closed
-
-# Header misspellings seen in real OneRoster exports (lepo-project, moodle-enrol_oneroster test data).
-KNOWN_TYPOS: dict[str, str] = {
-    "datalastmodified": "dateLastModified",
-    "prefferedgivenname": "preferredGivenName",
-    "prefferedmiddlename": "preferredMiddleName",
-    "prefferedfamilyname": "preferredFamilyName",
-    "userid": "userIds",
-    "grade": "grades",
-    "agents": "agentSourcedIds",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Columns:
-    """A reader's needs from a file: `required` (rows useless without) and `expected` (warn if absent)."""
-
-    required: tuple[str, ...]
-    expected: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()  # known columns, read when present, no warning when absent
-    aliases: dict[str, str] = field(default_factory=dict)  # lower-case other name -> column (no warning)
-    one_of: tuple[str, ...] = ()  # at least one of these must be present
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +109,7 @@ class CsvTable:
             self._lines = TextLines(_Limited(binary, part.end - part.start), part.line, self._damage)  # type: ignore[arg-type]
             self._reader, self._base = self._lines.reader(), part.line - 1
         self.header_found = raw is not None
-        self._resolve(raw or [], spec)
+        self.names, self.columns, self.missing = resolve_header(raw or [], spec, self.file, self._warn, raw is not None)
         self.width = len(raw or [])
         self.named_width = max((i + 1 for i, h in enumerate(self.names) if h), default=0)
         self.rows_read = 0
@@ -152,53 +130,6 @@ class CsvTable:
             )
             if stop_if_unreadable:
                 raise ExportError(f"{self.file} cannot be read: {self.unreadable}. Export it again as CSV UTF-8.")
-
-    def _resolve(self, raw: list[str], spec: Columns) -> None:
-        wanted = {c.lower(): c for c in (*spec.required, *spec.expected, *spec.optional, *spec.one_of)}
-        names: list[str] = []
-        unknown: dict[str, int] = {}
-        empty: list[int] = []
-        for i, cell in enumerate(raw):
-            h = cell.replace("\ufeff", "").strip()
-            low = h.lower()
-            if not h:
-                empty.append(i)
-                names.append("")
-                continue
-            name = wanted.get(low) or spec.aliases.get(low)
-            if name is None and low in KNOWN_TYPOS and KNOWN_TYPOS[low].lower() in wanted:
-                name = KNOWN_TYPOS[low]
-                self._warn(1, h, "header-typo", f"Column '{h}' is read as '{name}'. Correct the header.")
-            if name is None:
-                unknown[h] = i
-                names.append(h)  # extra columns (metadata.*, ext_*) are kept under their own name
-                continue
-            if name in self.columns:
-                self._warn(1, h, "duplicate-column", f"Column '{h}' appears twice; the first one is used.")
-                names.append(h)
-                continue
-            self.columns[name] = i
-            names.append(name)
-        for col in spec.required + spec.expected:
-            if col in self.columns:
-                continue
-            close = difflib.get_close_matches(col.lower(), [u.lower() for u in unknown], n=1, cutoff=0.85)
-            if close:
-                orig = next(u for u in unknown if u.lower() == close[0])
-                i = unknown.pop(orig)
-                self.columns[col] = i
-                names[i] = col
-                self._warn(1, orig, "header-typo", f"Column '{orig}' is read as '{col}'. Correct the header.")
-        if empty and any(names[i] for i in range(empty[0], len(names))):
-            where = ", ".join(str(i + 1) for i in empty)
-            self._warn(1, "", "empty-column-name", f"Header columns {where} have no name; their values are ignored.")
-        self.missing = [c for c in spec.required if c not in self.columns]
-        if spec.one_of and not any(c in self.columns for c in spec.one_of):
-            self.missing.append(" or ".join(spec.one_of))
-        for col in spec.expected:
-            if col not in self.columns and self.header_found:
-                self._warn(1, col, "missing-column", f"{self.file} has no '{col}' column; it is read as blank.")
-        self.names = names
 
     def _warn(self, line: int, column: str, code: str, message: str) -> None:
         self.report.add(self.file, line, column, code, message, "warning")
