@@ -1,4 +1,4 @@
-"""The one CSV reader behind every export file: header matching, line numbers, ragged rows, row counts."""
+"""The one CSV reader behind every export file: line numbers, broken quotes, damaged and ragged rows, row counts."""
 
 from __future__ import annotations
 
