@@ -223,7 +223,38 @@ def test_a_truncated_ed_fi_file_is_reported_not_raised(tmp_path: Path) -> None:
     xml.write_text(xml.read_text()[:2000])
     _, events, report, _ = read_all(folder)
     assert len(events) == 2
-    assert [i.code for i in report.issues if i.severity == "error"] == ["bad-xml"]
+    broken = [(i.file, i.code) for i in report.issues if i.severity == "error"]
+    assert broken == [("StudentAttendance-2025-09.xml", "file-unreadable")]
+
+
+def test_ed_fi_xml_broken_part_way_is_file_unreadable_at_its_line_and_column(tmp_path: Path) -> None:
+    folder = edfi_district(tmp_path)
+    xml = folder / "StudentAttendance-2025-09.xml"
+    lines = xml.read_text().splitlines(keepends=True)
+    lines[40] = lines[40].replace("</", "</Broken", 1)  # a mismatched end tag on line 41
+    xml.write_text("".join(lines))
+    _, events, report, _ = read_all(folder)
+    assert events and all(e.line < 41 for e in events)  # what came before the break is still read
+    [broken] = [i for i in report.issues if i.severity == "error"]
+    assert (broken.file, broken.line, broken.code) == ("StudentAttendance-2025-09.xml", 41, "file-unreadable")
+    assert "line 41, column " in broken.message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00\x01\x02 not xml", b"<?xml version='1.0'?>\n<InterchangeStudentAttendance\n<oops>"],
+    ids=["binary", "broken-root"],
+)
+def test_ed_fi_xml_that_does_not_parse_from_the_start_is_file_unreadable(tmp_path: Path, content: bytes) -> None:
+    folder = district(tmp_path, None)
+    (folder / "StudentAttendance.xml").write_bytes(content)
+    assert attendance_style(open_export(folder)) == "edfi"
+    _, events, report, _ = read_all(folder)  # reported, not raised: the attendance gate stops the run
+    assert events == []
+    assert [(i.file, i.code, i.severity) for i in report.issues] == [
+        ("StudentAttendance.xml", "file-unreadable", "error")
+    ]
+    assert report.issues[0].line >= 1 and "column" in report.issues[0].message
 
 
 def test_an_export_with_no_attendance_at_all_is_refused(tmp_path: Path) -> None:

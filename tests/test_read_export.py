@@ -124,12 +124,21 @@ def test_a_blank_manifest_mode_is_a_warning_not_a_failure() -> None:
     assert [(i.line, i.severity) for i in bad] == [(10, "warning")]
 
 
-def test_a_file_that_is_not_utf8_gives_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+def test_a_byte_that_is_not_utf8_costs_only_its_row(tmp_path: Path) -> None:
     folder = copy_export("district-1.1", tmp_path)
     users = folder / "users.csv"
-    users.write_bytes(users.read_bytes().replace(b"Casey", "Cás".encode("cp1252")))
-    with open_export(folder) as export, pytest.raises(ExportError, match=r"not UTF-8.*line 4"):
-        read_roster(export, RowReport())
+    users.write_bytes(users.read_bytes().replace(b"Casey", "C\u00e1s".encode("cp1252")))
+    clean_report, report = RowReport(), RowReport()
+    with open_export(EXPORTS / "district-1.1") as export:
+        clean = read_roster(export, clean_report)
+    with open_export(folder) as export:
+        damaged = read_roster(export, report)
+    bad = [(i.file, i.line, i.column, i.code, i.severity) for i in report.issues if i.code == "invalid-utf8"]
+    assert bad == [("users.csv", 4, "givenName", "invalid-utf8", "error")]
+    assert "0xE1 at character" in next(i.message for i in report.issues if i.code == "invalid-utf8")
+    assert "stu-3" in clean.students and "stu-3" not in damaged.students
+    assert {k: v for k, v in clean.students.items() if k != "stu-3"} == damaged.students
+    assert report.rows_read["users.csv"] == clean_report.rows_read["users.csv"]
 
 
 def test_a_header_typo_is_mapped_and_reported() -> None:

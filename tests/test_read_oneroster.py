@@ -185,3 +185,13 @@ def test_a_header_only_file_gives_an_empty_roster_part_without_failing(tmp_path:
     roster, report = roster_of(folder)
     assert all(s.birth_date is None for s in roster.students.values())
     assert report.rows_read["demographics.csv"] == 0
+
+
+def test_a_1_2_role_that_is_not_a_oneroster_role_is_reported_and_its_user_not_a_student(tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(EXPORTS / "district-1.2", tmp_path / "d"))
+    edit(folder, "roles.csv", "r-10,,2025-08-01,u-10,primary,student,", "r-10,,2025-08-01,u-10,primary,studnet,")
+    roster, report = roster_of(folder)
+    clean, _ = roster_of(EXPORTS / "district-1.2")
+    assert issues(report, "unknown-role") == [("roles.csv", 2, "role")]
+    assert [(f, c) for f, _, c in issues(report, "missing-role")] == [("users.csv", "sourcedId")]
+    assert sorted(roster.students) == sorted(set(clean.students) - {"u-10"})

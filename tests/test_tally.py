@@ -110,3 +110,31 @@ def test_a_file_with_quotes_is_not_cut(tmp_path: Path, district_with_duplicates:
     with (copy / "attendance.csv").open("a") as f:
         f.write('"stu-0000001",,org-school-01,2025-09-02,Present,1,"a, quoted reason"\n')
     assert attendance_parts(open_export(copy), 2, min_bytes=1) is None
+
+
+def test_damaged_rows_next_to_the_cuts_cost_only_their_rows_on_any_number_of_cores(
+    tmp_path: Path, district_with_duplicates: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(district_with_duplicates, copy)
+    path = copy / "attendance.csv"
+    parts = attendance_parts(open_export(copy), 3, min_bytes=1)
+    assert parts is not None
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = set()
+    for part in parts[1:]:  # the last row before each cut and the first after it
+        for line in (part.line - 1, part.line):
+            bad = b"\xe9" if line % 2 else b"\x00"
+            lines[line - 1] = lines[line - 1][:3] + bad + lines[line - 1][4:]  # same length: the same cuts
+            damaged.add(line)
+    path.write_bytes(b"".join(lines))
+    cuts = attendance_parts(open_export(copy), 3, min_bytes=1)
+    assert [(p.start, p.line) for p in cuts or []] == [(p.start, p.line) for p in parts]  # the same cuts
+    one = tally(copy, 1)
+    many = tally(copy, 3)
+    assert many == one
+    assert {line for line, code in one[1] if code in ("invalid-utf8", "nul-byte")} == damaged
+    clean = tally(district_with_duplicates, 1)
+    assert one[2] == clean[2] - len(damaged)  # every other event is read

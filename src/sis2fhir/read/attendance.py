@@ -12,7 +12,7 @@ from datetime import date
 from itertools import pairwise
 from typing import Literal
 
-from sis2fhir.read.csvfile import Columns, FilePart, open_csv, parse_date
+from sis2fhir.read.csvfile import Columns, FilePart, Reread, open_csv, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import AttendanceCategory, AttendanceEvent, Roster, Student
 from sis2fhir.report import RowReport
@@ -117,31 +117,57 @@ class StyleDecision:
 
 def edfi_files(export: Export) -> list[str]:
     """The export's XML files whose root element is InterchangeStudentAttendance (any Ed-Fi namespace)."""
-    found = []
+    return [name for name, root, _ in _xml_roots(export) if root == EDFI_ROOT]
+
+
+def _xml_roots(export: Export) -> list[tuple[str, str, ET.ParseError | None]]:
+    """(name, local name of the root element, or "" with the error when the file does not parse that far)."""
+    found: list[tuple[str, str, ET.ParseError | None]] = []
     for name in export.names():
         if not name.lower().endswith(".xml"):
             continue
+        root, error = "", None
         try:
             with export.open_binary(name) as f:
                 for _, elem in ET.iterparse(f, events=("start",)):
-                    if elem.tag.rpartition("}")[2] == EDFI_ROOT:
-                        found.append(name)
+                    root = elem.tag.rpartition("}")[2]
                     break
-        except ET.ParseError:
-            continue
+        except ET.ParseError as exc:
+            error = exc
+        if root or error is None:
+            found.append((name, root, None))
+        else:
+            found.append((name, "", error))
     return found
+
+
+def _broken_xml(export: Export) -> list[tuple[str, ET.ParseError]]:
+    """XML files that do not parse as far as their root element: perhaps the Ed-Fi attendance, unreadable."""
+    return [(name, error) for name, _, error in _xml_roots(export) if error is not None]
+
+
+def _xml_unreadable(report: RowReport, name: str, exc: ET.ParseError, before: str) -> None:
+    line, column = exc.position
+    report.add(
+        name,
+        line,
+        "",
+        "file-unreadable",
+        f"{name} is not well-formed XML at line {line}, column {column + 1} ({str(exc).split(': line')[0]}); "
+        f"{before}. Export the file again.",
+    )
 
 
 def decide_attendance_style(export: Export) -> StyleDecision:
     """Positive, exception-only or Ed-Fi, and why: the `style` column if given, else what the rows show."""
     if not export.has(ATTENDANCE_FILE):
-        if edfi_files(export):
+        if edfi_files(export) or _broken_xml(export):
             return StyleDecision("edfi", "no attendance.csv; Ed-Fi InterchangeStudentAttendance XML is read.")
         raise ExportError(
             "The export has neither attendance.csv nor an Ed-Fi InterchangeStudentAttendance .xml file. "
             "Add the attendance export."
         )
-    table = open_csv(export, ATTENDANCE_FILE, RowReport(), ATTENDANCE)
+    table = open_csv(export, ATTENDANCE_FILE, RowReport(), ATTENDANCE, stop_if_unreadable=False)
     assert table is not None
     i_style = table.columns.get("style")
     i_cat = table.columns.get("category")
@@ -260,7 +286,11 @@ def iter_attendance(
             )
         yield from _iter_csv(export, roster, report)
         return
-    if not xml:
+    broken = _broken_xml(export)
+    for name, exc in broken:  # perhaps attendance: a gate stops the run on file-unreadable attendance
+        _xml_unreadable(report, name, exc, "nothing in it is read")
+        report.count_read(name, 0)
+    if not xml and not broken:
         raise ExportError(
             "The export has neither attendance.csv nor an Ed-Fi InterchangeStudentAttendance .xml file. "
             "Add the attendance export."
@@ -314,12 +344,13 @@ def attendance_parts(export: Export, parts: int, min_bytes: int = 64 << 20) -> l
 def _iter_csv(
     export: Export, roster: Roster, report: RowReport, part: FilePart | None = None
 ) -> Iterator[AttendanceEvent]:
-    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE, part)
+    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE, part, stop_if_unreadable=False)
     assert table is not None
     file = table.file
     cols = table.columns
     r = _Resolver(roster, report)
     students, by_state_id, schools = r.students, r.by_state_id, r.schools
+    state_of = {sid: st.state_id for sid, st in students.items()}
     dates, categories, durations, reasons = r.dates, r.categories, r.durations, r.reasons
     i_sid, i_state = cols.get("studentSourcedId"), cols.get("studentIdentifier")
     i_school, i_date, i_cat = cols.get("schoolSourcedId", 0), cols.get("date", 0), cols.get("category", 0)
@@ -333,89 +364,103 @@ def _iter_csv(
     if not table.usable:
         deque(table.rows(), maxlen=0)  # reading through counts the rows and reports the missing column once
         return
-    reader, width, regular, fix = table.reader, table.width, table.width == table.named_width, table.fix_row
-    base = table.first_line - reader.line_num  # 0 for the whole file; the line before the part for a part
-    prev = reader.line_num + base
+    reader, base, width, regular, fix = table.reader, table.base, table.width, table.regular, table.fix_row
+    prev = reader.line_num + base  # line = base + reader.line_num; base changes when a broken row is re-read
     n = 0
     try:
-        for row in reader:
-            line = prev + 1
-            prev = reader.line_num + base
-            if len(row) != width or not regular:
-                fixed = fix(row, line, prev)
-                if fixed is None:
-                    continue
-                row = fixed
-            n += 1
-            student = row[i_sid] if i_sid is not None else ""
-            if student not in students:
-                student = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
-                if student is None:
-                    continue
-            school = schools.get(row[i_school])
-            if school is None and (school := schools.get(row[i_school].strip())) is None:
-                add(
-                    file,
-                    line,
-                    "schoolSourcedId",
-                    "unknown-school",
-                    f"School '{row[i_school]}' is not a school in orgs.csv; row not used.",
-                )
-                continue
-            raw = row[i_date]
-            day = dates.get(raw, missing)
-            if day is missing:
-                day = r.day(raw)
-            if day is None:
-                add(
-                    file,
-                    line,
-                    "date",
-                    "bad-date",
-                    f"date '{raw}' is not an ISO 8601 date (YYYY-MM-DD); row not used.",
-                )
-                continue
-            raw = row[i_cat]
-            category = categories.get(raw, missing)
-            if category is missing:
-                category = r.category(raw)
-            if category is None:
-                add(
-                    file,
-                    line,
-                    "category",
-                    "unknown-category",
-                    f"category '{raw}' is not an Ed-Fi attendance category "
-                    "(In Attendance, Present, Excused Absence, "
-                    "Unexcused Absence, Tardy, Early departure, Partial); row not used.",
-                )
-                continue
-            if i_dur is None:
-                duration = 1.0
-            else:
-                raw = row[i_dur]
-                duration = durations.get(raw, missing)
-                if duration is missing:
-                    duration = r.duration(raw)
-                if duration is None:
-                    add(
-                        file,
-                        line,
-                        "duration",
-                        "bad-duration",
-                        f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; row not used.",
-                    )
-                    continue
-            if i_reason is None:
-                reason = ""
-            else:
-                raw = row[i_reason]
-                reason = reasons.get(raw)
-                if reason is None:
-                    reason = r.reason(raw, file, line, "reason")
-            yield new(event, (student, school, day, category, duration, reason, file, line))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise table.fail(exc, prev + 1) from None
+        while True:
+            try:
+                for row in reader:
+                    line = prev + 1
+                    prev = reader.line_num + base
+                    if prev != line or len(row) != width or not regular:
+                        fixed = fix(row, line, prev)
+                        if fixed is None:
+                            continue
+                        row = fixed
+                    n += 1
+                    student = row[i_sid] if i_sid is not None else ""
+                    if student not in students:
+                        student = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
+                        if student is None:
+                            continue
+                    elif (
+                        i_state is not None
+                        and (state := row[i_state])
+                        and state != state_of[student]
+                        and _other_student(student, state, students, by_state_id, file, line, add)
+                    ):
+                        continue
+                    school = schools.get(row[i_school])
+                    if school is None and (school := schools.get(row[i_school].strip())) is None:
+                        add(
+                            file,
+                            line,
+                            "schoolSourcedId",
+                            "unknown-school",
+                            f"School '{row[i_school]}' is not a school in orgs.csv; row not used.",
+                        )
+                        continue
+                    raw = row[i_date]
+                    day = dates.get(raw, missing)
+                    if day is missing:
+                        day = r.day(raw)
+                    if day is None:
+                        add(
+                            file,
+                            line,
+                            "date",
+                            "bad-date",
+                            f"date '{raw}' is not an ISO 8601 date (YYYY-MM-DD); row not used.",
+                        )
+                        continue
+                    raw = row[i_cat]
+                    category = categories.get(raw, missing)
+                    if category is missing:
+                        category = r.category(raw)
+                    if category is None:
+                        add(
+                            file,
+                            line,
+                            "category",
+                            "unknown-category",
+                            f"category '{raw}' is not an Ed-Fi attendance category "
+                            "(In Attendance, Present, Excused Absence, "
+                            "Unexcused Absence, Tardy, Early departure, Partial); row not used.",
+                        )
+                        continue
+                    if i_dur is None:
+                        duration = 1.0
+                    else:
+                        raw = row[i_dur]
+                        duration = durations.get(raw, missing)
+                        if duration is missing:
+                            duration = r.duration(raw)
+                        if duration is None:
+                            add(
+                                file,
+                                line,
+                                "duration",
+                                "bad-duration",
+                                f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; "
+                                "row not used.",
+                            )
+                            continue
+                    if i_reason is None:
+                        reason = ""
+                    else:
+                        raw = row[i_reason]
+                        reason = reasons.get(raw)
+                        if reason is None:
+                            reason = r.reason(raw, file, line, "reason")
+                    yield new(event, (student, school, day, category, duration, reason, file, line))
+                break
+            except Reread as broken:
+                reader, base = table.recover(broken.line, broken.end, broken.why)
+                prev = base
+            except csv.Error:
+                reader, base = table.recover(prev + 1, reader.line_num + base, "")
+                prev = base
     finally:
         table.finish(n)
 
@@ -430,8 +475,10 @@ def _student_by_state(
     line: int,
     add: Callable[..., None],
 ) -> str | None:
-    if i_sid is not None and row[i_sid].strip() in students:
-        return row[i_sid].strip()  # padded with spaces
+    if i_sid is not None and (sid := row[i_sid].strip()) in students:  # padded with spaces
+        if i_state is not None and _other_student(sid, row[i_state], students, by_state_id, file, line, add):
+            return None
+        return sid
     if i_state is not None and row[i_state]:
         found = by_state_id.get(row[i_state].strip())
         if found is not None:
@@ -441,7 +488,7 @@ def _student_by_state(
             line,
             "studentIdentifier",
             "unknown-student",
-            f"No student in users.csv has state id '{row[i_state].strip()}'; row not used.",
+            "No student in users.csv has this row's studentIdentifier (state id); row not used.",
         )
         return None
     if i_sid is not None and row[i_sid]:
@@ -461,6 +508,33 @@ def _student_by_state(
         "Row names no student (studentSourcedId and studentIdentifier are blank); not used.",
     )
     return None
+
+
+def _other_student(
+    student: str,
+    state: str,
+    students: dict[str, Student],
+    by_state_id: dict[str, str],
+    file: str,
+    line: int,
+    add: Callable[..., None],
+) -> bool:
+    """True (and reported) when the row's studentIdentifier is another student's state id than `student`'s."""
+    state = state.strip()
+    if not state or state == students[student].state_id:
+        return False
+    other = by_state_id.get(state)
+    if other is None or other == student:
+        return False  # the state id names no student: the sourcedId decides
+    add(
+        file,
+        line,
+        "studentIdentifier",
+        "student-mismatch",
+        f"studentSourcedId names student '{student}' but studentIdentifier is the state id of student '{other}'; "
+        "row not used (it cannot be told whose day it is). Correct one of the two.",
+    )
+    return True
 
 
 _SCHOOL_EVENT = "StudentSchoolAttendanceEvent"
@@ -522,13 +596,7 @@ def _iter_edfi(export: Export, name: str, r: _Resolver, report: RowReport) -> It
                         root.clear()  # drop the emptied children too, so memory stays flat
             parser.close()  # a file cut short raises here
         except ET.ParseError as exc:
-            add(
-                name,
-                0,
-                "",
-                "bad-xml",
-                f"{name} is not well-formed XML ({exc}); events after that point are not read. Export the file again.",
-            )
+            _xml_unreadable(report, name, exc, "the events after that point are not read")
         finally:
             report.count_read(name, read + sections)
     if sections:
@@ -555,7 +623,7 @@ def _edfi_event(
             line,
             "StudentUniqueId",
             "unknown-student",
-            f"No student in users.csv has state id '{state_id}'; event not used.",
+            "No student in users.csv has this StudentUniqueId (state id); event not used.",
         )
         return None
     school = r.schools.get(fields.get("SchoolId", ""))

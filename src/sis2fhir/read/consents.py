@@ -29,8 +29,12 @@ DEFAULT_SCOPE = ("attendance",)
 _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 
-def read_consents(export: Export, roster: Roster, report: RowReport) -> dict[str, list[ConsentRecord]]:
-    """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv."""
+def read_consents(
+    export: Export, roster: Roster, report: RowReport, as_of: date | None = None
+) -> dict[str, list[ConsentRecord]]:
+    """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv.
+
+    `as_of`: the run's as-of date; a consent signed after it is reported (without it, that check is skipped)."""
     table = open_csv(export, "consents.csv", report, CONSENTS)
     if table is None:
         return {}
@@ -58,14 +62,26 @@ def read_consents(export: Export, roster: Roster, report: RowReport) -> dict[str
         seen_ids[consent_id] = line
         student = _student(row, roster, by_state_id)
         if student is None:
-            which = row.get("studentSourcedId", "").strip() or row.get("studentIdentifier", "").strip()
-            col = "studentSourcedId" if row.get("studentSourcedId", "").strip() else "studentIdentifier"
+            sid = row.get("studentSourcedId", "").strip()
+            if sid:
+                fail("studentSourcedId", "unknown-student", f"Student '{sid}' is not a student in users.csv.")
+            elif row.get("studentIdentifier", "").strip():  # a state id: not repeated in the report
+                fail("studentIdentifier", "unknown-student", "No student in users.csv has this state id.")
+            else:
+                fail(
+                    "studentSourcedId",
+                    "unknown-student",
+                    "Row names no student (studentSourcedId and studentIdentifier are blank).",
+                )
+            continue
+        state_id = row.get("studentIdentifier", "").strip()
+        other = by_state_id.get(state_id) if state_id and state_id != roster.students[student].state_id else None
+        if other is not None and other != student:
             fail(
-                col,
-                "unknown-student",
-                f"Student '{which}' is not a student in users.csv."
-                if which
-                else "Row names no student (studentSourcedId and studentIdentifier are blank).",
+                "studentIdentifier",
+                "student-mismatch",
+                f"studentSourcedId names student '{student}' but studentIdentifier is the state id of student "
+                f"'{other}'; it cannot be told whose consent it is. Correct one of the two.",
             )
             continue
         blank = [c for c in ("grantorName", "recipientOrganization", "status") if not row[c].strip()]
@@ -106,6 +122,28 @@ def read_consents(export: Export, roster: Roster, report: RowReport) -> dict[str
                 "status is revoked but revokedDate is blank; give the date the revocation was received.",
             )
             continue
+        # Used, so that the gate decides as it does for any consent (a revocation is never dropped), but reported:
+        # the dates say something that cannot be so.
+        if revoked is not None and revoked < start:
+            report.add(
+                file,
+                line,
+                "revokedDate",
+                "revoked-before-start",
+                f"revokedDate {revoked} is before periodStart {start}: the consent was revoked before it started. "
+                "It is used as revoked (nothing is disclosed under it). Check the dates.",
+                "warning",
+            )
+        if as_of is not None and signed > as_of:
+            report.add(
+                file,
+                line,
+                "signedDate",
+                "signed-in-future",
+                f"signedDate {signed} is after the as-of date {as_of}; a consent cannot be signed in the future. "
+                "Nothing is disclosed under it before that date. Check the date.",
+                "warning",
+            )
         scope = tuple(s for s in _SCOPE_SPLIT.split(row.get("dataScope", "").strip().lower()) if s)
         consents.setdefault(student, []).append(
             ConsentRecord(

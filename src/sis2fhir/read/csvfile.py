@@ -1,39 +1,22 @@
-"""The one CSV reader behind every export file: header matching, line numbers, ragged rows, row counts."""
+"""The one CSV reader behind every export file: line numbers, broken quotes, damaged and ragged rows, row counts."""
 
 from __future__ import annotations
 
 import csv
-import difflib
 import io
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sis2fhir.read.export import Export, ExportError
+from sis2fhir.read.header import Columns, resolve_header
+from sis2fhir.read.lines import Damage, TextLines
 from sis2fhir.report import RowReport
 
-# Header misspellings seen in real OneRoster exports (lepo-project, moodle-enrol_oneroster test data).
-KNOWN_TYPOS: dict[str, str] = {
-    "datalastmodified": "dateLastModified",
-    "prefferedgivenname": "preferredGivenName",
-    "prefferedmiddlename": "preferredMiddleName",
-    "prefferedfamilyname": "preferredFamilyName",
-    "userid": "userIds",
-    "grade": "grades",
-    "agents": "agentSourcedIds",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Columns:
-    """A reader's needs from a file: `required` (rows useless without) and `expected` (warn if absent)."""
-
-    required: tuple[str, ...]
-    expected: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()  # known columns, read when present, no warning when absent
-    aliases: dict[str, str] = field(default_factory=dict)  # lower-case other name -> column (no warning)
-    one_of: tuple[str, ...] = ()  # at least one of these must be present
+FIELD_LIMIT = csv.field_size_limit()  # csv's own limit (131072 characters): a longer value costs its row
+MAX_ROW_LINES = 100  # a quoted value with more line breaks than this is taken for a quote that is not closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,110 +51,154 @@ class _Limited(io.RawIOBase):
         super().close()
 
 
+class Reread(Exception):
+    """Rows `line`..`end` were read as one row that is broken quoting: report it, read on from line + 1."""
+
+    def __init__(self, line: int, end: int, why: str) -> None:
+        super().__init__(line, end, why)
+        self.line, self.end, self.why = line, end, why
+
+
 class CsvTable:
-    """One CSV file opened with its header resolved: `columns` maps our column names to positions."""
+    """One CSV file opened with its header resolved: `columns` maps our column names to positions.
+
+    A damaged line (not UTF-8, a NUL, overlong), a broken quote or a field over csv's limit costs only its row: it
+    is reported (file, line, column) and reading goes on with the next physical line. A file that is not text at
+    all is reported as `file-unreadable` (and refused, unless `stop_if_unreadable` is False: attendance, whose
+    reports a gate reads)."""
 
     def __init__(
-        self, export: Export, name: str, report: RowReport, spec: Columns, part: FilePart | None = None
+        self,
+        export: Export,
+        name: str,
+        report: RowReport,
+        spec: Columns,
+        part: FilePart | None = None,
+        stop_if_unreadable: bool = True,
     ) -> None:
         self.export = export
         self.file = export.actual_name(name)
         # header warnings of a second or later part go to a throwaway report: the first part gives them
         self.report = part.report_to if part is not None and part.report_to is not None else report
-        self._stream = export.open_text(name)
-        self._reader = csv.reader(self._stream)
-        self.first_line = 1  # the physical line before the first data row (the header)
-        try:
-            raw = next(self._reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise self.fail(exc, 1) from None
-        if part is not None:  # read only bytes [start, end) of the file, whose first line is part.line
-            self._stream.close()
-            binary = export.open_binary(name)
-            binary.seek(part.start)
-            self._stream = io.TextIOWrapper(_Limited(binary, part.end - part.start), encoding="utf-8", newline="")
-            self._reader = csv.reader(self._stream)
-            self.first_line = part.line - 1
-        self.header_found = raw is not None
+        self._pending: list[Damage] | None = []  # damage found before the header names the columns
+        self._damaged: set[int] = set()  # lines blanked for damage (their rows are reported)
+        self._broken = self._ragged = self._short = self._first_short = 0
+        self._finished = False
         self.names: list[str] = []
         self.columns: dict[str, int] = {}
         self.missing: list[str] = []
-        self._resolve(raw or [], spec)
+        head = TextLines(export.open_binary(name), 1, self._damage if part is None else self._header_damage, True)
+        self._lines = head
+        reader = head.reader()
+        raw: list[str] | None = None
+        self.unreadable = ""
+        try:
+            raw = next(reader, None)
+        except csv.Error as exc:
+            self.unreadable = f"its header row cannot be read as CSV ({exc})"
+        self.unreadable = head.not_text or self.unreadable
+        if raw == ["\x00"] and reader.line_num == head.end_line == 1:
+            raw = None  # the file holds no line at all: only the sentinel was read
+        elif raw is not None and head.end_line and reader.line_num >= head.end_line:
+            self.unreadable, raw = "its header row has a quote that is never closed", None
+        self._reader, self._base = reader, 0
+        if part is not None:  # read only bytes [start, end) of the file, whose first line is part.line
+            head.close()
+            binary = export.open_binary(name)
+            binary.seek(part.start)
+            self._lines = TextLines(_Limited(binary, part.end - part.start), part.line, self._damage)  # type: ignore[arg-type]
+            self._reader, self._base = self._lines.reader(), part.line - 1
+        self.header_found = raw is not None
+        self.names, self.columns, self.missing = resolve_header(raw or [], spec, self.file, self._warn, raw is not None)
         self.width = len(raw or [])
         self.named_width = max((i + 1 for i, h in enumerate(self.names) if h), default=0)
         self.rows_read = 0
-        self._short = self._first_short = self._ragged = 0
-        self.report = report
-
-    def _resolve(self, raw: list[str], spec: Columns) -> None:
-        wanted = {c.lower(): c for c in (*spec.required, *spec.expected, *spec.optional, *spec.one_of)}
-        names: list[str] = []
-        unknown: dict[str, int] = {}
-        empty: list[int] = []
-        for i, cell in enumerate(raw):
-            h = cell.replace("\ufeff", "").strip()
-            low = h.lower()
-            if not h:
-                empty.append(i)
-                names.append("")
-                continue
-            name = wanted.get(low) or spec.aliases.get(low)
-            if name is None and low in KNOWN_TYPOS and KNOWN_TYPOS[low].lower() in wanted:
-                name = KNOWN_TYPOS[low]
-                self._warn(1, h, "header-typo", f"Column '{h}' is read as '{name}'. Correct the header.")
-            if name is None:
-                unknown[h] = i
-                names.append(h)  # extra columns (metadata.*, ext_*) are kept under their own name
-                continue
-            if name in self.columns:
-                self._warn(1, h, "duplicate-column", f"Column '{h}' appears twice; the first one is used.")
-                names.append(h)
-                continue
-            self.columns[name] = i
-            names.append(name)
-        for col in spec.required + spec.expected:
-            if col in self.columns:
-                continue
-            close = difflib.get_close_matches(col.lower(), [u.lower() for u in unknown], n=1, cutoff=0.85)
-            if close:
-                orig = next(u for u in unknown if u.lower() == close[0])
-                i = unknown.pop(orig)
-                self.columns[col] = i
-                names[i] = col
-                self._warn(1, orig, "header-typo", f"Column '{orig}' is read as '{col}'. Correct the header.")
-        if empty and any(names[i] for i in range(empty[0], len(names))):
-            where = ", ".join(str(i + 1) for i in empty)
-            self._warn(1, "", "empty-column-name", f"Header columns {where} have no name; their values are ignored.")
-        self.missing = [c for c in spec.required if c not in self.columns]
-        if spec.one_of and not any(c in self.columns for c in spec.one_of):
-            self.missing.append(" or ".join(spec.one_of))
-        for col in spec.expected:
-            if col not in self.columns and self.header_found:
-                self._warn(1, col, "missing-column", f"{self.file} has no '{col}' column; it is read as blank.")
-        self.names = names
+        pending, self._pending = self._pending or [], None
+        for d in pending:
+            self._damage(d)
+        header_report, self.report = self.report, report
+        if self.unreadable:
+            self._lines.close()
+            self._reader = csv.reader(())
+            header_report.add(
+                self.file,
+                0,
+                "",
+                "file-unreadable",
+                f"{self.file} cannot be read: {self.unreadable}. Export it again as CSV UTF-8 "
+                "(in Excel: 'CSV UTF-8 (Comma delimited)').",
+            )
+            if stop_if_unreadable:
+                raise ExportError(f"{self.file} cannot be read: {self.unreadable}. Export it again as CSV UTF-8.")
 
     def _warn(self, line: int, column: str, code: str, message: str) -> None:
         self.report.add(self.file, line, column, code, message, "warning")
+
+    def _header_damage(self, d: Damage) -> None:
+        if d.line == 1:  # the rest of the head's first block is read again by the part that holds it
+            self._damage(d)
+
+    def _damage(self, d: Damage) -> None:
+        """Report a line that could not be read as text (kept for when the header has named the columns)."""
+        if self._pending is not None:
+            self._pending.append(d)
+            return
+        column = self._column_at(d.text[: d.position - 1] + "x") if d.position else ""
+        where = f"{d.what} at character {d.position}" + (f", in column '{column}'" if column else "")
+        if d.code == "invalid-utf8":
+            what = f"has a byte that is not UTF-8 text ({where})"
+            fix = "Save the file as CSV UTF-8 (in Excel: 'CSV UTF-8 (Comma delimited)')."
+        elif d.code == "nul-byte":
+            what = f"holds {where}, which text never does"
+            fix = "The file is damaged or was saved as UTF-16: export it again as CSV UTF-8."
+        else:
+            what = f"is {d.what} long, longer than any row of an export"
+            fix = "Export the file again; check that it is the CSV the SIS produced."
+        if d.line == 1:
+            self._warn(1, column, d.code, f"The header row {what}; it is read with that character replaced. {fix}")
+            return
+        self._damaged.add(d.line)
+        self.report.add(self.file, d.line, column, d.code, f"Line {what}; its row is not used. {fix}")
+
+    def _column_at(self, text: str) -> str:
+        """The name of the column that the last field of `text` (the start of a line) is in."""
+        try:
+            fields = next(csv.reader([text]), [])
+        except csv.Error:  # a field over the limit: the fields before it are enough
+            fields = next(csv.reader([text[: FIELD_LIMIT - 1]]), [])
+        return self.names[len(fields) - 1] if 0 < len(fields) <= len(self.names) else ""
 
     @property
     def usable(self) -> bool:
         return self.header_found and not self.missing
 
     @property
+    def regular(self) -> bool:
+        """Every row of the header's width can be used as it is (else each row goes through fix_row)."""
+        return self.width == self.named_width and self.width > 1  # width 1: the sentinel row must reach fix_row
+
+    @property
     def reader(self) -> Any:  # csv's reader object: iterate it, read .line_num
-        """The underlying csv reader, for a hot loop that does its own line counting (see rows())."""
+        """The csv reader, for a hot loop that does its own line counting (see rows()); replaced by recover()."""
         return self._reader
 
     @property
-    def line_num(self) -> int:
-        return self._reader.line_num
+    def base(self) -> int:
+        """The line before the reader's first line (line of a row = base + reader.line_num)."""
+        return self._base
 
     def fix_row(self, row: list[str], line: int, end: int) -> list[str] | None:
-        """A row whose length differs from the header's, padded or trimmed; None if blank or ragged."""
+        """A row (physical lines `line`..`end`) as wide as the header, or None when it is not a row or not usable.
+
+        Raises Reread when the row is broken quoting: the caller calls recover() and reads on."""
+        if end != line or line == self._lines.end_line:
+            if end >= self._lines.end_line > 0 and line == self._lines.end_line:
+                return None  # the sentinel after the last line
+            return self._spanning(row, line, end)
         width, named = self.width, self.named_width
         lr = len(row)
         if not row or (lr == 1 and not row[0].strip()):
-            return None  # blank line: not a row
+            return None  # blank line (or a damaged one, reported already): not a row
         if lr < named:
             self._short += 1
             self._first_short = self._first_short or line
@@ -180,33 +207,77 @@ class CsvTable:
         if any(c.strip() for c in row[named:]):
             self._ragged += 1
             if self.usable:
-                hint = (
-                    f" It spans lines {line}-{end}: a quote is probably not closed."
-                    if end > line
-                    else " A value probably contains an unquoted comma."
-                )
                 self.report.add(
                     self.file,
                     line,
                     "",
                     "ragged-row",
-                    f"Row has {lr} fields but the header names {named}; not used.{hint} "
-                    "Quote values that contain commas.",
+                    f"Row has {lr} fields but the header names {named}; not used. A value probably contains "
+                    "an unquoted comma. Quote values that contain commas.",
                 )
             return None
         return row[:width]
 
-    def fail(self, exc: Exception, line: int) -> ExportError:
-        """The ExportError to raise when the file stops being readable text or CSV at `line`."""
-        self._stream.close()
-        if isinstance(exc, UnicodeDecodeError):
-            line = _first_undecodable_line(self.export, self.file) or line
-        return _unreadable(self.file, line, exc)
+    def _spanning(self, row: list[str], line: int, end: int) -> list[str] | None:
+        """A row over several lines: a quoted value with line breaks (RFC 4180) or a quote that is not closed."""
+        lines = self._lines
+        if lines.end_line and end >= lines.end_line:
+            raise Reread(line, end, "is never closed: it runs to the end of the file")
+        if end - line >= MAX_ROW_LINES:
+            raise Reread(line, end, f"runs over {end - line + 1} lines")
+        text = lines.lines(line, end)
+        try:
+            if text is not None:
+                deque(csv.reader(text, strict=True), maxlen=0)
+        except csv.Error:
+            raise Reread(line, end, f"closes on line {end} but is followed by more text") from None
+        if not self.named_width <= len(row) <= self.width:
+            raise Reread(line, end, f"spans lines {line}-{end}, which give {len(row)} fields, not {self.width}")
+        hurt = sorted(n for n in self._damaged if line <= n <= end)
+        if hurt:
+            if hurt[0] != line:
+                self._broken += 1
+                self.report.add(
+                    self.file, line, "", "damaged-row", f"Row spans line {hurt[0]}, which cannot be read; not used."
+                )
+            return None
+        return row + [""] * (self.width - len(row))
+
+    def recover(self, line: int, end: int, why: str) -> tuple[Any, int]:
+        """Report the row at `line` (broken quoting, read up to line `end`) and re-read from line + 1.
+
+        Returns the new (reader, base)."""
+        self._broken += 1
+        first = self._lines.lines(line, line)
+        column = self._column_at(first[0]) if first else ""
+        if end == line and not why:
+            code, message = "field-too-large", f"A value is longer than {FIELD_LIMIT} characters; row not used."
+        else:
+            code = "unclosed-quote"
+            message = (
+                f"A quoted value starting on this line {why or 'is longer than ' + str(FIELD_LIMIT) + ' characters'}"
+                "; row not used, and the lines after it are read as rows. Close the quote (a quote inside a "
+                'quoted value is written "").'
+            )
+        self.report.add(self.file, line, column, code, message)
+        replay: list[str] | None = []
+        if end > line:
+            replay = self._lines.lines(line + 1, end)
+            if replay is None:  # only a row spanning megabytes gets here
+                replay = []
+                self.report.add(
+                    self.file, line + 1, "", code, f"Lines {line + 1}-{end} were read into that row; not used."
+                )
+        self._reader, self._base = self._lines.reader(replay), line
+        return self._reader, line
 
     def finish(self, rows: int) -> None:
         """Count the rows read and report what was found about the file as a whole."""
-        self._stream.close()
-        n = rows + self._ragged
+        if self._finished:
+            return
+        self._finished = True
+        self._lines.close()
+        n = rows + self._ragged + self._broken + len(self._damaged)
         self.rows_read += n
         self.report.count_read(self.file, n)
         file = self.file
@@ -218,6 +289,8 @@ class CsvTable:
                 f"{self._short} rows have fewer fields than the header (first at line {self._first_short}); "
                 "the missing trailing fields are read as blank.",
             )
+        if self.unreadable:
+            return
         if not self.header_found:
             self._warn(0, "", "empty-file", f"{file} is empty (not even a header row).")
         elif not self.usable:
@@ -233,28 +306,33 @@ class CsvTable:
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         """(line where the row starts, fields padded to the header); unusable rows are reported."""
-        reader = self._reader
-        regular = self.width == self.named_width
-        width, usable, fix = self.width, self.usable, self.fix_row
+        width, usable, fix, regular = self.width, self.usable, self.fix_row, self.regular
+        reader, base = self._reader, self._base
         n = 0
-        prev = reader.line_num
+        prev = reader.line_num + base
         try:
-            for row in reader:
-                line = prev + 1
-                prev = reader.line_num
-                if len(row) != width or not regular:
-                    fixed = fix(row, line, prev)
-                    if fixed is None:
-                        continue
-                    row = fixed
-                n += 1
-                if usable:
-                    yield line, row
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise self.fail(exc, prev + 1) from None
+            while True:
+                try:
+                    for row in reader:
+                        line = prev + 1
+                        prev = reader.line_num + base
+                        if prev != line or len(row) != width or not regular:
+                            fixed = fix(row, line, prev)
+                            if fixed is None:
+                                continue
+                            row = fixed
+                        n += 1
+                        if usable:
+                            yield line, row
+                    break
+                except Reread as broken:
+                    reader, base = self.recover(broken.line, broken.end, broken.why)
+                    prev = base
+                except csv.Error:
+                    reader, base = self.recover(prev + 1, reader.line_num + base, "")
+                    prev = base
         finally:
-            if not self._stream.closed:
-                self.finish(n)
+            self.finish(n)
 
     def dict_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
         """(line, row as a dict by column name); our columns under their canonical names, extras as found."""
@@ -263,36 +341,21 @@ class CsvTable:
             yield line, {k: v for k, v in zip(names, row, strict=False) if k}
 
     def close(self) -> None:
-        self._stream.close()
-
-
-def _first_undecodable_line(export: Export, name: str) -> int:
-    """The line holding the first byte that is not UTF-8 (text is decoded in blocks, so look again)."""
-    with export.open_binary(name) as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return 0
-
-
-def _unreadable(file: str, line: int, exc: Exception) -> ExportError:
-    if isinstance(exc, UnicodeDecodeError):
-        return ExportError(
-            f"{file} is not UTF-8 text (first bad byte near line {line}). "
-            "Save it as 'CSV UTF-8' in the SIS or spreadsheet and run again."
-        )
-    return ExportError(f"{file} cannot be read as CSV near line {line} ({exc}). Check the file is plain CSV text.")
+        self._lines.close()
 
 
 def open_csv(
-    export: Export, name: str, report: RowReport, spec: Columns, part: FilePart | None = None
+    export: Export,
+    name: str,
+    report: RowReport,
+    spec: Columns,
+    part: FilePart | None = None,
+    stop_if_unreadable: bool = True,
 ) -> CsvTable | None:
     """The file as a CsvTable (or only the byte range `part` of it), or None when the export has no such file."""
     if not export.has(name):
         return None
-    return CsvTable(export, name, report, spec, part)
+    return CsvTable(export, name, report, spec, part, stop_if_unreadable)
 
 
 def read_csv(export: Export, name: str, report: RowReport, spec: Columns) -> Iterator[tuple[int, dict[str, str]]]:

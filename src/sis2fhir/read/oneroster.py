@@ -15,6 +15,24 @@ from sis2fhir.report import RowReport
 REQUIRED_FILES = ("orgs.csv", "users.csv", "enrollments.csv", "academicSessions.csv")
 LIFECYCLE = ("status", "dateLastModified")
 SEXES = frozenset({"male", "female", "other", "unspecified"})
+# OneRoster 1.1 and 1.2 RoleEnum values, compared in lower case; "ext:..." roles are vendor extensions.
+USER_ROLES = frozenset(
+    {
+        "administrator",
+        "aide",
+        "counselor",
+        "districtadministrator",
+        "guardian",
+        "parent",
+        "principal",
+        "proctor",
+        "relative",
+        "siteadministrator",
+        "student",
+        "systemadministrator",
+        "teacher",
+    }
+)
 
 ORGS = Columns(
     required=("sourcedId", "type"), expected=("name",), optional=("identifier", "parentSourcedId", *LIFECYCLE)
@@ -385,7 +403,9 @@ def _read_students(
                     f"Role for user '{uid}', who is not in users.csv; not used.",
                 )
                 continue
-            roles_of.setdefault(uid, set()).add(row["role"].strip().lower())
+            role = _role(row["role"], roles.file, line, report, f"Role row for user '{uid}'")
+            if role:
+                roles_of.setdefault(uid, set()).add(role)
     else:
         if v12:
             if users.table is None or "role" not in users.table.names:
@@ -401,15 +421,28 @@ def _read_students(
                 "OneRoster 1.2 keeps roles in roles.csv, which is missing; users.csv 'role' is used.",
                 "warning",
             )
-        for uid, (_, row) in user_rows.items():
-            roles_of[uid] = {row.get("role", "").strip().lower()}
+        for uid, (line, row) in user_rows.items():
+            role = _role(row.get("role", ""), users.file, line, report, f"User '{uid}'")
+            if role:
+                roles_of[uid] = {role}
 
     students: dict[str, Student] = {}
     others: Counter[str] = Counter()
     for uid, (line, row) in user_rows.items():
         roles_here = roles_of.get(uid, set())
+        if not roles_here:
+            if v12 and export.has("roles.csv"):  # (else the blank or unknown role is reported already)
+                report.add(
+                    users.file,
+                    line,
+                    "sourcedId",
+                    "missing-role",
+                    f"User '{uid}' has no usable role in roles.csv; not used (it cannot be told whether they "
+                    "are a student). Export their roles.",
+                )
+            continue
         if "student" not in roles_here:
-            others[", ".join(sorted(roles_here)) or "(no role)"] += 1
+            others[", ".join(sorted(roles_here))] += 1
             continue
         students[uid] = Student(
             sourced_id=uid,
@@ -430,6 +463,31 @@ def _read_students(
             "warning",
         )
     return students, set(user_rows)
+
+
+def _role(raw: str, file: str, line: int, report: RowReport, who: str) -> str:
+    """The role in lower case, or "" (reported) when it is blank or not a OneRoster role."""
+    role = raw.strip().lower()
+    if role in USER_ROLES or (role.startswith("ext:") and len(role) > 4):
+        return role
+    if not role:
+        report.add(
+            file,
+            line,
+            "role",
+            "missing-role",
+            f"{who} has no role; not used (it cannot be told whether they are a student). Fill in role.",
+        )
+    else:
+        report.add(
+            file,
+            line,
+            "role",
+            "unknown-role",
+            f"{who} has role '{raw.strip()}', which is not a OneRoster role (student, teacher, parent, "
+            "guardian, aide, administrator ...); not used. Correct the role.",
+        )
+    return ""
 
 
 def _read_demographics(export: Export, report: RowReport, students: dict[str, Student]) -> None:
