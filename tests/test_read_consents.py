@@ -20,7 +20,7 @@ def consents_of(folder: Path) -> tuple[dict[str, list[ConsentRecord]], RowReport
     with open_export(folder) as export:
         roster = read_roster(export, RowReport(), "userIds:state")
         report = RowReport()
-        return read_consents(export, roster, report), report
+        return read_consents(export, roster, report, date(2026, 3, 31)), report
 
 
 def test_a_signed_consent_is_read_with_defaults_for_purpose_and_scope() -> None:

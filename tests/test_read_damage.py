@@ -175,7 +175,7 @@ def test_a_consent_signed_after_the_as_of_date_is_reported(tmp_path: Path, clean
 def clean_consent_lines() -> list[ConsentRecord]:
     with open_export(EXAMPLE) as export:
         roster = read_roster(export, RowReport())
-        return [c for cs in read_consents(export, roster, RowReport()).values() for c in cs]
+        return [c for cs in read_consents(export, roster, RowReport(), AS_OF).values() for c in cs]
 
 
 # --- users.csv: field 5 role, 8 givenName ---

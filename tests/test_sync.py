@@ -116,7 +116,7 @@ def test_observations_go_only_to_recipients_with_a_permitting_consent(
     report = RowReport()
     export = open_export(EXAMPLE)
     roster = read_roster(export, report)
-    consents = read_consents(export, roster, report)
+    consents = read_consents(export, roster, report, date.fromisoformat(EXAMPLE_AS_OF))
     by_state_id = roster.student_by_state_id()
     as_of = date.fromisoformat(EXAMPLE_AS_OF)
     system = load_settings().district.student_id_system
@@ -180,8 +180,8 @@ def test_hand_computed_consent_decisions() -> None:
     report = RowReport()
     export = open_export(KNOWN)
     roster = read_roster(export, report)
-    consents = read_consents(export, roster, report)
     as_of = known_as_of()
+    consents = read_consents(export, roster, report, as_of)
     for r in expected_rows("expected-consent.csv"):
         student = r.get("student_sourced_id") or roster.student_by_state_id()[r["student_identifier"]]
         recipient = r.get("recipient") or r.get("recipient_organization") or r.get("recipientOrganization")

@@ -245,7 +245,7 @@ def sync(
     calendar = read_calendar(export, report)
     style = attendance_style(export)  # exception-only without calendar.csv: refused by the sanity gates
     result.attendance_style = style
-    consents = read_consents(export, roster, report)
+    consents = read_consents(export, roster, report, as_of)
     year = choose_school_year(roster, as_of)
     for dest in destinations.values():
         linker = getattr(dest, "linker", None)

@@ -30,11 +30,11 @@ _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 
 def read_consents(
-    export: Export, roster: Roster, report: RowReport, as_of: date | None = None
+    export: Export, roster: Roster, report: RowReport, as_of: date
 ) -> dict[str, list[ConsentRecord]]:
     """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv.
 
-    `as_of`: the run's as-of date; a consent signed after it is reported (without it, that check is skipped)."""
+    `as_of`: the run's as-of date; a consent signed after it is reported."""
     table = open_csv(export, "consents.csv", report, CONSENTS)
     if table is None:
         return {}
@@ -134,7 +134,7 @@ def read_consents(
                 "It is used as revoked (nothing is disclosed under it). Check the dates.",
                 "warning",
             )
-        if as_of is not None and signed > as_of:
+        if signed > as_of:
             report.add(
                 file,
                 line,
