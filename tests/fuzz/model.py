@@ -85,3 +85,4 @@ class Variant:
     build: Build
     expect: Expect
     root_skip: str = ""  # reason to skip when running as root (root reads and writes everything)
+    heavy: bool = False  # takes long without the fix (a zip bomb): left out of the fast sample

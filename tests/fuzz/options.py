@@ -91,7 +91,7 @@ def config_variants() -> list[Variant]:
         ("env-workers", {"SIS2FHIR_WORKERS": "-3"}),
         ("env-store", {"SIS2FHIR_STORE_URL": "garbage"}),
         ("env-preset", {"SIS2FHIR_POLICY__PRESET": "bogus"}),
-        ("env-port", {"SIS2FHIR_OUTBOX__MAX_AGE_HOURS": "-1"}),
+        ("env-max-age", {"SIS2FHIR_OUTBOX__MAX_AGE_HOURS": "-1"}),
     ):
         out.append(_config(tag, f"environment {env}", None, bad, env))
     return out

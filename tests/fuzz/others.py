@@ -29,7 +29,9 @@ CLEAN = Expect("clean", frozenset({0}), why="the same export in another valid sh
 # ---------------------------------------------------------------- zips
 
 
-def _zip_variant(tag: str, what: str, make: Callable[[Path, Path], None], expect: Expect) -> Variant:
+def _zip_variant(
+    tag: str, what: str, make: Callable[[Path, Path], None], expect: Expect, heavy: bool = False
+) -> Variant:
     def build(work: Path, bases: Bases) -> Call:
         target = work / "district.zip"
         make(bases.csv, target)
@@ -37,7 +39,7 @@ def _zip_variant(tag: str, what: str, make: Callable[[Path, Path], None], expect
             target, out=work / "out", must_not_exist=[work.parent / "fuzz-escaped.csv", Path("/tmp/fuzz-escaped.csv")]
         )
 
-    return Variant(f"zip-{tag}", "zip", what, build, expect)
+    return Variant(f"zip-{tag}", "zip", what, build, expect, heavy=heavy)
 
 
 def _patched(member: str, patch: Callable[[bytes, str], bytes]) -> Callable[[Path, Path], None]:
@@ -158,6 +160,7 @@ def zip_variants() -> list[Variant]:
                 f"{member} followed by 64 MiB of newlines (about 1000:1)",
                 lambda f, t, member=member: dm.zip_bomb_member(f, t, member, 64 << 20),
                 unusable(bomb),
+                heavy=True,
             )
         )
     out += [
