@@ -168,7 +168,10 @@ def report_rows(path: Path) -> list[dict[str, str]]:
 
 def last_traceback_line(text: str) -> str:
     tail = text[text.rfind("Traceback") :].splitlines()[1:]
-    return next((ln.strip() for ln in tail if ln and not ln.startswith(" ")), "Traceback (no exception line)")
+    found = next((ln.strip() for ln in tail if ln and not ln.startswith(" ")), "")
+    if not found:  # an exception group: its lines are drawn with "|" in front
+        found = next((ln.strip(" |") for ln in tail if re.match(r"[\s|]*[A-Za-z_.]+(Error|Exception|Group)\b", ln)), "")
+    return found or "Traceback (no exception line)"
 
 
 def first_error(text: str) -> str:
@@ -363,7 +366,7 @@ def summary(results: list[Result], seconds: float) -> str:
 def _cause(f: Failure) -> str:
     """The failure's detail without the numbers and names that differ between variants, to count causes."""
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", f.detail)
-    text = re.sub(r"stu-\d+|\d+", "N", text)
+    text = re.sub(r"stu-\d+|/tmp/\S+|\d{2,}", "N", text)
     return text[:150]
 
 
