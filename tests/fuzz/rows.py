@@ -42,12 +42,13 @@ def defect(
     why: str,
     exits: frozenset[int] = frozenset({3}),
     also: frozenset[str] = frozenset(),
+    named: bool = True,
 ) -> Variant:
     affected = d.affected(name, line)
     expect = Expect(
         "row",
         exits,
-        (RowRef(name, line, columns),),
+        (RowRef(name, line, columns),) if named else (),
         None if affected is None else affected | also,
         why=why,
     )
@@ -306,6 +307,7 @@ def _roster_defects(d: District, rng: random.Random) -> list[Variant]:
                 if value.strip() != "Student"
                 else "'Student ' (case, a trailing space) is the student role: used, or named if not",
                 frozenset({0, 3}) if value.strip() == "Student" else frozenset({3}),
+                named=value.strip() != "Student",
             )
         )
     for n in rng.sample(students[5:], 2):
