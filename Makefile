@@ -6,7 +6,7 @@ AS_OF   ?= 2026-03-31
 EXAMPLE ?= examples/district
 OUT     ?= out/demo
 
-.PHONY: demo test lint profiles test-tools bench clean
+.PHONY: demo test fuzz lint profiles test-tools bench clean
 
 $(VENV)/.runtime: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,10 +23,16 @@ demo: $(VENV)/.runtime
 	$(BIN)/sis2fhir sync $(EXAMPLE) --as-of $(AS_OF) --out $(OUT)
 	$(BIN)/sis2fhir validate $(OUT)
 
-## Everything the tests need (profile compiler, FHIR core package, a real FHIR server), then the whole suite.
+## Everything the tests need (profile compiler, FHIR core package, a real FHIR server), then the whole suite
+## (with a fixed sample of the fuzz variants, tests/fuzz: about 30 across every kind).
 test: $(VENV)/.test test-tools
 	$(BIN)/ruff check src tests scripts examples
 	$(BIN)/pytest -q
+
+## Every fuzz variant of the example district through the CLI, two at a time; the failure list in out/fuzz-results.txt.
+fuzz: $(VENV)/.test
+	mkdir -p out
+	FUZZ=all FUZZ_RESULTS=out/fuzz-results.txt $(BIN)/pytest -q tests/fuzz
 
 test-tools:
 	bash scripts/install-fhir-tools.sh
