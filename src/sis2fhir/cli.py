@@ -22,7 +22,7 @@ from rich.table import Table
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
-from sis2fhir.config import ConfigError, Settings, load_settings, shown_store_url
+from sis2fhir.config import ConfigError, Settings, load_settings, parse_state_id_source, shown_store_url
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.factory import configured_routes, folder_problem, from_spec
 from sis2fhir.deliver.ndjson import DISK_FULL, FolderWriteError
@@ -110,10 +110,8 @@ def _settings(config: Path | None, store: str | None, policy: str | None, state_
             settings.policy.preset = policy
             settings.policy.resolve()
         if state_id_source:
+            parse_state_id_source(state_id_source)  # ValueError names the accepted forms
             settings.district.state_id_source = state_id_source
-            from sis2fhir.read.oneroster import state_id_reader
-
-            state_id_reader(state_id_source)
     except (ConfigError, ValueError) as e:
         raise _fail(str(e)) from None
     StoreContext.shown = shown_store_url(settings.store_url)

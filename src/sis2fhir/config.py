@@ -6,6 +6,7 @@ never written here: credentials are references (`env:NAME` or `file:/path`) reso
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -15,12 +16,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from sis2fhir.policy import Policy, resolve_policy
-from sis2fhir.read.export import ZipLimits
 from sis2fhir.terminology import NPI_SYSTEM
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which setting and what to do."""
+
+
+def parse_state_id_source(source: str) -> tuple[str, str]:
+    """Where users.csv carries the state student id: ("identifier" | "userMasterIdentifier", "") or
+    ("userIds", <type>) for `userIds:<type>`; ValueError naming the accepted forms."""
+    if source in ("identifier", "userMasterIdentifier"):
+        return source, ""
+    if source.startswith("userIds:") and source[len("userIds:") :].strip():
+        return "userIds", source[len("userIds:") :].strip()
+    raise ValueError(
+        f"state_id_source '{source}' is not one of: identifier, userIds:<type> (e.g. userIds:state), "
+        "userMasterIdentifier."
+    )
 
 
 class DistrictSettings(BaseModel):
@@ -43,9 +56,7 @@ class DistrictSettings(BaseModel):
     @field_validator("state_id_source")
     @classmethod
     def _known_source(cls, v: str) -> str:
-        from sis2fhir.read.oneroster import state_id_reader
-
-        state_id_reader(v)  # ValueError names the accepted forms
+        parse_state_id_source(v)  # ValueError names the accepted forms
         return v
 
     def system(self, kind: str) -> str:
@@ -168,6 +179,16 @@ class PlausibilitySettings(BaseModel):
     # days absent that shrink for days already reported (corrections): allowed up to this share of the students
     # (x schools) compared, each listed in the row report; beyond it the run stops
     max_shrink_share: float = Field(0.02, ge=0, le=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ZipLimits:
+    """Limits against zip bombs. CSV text deflates 5 to 20 times in real SIS exports, and even a sorted
+    attendance file stays well under 100; a crafted member reaches about 1000 per layer."""
+
+    max_total_bytes: int = 16 << 30  # all members, uncompressed
+    max_ratio: float = 200.0  # uncompressed / compressed size of one member
+    ratio_from_bytes: int = 1 << 20  # smaller members are not ratio-checked (a tiny file compresses oddly)
 
 
 class ExportSettings(BaseModel):

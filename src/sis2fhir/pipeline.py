@@ -272,7 +272,8 @@ def sync(
             insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
         ).inserted_primary_key[0]
     result.run_id = run_id
-    verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, result.summaries)
+    absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)
+    verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, absent)
     if result.verdict.stopping:
         _finish_run(engine, result)
         raise GateStopped(result.verdict)

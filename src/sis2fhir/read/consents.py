@@ -29,9 +29,7 @@ DEFAULT_SCOPE = ("attendance",)
 _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 
-def read_consents(
-    export: Export, roster: Roster, report: RowReport, as_of: date
-) -> dict[str, list[ConsentRecord]]:
+def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date) -> dict[str, list[ConsentRecord]]:
     """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv.
 
     `as_of`: the run's as-of date; a consent signed after it is reported."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
+from sis2fhir.config import ZipLimits
 from sis2fhir.report import RowIssue, RowReport
 
 MANIFEST = "manifest.csv"
@@ -59,16 +60,6 @@ SDS_ONLY_FILES = ("relationships.csv", "userflags.csv")
 
 class ExportError(Exception):
     """The export as a whole cannot be used; the message says what was found and what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class ZipLimits:
-    """Limits against zip bombs. CSV text deflates 5 to 20 times in real SIS exports, and even a sorted
-    attendance file stays well under 100; a crafted member reaches about 1000 per layer."""
-
-    max_total_bytes: int = 16 << 30  # all members, uncompressed
-    max_ratio: float = 200.0  # uncompressed / compressed size of one member
-    ratio_from_bytes: int = 1 << 20  # smaller members are not ratio-checked (a tiny file compresses oddly)
 
 
 # What reading a damaged member raises: a bad CRC-32 (at the end of the member), broken deflate/bzip2/lzma data,

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
 
+from sis2fhir.config import parse_state_id_source
 from sis2fhir.read.csvfile import Columns, bad_date, open_csv, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import District, Membership, Roster, School, SchoolYear, Student
@@ -83,25 +84,18 @@ Row = dict[str, str]
 
 def state_id_reader(state_id_source: str) -> Callable[[Row], str]:
     """How to take the state student id from a users.csv row, from the configured source."""
-    if state_id_source == "identifier":
-        return lambda row: row.get("identifier", "").strip()
-    if state_id_source == "userMasterIdentifier":
-        return lambda row: row.get("userMasterIdentifier", "").strip()
-    if state_id_source.startswith("userIds:") and len(state_id_source) > len("userIds:"):
-        wanted = state_id_source[len("userIds:") :].strip().lower()
+    column, id_type = parse_state_id_source(state_id_source)
+    if column != "userIds":
+        return lambda row: row.get(column, "").strip()
+    wanted = id_type.lower()
 
-        def from_user_ids(row: Row) -> str:
-            for kind, value in _USER_ID.findall(row.get("userIds", "")):
-                if kind.lower() == wanted:
-                    return value
-            return ""
+    def from_user_ids(row: Row) -> str:
+        for kind, value in _USER_ID.findall(row.get("userIds", "")):
+            if kind.lower() == wanted:
+                return value
+        return ""
 
-        return from_user_ids
-    raise ValueError(
-        f"state_id_source '{state_id_source}' is not one of: identifier, "
-        "userIds:<type> (e.g. userIds:state), "
-        "userMasterIdentifier."
-    )
+    return from_user_ids
 
 
 def _state_id_column(state_id_source: str) -> str:

@@ -10,19 +10,20 @@ from datetime import UTC, date, datetime
 import orjson
 from sqlalchemy import Engine, insert, inspect, select, update
 
-from sis2fhir.measure import AttendanceSummary
 from sis2fhir.plausibility import Baseline, Measures, Verdict
 from sis2fhir.store.schema import run_verdicts
-from sis2fhir.tally import Key
 
 ACCEPTED = ("clean", "accepted")
 
 
-def encode_digest(summaries: Iterable[AttendanceSummary]) -> bytes:
-    """Hundredths absent per student x school as zlib-compressed JSON {school: {student: hundredths}}."""
+Key = tuple[str, str]  # (student sourcedId, school sourcedId)
+
+
+def encode_digest(absent: Iterable[tuple[str, str, int]]) -> bytes:
+    """(student, school, hundredths absent) as zlib-compressed JSON {school: {student: hundredths}}."""
     by_school: dict[str, dict[str, int]] = {}
-    for s in summaries:
-        by_school.setdefault(s.school_sourced_id, {})[s.student_sourced_id] = s.days_absent_h
+    for student, school, hundredths in absent:
+        by_school.setdefault(school, {})[student] = hundredths
     return zlib.compress(orjson.dumps(by_school, option=orjson.OPT_SORT_KEYS), 6)
 
 
@@ -62,7 +63,7 @@ def record(
     district: str,
     measures: Measures,
     verdict: Verdict,
-    summaries: Iterable[AttendanceSummary] = (),
+    absent: Iterable[tuple[str, str, int]] = (),
 ) -> None:
     """Write the run's verdict. An accepted run keeps the digest and becomes the baseline; older digests of the
     district are dropped (one per district is all a comparison needs)."""
@@ -72,7 +73,7 @@ def record(
         {"code": f.code, "message": f.message, "stops": f.stops, "overridden": f.code in overridden}
         for f in verdict.findings
     ]
-    digest = encode_digest(summaries) if status in ACCEPTED else None
+    digest = encode_digest(absent) if status in ACCEPTED else None
     t = run_verdicts
     with engine.begin() as conn:
         if digest is not None:
