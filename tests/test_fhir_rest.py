@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 from sis2fhir import terminology as t
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome, deliver_all
 from sis2fhir.deliver.fhir_rest import FhirRestDestination
 from sis2fhir.deliver.smart_auth import NoAuth, SmartBackendAuth
 from sis2fhir.link import PatientLinker
@@ -44,7 +44,7 @@ def total(base: str, resource_type: str, **params: str) -> int:
 def deliver(destination: FhirRestDestination, items: Sequence[DeliveryItem]) -> dict[str, DeliveryResult]:
     async def go() -> list[DeliveryResult]:
         try:
-            return await destination.deliver(items)
+            return await deliver_all(destination, items)
         finally:
             await destination.close()
 

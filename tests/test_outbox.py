@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text, update
 
 from sis2fhir.config import OutboxSettings
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
 from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, SUPERSEDED, Envelope, Outbox, idempotency_key
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
@@ -22,7 +22,7 @@ from sis2fhir.store.schema import disclosures, outbox
 DEST = "test:recipient-system"
 
 
-class ScriptedDestination:
+class ScriptedDestination(Destination):
     """A destination whose answer per student is scripted; it records what it was handed."""
 
     name = DEST
@@ -32,13 +32,12 @@ class ScriptedDestination:
         self.answers = answers
         self.seen: list[str] = []
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
-        out = []
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         for it in items:
             self.seen.append(it.student_sourced_id)
             outcome = self.answers.get(it.student_sourced_id, Outcome.DELIVERED)
             disclosed = [f"Observation/{it.student_sourced_id}/_history/1"] if outcome is Outcome.DELIVERED else []
-            out.append(
+            yield [
                 DeliveryResult(
                     it.key,
                     outcome,
@@ -46,11 +45,7 @@ class ScriptedDestination:
                     disclosed=disclosed,
                     retry_after=120 if outcome is Outcome.RETRY else None,
                 )
-            )
-        return out
-
-    async def close(self) -> None:
-        return None
+            ]
 
 
 def envelope(student: str, content: str = "v1") -> Envelope:
@@ -191,8 +186,9 @@ def test_each_delivery_is_in_the_disclosure_log_with_its_consent(engine: Engine)
 
 def test_a_destination_that_raises_loses_nothing(engine: Engine) -> None:
     class Broken(ScriptedDestination):
-        async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+        async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
             raise ConnectionError("boom")
+            yield []
 
     box = Outbox(engine)
     box.enqueue([envelope("s1")])

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import IO
 
 import orjson
 
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -25,7 +25,7 @@ def recipient_folder_name(recipient: str) -> str:
     return _SAFE.sub("_", recipient) or "_"
 
 
-class NdjsonDestination:
+class NdjsonDestination(Destination):
     batch_size = 5000  # local files: large batches, one flush each
     local = True  # the pipeline hands items over as they are made (no network: nothing to wait for)
 
@@ -45,7 +45,7 @@ class NdjsonDestination:
             self._touched.add(path)
         return f
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         results: list[DeliveryResult] = []
         written: list[tuple[DeliveryItem, list[str]]] = []
         for item in items:
@@ -62,12 +62,11 @@ class NdjsonDestination:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            return [
-                DeliveryResult(i.key, Outcome.RETRY, f"cannot write the NDJSON folder: {e.strerror}") for i in items
-            ]
+            yield [DeliveryResult(i.key, Outcome.RETRY, f"cannot write the NDJSON folder: {e.strerror}") for i in items]
+            return
         for item, paths in written:
             results.append(DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths))
-        return results
+        yield results
 
     async def close(self) -> None:
         for f in self._files.values():
