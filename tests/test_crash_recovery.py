@@ -193,9 +193,7 @@ def seed_patients(base: str, export: Path, system: str) -> dict[str, str]:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     r = httpx.post(base, content=orjson.dumps(bundle), headers={"Content-Type": "application/fhir+json"}, timeout=60)
     assert r.status_code == 200, r.text[:500]
-    return {
-        res["id"]: res["identifier"][0]["value"] for res in search_all(base, "Patient", identifier=f"{system}|")
-    }
+    return {res["id"]: res["identifier"][0]["value"] for res in search_all(base, "Patient", identifier=f"{system}|")}
 
 
 def search_all(base: str, resource_type: str, **params: str) -> Iterator[dict]:
