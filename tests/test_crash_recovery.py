@@ -263,6 +263,8 @@ def test_fhir_rest_killed_then_revoked_the_server_equals_the_log(
             assert named & confirmed or f"{rtype}?identifier={system}|{value}" in doubtful, (
                 f"{rtype}/{res['id']} is on the server, and no disclosure row names it"
             )
+            # exact, in fact: what was in doubt and is on the server was read back and confirmed
+            assert f"{rtype}/{res['id']}/_history/{res['meta']['versionId']}" in confirmed
         held[rtype] = on_server
     for ref in confirmed:
         assert httpx.get(f"{fhir_server}/{ref}").status_code == 200, f"logged {ref}, which the server never had"

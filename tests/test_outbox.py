@@ -311,3 +311,26 @@ def test_the_disclosures_command_shows_what_is_in_doubt(tmp_path: Path) -> None:
     assert "treated as disclosed" in shown.output
     confirmed = CliRunner().invoke(app, ["disclosures", "--student", "s1", "--store", url, "--json"])
     assert orjson.loads(confirmed.output.splitlines()[0])["certainty"] == "confirmed"
+
+
+def test_items_in_doubt_the_recipient_holds_are_settled_as_delivered(engine: Engine) -> None:
+    class Knows(ScriptedDestination):
+        async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
+            return {
+                i.key: [f"Observation/{i.student_sourced_id}/_history/4"] for i in items if i.student_sourced_id == "s2"
+            }
+
+    box = Outbox(engine)
+    box.enqueue([envelope(s) for s in ("s1", "s2", "s3")])
+    with pytest.raises(SystemExit):
+        asyncio.run(box.drain({DEST: Stops({})}))
+    box.recover_in_doubt()
+    assert asyncio.run(box.settle_in_doubt({DEST: Knows({})})) == 1
+    assert statuses(engine) == {"s1": DELIVERED, "s2": DELIVERED, "s3": QUEUED}
+    assert certainties(engine) == {"s1": [CONFIRMED], "s2": [CONFIRMED], "s3": [IN_DOUBT]}
+    with engine.connect() as conn:
+        s2 = conn.execute(select(disclosures).where(disclosures.c.student_sourced_id == "s2")).one()
+    assert orjson.loads(s2.disclosed) == ["Observation/s2/_history/4"]  # what the recipient stored
+    dest = ScriptedDestination({})
+    asyncio.run(box.drain({DEST: dest}))
+    assert dest.seen == ["s3"]  # s2 is not sent again

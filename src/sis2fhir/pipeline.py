@@ -221,7 +221,11 @@ def sync(
     result.run_id = run_id
 
     outbox = Outbox(engine, settings.outbox)
-    outbox.recover_in_doubt()  # items a stopped run left in flight: in doubt, held by their recipient, queued again
+    # items a stopped run left in flight: in doubt, held by their recipient, queued again; settled as delivered
+    # where the recipient can be seen to hold them; before the holders are known, who revocation notices go to
+    outbox.recover_in_doubt()
+    if destinations:
+        asyncio.run(_settle_and_close(outbox, destinations))
     dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
     builder = DisclosureBuilder(
         roster=roster,
@@ -310,6 +314,14 @@ def _flush(
         if counts[DELIVERED] < len(items):
             outbox.keep_payloads(envs)
     envelopes.clear()
+
+
+async def _settle_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> None:
+    try:
+        await outbox.settle_in_doubt(destinations)
+    finally:
+        for d in destinations.values():
+            await d.close()
 
 
 async def drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:

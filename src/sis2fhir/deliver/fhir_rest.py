@@ -214,6 +214,40 @@ class FhirRestDestination(Destination):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
+        """Search the server for each resource by its business identifier: an item is held when every one of its
+        resources is there, once, with the content we sent (the server's id, meta and the linked Patient reference
+        aside). A server that cannot be asked now, or content that differs, leaves the item in doubt."""
+        if not items:
+            return {}
+        session = self._current()
+        try:
+            await self.check()
+        except RecipientError:
+            return {}
+        held = await asyncio.gather(*(self._held(item, session) for item in items))
+        return {item.key: refs for item, refs in zip(items, held, strict=True) if refs}
+
+    async def _held(self, item: DeliveryItem, session: _Session) -> list[str]:
+        refs = []
+        for resource in item.resources:
+            try:
+                url = _conditional_update(copy.deepcopy(resource))["request"]["url"]
+                async with session.semaphore:
+                    response = await session.client.get(f"{self.base_url}/{url}")
+            except (_Refused, httpx.HTTPError, SmartAuthError):
+                return []
+            body = _json(response)
+            if response.status_code != 200 or not isinstance(body, dict):
+                return []
+            found = [e.get("resource") or {} for e in body.get("entry") or [] if isinstance(e, dict)]
+            found = [r for r in found if r.get("resourceType") == resource.get("resourceType")]
+            if len(found) != 1 or not _same_content(resource, found[0]):
+                return []
+            version = (found[0].get("meta") or {}).get("versionId")
+            refs.append(f"{found[0]['resourceType']}/{found[0]['id']}" + (f"/_history/{version}" if version else ""))
+        return refs
+
     async def _prefetch_links(self, items: Sequence[DeliveryItem]) -> None:
         by_system: dict[str, set[str]] = {}
         for item in items:
@@ -413,6 +447,22 @@ def _conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
         resource["meta"].pop("versionId", None)
     url = f"{rtype}?identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
     return {"resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+def _same_content(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether the server holds what we sent: every element we sent, as we sent it. The server assigns id and meta;
+    the Patient reference is the one linking gave, so only its identifier is compared."""
+    for name, value in sent.items():
+        if name in ("id", "meta", "text"):
+            continue
+        if name in PATIENT_REFERENCE_FIELDS and isinstance(value, dict) and "identifier" in value:
+            held = stored.get(name)
+            if not isinstance(held, dict) or held.get("identifier", value["identifier"]) != value["identifier"]:
+                return False
+            continue
+        if stored.get(name) != value:
+            return False
+    return True
 
 
 def _versioned_reference(resource_type: str, answer: Mapping[str, Any]) -> str:

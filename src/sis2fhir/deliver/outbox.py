@@ -253,6 +253,47 @@ class Outbox:
             conn.execute(update(disclosures).where(disclosures.c.certainty == IN_FLIGHT).values(certainty=IN_DOUBT))
         return n or 0
 
+    async def settle_in_doubt(self, destinations: Mapping[str, Destination]) -> int:
+        """Ask the recipients about items in doubt that are still to be sent (queued or pending): those a recipient
+        holds exactly as sent (`Destination.find_held`) are delivered, and their in-doubt rows become confirmed, with
+        what the recipient stored. The others stay in doubt. Returns how many were settled."""
+        names = list(destinations)
+        if not names:
+            return 0
+        doubtful = select(disclosures.c.outbox_key).where(disclosures.c.certainty == IN_DOUBT)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox).where(
+                    outbox.c.destination.in_(names),
+                    outbox.c.status.in_([QUEUED, PENDING]),
+                    func.length(outbox.c.payload) > 0,
+                    outbox.c.key.in_(doubtful),
+                )
+            ).all()
+        settled = 0
+        by_destination: dict[str, list[DeliveryItem]] = {}
+        for row in rows:
+            by_destination.setdefault(row.destination, []).append(self._load(row))
+        for name, items in by_destination.items():
+            held = await destinations[name].find_held(items)
+            if not held:
+                continue
+            ts = now_utc()
+            with self.engine.begin() as conn:
+                for key, refs in held.items():
+                    conn.execute(
+                        update(disclosures)
+                        .where(disclosures.c.outbox_key == key, disclosures.c.certainty == IN_DOUBT)
+                        .values(certainty=CONFIRMED, disclosed=orjson.dumps(refs).decode())
+                    )
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.key == key, outbox.c.status.in_([QUEUED, PENDING]))
+                        .values(status=DELIVERED, updated_at=ts, last_error="")
+                    )
+            settled += len(held)
+        return settled
+
     def keep_payloads(self, envelopes: Sequence[Envelope]) -> None:
         """Store the payloads of items first written without one (a local folder's) that must now wait for a retry
         (those that were delivered keep none)."""
@@ -456,8 +497,10 @@ class Outbox:
     async def drain(self, destinations: Mapping[str, Destination]) -> Counter[str]:
         """Deliver everything due now, destination by destination, until nothing is due. A failing item is
         rescheduled (not retried in a tight loop), so one poison item never blocks the others. Items left in flight
-        by a process that stopped are recovered first (in doubt, queued again)."""
+        by a process that stopped are recovered first (in doubt, queued again), and those the recipient can be seen
+        to hold are settled as delivered."""
         self.recover_in_doubt()
+        await self.settle_in_doubt(destinations)
         totals: Counter[str] = Counter()
         for name, dest in destinations.items():
             size = dest.batch_size
