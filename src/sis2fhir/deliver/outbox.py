@@ -108,13 +108,16 @@ class Outbox:
         names = list(destinations)
         if not names:
             return set()
-        logged = select(disclosures.c.outbox_key).where(disclosures.c.destination.in_(names))
+        # a confirmed row belongs to a delivered item; only the (few) rows in flight or in doubt need looking up
+        doubtful = select(disclosures.c.outbox_key).where(
+            disclosures.c.destination.in_(names), disclosures.c.certainty != CONFIRMED
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(outbox.c.destination, outbox.c.subject_key)
                 .where(
                     outbox.c.destination.in_(names),
-                    or_(outbox.c.status == DELIVERED, outbox.c.key.in_(logged)),
+                    or_(outbox.c.status == DELIVERED, outbox.c.key.in_(doubtful)),
                 )
                 .distinct()
             )
