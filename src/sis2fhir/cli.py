@@ -427,7 +427,8 @@ def disclosures_command(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of a table.")] = False,
 ) -> None:
-    """What was disclosed about a student, to whom, when, under which consent (FERPA 34 CFR 99.32)."""
+    """What was disclosed about a student, to whom, when, under which consent (FERPA 34 CFR 99.32). Rows whose
+    delivery was never confirmed (a crash, a timeout after sending) are shown as in doubt: possibly disclosed."""
     from sis2fhir.store.schema import disclosures
 
     settings = _settings(config, store, None, None)
