@@ -15,12 +15,10 @@ from sqlalchemy import Engine, create_engine, select, text, update
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.deliver.disclosure_log import CONFIRMED, IN_DOUBT, IN_FLIGHT
 from sis2fhir.deliver.outbox import (
-    CONFIRMED,
     DEAD,
     DELIVERED,
-    IN_DOUBT,
-    IN_FLIGHT,
     PENDING,
     QUEUED,
     SENDING,

@@ -24,17 +24,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Engine, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import DateTime, Engine, and_, bindparam, case, func, insert, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
-from sis2fhir.store.schema import disclosures, outbox
+from sis2fhir.deliver.disclosure_log import (
+    confirm_held,
+    in_flight_to_in_doubt,
+    log_answers,
+    log_in_flight,
+    unconfirmed_keys,
+)
+from sis2fhir.store.schema import outbox
 
 QUEUED, DELIVERED, PENDING, DEAD, SUPERSEDED = "queued", "delivered", "pending", "dead", "superseded"
 SENDING = "sending"  # handed to a destination, no answer recorded yet (after a crash: in doubt)
-# disclosures.certainty: the recipient confirmed it | an attempt is under way | an attempt whose outcome is unknown
-CONFIRMED, IN_FLIGHT, IN_DOUBT = "confirmed", "sending", "in-doubt"
 
 
 def idempotency_key(destination: str, recipient: str, subject_key: str, content: bytes) -> str:
@@ -109,9 +114,7 @@ class Outbox:
         if not names:
             return set()
         # a confirmed row belongs to a delivered item; only the (few) rows in flight or in doubt need looking up
-        doubtful = select(disclosures.c.outbox_key).where(
-            disclosures.c.destination.in_(names), disclosures.c.certainty != CONFIRMED
-        )
+        doubtful = unconfirmed_keys(names)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(outbox.c.destination, outbox.c.subject_key)
@@ -198,7 +201,7 @@ class Outbox:
                     revived,
                 )
             if sending is not None:
-                self._log_in_flight(conn, sending, [env.item for env in envelopes], ts)
+                log_in_flight(conn, sending, [env.item for env in envelopes], ts)
         return len(rows)
 
     def begin_sending(self, destination: Destination, items: Sequence[DeliveryItem]) -> None:
@@ -210,29 +213,7 @@ class Outbox:
                 conn.execute(
                     update(outbox).where(outbox.c.key.in_(keys[i : i + 500])).values(status=SENDING, updated_at=ts)
                 )
-            self._log_in_flight(conn, destination, items, ts)
-
-    @staticmethod
-    def _log_in_flight(conn: Any, destination: Destination, items: Sequence[DeliveryItem], ts: datetime) -> None:
-        if items:
-            conn.execute(
-                insert(disclosures),
-                [
-                    {
-                        "student_sourced_id": it.student_sourced_id,
-                        "state_student_id": it.state_student_id,
-                        "recipient": it.recipient,
-                        "destination": destination.name,
-                        "consent_id": it.consent_id,
-                        "disclosed": orjson.dumps(destination.sent_references(it)).decode(),
-                        "disclosed_at": ts,
-                        "outbox_key": it.key,
-                        "latency_seconds": None,
-                        "certainty": IN_FLIGHT,
-                    }
-                    for it in items
-                ],
-            )
+            log_in_flight(conn, destination, items, ts)
 
     def recover_in_doubt(self) -> int:
         """Items still in flight from a process that stopped (kill -9, power loss): their outcome is unknown.
@@ -253,7 +234,7 @@ class Outbox:
                     last_error="in doubt: the process stopped before the recipient's answer was recorded",
                 )
             ).rowcount
-            conn.execute(update(disclosures).where(disclosures.c.certainty == IN_FLIGHT).values(certainty=IN_DOUBT))
+            in_flight_to_in_doubt(conn)
         return n or 0
 
     async def settle_in_doubt(self, destinations: Mapping[str, Destination]) -> int:
@@ -263,7 +244,7 @@ class Outbox:
         names = list(destinations)
         if not names:
             return 0
-        doubtful = select(disclosures.c.outbox_key).where(disclosures.c.certainty == IN_DOUBT)
+        doubtful = unconfirmed_keys(only_in_doubt=True)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(outbox).where(
@@ -283,12 +264,8 @@ class Outbox:
                 continue
             ts = now_utc()
             with self.engine.begin() as conn:
-                for key, refs in held.items():
-                    conn.execute(
-                        update(disclosures)
-                        .where(disclosures.c.outbox_key == key, disclosures.c.certainty == IN_DOUBT)
-                        .values(certainty=CONFIRMED, disclosed=orjson.dumps(refs).decode())
-                    )
+                confirm_held(conn, held.items())
+                for key in held:
                     conn.execute(
                         update(outbox)
                         .where(outbox.c.key == key, outbox.c.status.in_([QUEUED, PENDING]))
@@ -419,7 +396,6 @@ class Outbox:
                             "disclosed_at": ts,
                             "outbox_key": row.key,
                             "latency_seconds": (ts - _aware(row.created_at)).total_seconds(),
-                            "certainty": CONFIRMED,
                         }
                     )
                 elif res.outcome is Outcome.DEAD or ts - _aware(row.created_at) > max_age:
@@ -448,22 +424,12 @@ class Outbox:
                     changes,
                 )
             # this attempt's provisional rows: in doubt when the item may have arrived, else replaced or dropped
-            doubtful = [r.key for r in results if r.outcome is Outcome.IN_DOUBT]
-            settled = [r.key for r in results if r.outcome is not Outcome.IN_DOUBT]
-            for i in range(0, len(doubtful), 500):
-                conn.execute(
-                    update(disclosures)
-                    .where(disclosures.c.outbox_key.in_(doubtful[i : i + 500]), disclosures.c.certainty == IN_FLIGHT)
-                    .values(certainty=IN_DOUBT)
-                )
-            for i in range(0, len(settled), 500):
-                conn.execute(
-                    delete(disclosures).where(
-                        disclosures.c.outbox_key.in_(settled[i : i + 500]), disclosures.c.certainty == IN_FLIGHT
-                    )
-                )
-            if disclosed:
-                conn.execute(insert(disclosures), disclosed)
+            log_answers(
+                conn,
+                disclosed,
+                doubtful=[r.key for r in results if r.outcome is Outcome.IN_DOUBT],
+                settled=[r.key for r in results if r.outcome is not Outcome.IN_DOUBT],
+            )
         return counts
 
     async def deliver_batch(
