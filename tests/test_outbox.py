@@ -332,3 +332,22 @@ def test_items_in_doubt_the_recipient_holds_are_settled_as_delivered(engine: Eng
     dest = ScriptedDestination({})
     asyncio.run(box.drain({DEST: dest}))
     assert dest.seen == ["s3"]  # s2 is not sent again
+
+
+def test_a_local_folder_item_caught_in_flight_is_written_again_by_the_next_run(engine: Engine) -> None:
+    box = Outbox(engine)
+    folder = ScriptedDestination({})
+    first = [envelope("s1")]
+    # written down in flight without a payload (the folder will hold it); the process dies before the write
+    box.enqueue(first, without_payload={first[0].item.key}, sending=folder)
+    assert statuses(engine) == {"s1": SENDING} and certainties(engine) == {"s1": [IN_FLIGHT]}
+    assert box.recover_in_doubt() == 1
+    assert statuses(engine) == {}  # set aside (nothing to re-send it from) ...
+    assert box.known_keys([DEST]) == set()  # ... so the next run builds it again
+    assert (DEST, "NPI1|s1") in box.delivered_subjects([DEST])  # and meanwhile it counts as held
+    again = [envelope("s1")]
+    box.enqueue(again, without_payload={again[0].item.key}, sending=folder)
+    counts = asyncio.run(box.deliver_batch(DEST, folder, [again[0].item], fresh=True))
+    assert counts == {DELIVERED: 1}
+    assert statuses(engine) == {"s1": DELIVERED}
+    assert certainties(engine) == {"s1": [IN_DOUBT, CONFIRMED]}
