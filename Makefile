@@ -6,7 +6,7 @@ AS_OF   ?= 2026-03-31
 EXAMPLE ?= examples/district
 OUT     ?= out/demo
 
-.PHONY: demo test fuzz lint profiles test-tools bench clean
+.PHONY: demo test fuzz crash lint profiles test-tools bench clean
 
 $(VENV)/.runtime: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-tools:
 	bash scripts/install-fhir-tools.sh
 	bash scripts/install-sekmet.sh
 	bash scripts/install-postgres.sh
+
+## kill -9 at every seeded moment of FHIR REST and MLLP delivery, revoke, re-run (`make test` runs a sample).
+crash: $(VENV)/.test test-tools
+	SIS2FHIR_CRASH_ALL=1 $(BIN)/pytest -q tests/test_crash_recovery.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests scripts examples

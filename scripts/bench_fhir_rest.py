@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.attendance_items import STATE_ID_SYSTEM, delivery_item
 from tests.support.sekmet import running_sekmet
 
-from sis2fhir.deliver.base import DeliveryItem, Outcome
+from sis2fhir.deliver.base import DeliveryItem, Outcome, deliver_all
 from sis2fhir.deliver.fhir_rest import FhirRestDestination
 from sis2fhir.deliver.smart_auth import NoAuth
 from sis2fhir.link import PatientLinker
@@ -79,7 +79,7 @@ async def ceiling(base: str, bundles: list[bytes], concurrency: int) -> float:
 async def adapter(base: str, items: list[DeliveryItem], linker: PatientLinker, size: int, concurrency: int) -> float:
     dest = FhirRestDestination(base, NoAuth(), linker=linker, bundle_size=size, concurrency=concurrency)
     started = time.perf_counter()
-    results = await dest.deliver(items)
+    results = await deliver_all(dest, items)
     elapsed = time.perf_counter() - started
     await dest.close()
     bad = [r for r in results if r.outcome is not Outcome.DELIVERED]

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))  # for tests.support
 
 from tests.support.mllp_listener import MllpListener  # noqa: E402
 
-from sis2fhir.deliver.base import DeliveryItem, Outcome  # noqa: E402
+from sis2fhir.deliver.base import DeliveryItem, Outcome, deliver_all  # noqa: E402
 from sis2fhir.deliver.mllp import MllpDestination  # noqa: E402
 from sis2fhir.map.oru import V2Settings, build_oru_r01  # noqa: E402
 from sis2fhir.measure import AttendanceSummary  # noqa: E402
@@ -50,7 +50,7 @@ async def send_all(port: int, batch: list[DeliveryItem], batch_size: int) -> flo
     start = time.perf_counter()
     try:
         for i in range(0, len(batch), batch_size):
-            results = await dest.deliver(batch[i : i + batch_size])
+            results = await deliver_all(dest, batch[i : i + batch_size])
             delivered += sum(r.outcome is Outcome.DELIVERED for r in results)
     finally:
         await dest.close()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 from sis2fhir import terminology as t
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome, deliver_all
 from sis2fhir.deliver.fhir_rest import FhirRestDestination
 from sis2fhir.deliver.smart_auth import NoAuth, SmartBackendAuth
 from sis2fhir.link import PatientLinker
@@ -44,7 +44,7 @@ def total(base: str, resource_type: str, **params: str) -> int:
 def deliver(destination: FhirRestDestination, items: Sequence[DeliveryItem]) -> dict[str, DeliveryResult]:
     async def go() -> list[DeliveryResult]:
         try:
-            return await destination.deliver(items)
+            return await deliver_all(destination, items)
         finally:
             await destination.close()
 
@@ -175,3 +175,25 @@ def test_check_accepts_a_fhir_r4_server_with_transactions(fhir_server: str) -> N
 
     capabilities = asyncio.run(go())
     assert capabilities["fhirVersion"] == "4.0.1"
+
+
+def test_an_item_in_doubt_is_found_held_only_when_the_server_has_exactly_what_was_sent(fhir_server: str) -> None:
+    sent, unsent = new_state_id(), new_state_id()
+    for s in (sent, unsent):
+        seed_patient(fhir_server, s)
+    item = delivery_item(sent)
+    delivered = deliver(destination(fhir_server), [item])[item.key]
+    assert delivered.outcome is Outcome.DELIVERED
+    changed = delivery_item(sent, days_absent=17)  # newer content, never sent: the server holds the older one
+    changed.key += ":changed"
+    never = delivery_item(unsent)
+
+    async def ask() -> dict[str, list[str]]:
+        dest = destination(fhir_server)
+        try:
+            return await dest.find_held([item, changed, never])
+        finally:
+            await dest.close()
+
+    held = asyncio.run(ask())
+    assert held == {item.key: delivered.disclosed}  # the versions the server holds, as a delivery would name them

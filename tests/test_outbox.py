@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,15 +14,26 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text, update
 
 from sis2fhir.config import OutboxSettings
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
-from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, SUPERSEDED, Envelope, Outbox, idempotency_key
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.deliver.disclosure_log import CONFIRMED, IN_DOUBT, IN_FLIGHT
+from sis2fhir.deliver.outbox import (
+    DEAD,
+    DELIVERED,
+    PENDING,
+    QUEUED,
+    SENDING,
+    SUPERSEDED,
+    Envelope,
+    Outbox,
+    idempotency_key,
+)
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
 
 DEST = "test:recipient-system"
 
 
-class ScriptedDestination:
+class ScriptedDestination(Destination):
     """A destination whose answer per student is scripted; it records what it was handed."""
 
     name = DEST
@@ -32,13 +43,12 @@ class ScriptedDestination:
         self.answers = answers
         self.seen: list[str] = []
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
-        out = []
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         for it in items:
             self.seen.append(it.student_sourced_id)
             outcome = self.answers.get(it.student_sourced_id, Outcome.DELIVERED)
             disclosed = [f"Observation/{it.student_sourced_id}/_history/1"] if outcome is Outcome.DELIVERED else []
-            out.append(
+            yield [
                 DeliveryResult(
                     it.key,
                     outcome,
@@ -46,11 +56,7 @@ class ScriptedDestination:
                     disclosed=disclosed,
                     retry_after=120 if outcome is Outcome.RETRY else None,
                 )
-            )
-        return out
-
-    async def close(self) -> None:
-        return None
+            ]
 
 
 def envelope(student: str, content: str = "v1") -> Envelope:
@@ -191,11 +197,157 @@ def test_each_delivery_is_in_the_disclosure_log_with_its_consent(engine: Engine)
 
 def test_a_destination_that_raises_loses_nothing(engine: Engine) -> None:
     class Broken(ScriptedDestination):
-        async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+        async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
             raise ConnectionError("boom")
+            yield []
 
     box = Outbox(engine)
     box.enqueue([envelope("s1")])
     counts = asyncio.run(box.drain({DEST: Broken({})}))
     assert counts == {QUEUED: 1}
     assert statuses(engine) == {"s1": QUEUED}
+
+
+def certainties(engine: Engine) -> dict[str, list[str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(disclosures).order_by(disclosures.c.id)).all()
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r.student_sourced_id, []).append(r.certainty)
+    return out
+
+
+class Stops(ScriptedDestination):
+    """Confirms the first item, then the process "dies" (the drain is abandoned) while the rest are out."""
+
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
+        self.seen += [i.student_sourced_id for i in items]
+        yield [DeliveryResult(items[0].key, Outcome.DELIVERED, disclosed=["Observation/x/_history/1"])]
+        raise SystemExit  # not an Exception: nothing of ours gets to record the others
+
+
+def test_items_are_logged_before_they_go_out_and_confirmed_one_answer_at_a_time(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope(s) for s in ("s1", "s2", "s3")])
+    with pytest.raises(SystemExit):
+        asyncio.run(box.drain({DEST: Stops({})}))
+    # what a kill -9 at that moment leaves: s1 confirmed, s2 and s3 in flight and logged as possibly disclosed
+    assert statuses(engine) == {"s1": DELIVERED, "s2": SENDING, "s3": SENDING}
+    assert certainties(engine) == {"s1": [CONFIRMED], "s2": [IN_FLIGHT], "s3": [IN_FLIGHT]}
+    with engine.connect() as conn:
+        s2 = conn.execute(select(disclosures).where(disclosures.c.student_sourced_id == "s2")).one()
+    assert orjson.loads(s2.disclosed) == ["Observation/s2"]  # what was sent, by id (no business identifier here)
+    # they count as held by the recipient, so a revocation reaches it
+    assert box.delivered_subjects([DEST]) == {(DEST, "NPI1|s1"), (DEST, "NPI1|s2"), (DEST, "NPI1|s3")}
+
+
+def test_after_a_crash_items_in_flight_are_in_doubt_retried_or_withdrawn(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope(s) for s in ("s1", "s2", "s3")])
+    with pytest.raises(SystemExit):
+        asyncio.run(box.drain({DEST: Stops({})}))
+    assert box.recover_in_doubt() == 2  # the next start
+    assert statuses(engine) == {"s1": DELIVERED, "s2": QUEUED, "s3": QUEUED}
+    assert box.withdraw([(DEST, "NPI1|s3")]) == 1  # s3's parent revoked meanwhile: not sent again
+    dest = ScriptedDestination({})
+    asyncio.run(box.drain({DEST: dest}))
+    assert dest.seen == ["s2"]  # sent once more (idempotent at the recipient)
+    assert certainties(engine) == {"s1": [CONFIRMED], "s2": [IN_DOUBT, CONFIRMED], "s3": [IN_DOUBT]}
+    assert (DEST, "NPI1|s3") in box.delivered_subjects([DEST])  # still possibly held: revocation notices go there
+
+
+def test_an_answer_that_never_came_is_logged_in_doubt_and_retried(engine: Engine) -> None:
+    box = Outbox(engine, OutboxSettings(initial_backoff_seconds=1))
+    box.enqueue([envelope("s1"), envelope("s2")])
+    dest = ScriptedDestination({"s1": Outcome.IN_DOUBT, "s2": Outcome.RETRY})
+    asyncio.run(box.drain({DEST: dest}))
+    assert statuses(engine) == {"s1": QUEUED, "s2": QUEUED}
+    assert certainties(engine) == {"s1": [IN_DOUBT]}  # s2 certainly did not arrive: no row
+    box.make_due()
+    asyncio.run(box.drain({DEST: ScriptedDestination({})}))
+    assert certainties(engine) == {"s1": [IN_DOUBT, CONFIRMED], "s2": [CONFIRMED]}
+
+
+def test_an_item_a_destination_leaves_unanswered_is_in_doubt(engine: Engine) -> None:
+    class Forgets(ScriptedDestination):
+        async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
+            yield [DeliveryResult(items[0].key, Outcome.DELIVERED, disclosed=["Observation/a/_history/1"])]
+
+    box = Outbox(engine)
+    box.enqueue([envelope("s1"), envelope("s2")])
+    counts = asyncio.run(box.drain({DEST: Forgets({})}))
+    assert counts == {DELIVERED: 1, QUEUED: 1}
+    assert certainties(engine) == {"s1": [CONFIRMED], "s2": [IN_DOUBT]}
+
+
+def test_content_that_comes_back_after_being_superseded_is_queued_again(engine: Engine) -> None:
+    box = Outbox(engine)
+    box.enqueue([envelope("s1", "monday")])
+    box.enqueue([envelope("s1", "tuesday")])  # monday superseded before it went out
+    box.enqueue([envelope("s1", "monday")])  # a correction put it back: the same key, revived, not a second row
+    dest = ScriptedDestination({})
+    asyncio.run(box.drain({DEST: dest}))
+    with engine.connect() as conn:
+        delivered = conn.execute(select(outbox).where(outbox.c.status == DELIVERED)).one()
+    assert orjson.loads(delivered.payload)["resources"][0]["note"] == "monday"
+
+
+def test_the_disclosures_command_shows_what_is_in_doubt(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sis2fhir.cli import app
+
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    box = Outbox(open_store(url))
+    box.enqueue([envelope("s1"), envelope("s2")])
+    with pytest.raises(SystemExit):
+        asyncio.run(box.drain({DEST: Stops({})}))
+    box.recover_in_doubt()
+    shown = CliRunner().invoke(app, ["disclosures", "--student", "s2", "--store", url], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "in doubt (possibly)" in shown.output and "Observation/s2" in shown.output
+    assert "treated as disclosed" in shown.output
+    confirmed = CliRunner().invoke(app, ["disclosures", "--student", "s1", "--store", url, "--json"])
+    assert orjson.loads(confirmed.output.splitlines()[0])["certainty"] == "confirmed"
+
+
+def test_items_in_doubt_the_recipient_holds_are_settled_as_delivered(engine: Engine) -> None:
+    class Knows(ScriptedDestination):
+        async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
+            return {
+                i.key: [f"Observation/{i.student_sourced_id}/_history/4"] for i in items if i.student_sourced_id == "s2"
+            }
+
+    box = Outbox(engine)
+    box.enqueue([envelope(s) for s in ("s1", "s2", "s3")])
+    with pytest.raises(SystemExit):
+        asyncio.run(box.drain({DEST: Stops({})}))
+    box.recover_in_doubt()
+    assert asyncio.run(box.settle_in_doubt({DEST: Knows({})})) == 1
+    assert statuses(engine) == {"s1": DELIVERED, "s2": DELIVERED, "s3": QUEUED}
+    assert certainties(engine) == {"s1": [CONFIRMED], "s2": [CONFIRMED], "s3": [IN_DOUBT]}
+    with engine.connect() as conn:
+        s2 = conn.execute(select(disclosures).where(disclosures.c.student_sourced_id == "s2")).one()
+    assert orjson.loads(s2.disclosed) == ["Observation/s2/_history/4"]  # what the recipient stored
+    dest = ScriptedDestination({})
+    asyncio.run(box.drain({DEST: dest}))
+    assert dest.seen == ["s3"]  # s2 is not sent again
+
+
+def test_a_local_folder_item_caught_in_flight_is_written_again_by_the_next_run(engine: Engine) -> None:
+    box = Outbox(engine)
+    folder = ScriptedDestination({})
+    first = [envelope("s1")]
+    # written down in flight without a payload (the folder will hold it); the process dies before the write
+    box.enqueue(first, without_payload={first[0].item.key}, sending=folder)
+    assert statuses(engine) == {"s1": SENDING} and certainties(engine) == {"s1": [IN_FLIGHT]}
+    assert box.recover_in_doubt() == 1
+    assert statuses(engine) == {}  # set aside (nothing to re-send it from) ...
+    assert box.known_keys([DEST]) == set()  # ... so the next run builds it again
+    assert (DEST, "NPI1|s1") in box.delivered_subjects([DEST])  # and meanwhile it counts as held
+    again = [envelope("s1")]
+    box.enqueue(again, without_payload={again[0].item.key}, sending=folder)
+    counts = asyncio.run(box.deliver_batch(DEST, folder, [again[0].item], fresh=True))
+    assert counts == {DELIVERED: 1}
+    assert statuses(engine) == {"s1": DELIVERED}
+    assert certainties(engine) == {"s1": [IN_DOUBT, CONFIRMED]}

@@ -697,7 +697,8 @@ def disclosures_command(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of a table.")] = False,
 ) -> None:
-    """What was disclosed about a student, to whom, when, under which consent (FERPA 34 CFR 99.32)."""
+    """What was disclosed about a student, to whom, when, under which consent (FERPA 34 CFR 99.32). Rows whose
+    delivery was never confirmed (a crash, a timeout after sending) are shown as in doubt: possibly disclosed."""
     from sis2fhir.store.schema import disclosures
 
     settings = _settings(config, store, None, None)
@@ -713,18 +714,26 @@ def disclosures_command(
             record = {str(k): v for k, v in r._asdict().items()} | {"disclosed": orjson.loads(r.disclosed)}
             sys.stdout.write(orjson.dumps(record, default=str).decode() + "\n")
         return
-    t = Table("when (UTC)", "recipient", "destination", "consent", "what")
+    # "sending": handed over, no answer yet (or the process stopped); "in-doubt": no answer ever came
+    certainty = {"confirmed": "confirmed", "sending": "in doubt (in flight)", "in-doubt": "in doubt (possibly)"}
+    t = Table("when (UTC)", "recipient", "destination", "consent", "disclosed", "what")
     for r in rows:
         t.add_row(
             str(r.disclosed_at)[:19],
             r.recipient,
             r.destination,
             r.consent_id,
+            certainty.get(r.certainty, r.certainty),
             "\n".join(orjson.loads(r.disclosed)),
         )
     out.print(t)
     if not rows:
         out.print(f"no disclosure recorded for {student}")
+    elif any(r.certainty != "confirmed" for r in rows):
+        out.print(
+            "in doubt: sent, but the recipient's answer was never recorded (a crash or a timeout); treated as "
+            "disclosed: the recipient counts as holding it, and a revocation sends it the inactive Consent"
+        )
 
 
 def main() -> None:  # pragma: no cover

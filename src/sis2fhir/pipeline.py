@@ -19,8 +19,8 @@ import orjson
 from sqlalchemy import Engine, insert, update
 
 from sis2fhir.config import Settings
-from sis2fhir.deliver.base import Destination, Outcome
-from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, Outbox
+from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, Outbox
 from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, Route, build_disclosures
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.plausibility import (
@@ -299,6 +299,11 @@ def sync(
                     )
 
     outbox = Outbox(engine, settings.outbox)
+    # items a stopped run left in flight: in doubt, held by their recipient, queued again; settled as delivered
+    # where the recipient can be seen to hold them; before the holders are known, who revocation notices go to
+    outbox.recover_in_doubt()
+    if destinations:
+        asyncio.run(_settle_and_close(outbox, destinations))
     dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
     builder = DisclosureBuilder(
         roster=roster,
@@ -370,24 +375,36 @@ def _flush(
     """Write the items down and hand those for local destinations (a folder) over at once, while they are in memory.
 
     Network items are written down (with their payload) before any delivery and drained after the run. A folder
-    is not a network: its items are written first and then recorded, without a payload once delivered (the folder
-    holds them); a crash in between only means the next run writes them again, which the folder absorbs."""
+    is not a network: its items are written down in flight and without a payload (the folder will hold them), with
+    their disclosure-log rows, then written to the folder and recorded; only those the folder could not take keep a
+    payload for a retry. A crash in between leaves them in doubt: the next run writes them again, which the folder
+    absorbs."""
     local: dict[str, list[Envelope]] = {}
     remote: list[Envelope] = []
     for env in envelopes:
         dest = destinations.get(env.destination)
-        if dest is not None and getattr(dest, "local", False):
+        if dest is not None and dest.local:
             local.setdefault(env.destination, []).append(env)
         else:
             remote.append(env)
     result.enqueued += outbox.enqueue(remote, run_id)
     for name, envs in local.items():
+        dest = destinations[name]
         items = [e.item for e in envs]
-        results = loop.run_until_complete(destinations[name].deliver(items))
-        done = {r.key for r in results if r.outcome is Outcome.DELIVERED}
-        result.enqueued += outbox.enqueue(envs, run_id, without_payload=done)
-        result.delivery.update(outbox.record(name, results, fresh=items))
+        result.enqueued += outbox.enqueue(envs, run_id, without_payload={i.key for i in items}, sending=dest)
+        counts = loop.run_until_complete(outbox.deliver_batch(name, dest, items, fresh=True))
+        result.delivery.update(counts)
+        if counts[DELIVERED] < len(items):
+            outbox.keep_payloads(envs)
     envelopes.clear()
+
+
+async def _settle_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> None:
+    try:
+        await outbox.settle_in_doubt(destinations)
+    finally:
+        for d in destinations.values():
+            await d.close()
 
 
 async def drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:

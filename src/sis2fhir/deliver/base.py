@@ -1,20 +1,25 @@
-"""The one small interface every destination implements: deliver a batch, say what happened to each item.
+"""The one small interface every destination implements: deliver a batch, report each item as it is confirmed.
 
-A destination knows nothing of attendance, consent or the outbox. The outbox hands it items that are
-already validated and already permitted; it answers, per item, delivered / retry later / dead.
+A destination knows nothing of attendance, consent or the outbox. The outbox hands it items that are already
+validated and already permitted, and already marked in flight (and in the disclosure log as possibly disclosed);
+the destination yields results as the recipient answers: a FHIR transaction-response, an HL7 v2 ACK, a flushed
+file. The outbox records each answer at once, in one database transaction with its disclosure-log row, so a crash
+between two answers loses no record of what was confirmed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 
 class Outcome(StrEnum):
-    DELIVERED = "delivered"  # the recipient has it; record the disclosure
-    RETRY = "retry"  # a passing fault (network, 429, 5xx, AR): try again later, unchanged
+    DELIVERED = "delivered"  # the recipient confirmed it; record the disclosure
+    RETRY = "retry"  # it did not reach the recipient (no connection, 429, 5xx, AR): try again later, unchanged
+    IN_DOUBT = "in-doubt"  # it was sent but no answer came (timeout, connection lost): maybe held; retried, logged
     DEAD = "dead"  # the recipient refused it for good (400, 422, AE): dead letters, with the reason
     PENDING = "pending"  # cannot be sent yet (no certain patient match): kept, tried on the next run
 
@@ -42,18 +47,46 @@ class DeliveryResult:
     operation_outcome: dict[str, Any] | None = None  # kept as the server sent it
 
 
-@runtime_checkable
-class Destination(Protocol):
+class Destination(ABC):
     """Where one recipient's items go. Implementations: NDJSON folder, FHIR REST, HL7 v2 over MLLP.
 
-    Optional attributes the pipeline looks for: `batch_size` (items per `deliver` call from the outbox),
-    `local = True` (no network: items are handed over as they are made), `async check()` (asked before a run;
-    raises when the recipient cannot take what we send), `linker` (told the students' demographics)."""
+    `deliver` is an async generator: it yields a list of results each time the recipient confirms something
+    (one transaction Bundle's response, one ACK, one flushed write), so that the outbox records each as soon as
+    it is known. Every item handed over gets exactly one result; an item left without one is taken to be in
+    doubt (it may have reached the recipient)."""
 
     name: str  # for logs and the outbox, e.g. "fhir:https://ehr.example.org/fhir"
+    batch_size: ClassVar[int] = 500  # items per `deliver` call from the outbox
+    local: ClassVar[bool] = False  # True: no network; the pipeline hands items over as they are made
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
-        """Deliver a batch; one result per item, in any order. Must not raise for per-item failures."""
-        ...
+    @abstractmethod
+    def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
+        """Deliver a batch, yielding results as they are confirmed. Must not raise for per-item failures."""
 
-    async def close(self) -> None: ...
+    def sent_references(self, item: DeliveryItem) -> list[str]:
+        """What an attempt to deliver `item` discloses, before the recipient says where it stored it: for the
+        disclosure log while the outcome is not known. Resources by business identifier, by default."""
+        refs = []
+        for resource in item.resources:
+            ident = next((i for i in resource.get("identifier") or [] if i.get("system") and i.get("value")), None)
+            rtype = resource.get("resourceType", "")
+            refs.append(
+                f"{rtype}?identifier={ident['system']}|{ident['value']}"
+                if ident
+                else f"{rtype}/{resource.get('id', '')}"
+            )
+        return refs
+
+    async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
+        """For items whose delivery is in doubt: those the recipient can be seen to hold, exactly as sent, with what
+        it stored them as (key -> references, as a delivery result would give). Items it cannot tell about are left
+        out; by default, all of them (an HL7 v2 receiver cannot be asked)."""
+        return {}
+
+    async def close(self) -> None:  # noqa: B027 - most destinations hold nothing to release
+        """Release connections and files."""
+
+
+async def deliver_all(destination: Destination, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+    """Every result of one `deliver` call, once the last is in (for callers that record nothing in between)."""
+    return [result async for results in destination.deliver(items) for result in results]

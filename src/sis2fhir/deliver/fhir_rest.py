@@ -8,7 +8,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
 from sis2fhir.deliver.smart_auth import SmartAuthError
 from sis2fhir.link import LinkError, LinkStatus, PatientLinker
 
@@ -28,6 +28,9 @@ PATIENT_REFERENCE_FIELDS = ("subject", "patient")  # Observation.subject, Consen
 # issue.location/expression; others say "Entry 3" in diagnostics. sekmet-fhir 0.1.1 names neither.
 ENTRY_IN_PATH = re.compile(r"Bundle\.entry\[(\d+)\]")
 ENTRY_IN_TEXT = re.compile(r"\b[Ee]ntry\s*(?:#|\[)?\s*(\d+)\b")
+
+
+Emit = Callable[[list[DeliveryResult]], None]  # hands the results of one transaction on, as soon as they are known
 
 
 class RecipientError(RuntimeError):
@@ -66,10 +69,11 @@ class _Session:
     semaphore: asyncio.Semaphore
 
 
-class FhirRestDestination:
+class FhirRestDestination(Destination):
     """Sends items to a FHIR R4 server as transaction Bundles of conditional updates on business identifiers.
 
-    Re-sending an item never duplicates anything: each resource is `PUT {type}?identifier=system|value`.
+    Re-sending an item never duplicates anything: each resource is `PUT {type}?identifier=system|value`. The
+    results of each Bundle are yielded when its transaction-response arrives (several Bundles are in flight).
     """
 
     def __init__(
@@ -161,26 +165,88 @@ class FhirRestDestination:
 
     # -- delivery --
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         if not items:
-            return []
+            return
         session = self._current()
         try:
             await self.check()
         except RecipientError as e:
             log.warning("%s: not delivering %d items: %s", self.name, len(items), e)
-            return [DeliveryResult(item.key, Outcome.RETRY, str(e)) for item in items]
+            yield [DeliveryResult(item.key, Outcome.RETRY, str(e)) for item in items]
+            return
         await self._prefetch_links(items)
-        results: list[DeliveryResult] = []
+        early: list[DeliveryResult] = []
         ready: list[_Prepared] = []
         for prepared in await asyncio.gather(*(self._prepare(item, session) for item in items)):
             if isinstance(prepared, DeliveryResult):
-                results.append(prepared)
+                early.append(prepared)
             else:
                 ready.append(prepared)
-        for batch_results in await asyncio.gather(*(self._send(b, session) for b in self._pack(ready))):
-            results.extend(batch_results)
-        return results
+        if early:
+            yield early
+        queue: asyncio.Queue[list[DeliveryResult]] = asyncio.Queue()
+        answered: set[str] = set()
+
+        def emit(results: list[DeliveryResult]) -> None:
+            answered.update(r.key for r in results)
+            queue.put_nowait(results)
+
+        async def send(batch: list[_Prepared]) -> None:
+            try:
+                await self._send(batch, session, emit)
+            except Exception as e:  # a fault of ours: what was posted may have been stored
+                log.exception("%s: unexpected error while sending a transaction", self.name)
+                detail = f"unexpected error: {type(e).__name__}"
+                emit(
+                    [DeliveryResult(p.item.key, Outcome.IN_DOUBT, detail) for p in batch if p.item.key not in answered]
+                )
+
+        tasks = [asyncio.create_task(send(b)) for b in self._pack(ready)]
+        try:
+            waiting = len(ready)
+            while waiting > 0:
+                results = await queue.get()
+                waiting -= len(results)
+                yield results
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
+        """Search the server for each resource by its business identifier: an item is held when every one of its
+        resources is there, once, with the content we sent (the server's id, meta and the linked Patient reference
+        aside). A server that cannot be asked now, or content that differs, leaves the item in doubt."""
+        if not items:
+            return {}
+        session = self._current()
+        try:
+            await self.check()
+        except RecipientError:
+            return {}
+        held = await asyncio.gather(*(self._held(item, session) for item in items))
+        return {item.key: refs for item, refs in zip(items, held, strict=True) if refs}
+
+    async def _held(self, item: DeliveryItem, session: _Session) -> list[str]:
+        refs = []
+        for resource in item.resources:
+            try:
+                url = _conditional_update(copy.deepcopy(resource))["request"]["url"]
+                async with session.semaphore:
+                    response = await session.client.get(f"{self.base_url}/{url}")
+            except (_Refused, httpx.HTTPError, SmartAuthError):
+                return []
+            body = _json(response)
+            if response.status_code != 200 or not isinstance(body, dict):
+                return []
+            found = [e.get("resource") or {} for e in body.get("entry") or [] if isinstance(e, dict)]
+            found = [r for r in found if r.get("resourceType") == resource.get("resourceType")]
+            if len(found) != 1 or not _same_content(resource, found[0]):
+                return []
+            version = (found[0].get("meta") or {}).get("versionId")
+            refs.append(f"{found[0]['resourceType']}/{found[0]['id']}" + (f"/_history/{version}" if version else ""))
+        return refs
 
     async def _prefetch_links(self, items: Sequence[DeliveryItem]) -> None:
         by_system: dict[str, set[str]] = {}
@@ -248,14 +314,12 @@ class FhirRestDestination:
             bundles.append(current)
         return bundles
 
-    async def _send(self, batch: list[_Prepared], session: _Session, reread: bool = False) -> list[DeliveryResult]:
+    async def _send(self, batch: list[_Prepared], session: _Session, emit: Emit, reread: bool = False) -> None:
         entries = [entry for prepared in batch for entry in prepared.entries]
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
-        def every(
-            outcome: Outcome, detail: str, oo: dict[str, Any] | None = None, after: float | None = None
-        ) -> list[DeliveryResult]:
-            return [DeliveryResult(p.item.key, outcome, detail, retry_after=after, operation_outcome=oo) for p in batch]
+        def every(outcome: Outcome, detail: str, oo: dict[str, Any] | None = None, after: float | None = None) -> None:
+            emit([DeliveryResult(p.item.key, outcome, detail, retry_after=after, operation_outcome=oo) for p in batch])
 
         started = time.monotonic()
         try:
@@ -267,10 +331,15 @@ class FhirRestDestination:
                 )
         except SmartAuthError as e:
             return every(Outcome.RETRY, str(e))
-        except httpx.TimeoutException:
-            return every(Outcome.RETRY, f"the transaction timed out after {self.timeout:g} s")
-        except httpx.TransportError as e:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             return every(Outcome.RETRY, f"the transaction could not be sent ({type(e).__name__})")
+        except httpx.TimeoutException:
+            # the Bundle went out and no answer came: the server may have committed it
+            return every(Outcome.IN_DOUBT, f"the transaction timed out after {self.timeout:g} s")
+        except httpx.TransportError as e:
+            return every(
+                Outcome.IN_DOUBT, f"the connection failed before the transaction's answer ({type(e).__name__})"
+            )
         status = response.status_code
         body = _json(response)
         oo = body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
@@ -284,14 +353,14 @@ class FhirRestDestination:
             time.monotonic() - started,
         )
         if 200 <= status < 300:
-            return self._delivered(batch, body, status)
+            return emit(self._delivered(batch, body, status))
         if status in (400, 422):
-            return await self._refused(batch, oo, said, session)
+            return await self._refused(batch, oo, said, session, emit)
         if status in (409, 412):
             if not reread:
                 note = await self._reread(entries, session)
                 log.info("%s: %d on a transaction; re-read (%s), sending once more", self.name, status, note)
-                return await self._send(batch, session, reread=True)
+                return await self._send(batch, session, emit, reread=True)
             return every(Outcome.RETRY, f"version conflict, again after a re-read: {said}", oo)
         if status == 429:
             return every(Outcome.RETRY, f"rate limited: {said}", oo, _retry_after(response))
@@ -311,7 +380,7 @@ class FhirRestDestination:
                 f"the server answered {status} but no readable transaction-response with {sent} entries; "
                 "resending is safe (conditional updates)"
             )
-            return [DeliveryResult(p.item.key, Outcome.RETRY, detail) for p in batch]
+            return [DeliveryResult(p.item.key, Outcome.IN_DOUBT, detail) for p in batch]
         results = []
         offset = 0
         for prepared in batch:
@@ -326,27 +395,29 @@ class FhirRestDestination:
                 results.append(DeliveryResult(prepared.item.key, Outcome.DELIVERED, f"{status}", disclosed))
             else:
                 detail = f"the server answered {status} but not every entry says where it stored the resource"
-                results.append(DeliveryResult(prepared.item.key, Outcome.RETRY, detail, disclosed))
+                results.append(DeliveryResult(prepared.item.key, Outcome.IN_DOUBT, detail, disclosed))
         return results
 
     async def _refused(
-        self, batch: list[_Prepared], oo: dict[str, Any] | None, said: str, session: _Session
-    ) -> list[DeliveryResult]:
+        self, batch: list[_Prepared], oo: dict[str, Any] | None, said: str, session: _Session, emit: Emit
+    ) -> None:
         culprit = _failing_entry(oo)
         if culprit is not None:
             offset = 0
             for i, prepared in enumerate(batch):
                 if offset <= culprit < offset + len(prepared.entries):
-                    dead = DeliveryResult(prepared.item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo)
+                    emit([DeliveryResult(prepared.item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo)])
                     rest = batch[:i] + batch[i + 1 :]
-                    return [dead, *(await self._send(rest, session) if rest else [])]
+                    if rest:
+                        await self._send(rest, session, emit)
+                    return
                 offset += len(prepared.entries)
         if len(batch) == 1:
-            return [DeliveryResult(batch[0].item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo)]
+            emit([DeliveryResult(batch[0].item.key, Outcome.DEAD, f"refused: {said}", operation_outcome=oo)])
+            return
         # The OperationOutcome does not say which entry: halve the bundle until the refused items stand alone.
         middle = len(batch) // 2
-        left, right = await asyncio.gather(self._send(batch[:middle], session), self._send(batch[middle:], session))
-        return left + right
+        await asyncio.gather(self._send(batch[:middle], session, emit), self._send(batch[middle:], session, emit))
 
     async def _reread(self, entries: list[dict[str, Any]], session: _Session) -> str:
         """Read what the server now holds under each conditional URL; a summary for the log (no PHI)."""
@@ -376,6 +447,22 @@ def _conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
         resource["meta"].pop("versionId", None)
     url = f"{rtype}?identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
     return {"resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+def _same_content(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether the server holds what we sent: every element we sent, as we sent it. The server assigns id and meta;
+    the Patient reference is the one linking gave, so only its identifier is compared."""
+    for name, value in sent.items():
+        if name in ("id", "meta", "text"):
+            continue
+        if name in PATIENT_REFERENCE_FIELDS and isinstance(value, dict) and "identifier" in value:
+            held = stored.get(name)
+            if not isinstance(held, dict) or held.get("identifier", value["identifier"]) != value["identifier"]:
+                return False
+            continue
+        if stored.get(name) != value:
+            return False
+    return True
 
 
 def _versioned_reference(resource_type: str, answer: Mapping[str, Any]) -> str:

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -285,12 +285,18 @@ def control_id_of(message: str) -> str:
 # --- the Destination ---------------------------------------------------------------------------------------
 
 
-class MllpDestination:
-    """An HIE (or any HL7 v2 receiver) over MLLP: one ORU^R01 per item, each judged by its ACK.
+class MllpDestination(Destination):
+    """An HIE (or any HL7 v2 receiver) over MLLP: one ORU^R01 per item, each judged by its ACK, each result
+    yielded as its ACK arrives (so that it is recorded before the next message goes out).
 
     AA/CA: delivered. AE/CE: the receiver refused this message for good (dead letter, with its reason).
-    AR/CR, an ACK for another message, no ACK in time, a refused or dropped connection: retry later.
+    AR/CR or no connection: not received, retry later. No ACK in time, the connection lost after sending, an ACK
+    for another message or no ACK at all: in doubt (the receiver may have stored it); sent again later with the
+    same MSH-10, by which receivers drop duplicates.
     """
+
+    # Items marked in flight at a time: after a crash at most this many are in doubt.
+    batch_size = 10
 
     def __init__(
         self,
@@ -311,13 +317,16 @@ class MllpDestination:
             host, port, connect_timeout=connect_timeout, ack_timeout=ack_timeout, encoding=encoding
         )
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
+    def sent_references(self, item: DeliveryItem) -> list[str]:
+        control_id = control_id_of(item.hl7v2)
+        return [control_id] if control_id else []
+
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         halted = ""
         timeouts = 0
         for item in items:
             if halted:
-                results.append(DeliveryResult(item.key, Outcome.RETRY, f"not sent: {halted}"))
+                yield [DeliveryResult(item.key, Outcome.RETRY, f"not sent: {halted}")]
                 continue
             try:
                 result = await self._deliver_one(item)
@@ -327,19 +336,18 @@ class MllpDestination:
                 result = DeliveryResult(item.key, Outcome.RETRY, halted)
             except AckTimeout as exc:
                 timeouts += 1
-                result = DeliveryResult(item.key, Outcome.RETRY, str(exc))
+                result = DeliveryResult(item.key, Outcome.IN_DOUBT, str(exc))
                 if timeouts >= self.max_consecutive_timeouts:
                     halted = f"{timeouts} ACK timeouts in a row from {self.name}"
             except MllpError as exc:
-                result = DeliveryResult(item.key, Outcome.RETRY, str(exc))
+                result = DeliveryResult(item.key, Outcome.IN_DOUBT, str(exc))
             except Exception as exc:  # a fault of ours must not take the rest of the batch down
                 log.exception("mllp %s: unexpected error on item %s", self.name, item.key)
-                result = DeliveryResult(item.key, Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
+                result = DeliveryResult(item.key, Outcome.IN_DOUBT, f"unexpected error: {type(exc).__name__}")
             else:
                 timeouts = 0
             log.debug("mllp %s: item %s -> %s", self.name, item.key, result.outcome)
-            results.append(result)
-        return results
+            yield [result]
 
     async def _deliver_one(self, item: DeliveryItem) -> DeliveryResult:
         # ER7 separates segments with CR; a message stored with LF or CRLF line ends is put right.
@@ -360,12 +368,12 @@ class MllpDestination:
         ack = parse_ack(reply)
         if ack is None:
             await self.client.reset()
-            return DeliveryResult(item.key, Outcome.RETRY, "reply is not an ACK (no MSA segment)")
+            return DeliveryResult(item.key, Outcome.IN_DOUBT, "reply is not an ACK (no MSA segment)")
         if ack.control_id != control_id:
             await self.client.reset()
             return DeliveryResult(
                 item.key,
-                Outcome.RETRY,
+                Outcome.IN_DOUBT,
                 f"ACK MSA-2 {ack.control_id!r} does not echo MSH-10 {control_id!r}; connection reset",
             )
         detail = ack.detail()[:DETAIL_LIMIT]
@@ -375,7 +383,7 @@ class MllpDestination:
             return DeliveryResult(item.key, Outcome.DEAD, detail)
         if ack.code in ("AR", "CR"):
             return DeliveryResult(item.key, Outcome.RETRY, detail)
-        return DeliveryResult(item.key, Outcome.RETRY, f"unknown MSA-1 acknowledgment code: {detail}")
+        return DeliveryResult(item.key, Outcome.IN_DOUBT, f"unknown MSA-1 acknowledgment code: {detail}")
 
     async def close(self) -> None:
         await self.client.close()

@@ -23,12 +23,12 @@ import errno
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import orjson
 
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 SEGMENT, PARTIAL = ".seg", ".part"
@@ -52,7 +52,7 @@ def recipient_folder_name(recipient: str) -> str:
     return _SAFE.sub("_", recipient) or "_"
 
 
-class NdjsonDestination:
+class NdjsonDestination(Destination):
     batch_size = 5000  # local files: large batches, one fsync per file each
     local = True  # the pipeline hands items over as they are made (no network: nothing to wait for)
 
@@ -63,7 +63,7 @@ class NdjsonDestination:
         self._seq = 0
         self._touched: set[Path] = set()
 
-    async def deliver(self, items: Sequence[DeliveryItem]) -> list[DeliveryResult]:
+    async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         lines: dict[Path, list[bytes]] = {}
         written: list[tuple[DeliveryItem, list[str]]] = []
         for item in items:
@@ -98,7 +98,7 @@ class NdjsonDestination:
                 tmp.unlink(missing_ok=True)
                 tmp.with_name(tmp.name.removesuffix(PARTIAL) + SEGMENT).unlink(missing_ok=True)
             raise FolderWriteError(path, e) from None
-        return [DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths) for item, paths in written]
+        yield [DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths) for item, paths in written]
 
     async def close(self) -> None:
         touched, self._touched = self._touched, set()

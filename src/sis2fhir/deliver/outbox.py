@@ -2,28 +2,44 @@
 
 Each item has an idempotency key derived from its content; a re-run over the same export finds the keys it already
 has and enqueues nothing ("0 changes"). A newer item about the same subject supersedes older undelivered ones, so a
-recipient never receives stale attendance after fresh. Successful deliveries go into the disclosure log
-(FERPA 34 CFR 99.32) in the same transaction that marks them delivered.
+recipient never receives stale attendance after fresh.
+
+The disclosure log (FERPA 34 CFR 99.32) is kept ahead of the network. Before items are handed to a destination they
+are marked `sending` and logged as possibly disclosed (certainty `sending`), in one committed transaction; each
+confirmation the recipient sends (a transaction-response, an ACK) turns its items' rows into `confirmed` ones with
+what the recipient stored, in the same transaction that marks the items delivered; an item that certainly did not
+reach the recipient loses its provisional row. When the process dies in between, the next drain (or sync) finds
+the items still `sending`: their outcome is unknown, so their rows become `in-doubt` (possibly disclosed), they
+count as held by that recipient (a revocation sends it the inactive Consent), and they are queued again: re-sending
+is idempotent (conditional updates; the same MSH-10), and they are withdrawn instead when consent no longer permits.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import DateTime, Engine, and_, bindparam, case, func, insert, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
-from sis2fhir.store.schema import disclosures, outbox
+from sis2fhir.deliver.disclosure_log import (
+    confirm_held,
+    in_flight_to_in_doubt,
+    log_answers,
+    log_in_flight,
+    unconfirmed_keys,
+)
+from sis2fhir.store.schema import outbox
 
 QUEUED, DELIVERED, PENDING, DEAD, SUPERSEDED = "queued", "delivered", "pending", "dead", "superseded"
+SENDING = "sending"  # handed to a destination, no answer recorded yet (after a crash: in doubt)
 
 
 def idempotency_key(destination: str, recipient: str, subject_key: str, content: bytes) -> str:
@@ -92,24 +108,36 @@ class Outbox:
             return {r[0] for r in rows}
 
     def delivered_subjects(self, destinations: Iterable[str]) -> set[tuple[str, str]]:
-        """(destination, subject) pairs something was delivered about: who holds what, for revocation notices."""
+        """(destination, subject) pairs something was, or possibly was, delivered about: who may hold what, for
+        revocation notices. Anything the disclosure log names counts, confirmed or in doubt."""
         names = list(destinations)
         if not names:
             return set()
+        # a confirmed row belongs to a delivered item; only the (few) rows in flight or in doubt need looking up
+        doubtful = unconfirmed_keys(names)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(outbox.c.destination, outbox.c.subject_key)
-                .where(outbox.c.destination.in_(names), outbox.c.status == DELIVERED)
+                .where(
+                    outbox.c.destination.in_(names),
+                    or_(outbox.c.status == DELIVERED, outbox.c.key.in_(doubtful)),
+                )
                 .distinct()
             )
             return {(d, sk) for d, sk in rows}
 
     def enqueue(
-        self, envelopes: Sequence[Envelope], run_id: int | None = None, without_payload: Set[str] = frozenset()
+        self,
+        envelopes: Sequence[Envelope],
+        run_id: int | None = None,
+        without_payload: Set[str] = frozenset(),
+        sending: Destination | None = None,
     ) -> int:
         """Write new items (unknown keys only); supersede older undelivered items about the same subjects.
 
-        `without_payload`: keys already delivered to a local folder; only their record is kept."""
+        `without_payload`: keys whose record only is kept (a local folder holds their content).
+        `sending`: the items are handed to this destination right after: they are written as in flight, with their
+        provisional disclosure-log rows (see `begin_sending`), in the same transaction."""
         if not envelopes:
             return 0
         ts = now_utc()
@@ -127,7 +155,7 @@ class Outbox:
                     "consent_id": it.consent_id,
                     "subject_key": env.subject_key,
                     "payload": payload,
-                    "status": QUEUED,
+                    "status": SENDING if sending is not None else QUEUED,
                     "attempts": 0,
                     "created_at": ts,
                     "next_attempt_at": ts,
@@ -152,8 +180,111 @@ class Outbox:
                         )
                         .values(status=SUPERSEDED, updated_at=ts, last_error="superseded by newer content")
                     )
-            conn.execute(insert(outbox), rows)
+            # A key superseded or withdrawn earlier can come back (the content went back to what it was, or a
+            # consent was given again): that row is revived, not inserted twice.
+            keys = [r["key"] for r in rows]
+            existing: set[str] = set()
+            for i in range(0, len(keys), 500):
+                existing.update(
+                    k for (k,) in conn.execute(select(outbox.c.key).where(outbox.c.key.in_(keys[i : i + 500])))
+                )
+            fresh = [r for r in rows if r["key"] not in existing]
+            if fresh:
+                conn.execute(insert(outbox), fresh)
+            revived = [{f"v_{c}": v for c, v in r.items()} for r in rows if r["key"] in existing]
+            if revived:
+                columns = [c for c in rows[0] if c != "key"]
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.key == bindparam("v_key"))
+                    .values({c: bindparam(f"v_{c}") for c in columns}),
+                    revived,
+                )
+            if sending is not None:
+                log_in_flight(conn, sending, [env.item for env in envelopes], ts)
         return len(rows)
+
+    def begin_sending(self, destination: Destination, items: Sequence[DeliveryItem]) -> None:
+        """Mark items in flight and log them as possibly disclosed, committed before any of them is handed over."""
+        ts = now_utc()
+        keys = [i.key for i in items]
+        with self.engine.begin() as conn:
+            for i in range(0, len(keys), 500):
+                conn.execute(
+                    update(outbox).where(outbox.c.key.in_(keys[i : i + 500])).values(status=SENDING, updated_at=ts)
+                )
+            log_in_flight(conn, destination, items, ts)
+
+    def recover_in_doubt(self) -> int:
+        """Items still in flight from a process that stopped (kill -9, power loss): their outcome is unknown.
+
+        Their log rows become in-doubt (possibly disclosed) and they are queued again, due now: re-sending is
+        idempotent, and a consent that no longer permits withdraws them instead. An item without a payload (a local
+        folder's) cannot be re-sent from here: it is set aside, and the next run, which builds it again, rewrites
+        it. Call only where no other process can be delivering from this store (the store lock)."""
+        ts = now_utc()
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(outbox)
+                .where(outbox.c.status == SENDING)
+                .values(
+                    status=case((func.length(outbox.c.payload) == 0, SUPERSEDED), else_=QUEUED),
+                    next_attempt_at=ts,
+                    updated_at=ts,
+                    last_error="in doubt: the process stopped before the recipient's answer was recorded",
+                )
+            ).rowcount
+            in_flight_to_in_doubt(conn)
+        return n or 0
+
+    async def settle_in_doubt(self, destinations: Mapping[str, Destination]) -> int:
+        """Ask the recipients about items in doubt that are still to be sent (queued or pending): those a recipient
+        holds exactly as sent (`Destination.find_held`) are delivered, and their in-doubt rows become confirmed, with
+        what the recipient stored. The others stay in doubt. Returns how many were settled."""
+        names = list(destinations)
+        if not names:
+            return 0
+        doubtful = unconfirmed_keys(only_in_doubt=True)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox).where(
+                    outbox.c.destination.in_(names),
+                    outbox.c.status.in_([QUEUED, PENDING]),
+                    func.length(outbox.c.payload) > 0,
+                    outbox.c.key.in_(doubtful),
+                )
+            ).all()
+        settled = 0
+        by_destination: dict[str, list[DeliveryItem]] = {}
+        for row in rows:
+            by_destination.setdefault(row.destination, []).append(self._load(row))
+        for name, items in by_destination.items():
+            held = await destinations[name].find_held(items)
+            if not held:
+                continue
+            ts = now_utc()
+            with self.engine.begin() as conn:
+                confirm_held(conn, held.items())
+                for key in held:
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.key == key, outbox.c.status.in_([QUEUED, PENDING]))
+                        .values(status=DELIVERED, updated_at=ts, last_error="")
+                    )
+            settled += len(held)
+        return settled
+
+    def keep_payloads(self, envelopes: Sequence[Envelope]) -> None:
+        """Store the payloads of items first written without one (a local folder's) that must now wait for a retry
+        (those that were delivered keep none)."""
+        if envelopes:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.key == bindparam("k"), outbox.c.status != DELIVERED)
+                    .values(payload=bindparam("p")),
+                    [{"k": e.item.key, "p": encode_payload(e.item, e.encoded_resources)} for e in envelopes],
+                )
 
     def withdraw(self, subjects: Iterable[tuple[str, str]]) -> int:
         """Cancel undelivered items about these (destination, subject) pairs: the consent no longer permits.
@@ -222,7 +353,9 @@ class Outbox:
     def record(
         self, destination: str, results: Sequence[DeliveryResult], fresh: Sequence[DeliveryItem] = ()
     ) -> Counter[str]:
-        """Write what happened to each item; log each disclosure. Returns counts by outcome.
+        """Write what happened to each item and, in the same transaction, its disclosure-log row: confirmed for a
+        delivered item, in doubt for one that may have arrived, none for one that certainly did not. Returns counts
+        by outcome.
 
         `fresh`: the items, when they were enqueued moments ago by this process (saves reading them back)."""
         counts: Counter[str] = Counter()
@@ -290,36 +423,64 @@ class Outbox:
                     ),
                     changes,
                 )
-            if disclosed:
-                conn.execute(insert(disclosures), disclosed)
+            # this attempt's provisional rows: in doubt when the item may have arrived, else replaced or dropped
+            log_answers(
+                conn,
+                disclosed,
+                doubtful=[r.key for r in results if r.outcome is Outcome.IN_DOUBT],
+                settled=[r.key for r in results if r.outcome is not Outcome.IN_DOUBT],
+            )
         return counts
 
-    async def drain(self, destinations: Mapping[str, Destination], batch_size: int = 500) -> Counter[str]:
+    async def deliver_batch(
+        self, name: str, dest: Destination, items: Sequence[DeliveryItem], fresh: bool = False
+    ) -> Counter[str]:
+        """Hand items (already marked in flight) to a destination and record each result as it comes.
+
+        `fresh`: the items were enqueued moments ago by this process. A destination that raises, or leaves an
+        item without a result, leaves it in doubt: it may have been sent."""
+        totals: Counter[str] = Counter()
+        answered: set[str] = set()
+        problem = "the destination gave no result for this item"
+        confirmations = dest.deliver(items)
+        try:
+            while True:
+                try:
+                    results = await anext(confirmations)
+                except StopAsyncIteration:
+                    break
+                except Exception as e:  # a destination bug must not lose items: they stay queued, possibly delivered
+                    problem = f"destination error: {type(e).__name__}: {e}"
+                    break
+                results = [r for r in results if r.key not in answered]
+                answered.update(r.key for r in results)
+                totals.update(self.record(name, results, fresh=items if fresh else ()))
+        finally:
+            if isinstance(confirmations, AsyncGenerator):
+                await confirmations.aclose()
+        rest = [DeliveryResult(i.key, Outcome.IN_DOUBT, problem) for i in items if i.key not in answered]
+        if rest:
+            totals.update(self.record(name, rest, fresh=items if fresh else ()))
+        return totals
+
+    async def drain(self, destinations: Mapping[str, Destination]) -> Counter[str]:
         """Deliver everything due now, destination by destination, until nothing is due. A failing item is
-        rescheduled (not retried in a tight loop), so one poison item never blocks the others."""
+        rescheduled (not retried in a tight loop), so one poison item never blocks the others. Items left in flight
+        by a process that stopped are recovered first (in doubt, queued again), and those the recipient can be seen
+        to hold are settled as delivered."""
+        self.recover_in_doubt()
+        await self.settle_in_doubt(destinations)
         totals: Counter[str] = Counter()
         for name, dest in destinations.items():
-            size = getattr(dest, "batch_size", batch_size)
+            size = dest.batch_size
             seen: set[str] = set()
             while True:
                 items = [i for i in self.due(name, size) if i.key not in seen]
                 if not items:
                     break
                 seen.update(i.key for i in items)
-                try:
-                    results = await dest.deliver(items)
-                except Exception as e:  # a destination bug must not lose items: they stay queued
-                    results = [
-                        DeliveryResult(i.key, Outcome.RETRY, f"destination error: {type(e).__name__}: {e}")
-                        for i in items
-                    ]
-                answered = {r.key for r in results}
-                results += [
-                    DeliveryResult(i.key, Outcome.RETRY, "destination gave no result for this item")
-                    for i in items
-                    if i.key not in answered
-                ]
-                totals.update(self.record(name, results))
+                self.begin_sending(dest, items)
+                totals.update(await self.deliver_batch(name, dest, items))
         return totals
 
     # --- operations (sis2fhir outbox ...) -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ outbox = Table(
     Column("consent_id", String(200), nullable=False),
     Column("subject_key", String(400), nullable=False),  # what the content is about: supersedes older items
     Column("payload", LargeBinary, nullable=False),  # JSON: resources and/or the HL7 v2 message
-    Column("status", String(16), nullable=False),  # queued | delivered | pending | dead | superseded
+    Column("status", String(16), nullable=False),  # queued | sending | delivered | pending | dead | superseded
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
@@ -56,7 +56,10 @@ outbox = Table(
     Index("ix_outbox_subject", "destination", "subject_key"),
 )
 
-# FERPA 34 CFR 99.32: a record of each disclosure: who received what, when, and the consent relied on.
+# FERPA 34 CFR 99.32: a record of each disclosure: who received what, when, and the consent relied on. A row is
+# written before the items go out (certainty "sending"); the recipient's answer makes it "confirmed" (with the
+# versions or control ids it stored) or drops it (certainly not received); an unknown outcome (a crash, a timeout
+# after sending) leaves it "in-doubt": possibly disclosed, and treated as held by that recipient.
 disclosures = Table(
     "disclosures",
     metadata,
@@ -70,8 +73,10 @@ disclosures = Table(
     Column("disclosed_at", DateTime(timezone=True), nullable=False),
     Column("outbox_key", String(64), nullable=False),
     Column("latency_seconds", Float),
+    Column("certainty", String(16), nullable=False, server_default="confirmed"),  # confirmed | sending | in-doubt
     Index("ix_disclosures_student", "student_sourced_id"),
     Index("ix_disclosures_state_id", "state_student_id"),
+    Index("ix_disclosures_outbox_key", "outbox_key"),
 )
 
 # The sanity gates' verdict on each run (plausibility.py): what the attendance measured (counts only), the findings,
