@@ -243,7 +243,10 @@ def test_a_school_without_rows_is_normal_in_an_exception_only_file(tmp_path: Pat
 
 
 def _every_other_day(row: Row) -> Row | None:
-    return row if date.fromisoformat(row["date"]).toordinal() % 2 else None
+    """Three students in four lose their rows of every other day (every school day keeps some rows, so only the
+    drop in rows per school day, about 37 %, is implausible)."""
+    kept_student = sum(row["studentSourcedId"].encode()) % 4 == 0
+    return row if kept_student or date.fromisoformat(row["date"]).toordinal() % 2 else None
 
 
 def test_half_the_rows_per_school_day_stops_until_accepted(after_baseline: Path, tmp_path: Path) -> None:

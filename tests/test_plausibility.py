@@ -137,3 +137,15 @@ def test_findings_name_no_student() -> None:
     assert {f.code for f in verdict.findings} == {"rows-per-school-day-dropped", "students-absent-dropped",
                                                   "days-absent-shrank"}  # fmt: skip
     assert not any("stu-" in f.message for f in verdict.findings)
+
+
+def test_school_days_without_any_row_stop_a_positive_file_with_a_calendar() -> None:
+    gap = (date(2026, 2, 25), date(2026, 2, 26))
+    m = measures()
+    m = replace(m, schools={**m.schools, "sch-a": replace(m.schools["sch-a"], days_without_rows=gap)})
+    assert codes(m) == [("school-days-without-attendance", True)]
+    [finding] = judge(m, None, {}, [], LIMITS).findings
+    assert "2026-02-25, 2026-02-26" in finding.message and "sch-a" in finding.message
+    assert codes(replace(m, style="exception-only")) == []  # a day without absences has no row there
+    accepted = judge(m, None, {}, [], LIMITS, accept_reason="snow days missing from calendar.csv")
+    assert accepted.status == "accepted"

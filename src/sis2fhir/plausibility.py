@@ -37,6 +37,8 @@ class SchoolCounts:
     rows: int  # attendance rows counted for the school
     students_absent: int  # students with any absence counted
     enrolled: int  # students enrolled at some time between the year's start and the as-of date
+    # calendar school days up to the as-of date, within the school's enrolment, on which it has no row at all
+    days_without_rows: tuple[date, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +184,22 @@ def measures_of(
     year = rules.year
     last_day = min(rules.as_of, year.end)
     enrolled: dict[str, int] = {}
+    span: dict[str, tuple[date, date]] = {}  # the first and last day any student is enrolled at the school
     for (_, school), m in rules.memberships.items():
         if m.begin <= last_day and m.end >= year.start:
             enrolled[school] = enrolled.get(school, 0) + 1
+            first, last = span.get(school, (m.begin, m.end))
+            span[school] = (min(first, m.begin), max(last, m.end))
+    base = rules.base
+
+    def days_without_rows(school: str) -> tuple[date, ...]:
+        if not calendar or school not in span:
+            return ()
+        by_day = tallies.rows_by_school.get(school, {})
+        first, last = span[school]
+        return tuple(
+            d for d in school_days.get(school, ()) if first <= d <= last and not by_day.get(d.toordinal() - base)
+        )
     absent: dict[str, int] = {}
     for (_, school), t in tallies.tallies.items():
         if t.absent > 0:
@@ -196,6 +211,7 @@ def measures_of(
             rows=sum(tallies.rows_by_school.get(s, {}).values()),
             students_absent=absent.get(s, 0),
             enrolled=enrolled.get(s, 0),
+            days_without_rows=days_without_rows(s),
         )
         for s in schools
     }
@@ -289,6 +305,30 @@ def schools_without_rows(m: Measures) -> list[Finding]:
     return found
 
 
+def school_days_without_rows(m: Measures) -> list[Finding]:
+    """Positive files with calendar.csv: a school with rows, but none on some school days that have passed. Every
+    student would count as present on those days; a SIS export cut short, or a day's attendance never taken into
+    the SIS, looks like this."""
+    if not m.positive or not m.calendar:
+        return []
+    found = []
+    for school, c in sorted(m.schools.items()):
+        if not c.rows or not c.days_without_rows:
+            continue  # a school without any row is school-without-attendance
+        shown = ", ".join(d.isoformat() for d in c.days_without_rows[:5])
+        more = f" and {len(c.days_without_rows) - 5} more" if len(c.days_without_rows) > 5 else ""
+        found.append(
+            Finding(
+                "school-days-without-attendance",
+                f"school {school} has no attendance row on {len(c.days_without_rows)} school days of calendar.csv "
+                f"up to {m.as_of} ({shown}{more}): its students would count as present on those days. Check that "
+                "the attendance export covers every school day, or correct calendar.csv.",
+                stops=True,
+            )
+        )
+    return found
+
+
 def drops(m: Measures, b: Baseline, limits: PlausibilitySettings) -> list[Finding]:
     """District-wide drops against the last accepted run beyond the configured fractions."""
     found = []
@@ -375,7 +415,7 @@ def judge(
     findings = unusable(m)
     found: list[Correction] = []
     if not findings:
-        findings = schools_without_rows(m)
+        findings = schools_without_rows(m) + school_days_without_rows(m)
         if baseline is not None:
             findings += drops(m, baseline, limits)
             if baseline.as_of <= m.as_of:  # else the baseline counted days this run does not
