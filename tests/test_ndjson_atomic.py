@@ -26,7 +26,7 @@ BATCH = 300  # resources per batch in the SIGKILL test; batch k holds ids k*200 
 WRITER = """
 import asyncio, sys
 from pathlib import Path
-from sis2fhir.deliver.base import DeliveryItem
+from sis2fhir.deliver.base import DeliveryItem, deliver_all
 from sis2fhir.deliver.ndjson import NdjsonDestination
 
 dest = NdjsonDestination(Path(sys.argv[1]))
@@ -38,7 +38,7 @@ while True:
                      [{"resourceType": "Observation", "id": f"o{i}", "batch": batch, "pad": pad}])
         for i in range(batch * 200, batch * 200 + BATCH)
     ]
-    asyncio.run(dest.deliver(items))
+    asyncio.run(deliver_all(dest, items))
     print(batch, flush=True)
     batch += 1
 """.replace("BATCH", str(BATCH))

@@ -149,10 +149,12 @@ def test_a_file_naming_students_by_neither_column_is_reported_once(tmp_path: Pat
     assert "studentSourcedId" in report.issues[0].message
 
 
-def test_style_is_positive_when_presence_rows_are_there(tmp_path: Path) -> None:
-    decision = decide_attendance_style(open_export(EXPORTS / "district-1.1"))
+def test_style_is_positive_when_presence_rows_are_most_rows(tmp_path: Path) -> None:
+    rows = "stu-1,,sch-elm,2025-09-02,Present,1,\nstu-1,,sch-elm,2025-09-03,In Attendance,1,\n"
+    rows += "stu-1,,sch-elm,2025-09-04,Excused Absence,1,Sick\n"
+    decision = decide_attendance_style(open_export(district(tmp_path, HEADER + rows)))
     assert decision.style == "positive"
-    assert "Present" in decision.reason
+    assert "In Attendance/Present" in decision.reason
 
 
 def test_exception_only_is_detected_with_a_calendar(tmp_path: Path) -> None:
@@ -162,11 +164,21 @@ def test_exception_only_is_detected_with_a_calendar(tmp_path: Path) -> None:
     assert "calendar.csv" in decision.reason
 
 
-def test_without_a_calendar_absences_only_are_read_as_positive_and_the_reason_says_so(tmp_path: Path) -> None:
+def test_without_a_calendar_absences_only_are_exception_only_and_the_reason_asks_for_a_calendar(
+    tmp_path: Path,
+) -> None:
     folder = district(tmp_path, HEADER + "stu-1,,sch-elm,2025-09-02,Excused Absence,1,\n", calendar=False)
     decision = decide_attendance_style(open_export(folder))
-    assert decision.style == "positive"
+    assert decision.style == "exception-only"  # the sanity gate then refuses it: school days cannot be guessed
     assert "add calendar.csv" in decision.reason
+
+
+def test_a_few_presence_rows_do_not_make_an_exception_only_file_positive(tmp_path: Path) -> None:
+    # SIS exports list an in-school suspension as In Attendance with a reason, beside the absences
+    rows = "stu-1,,sch-elm,2025-09-02,Excused Absence,1,\nstu-1,,sch-elm,2025-09-03,Unexcused Absence,1,\n"
+    rows += "stu-1,,sch-elm,2025-09-04,In Attendance,1,suspension-in-school\n"
+    decision = decide_attendance_style(open_export(district(tmp_path, HEADER + rows)))
+    assert decision.style == "exception-only"
 
 
 def test_a_style_column_is_believed(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import Engine, insert, update
 
 from sis2fhir.config import Settings
-from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.base import Destination, DestinationUnusable
 from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, Outbox
 from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, Route, build_disclosures
 from sis2fhir.measure import AttendanceSummary
@@ -392,7 +392,11 @@ def _flush(
         dest = destinations[name]
         items = [e.item for e in envs]
         result.enqueued += outbox.enqueue(envs, run_id, without_payload={i.key for i in items}, sending=dest)
-        counts = loop.run_until_complete(outbox.deliver_batch(name, dest, items, fresh=True))
+        try:
+            counts = loop.run_until_complete(outbox.deliver_batch(name, dest, items, fresh=True))
+        except DestinationUnusable:  # a full disk: nothing of the batch landed; the run stops, the store as it was
+            outbox.discard_fresh(i.key for i in items)
+            raise
         result.delivery.update(counts)
         if counts[DELIVERED] < len(items):
             outbox.keep_payloads(envs)

@@ -74,7 +74,9 @@ class Measures:
     @property
     def positive(self) -> bool:
         """A file with a row for every student and school day (so a school without rows is missing data)."""
-        return self.style != "exception-only" and self.presence_rows > 0
+        if self.style == "exception-only":
+            return False
+        return self.presence_rows * 2 >= self.rows_used > 0  # mostly presence (as read.attendance decides)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -200,6 +202,7 @@ def measures_of(
         return tuple(
             d for d in school_days.get(school, ()) if first <= d <= last and not by_day.get(d.toordinal() - base)
         )
+
     absent: dict[str, int] = {}
     for (_, school), t in tallies.tallies.items():
         if t.absent > 0:

@@ -16,6 +16,11 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 
+class DestinationUnusable(Exception):
+    """The destination can take nothing now (a full disk under a folder), and nothing of the batch reached it: the
+    items stay queued, certainly not delivered, and the command stops with the message."""
+
+
 class Outcome(StrEnum):
     DELIVERED = "delivered"  # the recipient confirmed it; record the disclosure
     RETRY = "retry"  # it did not reach the recipient (no connection, 429, 5xx, AR): try again later, unchanged

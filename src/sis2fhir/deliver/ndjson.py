@@ -28,14 +28,14 @@ from pathlib import Path
 
 import orjson
 
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, DestinationUnusable, Outcome
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 SEGMENT, PARTIAL = ".seg", ".part"
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-class FolderWriteError(Exception):
+class FolderWriteError(DestinationUnusable):
     """The NDJSON folder cannot take what is written to it; nothing of the batch was left behind."""
 
     def __init__(self, path: Path, error: OSError) -> None:

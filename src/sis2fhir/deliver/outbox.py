@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Engine, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import DateTime, Engine, and_, bindparam, case, delete, func, insert, or_, select, update
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from sis2fhir.config import OutboxSettings
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, DestinationUnusable, Outcome
 from sis2fhir.deliver.disclosure_log import (
     confirm_held,
     in_flight_to_in_doubt,
@@ -286,6 +286,16 @@ class Outbox:
                     [{"k": e.item.key, "p": encode_payload(e.item, e.encoded_resources)} for e in envelopes],
                 )
 
+    def discard_fresh(self, keys: Iterable[str]) -> None:
+        """Forget items this run wrote moments ago that certainly did not reach their (local) destination: the run
+        stops, and the store is left as it was before the run, so the next run writes them anew. (Their in-flight
+        disclosure rows were dropped when they were recorded as not delivered.)"""
+        wanted = list(keys)
+        with self.engine.begin() as conn:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                conn.execute(delete(outbox).where(outbox.c.key.in_(chunk), outbox.c.status != DELIVERED))
+
     def withdraw(self, subjects: Iterable[tuple[str, str]]) -> int:
         """Cancel undelivered items about these (destination, subject) pairs: the consent no longer permits.
 
@@ -449,6 +459,11 @@ class Outbox:
                     results = await anext(confirmations)
                 except StopAsyncIteration:
                     break
+                except DestinationUnusable as e:  # nothing of the batch landed: certainly not delivered, and stop
+                    unanswered = [i for i in items if i.key not in answered]
+                    self.record(name, [DeliveryResult(i.key, Outcome.RETRY, str(e)[:500]) for i in unanswered],
+                                fresh=items if fresh else ())  # fmt: skip
+                    raise
                 except Exception as e:  # a destination bug must not lose items: they stay queued, possibly delivered
                     problem = f"destination error: {type(e).__name__}: {e}"
                     break

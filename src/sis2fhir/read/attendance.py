@@ -158,6 +158,10 @@ def _xml_unreadable(report: RowReport, name: str, exc: ET.ParseError, before: st
     )
 
 
+_STYLE_SAMPLE = 20_000  # rows read to decide the style (without a style column)
+_POSITIVE_SHARE = 0.5  # of them In Attendance/Present: a positive file
+
+
 def decide_attendance_style(export: Export) -> StyleDecision:
     """Positive, exception-only or Ed-Fi, and why: the `style` column if given, else what the rows show."""
     if not export.has(ATTENDANCE_FILE):
@@ -171,30 +175,35 @@ def decide_attendance_style(export: Export) -> StyleDecision:
     assert table is not None
     i_style = table.columns.get("style")
     i_cat = table.columns.get("category")
-    presence_seen = False
+    rows = presence = 0
     try:
         for _, row in table.rows():
             if i_style is not None and row[i_style].strip():
                 style = row[i_style].strip().lower().replace("_", "-")
                 if style in ("positive", "exception-only"):
                     return StyleDecision(style, f"attendance.csv says style '{style}'.")  # type: ignore[arg-type]
+            rows += 1
             if i_cat is not None and category_of(row[i_cat]) in _PRESENCE:
-                presence_seen = True
-                if i_style is None:
-                    break
+                presence += 1
+            if rows >= _STYLE_SAMPLE and i_style is None:
+                break
     finally:
         table.close()
-    if presence_seen:
-        return StyleDecision("positive", "attendance.csv has In Attendance/Present rows, so every day has a row.")
+    # A positive file has a row per student and school day, so In Attendance/Present is most of it (absence rates
+    # are a few per cent). Exception-only exports still carry a few presence rows: SIS exports list in-school
+    # suspensions as In Attendance with a reason, for example.
+    if rows and presence >= rows * _POSITIVE_SHARE:
+        return StyleDecision("positive", "most attendance.csv rows are In Attendance/Present, so every day has a row.")
     if export.has(CALENDAR_FILE):
         return StyleDecision(
             "exception-only",
-            "attendance.csv has no In Attendance/Present row and calendar.csv gives the school days.",
+            "attendance.csv rows are mostly not In Attendance/Present (exceptions only); calendar.csv gives the school "
+            "days.",
         )
     return StyleDecision(
-        "positive",
-        "attendance.csv has no In Attendance/Present row but there is no calendar.csv, so it is read as "
-        "positive; if it lists only absences, add calendar.csv (or a style column saying exception-only).",
+        "exception-only",
+        "attendance.csv rows are mostly not In Attendance/Present, so it lists exceptions only, and there is no "
+        "calendar.csv to give the school days: add calendar.csv (or a style column saying positive).",
     )
 
 
