@@ -30,6 +30,7 @@ from sis2fhir.plausibility import (
     Measures,
     Verdict,
     correction_message,
+    is_positive,
     judge,
     measures_of,
 )
@@ -186,7 +187,7 @@ def sanity_gates(
     accept_change: str = "",
 ) -> tuple[Measures, Verdict]:
     """Measure the attendance, judge it against the last accepted run, and list the findings in the row report."""
-    files = edfi_files(export) if style == "edfi" else [export.actual_name(ATTENDANCE_FILE)]
+    files = attendance_files(export, style)
     unreadable = sorted({i.file for i in report.issues if i.code in UNREADABLE_CODES and i.file in files})
     measures = measures_of(
         tallies,
@@ -355,18 +356,24 @@ def withhold_incomplete(
 ) -> tuple[list[AttendanceSummary], list[Withheld]]:
     """The summaries that may be sent; those of students with rejected attendance rows (or, in a positive file,
     without any row) are withheld, each reported once (withhold.py)."""
-    positive = style == "positive"
+    positive = is_positive(style, tallies.presence_rows)
     kept, held = withhold(
         summaries,
         tallies.rejected,
         tallies.seen if positive else None,
-        export.actual_name(ATTENDANCE_FILE) if positive else "",
+        (attendance_files(export, style) or [ATTENDANCE_FILE])[0] if positive else "",
     )
     report_withheld(report, held)
     return kept, held
 
 
+def attendance_files(export: Export, style: str) -> list[str]:
+    """The files the attendance is read from: the Ed-Fi XML files, or attendance.csv."""
+    return edfi_files(export) if style == "edfi" else [export.actual_name(ATTENDANCE_FILE)]
+
+
 def _finish_run(engine: Engine, result: SyncResult) -> None:
+
     with engine.begin() as conn:
         conn.execute(
             update(runs)

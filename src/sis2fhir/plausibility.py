@@ -72,7 +72,7 @@ class Measures:
     @property
     def positive(self) -> bool:
         """A file with a row for every student and school day (so a school without rows is missing data)."""
-        return self.style != "exception-only" and self.presence_rows > 0
+        return is_positive(self.style, self.presence_rows)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -165,6 +165,11 @@ def stop_message(verdict: Verdict) -> str:
     if all(f.overridable for f in stopping):
         lines.append(ACCEPT_HINT)
     return "\n".join(lines)
+
+
+def is_positive(style: str, presence_rows: int) -> bool:
+    """Attendance with a row for every student and school day: not exception-only, and some rows say present."""
+    return style != "exception-only" and presence_rows > 0
 
 
 def measures_of(

@@ -42,15 +42,23 @@ class RejectedAttendance:
     def add(self, student: str, school: str | None, day: date | None, file: str, line: int) -> None:
         if day is not None and not self.first_day <= day <= self.last_day:
             return
-        key = (student, school or ANY_SCHOOL)
-        n, first_file, first_line = self.rows.get(key, (0, file, line))
-        self.rows[key] = (n + 1, first_file, first_line)
+        self._note((student, school or ANY_SCHOOL), 1, file, line)
+
+    def _note(self, key: tuple[str, str], n: int, file: str, line: int) -> None:
+        # a damaged line is found when its block is decoded, before the rows above it are: keep the lowest line
+        had = self.rows.get(key)
+        if had is None:
+            self.rows[key] = (n, file, line)
+        elif had[1] == file:
+            self.rows[key] = (had[0] + n, file, min(had[2], line))
+        else:
+            self.rows[key] = (had[0] + n, had[1], had[2])
 
     def absorb(self, later: RejectedAttendance) -> None:
-        """Add a later part's rows (its first lines come after this part's)."""
+        """Add another part's rows."""
         for key, (n, file, line) in later.rows.items():
-            mine = self.rows.get(key)
-            self.rows[key] = (n, file, line) if mine is None else (mine[0] + n, mine[1], mine[2])
+            self._note(key, n, file, line)
+
 
     def students(self) -> set[str]:
         return {student for student, _ in self.rows}
