@@ -138,6 +138,7 @@ REJECTED: dict[str, tuple[int, bytes, str]] = {  # kind -> (column, new value, t
     "latin-1": (6, b"ill\xe9", "invalid-utf8"),
     "nul": (6, b"ill\x00", "nul-byte"),
     "stray-quote": (6, b'"sick', "unclosed-quote"),
+    "ragged-row": (6, b"ill,one field too many", "ragged-row"),
     "oversized-field": (6, b"y" * 140_000, "field-too-large"),
     "overlong-line": (6, b"z" * (3 << 20), "field-too-large"),
     "latin-1-in-the-student-id": (0, b"stu-\xe90", "invalid-utf8"),  # the state id still tells whose row it is
