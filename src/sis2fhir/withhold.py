@@ -60,10 +60,6 @@ class RejectedAttendance:
             self._note(key, n, file, line)
 
 
-    def students(self) -> set[str]:
-        return {student for student, _ in self.rows}
-
-
 @dataclass(frozen=True, slots=True)
 class Withheld:
     """One student x school whose attendance summary is not sent in this run, and why."""
