@@ -483,7 +483,6 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
     t.add_row("students withheld (attendance rows rejected)", f"{withheld.get(WITHHELD, 0):,}")
     if withheld.get(MISSING):
         t.add_row("students withheld (no attendance row at all)", f"{withheld[MISSING]:,}")
-
     for tier in ("satisfactory", "at-risk", "moderate-chronic", "severe-chronic", "insufficient-data"):
         t.add_row(f"  tier {tier}", f"{result.tiers.get(tier, 0):,}")
     t.add_row("students consented (any recipient)", f"{result.consented_students:,}")
