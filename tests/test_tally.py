@@ -138,3 +138,47 @@ def test_damaged_rows_next_to_the_cuts_cost_only_their_rows_on_any_number_of_cor
     assert {line for line, code in one[1] if code in ("invalid-utf8", "nul-byte")} == damaged
     clean = tally(district_with_duplicates, 1)
     assert one[2] == clean[2] - len(damaged)  # every other event is read
+
+
+def test_the_students_whose_attendance_is_withheld_are_the_same_on_any_number_of_cores(
+    tmp_path: Path, district_with_duplicates: Path
+) -> None:
+    """Rows rejected in every part (damaged lines next to the cuts, a bad category, an unknown school): the students
+    noted for withholding, their counts and first lines merge to what one process notes."""
+    import shutil
+
+    copy = tmp_path / "rejected"
+    shutil.copytree(district_with_duplicates, copy)
+    path = copy / "attendance.csv"
+    parts = attendance_parts(open_export(copy), 3, min_bytes=1)
+    assert parts is not None
+    lines = path.read_bytes().splitlines(keepends=True)
+    for part in parts[1:]:
+        for line in (part.line - 1, part.line):  # a Latin-1 byte in the reason, next to each cut
+            lines[line - 1] = lines[line - 1].rstrip(b"\r\n") + b"\xe9\n"
+    for line in (parts[0].line + 5, parts[1].line + 7, parts[2].line + 9):
+        lines[line - 1] = lines[line - 1].replace(b",Present,", b",Presnt,").replace(b",Unexcused Absence,", b",X,")
+    lines[parts[2].line + 11 - 1] = lines[parts[2].line + 11 - 1].replace(b"org-school-0", b"org-school-9")
+    path.write_bytes(b"".join(lines))
+
+    def noted(workers: int) -> dict:
+        report = RowReport()
+        export = open_export(copy)
+        roster = read_roster(export, report)
+        calendar = read_calendar(export, report) or {}
+        year = roster.school_years[0]
+        base = year.start.toordinal()
+        rules = Rules(year, AS_OF, PRESETS["essa"], roster.memberships,
+                      {s: {d.toordinal() - base for d in ds} for s, ds in calendar.items()})  # fmt: skip
+        t = tally_attendance(export, roster, rules, report, workers=workers, min_bytes=1)
+        assert t.rejected is not None
+        return t.rejected.rows
+
+    one = noted(1)
+    rows = {line: row.decode("latin-1").split(",") for line, row in enumerate(lines, 1)}
+    damaged = {p.line - 1 for p in parts[1:]} | {p.line for p in parts[1:]}
+    assert {student for student, _ in one} >= {rows[n][0] for n in damaged}
+    assert sum(n for n, _, _ in one.values()) == len(damaged) + 4
+    assert any(school == "" for _, school in one)  # the unknown school: any school of the student
+    assert noted(2) == one
+    assert noted(3) == one

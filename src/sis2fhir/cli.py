@@ -32,6 +32,7 @@ from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
 from sis2fhir.report import RowReport
 from sis2fhir.store import StoreMissing, open_store
+from sis2fhir.withhold import MISSING, WITHHELD
 
 
 class Exit(IntEnum):
@@ -476,6 +477,10 @@ def _print_summary(result: SyncResult, report_path: Path) -> None:
     t.add_column("count", justify="right")
     t.add_row("students in roster", f"{result.students:,}")
     t.add_row("student x school summaries", f"{len(result.summaries):,}")
+    withheld = Counter(w.code for w in result.withheld)
+    t.add_row("students withheld (attendance rows rejected)", f"{withheld.get(WITHHELD, 0):,}")
+    if withheld.get(MISSING):
+        t.add_row("students withheld (no attendance row at all)", f"{withheld[MISSING]:,}")
     for tier in ("satisfactory", "at-risk", "moderate-chronic", "severe-chronic", "insufficient-data"):
         t.add_row(f"  tier {tier}", f"{result.tiers.get(tier, 0):,}")
     t.add_row("students consented (any recipient)", f"{result.consented_students:,}")

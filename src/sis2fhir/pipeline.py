@@ -30,6 +30,7 @@ from sis2fhir.plausibility import (
     Measures,
     Verdict,
     correction_message,
+    is_positive,
     judge,
     measures_of,
 )
@@ -44,6 +45,7 @@ from sis2fhir.report import RowReport
 from sis2fhir.store import verdicts
 from sis2fhir.store.schema import runs
 from sis2fhir.tally import Rules, Tallies, school_days_of, summaries_of, tally_attendance
+from sis2fhir.withhold import MISSING, WITHHELD, Withheld, report_withheld, withhold
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
@@ -55,7 +57,8 @@ class SyncResult:
     school_year: SchoolYear | None = None
     attendance_style: str = ""
     students: int = 0
-    summaries: list[AttendanceSummary] = field(default_factory=list)
+    summaries: list[AttendanceSummary] = field(default_factory=list)  # the ones that may be sent (none withheld)
+    withheld: list[Withheld] = field(default_factory=list)  # student x school summaries not sent in this run
     tiers: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
     consented_students: int = 0
@@ -184,7 +187,7 @@ def sanity_gates(
     accept_change: str = "",
 ) -> tuple[Measures, Verdict]:
     """Measure the attendance, judge it against the last accepted run, and list the findings in the row report."""
-    files = edfi_files(export) if style == "edfi" else [export.actual_name(ATTENDANCE_FILE)]
+    files = attendance_files(export, style)
     unreadable = sorted({i.file for i in report.issues if i.code in UNREADABLE_CODES and i.file in files})
     measures = measures_of(
         tallies,
@@ -259,7 +262,8 @@ def sync(
     tallies, rules = tally_year(
         export, roster, calendar, year, as_of, policy, report, progress, settings.workers, compare_until
     )
-    result.summaries = summaries_of(tallies, rules, calendar)
+    every_summary = summaries_of(tallies, rules, calendar)
+    result.summaries, result.withheld = withhold_incomplete(export, tallies, style, every_summary, report)
     clock.lap("read and tally attendance")
     result.tiers.update(s.tier for s in result.summaries)
     result.measures, result.verdict = sanity_gates(
@@ -316,8 +320,10 @@ def sync(
         counts=DisclosureCounts(report),
     )
     by_student: dict[str, list[AttendanceSummary]] = {}
+    for s in every_summary:  # a withheld student stays, with fewer summaries (or none): their Consent as always
+        by_student.setdefault(s.student_sourced_id, [])
     for s in result.summaries:
-        by_student.setdefault(s.student_sourced_id, []).append(s)
+        by_student[s.student_sourced_id].append(s)
 
     loop = asyncio.new_event_loop()
     try:
@@ -351,7 +357,29 @@ def sync(
     return result
 
 
+def withhold_incomplete(
+    export: Export, tallies: Tallies, style: str, summaries: list[AttendanceSummary], report: RowReport
+) -> tuple[list[AttendanceSummary], list[Withheld]]:
+    """The summaries that may be sent; those of students with rejected attendance rows (or, in a positive file,
+    without any row) are withheld, each reported once (withhold.py)."""
+    positive = is_positive(style, tallies.presence_rows, tallies.rows_counted)
+    kept, held = withhold(
+        summaries,
+        tallies.rejected,
+        tallies.seen if positive else None,
+        (attendance_files(export, style) or [ATTENDANCE_FILE])[0] if positive else "",
+    )
+    report_withheld(report, held)
+    return kept, held
+
+
+def attendance_files(export: Export, style: str) -> list[str]:
+    """The files the attendance is read from: the Ed-Fi XML files, or attendance.csv."""
+    return edfi_files(export) if style == "edfi" else [export.actual_name(ATTENDANCE_FILE)]
+
+
 def _finish_run(engine: Engine, result: SyncResult) -> None:
+
     with engine.begin() as conn:
         conn.execute(
             update(runs)
@@ -424,6 +452,7 @@ def _counts(result: SyncResult) -> dict[str, Any]:
     return {
         "students": result.students,
         "summaries": len(result.summaries),
+        "withheld": {code: sum(1 for w in result.withheld if w.code == code) for code in (WITHHELD, MISSING)},
         "tiers": dict(result.tiers),
         "decisions": dict(result.decisions),
         "consented_students": result.consented_students,

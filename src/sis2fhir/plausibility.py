@@ -74,9 +74,7 @@ class Measures:
     @property
     def positive(self) -> bool:
         """A file with a row for every student and school day (so a school without rows is missing data)."""
-        if self.style == "exception-only":
-            return False
-        return self.presence_rows * 2 >= self.rows_used > 0  # mostly presence (as read.attendance decides)
+        return is_positive(self.style, self.presence_rows, self.rows_used)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -171,6 +169,12 @@ def stop_message(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
+def is_positive(style: str, presence_rows: int, rows_used: int) -> bool:
+    """Attendance with a row for every student and school day: not exception-only, and most rows say present (as
+    read.attendance decides the style of a CSV file; Ed-Fi files are judged the same way here)."""
+    return style != "exception-only" and presence_rows * 2 >= rows_used > 0
+
+
 def measures_of(
     tallies: Tallies,
     rules: Rules,
@@ -211,7 +215,7 @@ def measures_of(
     counts = {
         s: SchoolCounts(
             school_days=len(school_days.get(s, ())),
-            rows=sum(tallies.rows_by_school.get(s, {}).values()),
+            rows=sum(tallies.rows_by_school.get(s, {}).values()),  # adds up to tallies.rows_counted
             students_absent=absent.get(s, 0),
             enrolled=enrolled.get(s, 0),
             days_without_rows=days_without_rows(s),

@@ -24,6 +24,7 @@ from sis2fhir.read.csvfile import FilePart
 from sis2fhir.read.export import Export
 from sis2fhir.records import AttendanceCategory, AttendanceEvent, Membership, Roster, SchoolYear
 from sis2fhir.report import RowReport
+from sis2fhir.withhold import RejectedAttendance
 
 Key = tuple[str, str]  # (student sourcedId, school sourcedId)
 
@@ -44,6 +45,10 @@ class Rules:
     def base(self) -> int:
         return self.year.start.toordinal()
 
+    def rejected(self) -> RejectedAttendance:
+        """An empty record of the rows rejected that would have counted (dated in the year, up to the as-of date)."""
+        return RejectedAttendance(self.year.start, min(self.as_of, self.year.end))
+
 
 @dataclass(slots=True)
 class Tallies:
@@ -59,6 +64,13 @@ class Tallies:
     after_as_of: int = 0
     events: int = 0
     file: str = ""
+    # the students (x schools) of rejected rows: their attendance is withheld (withhold.py); None: not noted
+    rejected: RejectedAttendance | None = None
+
+    @property
+    def rows_counted(self) -> int:
+        """Rows counted for a school day of the year up to the as-of date (duplicates and rejected rows not)."""
+        return sum(sum(days.values()) for days in self.rows_by_school.values())
 
     def consume(self, events: Iterable[AttendanceEvent], rules: Rules, report: RowReport) -> None:
         year, as_of, policy = rules.year, rules.as_of, rules.policy
@@ -175,6 +187,11 @@ class Tallies:
         self.after_as_of += later.after_as_of
         self.events += later.events
         self.file = self.file or later.file
+        if later.rejected is not None:
+            if self.rejected is None:
+                self.rejected = later.rejected
+            else:
+                self.rejected.absorb(later.rejected)
         return overlaps
 
 
@@ -203,8 +220,8 @@ def _tally_part(part: FilePart) -> tuple[Tallies, RowReport]:
     assert _JOB is not None
     export, roster, rules = _JOB
     report = RowReport()
-    t = Tallies()
-    t.consume(iter_attendance(export, roster, report, part), rules, report)
+    t = Tallies(rejected=rules.rejected())
+    t.consume(iter_attendance(export, roster, report, part, t.rejected), rules, report)
     return t, report
 
 
@@ -256,9 +273,10 @@ def tally_attendance(
     can_fork = "fork" in multiprocessing.get_all_start_methods()
     parts = attendance_parts(export, workers, min_bytes) if workers > 1 and can_fork else None
     if not parts or len(parts) < 2:
-        t = Tallies()
-        t.consume(iter_attendance(export, roster, report), rules, report)
+        t = Tallies(rejected=rules.rejected())
+        t.consume(iter_attendance(export, roster, report, None, t.rejected), rules, report)
         return t
+
     _JOB = (export, roster, rules)
     try:
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:

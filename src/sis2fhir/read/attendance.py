@@ -17,6 +17,7 @@ from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import AttendanceCategory, AttendanceEvent, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import ABSENCE_REASONS
+from sis2fhir.withhold import RejectedAttendance
 
 AttendanceStyle = Literal["positive", "exception-only", "edfi"]
 ATTENDANCE_FILE = "attendance.csv"
@@ -215,8 +216,9 @@ def attendance_style(export: Export) -> AttendanceStyle:
 class _Resolver:
     """Per-distinct-value caches: 18M rows hold a few hundred dates, a handful of categories and reasons."""
 
-    def __init__(self, roster: Roster, report: RowReport) -> None:
+    def __init__(self, roster: Roster, report: RowReport, rejected: RejectedAttendance | None = None) -> None:
         self.report = report
+        self.rejected = rejected
         self.students = roster.students
         self.by_state_id = roster.student_by_state_id()
         self.schools: dict[str, str] = {}
@@ -271,15 +273,46 @@ class _Resolver:
         self.reasons[text] = code
         return code
 
+    def reject(self, who: tuple[str, ...], school: str, day: str, file: str, line: int) -> None:
+        """Note that a row of these students (school and date as the row gives them) was rejected."""
+        if self.rejected is None:
+            return
+        found = self.schools.get(school)
+        if found is None:
+            found = self.schools.get(school.strip())
+        d = self.dates[day] if day in self.dates else self.day(day)
+        for student in who:
+            self.rejected.add(student, found, d, file, line)
+
+    def damaged_row(self, file: str, line: int, fields: dict[str, str]) -> None:
+        """A row the CSV layer rejected (damaged line, broken quote, ragged): whose it was, if that can be read.
+
+        A value is taken only when it holds no replaced byte and names a student of the roster."""
+        who: list[str] = []
+        sid = fields.get("studentSourcedId", "").strip()
+        if sid in self.students and "\ufffd" not in sid:
+            who.append(sid)
+        state = fields.get("studentIdentifier", "").strip()
+        other = self.by_state_id.get(state) if state and "\ufffd" not in state else None
+        if other is not None and other not in who:
+            who.append(other)  # two students named: it cannot be told whose day it is, so both
+        if who:
+            self.reject(tuple(who), fields.get("schoolSourcedId", ""), fields.get("date", ""), file, line)
+
 
 def iter_attendance(
-    export: Export, roster: Roster, report: RowReport, part: FilePart | None = None
+    export: Export,
+    roster: Roster,
+    report: RowReport,
+    part: FilePart | None = None,
+    rejected: RejectedAttendance | None = None,
 ) -> Iterator[AttendanceEvent]:
     """Every usable attendance event, streamed; unusable rows go to `report` (file, line, column).
 
-    `part`: only that byte range of attendance.csv (see `attendance_parts`)."""
+    `part`: only that byte range of attendance.csv (see `attendance_parts`). `rejected`: where the students of
+    rejected rows are noted (when the row still tells whose it was), so that their attendance is withheld."""
     if part is not None:
-        yield from _iter_csv(export, roster, report, part)
+        yield from _iter_csv(export, roster, report, part, rejected)
         return
     xml = edfi_files(export)
     if export.has(ATTENDANCE_FILE):
@@ -293,7 +326,7 @@ def iter_attendance(
                 "double-count). Give one of the two.",
                 "warning",
             )
-        yield from _iter_csv(export, roster, report)
+        yield from _iter_csv(export, roster, report, None, rejected)
         return
     broken = _broken_xml(export)
     for name, exc in broken:  # perhaps attendance: a gate stops the run on file-unreadable attendance
@@ -304,7 +337,7 @@ def iter_attendance(
             "The export has neither attendance.csv nor an Ed-Fi InterchangeStudentAttendance .xml file. "
             "Add the attendance export."
         )
-    resolver = _Resolver(roster, report)
+    resolver = _Resolver(roster, report, rejected)
     for name in xml:
         yield from _iter_edfi(export, name, resolver, report)
 
@@ -351,13 +384,19 @@ def attendance_parts(export: Export, parts: int, min_bytes: int = 64 << 20) -> l
 
 
 def _iter_csv(
-    export: Export, roster: Roster, report: RowReport, part: FilePart | None = None
+    export: Export,
+    roster: Roster,
+    report: RowReport,
+    part: FilePart | None = None,
+    rejected: RejectedAttendance | None = None,
 ) -> Iterator[AttendanceEvent]:
-    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE, part, stop_if_unreadable=False)
+    r = _Resolver(roster, report, rejected)
+    file = export.actual_name(ATTENDANCE_FILE)
+    damaged = None if rejected is None else lambda line, fields: r.damaged_row(file, line, fields)
+    table = open_csv(export, ATTENDANCE_FILE, report, ATTENDANCE, part, False, damaged)
     assert table is not None
-    file = table.file
     cols = table.columns
-    r = _Resolver(roster, report)
+    reject = r.reject
     students, by_state_id, schools = r.students, r.by_state_id, r.schools
     state_of = {sid: st.state_id for sid, st in students.items()}
     dates, categories, durations, reasons = r.dates, r.categories, r.durations, r.reasons
@@ -390,15 +429,19 @@ def _iter_csv(
                     n += 1
                     student = row[i_sid] if i_sid is not None else ""
                     if student not in students:
-                        student = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
+                        student, other = _student_by_state(row, i_sid, i_state, students, by_state_id, file, line, add)
                         if student is None:
+                            continue
+                        if other is not None:  # two students named: it cannot be told whose day it is
+                            reject((student, other), row[i_school], row[i_date], file, line)
                             continue
                     elif (
                         i_state is not None
                         and (state := row[i_state])
                         and state != state_of[student]
-                        and _other_student(student, state, students, by_state_id, file, line, add)
+                        and (other := _other_student(student, state, students, by_state_id, file, line, add))
                     ):
+                        reject((student, other), row[i_school], row[i_date], file, line)
                         continue
                     school = schools.get(row[i_school])
                     if school is None and (school := schools.get(row[i_school].strip())) is None:
@@ -409,6 +452,7 @@ def _iter_csv(
                             "unknown-school",
                             f"School '{row[i_school]}' is not a school in orgs.csv; row not used.",
                         )
+                        reject((student,), "", row[i_date], file, line)
                         continue
                     raw = row[i_date]
                     day = dates.get(raw, missing)
@@ -422,6 +466,7 @@ def _iter_csv(
                             "bad-date",
                             f"date '{raw}' is not an ISO 8601 date (YYYY-MM-DD); row not used.",
                         )
+                        reject((student,), school, raw, file, line)
                         continue
                     raw = row[i_cat]
                     category = categories.get(raw, missing)
@@ -437,6 +482,7 @@ def _iter_csv(
                             "(In Attendance, Present, Excused Absence, "
                             "Unexcused Absence, Tardy, Early departure, Partial); row not used.",
                         )
+                        reject((student,), school, row[i_date], file, line)
                         continue
                     if i_dur is None:
                         duration = 1.0
@@ -454,6 +500,7 @@ def _iter_csv(
                                 f"duration '{raw}' is not a fraction of a day in (0, 1], e.g. 1, 0.5 or 0.33; "
                                 "row not used.",
                             )
+                            reject((student,), school, row[i_date], file, line)
                             continue
                     if i_reason is None:
                         reason = ""
@@ -483,15 +530,16 @@ def _student_by_state(
     file: str,
     line: int,
     add: Callable[..., None],
-) -> str | None:
+) -> tuple[str | None, str | None]:
+    """(the row's student or None when it names none, the other student when it names two: reported)."""
     if i_sid is not None and (sid := row[i_sid].strip()) in students:  # padded with spaces
-        if i_state is not None and _other_student(sid, row[i_state], students, by_state_id, file, line, add):
-            return None
-        return sid
+        if i_state is not None:
+            return sid, _other_student(sid, row[i_state], students, by_state_id, file, line, add)
+        return sid, None
     if i_state is not None and row[i_state]:
         found = by_state_id.get(row[i_state].strip())
         if found is not None:
-            return found
+            return found, None
         add(
             file,
             line,
@@ -499,7 +547,7 @@ def _student_by_state(
             "unknown-student",
             "No student in users.csv has this row's studentIdentifier (state id); row not used.",
         )
-        return None
+        return None, None
     if i_sid is not None and row[i_sid]:
         add(
             file,
@@ -508,7 +556,7 @@ def _student_by_state(
             "unknown-student",
             f"Student '{row[i_sid]}' is not a student in users.csv; row not used.",
         )
-        return None
+        return None, None
     add(
         file,
         line,
@@ -516,7 +564,7 @@ def _student_by_state(
         "missing-student",
         "Row names no student (studentSourcedId and studentIdentifier are blank); not used.",
     )
-    return None
+    return None, None
 
 
 def _other_student(
@@ -527,14 +575,14 @@ def _other_student(
     file: str,
     line: int,
     add: Callable[..., None],
-) -> bool:
-    """True (and reported) when the row's studentIdentifier is another student's state id than `student`'s."""
+) -> str | None:
+    """The other student (reported) when the row's studentIdentifier is another student's state id than `student`'s."""
     state = state.strip()
     if not state or state == students[student].state_id:
-        return False
+        return None
     other = by_state_id.get(state)
     if other is None or other == student:
-        return False  # the state id names no student: the sourcedId decides
+        return None  # the state id names no student: the sourcedId decides
     add(
         file,
         line,
@@ -543,7 +591,7 @@ def _other_student(
         f"studentSourcedId names student '{student}' but studentIdentifier is the state id of student '{other}'; "
         "row not used (it cannot be told whose day it is). Correct one of the two.",
     )
-    return True
+    return other
 
 
 _SCHOOL_EVENT = "StudentSchoolAttendanceEvent"
@@ -646,6 +694,7 @@ def _edfi_event(
             "in orgs.csv; "
             "event not used.",
         )
+        r.reject((student,), "", fields.get("EventDate", ""), file, line)
         return None
     raw = fields.get("EventDate", "")
     day = r.dates[raw] if raw in r.dates else r.day(raw)
@@ -657,6 +706,7 @@ def _edfi_event(
             "bad-date",
             f"EventDate '{raw}' is not an xs:date (YYYY-MM-DD); not used.",
         )
+        r.reject((student,), school, raw, file, line)
         return None
     raw = fields.get("AttendanceEventCategory") or fields.get("AttendanceEventCategoryDescriptor", "")
     category = r.categories[raw] if raw in r.categories else r.category(raw)
@@ -668,6 +718,7 @@ def _edfi_event(
             "unknown-category",
             f"AttendanceEventCategory '{raw}' is not an Ed-Fi attendance category; event not used.",
         )
+        r.reject((student,), school, fields.get("EventDate", ""), file, line)
         return None
     raw = fields.get("EventDuration", "")
     duration = r.durations[raw] if raw in r.durations else r.duration(raw)
@@ -679,7 +730,9 @@ def _edfi_event(
             "bad-duration",
             f"EventDuration '{raw}' is not a fraction of a day in (0, 1]; event not used.",
         )
+        r.reject((student,), school, fields.get("EventDate", ""), file, line)
         return None
+
     raw = fields.get("AttendanceEventReason", "")
     reason = r.reasons.get(raw)
     if reason is None:

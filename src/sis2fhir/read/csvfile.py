@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -17,6 +17,10 @@ from sis2fhir.report import RowReport
 
 FIELD_LIMIT = csv.field_size_limit()  # csv's own limit (131072 characters): a longer value costs its row
 MAX_ROW_LINES = 100  # a quoted value with more line breaks than this is taken for a quote that is not closed
+
+# Told of each row rejected before its fields are read (a damaged line, a broken quote, a ragged row):
+# (line, {our column: its value as far as it can be read, bad bytes as U+FFFD}). Best effort, the slow path only.
+OnRejected = Callable[[int, dict[str, str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,7 @@ class CsvTable:
     A damaged line (not UTF-8, a NUL, overlong), a broken quote or a field over csv's limit costs only its row: it
     is reported (file, line, column) and reading goes on with the next physical line. A file that is not text at
     all is reported as `file-unreadable` (and refused, unless `stop_if_unreadable` is False: attendance, whose
-    reports a gate reads)."""
+    reports a gate reads). `on_rejected` is told of each row rejected before its fields are read."""
 
     def __init__(
         self,
@@ -75,8 +79,10 @@ class CsvTable:
         spec: Columns,
         part: FilePart | None = None,
         stop_if_unreadable: bool = True,
+        on_rejected: OnRejected | None = None,
     ) -> None:
         self.export = export
+        self._on_rejected = on_rejected
         self.file = export.actual_name(name)
         # header warnings of a second or later part go to a throwaway report: the first part gives them
         self.report = part.report_to if part is not None and part.report_to is not None else report
@@ -159,6 +165,14 @@ class CsvTable:
             return
         self._damaged.add(d.line)
         self.report.add(self.file, d.line, column, d.code, f"Line {what}; its row is not used. {fix}")
+        self._rejected(d.line, d.text)
+
+    def _rejected(self, line: int, text: str | list[str] | None) -> None:
+        """Tell `on_rejected` what can be read of a rejected row: its fields, or its first line split as CSV."""
+        if self._on_rejected is None or text is None or not self.columns:
+            return
+        fields = text if isinstance(text, list) else _fields_of(text)
+        self._on_rejected(line, {c: fields[i] for c, i in self.columns.items() if i < len(fields)})
 
     def _column_at(self, text: str) -> str:
         """The name of the column that the last field of `text` (the start of a line) is in."""
@@ -215,6 +229,7 @@ class CsvTable:
                     f"Row has {lr} fields but the header names {named}; not used. A value probably contains "
                     "an unquoted comma. Quote values that contain commas.",
                 )
+                self._rejected(line, row)
             return None
         return row[:width]
 
@@ -240,6 +255,7 @@ class CsvTable:
                 self.report.add(
                     self.file, line, "", "damaged-row", f"Row spans line {hurt[0]}, which cannot be read; not used."
                 )
+                self._rejected(line, row)
             return None
         return row + [""] * (self.width - len(row))
 
@@ -260,6 +276,7 @@ class CsvTable:
                 'quoted value is written "").'
             )
         self.report.add(self.file, line, column, code, message)
+        self._rejected(line, first[0] if first else None)
         replay: list[str] | None = []
         if end > line:
             replay = self._lines.lines(line + 1, end)
@@ -351,11 +368,23 @@ def open_csv(
     spec: Columns,
     part: FilePart | None = None,
     stop_if_unreadable: bool = True,
+    on_rejected: OnRejected | None = None,
 ) -> CsvTable | None:
     """The file as a CsvTable (or only the byte range `part` of it), or None when the export has no such file."""
     if not export.has(name):
         return None
-    return CsvTable(export, name, report, spec, part, stop_if_unreadable)
+    return CsvTable(export, name, report, spec, part, stop_if_unreadable, on_rejected)
+
+
+def _fields_of(text: str) -> list[str]:
+    """A damaged line's fields as far as they can be read (a NUL reads as U+FFFD, like a bad byte)."""
+    text = text.replace("\x00", "\ufffd").rstrip("\r\n")
+    for t in (text, text[: FIELD_LIMIT - 1]):
+        try:
+            return next(csv.reader([t]), [])
+        except csv.Error:
+            continue
+    return text.split(",")
 
 
 def read_csv(export: Export, name: str, report: RowReport, spec: Columns) -> Iterator[tuple[int, dict[str, str]]]:
