@@ -268,7 +268,7 @@ def test_permission_faults_are_messages_not_tracebacks(shared_dir: Path) -> None
         (["--as-of", "yesterday"], 2, "--as-of must be a date"),
         (["--workers", "-1"], 2, "--workers"),
         (["--policy", "strict"], 2, "--policy must be one of crdc, essa"),
-        (["--state-id", "ssn"], 1, "state_id_source 'ssn' is not one of"),
+        (["--state-id", "ssn"], 2, "state_id_source 'ssn' is not one of"),
         (["--destination", "ftp://files.example.org/out"], 1, "ftp://... is not supported"),
         (["--destination", "mllp://hie.example.org:99999"], 1, "port 1-65535"),
         (["--destination", "mllp://hie.example.org"], 1, "port 1-65535"),

@@ -105,13 +105,17 @@ def _settings(config: Path | None, store: str | None, policy: str | None, state_
 
         if policy not in PRESETS:
             raise _fail(f"--policy must be one of {', '.join(sorted(PRESETS))}, not {policy!r}", Exit.USAGE)
+    if state_id_source:
+        try:
+            parse_state_id_source(state_id_source)
+        except ValueError as e:  # an option's value it cannot take: usage
+            raise _fail(f"--state-id: {e}", Exit.USAGE) from None
     try:
         settings = load_settings(config, store_url=_store_url(store))
         if policy:
             settings.policy.preset = policy
             settings.policy.resolve()
         if state_id_source:
-            parse_state_id_source(state_id_source)  # ValueError names the accepted forms
             settings.district.state_id_source = state_id_source
     except (ConfigError, ValueError) as e:
         raise _fail(str(e)) from None
@@ -149,6 +153,12 @@ def _check_report_path(path: Path) -> None:
     problem = folder_problem(path.absolute().parent)
     if problem:
         raise _fail(f"--report {path} cannot be written: {problem}")
+    if path.parent.exists():  # the file itself: created and removed (a read-only mount passes os.access as root)
+        try:
+            path.open("x").close()
+            path.unlink()
+        except OSError as e:
+            raise _fail(f"--report {path} cannot be written: {e.strerror}") from None
 
 
 _held_locks: list[Any] = []  # the writer lock this command holds (sis2fhir.store.lock.WriterLock)

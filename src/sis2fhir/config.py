@@ -6,6 +6,7 @@ never written here: credentials are references (`env:NAME` or `file:/path`) reso
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -104,6 +105,14 @@ class AuthSettings(BaseModel):
         return check_http_url(v, "token_url") if v else v
 
 
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)$")
+
+
+def check_host(host: str) -> bool:
+    """A DNS name, an IPv4 address or an IPv6 address (as urlsplit gives it); nothing else connects."""
+    return bool(_HOST.match(host))
+
+
 def check_http_url(url: str, what: str = "url") -> str:
     """An http(s) URL with a host and, if given, a valid port; ValueError saying what is wrong (no credentials)."""
     u = urlsplit(url.strip())
@@ -118,6 +127,10 @@ def check_http_url(url: str, what: str = "url") -> str:
         raise ValueError(f"{what} has a port outside 1-65535") from None
     if not u.hostname:
         raise ValueError(f"{what} has no host: write it like https://ehr.example.org/fhir")
+    if not check_host(u.hostname):
+        raise ValueError(f"{what} has a host name with characters a host name cannot have (a space, a quote, ...)")
+    if any(c.isspace() for c in url.strip()):
+        raise ValueError(f"{what} contains white space: write it like https://ehr.example.org/fhir")
     if port == 0:
         raise ValueError(f"{what} has port 0; give the server's port (1-65535) or none")
     return url.strip()
@@ -145,7 +158,8 @@ class DestinationSettings(BaseModel):
         if self.type == "fhir":
             check_http_url(self.url, "a fhir destination's `url`")
         if self.type == "mllp":
-            if not self.host.strip() or "/" in self.host or ":" in self.host.strip("[]"):
+            host = self.host.strip()
+            if not host or "/" in host or ":" in host.strip("[]") or not check_host(host):
                 raise ValueError("an mllp destination needs `host` (a name or an address, without scheme or port)")
             if not 1 <= self.port <= 65535:
                 raise ValueError(f"an mllp destination needs `port` between 1 and 65535, not {self.port}")

@@ -105,6 +105,23 @@ def _folder_problem(path: Path) -> str | None:
         return f"{parent} is a file, so {path} cannot be made a folder"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"{path} cannot be created: {parent} is not writable for this user"
+    return _creation_problem(path.absolute(), parent)
+
+
+def _creation_problem(path: Path, existing: Path) -> str | None:
+    """Make the folders from `existing` down to `path` and remove them again: the permission bits do not tell
+    (root passes os.access everywhere, and /proc or a read-only mount refuses what they allow)."""
+    missing = [path, *[p for p in path.parents if p != existing and existing in p.parents]]
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+    except OSError as e:
+        return f"{path} cannot be created: {e.strerror}"
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
     return None
 
 
