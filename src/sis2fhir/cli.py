@@ -246,7 +246,7 @@ def sync_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=0, help="Processes for reading attendance and mapping (default 0: one per core)."
+            "--workers", min=0, max=256, help="Processes for reading attendance and mapping (default 0: one per core)."
         ),
     ] = None,
     report_path: Annotated[

@@ -262,7 +262,7 @@ class Settings(BaseSettings):
     recipients: list[RecipientSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
-    workers: int = Field(0, ge=0)  # processes for reading attendance and mapping; 0: one per core
+    workers: int = Field(0, ge=0, le=256)  # processes for reading attendance and mapping; 0: one per core
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
 
     @field_validator("store_url")
