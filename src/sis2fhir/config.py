@@ -16,12 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from sis2fhir.errors import ConfigError
 from sis2fhir.policy import Policy, resolve_policy
 from sis2fhir.terminology import NPI_SYSTEM
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says which setting and what to do."""
 
 
 def parse_state_id_source(source: str) -> tuple[str, str]:

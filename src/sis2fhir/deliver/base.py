@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-
-class DestinationUnusable(Exception):
-    """The destination can take nothing now (a full disk under a folder), and nothing of the batch reached it: the
-    items stay queued, certainly not delivered, and the command stops with the message."""
+from sis2fhir.errors import DestinationUnusable as DestinationUnusable  # raised by destinations; defined in errors
 
 
 class Outcome(StrEnum):

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from sis2fhir.config import ZipLimits
+from sis2fhir.errors import ExportError
 from sis2fhir.report import RowIssue, RowReport
 
 MANIFEST = "manifest.csv"
@@ -56,10 +57,6 @@ _KNOWN_KEYS = {k.lower(): k for k in (*OTHER_MANIFEST_KEYS, *(f"file.{n}" for n 
 
 # Files that only Microsoft School Data Sync (SDS) v2.1 CSV exports carry; OneRoster has neither.
 SDS_ONLY_FILES = ("relationships.csv", "userflags.csv")
-
-
-class ExportError(Exception):
-    """The export as a whole cannot be used; the message says what was found and what to do."""
 
 
 # What reading a damaged member raises: a bad CRC-32 (at the end of the member), broken deflate/bzip2/lzma data,

@@ -7,11 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
+from sis2fhir.errors import StoreMissing
 from sis2fhir.store.schema import metadata
-
-
-class StoreMissing(Exception):
-    """The operator commands were pointed at a store that a sync never wrote; the message says which one."""
 
 
 def open_store(url: str, *, existing: bool = False) -> Engine:

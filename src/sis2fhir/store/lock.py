@@ -29,19 +29,12 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import NullPool
 
 from sis2fhir.config import shown_store_url
+from sis2fhir.errors import StoreBusy, StoreLockError
 
 POLL_SECONDS = 0.2
 LOCK_NAME = "sis2fhir state store writer"
 # pg_try_advisory_lock takes a signed 64-bit key: the first 8 bytes of a hash of a fixed name
 ADVISORY_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
-
-
-class StoreBusy(Exception):
-    """Another sis2fhir command holds the store's writer lock and did not let go in time."""
-
-
-class StoreLockError(Exception):
-    """The writer lock cannot be taken at all (a database this module cannot lock, a lock file we cannot open)."""
 
 
 def sqlite_lock_path(url: URL) -> Path | None:

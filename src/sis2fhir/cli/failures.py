@@ -18,12 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-UNUSABLE = 1  # the export, the configuration, the store or a recipient cannot be used
-INTERNAL_ERROR = 70  # EX_SOFTWARE: a fault in sis2fhir itself
+from sis2fhir.errors import ConfigError, Exit, ExportError, StoreMissing
+
+UNUSABLE = Exit.UNUSABLE  # the export, the configuration, the store or a recipient cannot be used
+INTERNAL_ERROR = Exit.INTERNAL  # EX_SOFTWARE: a fault in sis2fhir itself
 DEBUG_VARIABLE = "SIS2FHIR_DEBUG"
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # a message stays one line in logs
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # sis2fhir/
 
 
 class StoreContext:
@@ -85,9 +87,9 @@ def where_raised(exc: BaseException) -> str:
     """`module:line` of the innermost frame in sis2fhir's own code (else the innermost frame)."""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(_PACKAGE_DIR)]
-    frame = (ours or frames or [None])[-1]
-    if frame is None:
+    if not (ours or frames):
         return "unknown:0"
+    frame = (ours or frames)[-1]
     path = Path(frame.filename).resolve()
     if path.is_relative_to(_PACKAGE_DIR):
         module = ".".join(("sis2fhir", *path.relative_to(_PACKAGE_DIR).with_suffix("").parts))
@@ -100,38 +102,34 @@ def handle(exc: Exception) -> NoReturn:
     """The message and exit code for an exception no command turned into one."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from sis2fhir.config import ConfigError
-    from sis2fhir.read.export import ExportError
-    from sis2fhir.store import StoreMissing
-
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, ExportError | ConfigError):
         print_error(str(exc))
-        sys.exit(UNUSABLE)
+        sys.exit(int(UNUSABLE))
     if isinstance(exc, StoreMissing):
         print_error(
             f"no sis2fhir state store at {StoreContext.shown}: {exc}. These commands read the store a sync wrote; "
             "point them at it with --store URL (a sync with --out DIR keeps it in DIR/state.sqlite), --config, or "
             "SIS2FHIR_STORE_URL. Nothing was created."
         )
-        sys.exit(UNUSABLE)
+        sys.exit(int(UNUSABLE))
     if isinstance(exc, SQLAlchemyError):
         print_error(store_error_message(exc))
-        sys.exit(UNUSABLE)
+        sys.exit(int(UNUSABLE))
     if isinstance(exc, ImportError) and "psycopg" in str(exc):
         print_error("the PostgreSQL driver is not installed: pip install 'sis2fhir[postgres]' (psycopg 3)")
-        sys.exit(UNUSABLE)
+        sys.exit(int(UNUSABLE))
     if isinstance(exc, OSError) and exc.strerror:
         target = f" {exc.filename}" if exc.filename else ""
         print_error(f"cannot use{target}: {exc.strerror}. Nothing more was done.")
-        sys.exit(UNUSABLE)
+        sys.exit(int(UNUSABLE))
     print_error(
         f"internal error: {type(exc).__name__} in {where_raised(exc)} (no input data in this message); "
         f"please report it" + ("" if debug else f" (set {DEBUG_VARIABLE}=1 to see the traceback)")
     )
-    sys.exit(INTERNAL_ERROR)
+    sys.exit(int(INTERNAL_ERROR))
 
 
 class GuardedGroup(TyperGroup):

@@ -1,0 +1,17 @@
+"""`sis2fhir validate`: FHIR files against the project's profiles and the R4 core definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def validate_command(
+    paths: Annotated[list[Path], typer.Argument(help="FHIR JSON, NDJSON or Bundle files, or folders of them.")],
+) -> None:
+    """Check FHIR resources against the project's profiles and the R4 core definitions; exit 1 on any error."""
+    from sis2fhir.validate import run_validate_command
+
+    raise typer.Exit(run_validate_command(paths))
