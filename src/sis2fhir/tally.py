@@ -11,13 +11,12 @@ duplicate whose first row lies in an earlier part, so those few student-days are
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
 from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
+from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_parts, iter_attendance
 from sis2fhir.read.csvfile import FilePart
@@ -212,13 +211,8 @@ def _add(into: AbsenceTally, t: AbsenceTally, sign: int) -> None:
     into.oss += sign * t.oss
 
 
-# Set in the parent before forking, read by the workers: fork shares it without pickling the roster.
-_JOB: tuple[Export, Roster, Rules] | None = None
-
-
-def _tally_part(part: FilePart) -> tuple[Tallies, RowReport]:
-    assert _JOB is not None
-    export, roster, rules = _JOB
+def _tally_part(job: tuple[Export, Roster, Rules], part: FilePart) -> tuple[Tallies, RowReport]:
+    export, roster, rules = job
     report = RowReport()
     t = Tallies(rejected=rules.rejected())
     t.consume(iter_attendance(export, roster, report, part, t.rejected), rules, report)
@@ -234,7 +228,12 @@ def _undo_duplicates(
     into: Tallies,
     report: RowReport,
 ) -> None:
-    """Take back what `part` counted on student-days an earlier part had already counted, and report those rows."""
+    """Take back what `part` counted on student-days an earlier part had already counted, and report those rows.
+
+    This reads `part` again, and only a part whose tallies overlap an earlier part's (a duplicate across a cut,
+    rare in real exports) is read again. Not reading it would take, per counted student-day, the row's line and
+    what it added (category, duration, reason): that is per-row memory, and a duplicate may be anywhere in a part
+    (a correction batch appended to the file), so keeping only the first rows of each part would not do."""
     base, policy = rules.base, rules.policy
     done: set[tuple[Key, int]] = set()
     for ev in iter_attendance(export, roster, RowReport(), part):
@@ -268,21 +267,14 @@ def tally_attendance(
 ) -> Tallies:
     """All attendance events of the export, tallied. `workers`: processes to use (0: one per core); files under
     `min_bytes` are read in this process (starting workers would cost more than it saves)."""
-    global _JOB
-    workers = workers or os.cpu_count() or 1
-    can_fork = "fork" in multiprocessing.get_all_start_methods()
-    parts = attendance_parts(export, workers, min_bytes) if workers > 1 and can_fork else None
+    workers = workers_wanted(workers)
+    parts = attendance_parts(export, workers, min_bytes) if workers > 1 and can_fork() else None
     if not parts or len(parts) < 2:
         t = Tallies(rejected=rules.rejected())
         t.consume(iter_attendance(export, roster, report, None, t.rejected), rules, report)
         return t
 
-    _JOB = (export, roster, rules)
-    try:
-        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
-            results = pool.map(_tally_part, parts)
-    finally:
-        _JOB = None
+    results = list(fork_map(_tally_part, (export, roster, rules), parts, len(parts)))
     total, first_report = results[0]
     report.extend(first_report)
     for part, (t, part_report) in zip(parts[1:], results[1:], strict=True):
