@@ -15,38 +15,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from sis2fhir.engine import (
+    CONFLICTING_EVENT,
+    NOT_A_SCHOOL_DAY,
+    NOT_ENROLLED,
+    OUTSIDE_MEMBERSHIP,
+    OUTSIDE_YEAR,
+    PRESENCE,
+    Key,
+    MeasuredAttendance,
+    Rules,
+    attendance_files,
+    day_offset,
+    is_positive,
+    report_undated,
+)
 from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
-from sis2fhir.policy import Policy
-from sis2fhir.read.attendance import attendance_parts, iter_attendance
+from sis2fhir.read.attendance import ATTENDANCE_FILE, attendance_parts, iter_attendance
 from sis2fhir.read.csvfile import FilePart
 from sis2fhir.read.export import Export
-from sis2fhir.records import AttendanceCategory, AttendanceEvent, Membership, Roster, SchoolYear
+from sis2fhir.records import AttendanceEvent, Roster
 from sis2fhir.report import RowReport
-from sis2fhir.withhold import RejectedAttendance
+from sis2fhir.withhold import RejectedAttendance, withhold_incomplete
 
-Key = tuple[str, str]  # (student sourcedId, school sourcedId)
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """What decides whether an event counts: the year, the as-of date, memberships, the calendar, the policy."""
-
-    year: SchoolYear
-    as_of: date
-    policy: Policy
-    memberships: dict[Key, Membership]
-    calendar_days: dict[str, set[int]] | None  # school -> instructional day offsets; None: learn from the rows
-    # the day offset of the last accepted run's as-of date: days absent up to it are kept apart, to compare
-    compare_until: int | None = None
-
-    @property
-    def base(self) -> int:
-        return self.year.start.toordinal()
-
-    def rejected(self) -> RejectedAttendance:
-        """An empty record of the rows rejected that would have counted (dated in the year, up to the as-of date)."""
-        return RejectedAttendance(self.year.start, min(self.as_of, self.year.end))
+__all__ = ["Key", "Rules", "StreamingTally", "Tallies", "summaries_of", "tally_attendance"]
 
 
 @dataclass(slots=True)
@@ -71,9 +64,16 @@ class Tallies:
         """Rows counted for a school day of the year up to the as-of date (duplicates and rejected rows not)."""
         return sum(sum(days.values()) for days in self.rows_by_school.values())
 
+    def students_absent(self) -> dict[str, int]:
+        """Per school: students with any absence counted."""
+        absent: dict[str, int] = {}
+        for (_, school), t in self.tallies.items():
+            if t.absent > 0:
+                absent[school] = absent.get(school, 0) + 1
+        return absent
+
     def consume(self, events: Iterable[AttendanceEvent], rules: Rules, report: RowReport) -> None:
-        year, as_of, policy = rules.year, rules.as_of, rules.policy
-        base, memberships, calendar_days = rules.base, rules.memberships, rules.calendar_days
+        policy, memberships, calendar_days = rules.policy, rules.memberships, rules.calendar_days
         derived_days, tallies, seen = self.derived_days, self.tallies, self.seen
         rows_by_school, absent_until, until = self.rows_by_school, self.absent_until, rules.compare_until
         may_be_absent = policy.absence_categories
@@ -85,13 +85,7 @@ class Tallies:
             n += 1
             offset = offsets.get(day)
             if offset is None:
-                if day < year.start or day > year.end:
-                    offset = OUTSIDE_YEAR
-                elif day > as_of:
-                    offset = AFTER_AS_OF
-                else:
-                    offset = day.toordinal() - base
-                offsets[day] = offset
+                offset = offsets[day] = day_offset(rules, day)
             if offset < 0:
                 if offset == OUTSIDE_YEAR:
                     self.outside_year += 1
@@ -102,34 +96,16 @@ class Tallies:
             key = (student, school)
             m = memberships.get(key)
             if m is None:
-                add(
-                    file,
-                    line,
-                    "schoolSourcedId",
-                    "not-enrolled",
-                    "the student has no student enrollment at this school in enrollments.csv; row not counted",
-                )
+                add(file, line, *NOT_ENROLLED)
                 continue
             if day < m.begin or day > m.end:
-                add(
-                    file,
-                    line,
-                    "date",
-                    "outside-membership",
-                    f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); "
-                    "row not counted",
-                )
+                column, code, message = OUTSIDE_MEMBERSHIP
+                add(file, line, column, code, message.format(begin=m.begin, end=m.end))
                 continue
             if calendar_days is not None:
                 days = calendar_days.get(school)
                 if days is None or offset not in days:
-                    add(
-                        file,
-                        line,
-                        "date",
-                        "not-a-school-day",
-                        "calendar.csv does not list this date as instructional for this school; row not counted",
-                    )
+                    add(file, line, *NOT_A_SCHOOL_DAY)
                     continue
             else:
                 ds = derived_days.get(school)
@@ -139,7 +115,7 @@ class Tallies:
             bit = 1 << offset
             mask = seen.get(key, 0)
             if mask & bit:
-                add(file, line, "date", "conflicting-event", CONFLICT)
+                add(file, line, *CONFLICTING_EVENT)
                 continue
             seen[key] = mask | bit
             per_day = rows_by_school.get(school)
@@ -194,15 +170,6 @@ class Tallies:
         return overlaps
 
 
-OUTSIDE_YEAR, AFTER_AS_OF = -1, -2
-PRESENCE = frozenset({AttendanceCategory.IN_ATTENDANCE, AttendanceCategory.PRESENT})
-
-CONFLICT = (
-    "a second row for the same student, school and date; the first row was used and this one was not "
-    "(rows are not summed): correct the export so each school day has one row"
-)
-
-
 def _add(into: AbsenceTally, t: AbsenceTally, sign: int) -> None:
     into.absent += sign * t.absent
     into.excused += sign * t.excused
@@ -245,7 +212,7 @@ def _undo_duplicates(
         if not (mask >> offset) & 1 or (key, offset) in done:
             continue
         done.add((key, offset))  # the first such row in this part is the one it counted
-        report.add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
+        report.add(ev.file, ev.line, *CONFLICTING_EVENT)
         per_day = into.rows_by_school[ev.school_sourced_id]
         per_day[offset] -= 1
         if not per_day[offset]:
@@ -285,10 +252,10 @@ def tally_attendance(
     return total
 
 
-def school_days_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> dict[str, list[date]]:
+def school_days_of(tallies: Tallies, rules: Rules) -> dict[str, list[date]]:
     """Per school of a membership, its school days of the year up to the as-of date: from calendar.csv, or (no
     calendar) the days the attendance rows show."""
-    year = rules.year
+    year, calendar = rules.year, rules.calendar
     last_day = min(rules.as_of, year.end)
     base = rules.base
 
@@ -300,11 +267,10 @@ def school_days_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date
     return {s: school_days(s) for s in {sc for _, sc in rules.memberships}}
 
 
-def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> list[AttendanceSummary]:
+def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[date]]) -> list[AttendanceSummary]:
     """A summary per student x school with at least one school day in membership up to the as-of date."""
     year, policy = rules.year, rules.policy
     last_day = min(rules.as_of, year.end)
-    days_by_school = school_days_of(tallies, rules, calendar)
     summaries = []
     for (student, school), m in rules.memberships.items():
         begin, end = max(m.begin, year.start), min(m.end, year.end)
@@ -314,3 +280,24 @@ def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]]
         tally = tallies.tallies.get((student, school), AbsenceTally())
         summaries.append(summarize(student, school, year.year, year.start, last_day, dim, tally, policy))
     return summaries
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingTally:
+    """The streaming engine: events read once (on `workers` cores; 0: one per core) into tallies per student x
+    school; files under `min_bytes` are read in one process."""
+
+    workers: int = 0
+    min_bytes: int = 64 << 20
+
+    def measure(self, export: Export, roster: Roster, rules: Rules, report: RowReport) -> MeasuredAttendance:
+        tallies = tally_attendance(export, roster, rules, report, self.workers, self.min_bytes)
+        report_undated(report, tallies, rules)
+        school_days = school_days_of(tallies, rules)
+        every = summaries_of(tallies, rules, school_days)
+        files = attendance_files(export, rules.style)
+        positive = is_positive(rules.style, tallies.presence_rows, tallies.rows_counted)
+        kept, held = withhold_incomplete(
+            every, tallies.rejected, tallies.seen, positive, (files or [ATTENDANCE_FILE])[0], report
+        )
+        return MeasuredAttendance(every, kept, held, school_days, tallies, files)
