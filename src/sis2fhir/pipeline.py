@@ -1,6 +1,7 @@
 """One run of `sis2fhir sync`: read -> measure -> sanity gates -> consent gate -> map -> validate -> outbox -> deliver.
 
-Each step lives in its own module; this file only wires them together and keeps the counts for the summary.
+Each step lives in its own module; this file orders them and keeps the counts for the summary (and, until the runs
+repository lands, the run's row in `runs`: `_start_run`, `_finish_run`).
 Memory grows with students (a few numbers each), never with attendance rows.
 """
 
