@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 
 from sis2fhir.config import PlausibilitySettings
-from sis2fhir.plausibility import Baseline, Measures, SchoolCounts, judge
+from sis2fhir.plausibility import Baseline, Measures, judge
+from sis2fhir.school_counts import SchoolCounts
 
 LIMITS = PlausibilitySettings()  # 25 % drops, 2 % corrections
 

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from sis2fhir.pipeline import choose_school_year, measure_attendance
+from sis2fhir.engine import Rules, choose_school_year
 from sis2fhir.policy import PRESETS
-from sis2fhir.read.attendance import iter_attendance
+from sis2fhir.read.attendance import attendance_style, iter_attendance
 from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
 from sis2fhir.read.export import ExportError, open_export
 from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import AttendanceEvent, ConsentRecord, Roster
 from sis2fhir.report import RowReport
+from sis2fhir.tally import StreamingTally
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "district"
 AS_OF = date(2026, 3, 31)
@@ -254,7 +255,8 @@ def summaries(folder: Path) -> dict[tuple[str, str], object]:
         roster = read_roster(export, report)
         calendar = read_calendar(export, report)
         year = choose_school_year(roster, AS_OF)
-        found = measure_attendance(export, roster, calendar, year, AS_OF, PRESETS["essa"], report, workers=1)
+        rules = Rules.of(roster, calendar, year, AS_OF, PRESETS["essa"], attendance_style(export))
+        found = StreamingTally(workers=1).measure(export, roster, rules, report).every_summary
     return {(s.student_sourced_id, s.school_sourced_id): s for s in found}
 
 

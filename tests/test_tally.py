@@ -1,4 +1,5 @@
-"""Tallying attendance on several cores gives exactly what one core gives, duplicates across parts included."""
+"""Tallying attendance on several cores: how the file is cut, and damaged or rejected rows next to the cuts (the
+same results on any number of cores, duplicates included, are in the engine contract: test_engine_contract.py)."""
 
 from __future__ import annotations
 
@@ -64,42 +65,7 @@ def test_the_file_is_really_cut_in_parts(district_with_duplicates: Path) -> None
     assert parts[0].line == 2 and parts[1].line > parts[0].line
 
 
-@pytest.mark.parametrize("workers", [2, 3])
-def test_several_workers_count_exactly_what_one_counts(district_with_duplicates: Path, workers: int) -> None:
-    one = tally(district_with_duplicates, 1)
-    many = tally(district_with_duplicates, workers)
-    assert many[2] == one[2]  # every event read once
-    assert many[0] == one[0]  # the same days absent, by kind, for every student x school
-    assert many[1] == one[1]  # the same rows reported, at the same lines
-    assert sum(1 for _, code in one[1] if code == "conflicting-event") >= 50
-
-
-def gate_counts(path: Path, workers: int) -> tuple[dict, int, dict]:
-    """What the sanity gates read from the tallies: rows per school and day, presence rows, and the days absent up
-    to an earlier as-of date per student x school."""
-    report = RowReport()
-    export = open_export(path)
-    roster = read_roster(export, report)
-    calendar = read_calendar(export, report) or {}
-    year = roster.school_years[0]
-    base = year.start.toordinal()
-    rules = Rules(year, AS_OF, PRESETS["essa"], roster.memberships,
-                  {s: {d.toordinal() - base for d in ds} for s, ds in calendar.items()},
-                  compare_until=date(2025, 12, 1).toordinal() - base)  # fmt: skip
-    t = tally_attendance(export, roster, rules, report, workers=workers, min_bytes=1)
-    return t.rows_by_school, t.presence_rows, t.absent_until
-
-
-@pytest.mark.parametrize("workers", [2, 3])
-def test_the_gates_counts_add_up_across_parts(district_with_duplicates: Path, workers: int) -> None:
-    one = gate_counts(district_with_duplicates, 1)
-    assert one == gate_counts(district_with_duplicates, workers)
-    rows_by_school, presence, absent_until = one
-    rows = sum(n for days in rows_by_school.values() for n in days.values())
-    assert 0 < presence < rows  # the duplicates taken back are not counted twice
-    numbers, _, _ = tally(district_with_duplicates, 1)
-    assert absent_until and all(0 < h <= numbers[k][0] for k, h in absent_until.items())
-    assert any(h < numbers[k][0] for k, h in absent_until.items())  # absences after Dec 1 are not in it
+# several workers count exactly what one counts, the gates' counts included: tests/test_engine_contract.py
 
 
 def test_a_file_with_quotes_is_not_cut(tmp_path: Path, district_with_duplicates: Path) -> None:

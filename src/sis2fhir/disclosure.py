@@ -8,8 +8,6 @@ student, in forked workers on several cores for a large district, and adds up wh
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
 from sis2fhir.measure import AttendanceSummary
+from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
@@ -211,11 +210,10 @@ def build_disclosures(
 ) -> Iterator[tuple[int, list[Envelope]]]:
     """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
     map and validate while this process writes to the store; each worker's counts are added to `builder.counts`."""
-    global _MAP_JOB
     ids = list(by_student)
     chunks = [ids[i : i + MAP_CHUNK] for i in range(0, len(ids), MAP_CHUNK)]
-    workers = workers or os.cpu_count() or 1
-    if workers < 2 or len(ids) < PARALLEL_MAPPING_FROM or "fork" not in multiprocessing.get_all_start_methods():
+    workers = workers_wanted(workers)
+    if workers < 2 or len(ids) < PARALLEL_MAPPING_FROM or not can_fork():
         for chunk in chunks:
             yield (
                 len(chunk),
@@ -227,14 +225,9 @@ def build_disclosures(
             )
         return
     default_validator()  # compiled once here; the workers inherit it
-    _MAP_JOB = (builder, by_student, consents, chunks)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for part in pool.imap(_map_chunk, range(len(chunks))):
-                builder.counts.absorb(part.counts)
-                yield part.students, part.envelopes
-    finally:
-        _MAP_JOB = None
+    for part in fork_map(_map_chunk, (builder, by_student, consents), chunks, workers):
+        builder.counts.absorb(part.counts)
+        yield part.students, part.envelopes
 
 
 @dataclass(slots=True)
@@ -244,17 +237,13 @@ class _MappedChunk:
     counts: DisclosureCounts
 
 
-# Set in the parent before forking, read by the workers (fork shares it; nothing is pickled on the way in).
-_MAP_JOB: (
-    tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]], list[list[str]]] | None
-) = None
-
-
-def _map_chunk(index: int) -> _MappedChunk:
-    assert _MAP_JOB is not None
-    parent, by_student, consents, chunks = _MAP_JOB
+def _map_chunk(
+    job: tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]]],
+    chunk: list[str],
+) -> _MappedChunk:
+    """One chunk of students, mapped in a worker (the builder, summaries and consents reach it by fork)."""
+    parent, by_student, consents = job
     builder = parent.fresh()
-    chunk = chunks[index]
     envelopes = [
         e
         for sid in chunk

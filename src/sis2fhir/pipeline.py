@@ -1,6 +1,7 @@
 """One run of `sis2fhir sync`: read -> measure -> sanity gates -> consent gate -> map -> validate -> outbox -> deliver.
 
-Each step lives in its own module; this file only wires them together and keeps the counts for the summary.
+Each step lives in its own module; this file orders them and keeps the counts for the summary (and, until the runs
+repository lands, the run's row in `runs`: `_start_run`, `_finish_run`).
 Memory grows with students (a few numbers each), never with attendance rows.
 """
 
@@ -22,30 +23,20 @@ from sis2fhir.config import Settings
 from sis2fhir.deliver.base import Destination, DestinationUnusable
 from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, Outbox
 from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, Route, build_disclosures
+from sis2fhir.engine import Rules, choose_school_year
 from sis2fhir.measure import AttendanceSummary
-from sis2fhir.plausibility import (
-    UNREADABLE_CODES,
-    Baseline,
-    GateStopped,
-    Measures,
-    Verdict,
-    correction_message,
-    is_positive,
-    judge,
-    measures_of,
-)
-from sis2fhir.policy import Policy
-from sis2fhir.read.attendance import ATTENDANCE_FILE, attendance_style, edfi_files
+from sis2fhir.plausibility import GateStopped, Measures, Verdict, sanity_gates
+from sis2fhir.read.attendance import attendance_style
 from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
-from sis2fhir.read.export import Export, ExportError, open_export
+from sis2fhir.read.export import open_export
 from sis2fhir.read.oneroster import read_roster
-from sis2fhir.records import Roster, SchoolYear
+from sis2fhir.records import SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store import verdicts
 from sis2fhir.store.schema import runs
-from sis2fhir.tally import Rules, Tallies, school_days_of, summaries_of, tally_attendance
-from sis2fhir.withhold import MISSING, WITHHELD, Withheld, report_withheld, withhold
+from sis2fhir.tally import StreamingTally
+from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
 ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
@@ -95,124 +86,6 @@ class _StageClock:
         self.t = now
 
 
-def choose_school_year(roster: Roster, as_of: date) -> SchoolYear:
-    """The school year that contains the as-of date, else the latest one that started before it."""
-    containing = [y for y in roster.school_years if y.start <= as_of <= y.end]
-    if containing:
-        return max(containing, key=lambda y: y.start)
-    started = [y for y in roster.school_years if y.start <= as_of]
-    if started:
-        return max(started, key=lambda y: y.start)
-    if not roster.school_years:
-        raise ExportError("academicSessions.csv gives no school year: add a row of type schoolYear (or terms)")
-    first = min(y.start for y in roster.school_years)
-    raise ExportError(f"the as-of date {as_of} is before every school year in academicSessions.csv (first: {first})")
-
-
-def measure_attendance(
-    export: Export,
-    roster: Roster,
-    calendar: dict[str, list[date]] | None,
-    year: SchoolYear,
-    as_of: date,
-    policy: Policy,
-    report: RowReport,
-    progress: Progress | None = None,
-    workers: int = 0,
-) -> list[AttendanceSummary]:
-    """Stream the attendance events once and return a summary per student x school in membership on `as_of`."""
-    tallies, rules = tally_year(export, roster, calendar, year, as_of, policy, report, progress, workers)
-    return summaries_of(tallies, rules, calendar)
-
-
-def tally_year(
-    export: Export,
-    roster: Roster,
-    calendar: dict[str, list[date]] | None,
-    year: SchoolYear,
-    as_of: date,
-    policy: Policy,
-    report: RowReport,
-    progress: Progress | None = None,
-    workers: int = 0,
-    compare_until: date | None = None,
-) -> tuple[Tallies, Rules]:
-    """Stream the attendance events once into tallies (per student x school, and the gates' counts);
-    `compare_until`: also keep the days absent up to this date apart (the last accepted run's as-of date)."""
-    base = year.start.toordinal()
-    rules = Rules(
-        year=year,
-        as_of=as_of,
-        policy=policy,
-        memberships=roster.memberships,
-        calendar_days=None
-        if calendar is None
-        else {s: {d.toordinal() - base for d in ds} for s, ds in calendar.items()},
-        compare_until=None if compare_until is None else compare_until.toordinal() - base,
-    )
-    tallies = tally_attendance(export, roster, rules, report, workers)
-    if progress is not None:
-        progress("attendance rows", tallies.events)
-    if tallies.outside_year:
-        report.add(
-            tallies.file,
-            0,
-            "date",
-            "outside-school-year",
-            f"{tallies.outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
-            severity="warning",
-        )
-    if tallies.after_as_of:
-        report.add(
-            tallies.file,
-            0,
-            "date",
-            "after-as-of",
-            f"{tallies.after_as_of} rows are dated after the as-of date {as_of}; not counted in this run",
-            severity="warning",
-        )
-    return tallies, rules
-
-
-def sanity_gates(
-    export: Export,
-    tallies: Tallies,
-    rules: Rules,
-    calendar: dict[str, list[date]] | None,
-    style: str,
-    summaries: list[AttendanceSummary],
-    baseline: Baseline | None,
-    settings: Settings,
-    report: RowReport,
-    accept_change: str = "",
-) -> tuple[Measures, Verdict]:
-    """Measure the attendance, judge it against the last accepted run, and list the findings in the row report."""
-    files = attendance_files(export, style)
-    unreadable = sorted({i.file for i in report.issues if i.code in UNREADABLE_CODES and i.file in files})
-    measures = measures_of(
-        tallies,
-        rules,
-        school_days_of(tallies, rules, calendar),
-        style=style,
-        calendar=calendar is not None,
-        files=files,
-        unreadable=unreadable,
-        rows_read=sum(report.rows_read.get(f, 0) for f in files),
-    )
-    keys = [(s.student_sourced_id, s.school_sourced_id) for s in summaries]
-    verdict = judge(measures, baseline, tallies.absent_until, keys, settings.plausibility, accept_change)
-    file = files[0] if files else ATTENDANCE_FILE
-    stopping, overridden = verdict.stopping, verdict.overridden
-    for f in verdict.findings:
-        note = f" Accepted with --accept-change: {verdict.accept_reason}" if f in overridden else ""
-        report.add(file, 0, "", f.code, f.message + note, severity="error" if f in stopping else "warning")
-    if verdict.baseline is not None:
-        for c in verdict.corrections:
-            message = correction_message(c, verdict.baseline)
-            report.add(file, 0, "studentSourcedId", "days-absent-shrank", message, severity="warning")
-    return measures, verdict
-
-
 def sync(
     export_path: Path,
     as_of: date,
@@ -259,23 +132,18 @@ def sync(
     clock.lap("read roster, calendar and consents")
     baseline = verdicts.last_accepted(baseline_store or engine, district.namespace, year.year)
     compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
-    tallies, rules = tally_year(
-        export, roster, calendar, year, as_of, policy, report, progress, settings.workers, compare_until
-    )
-    every_summary = summaries_of(tallies, rules, calendar)
-    result.summaries, result.withheld = withhold_incomplete(export, tallies, style, every_summary, report)
+    rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until)
+    measured = StreamingTally(settings.workers).measure(export, roster, rules, report)
+    if progress is not None:
+        progress("attendance rows", measured.counts.events)
+    result.summaries, result.withheld = measured.summaries, measured.withheld
     clock.lap("read and tally attendance")
     result.tiers.update(s.tier for s in result.summaries)
-    result.measures, result.verdict = sanity_gates(
-        export, tallies, rules, calendar, style, result.summaries, baseline, settings, report, accept_change
-    )
-    del tallies
+    result.measures, result.verdict = sanity_gates(measured, rules, baseline, settings, report, accept_change)
+    every_summary = measured.every_summary
+    del measured  # the tallies: only the summaries are needed from here on
 
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
-        ).inserted_primary_key[0]
-    result.run_id = run_id
+    run_id = result.run_id = _start_run(engine, started, as_of, export_path)
     absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)
     verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, absent)
     if result.verdict.stopping:
@@ -357,29 +225,19 @@ def sync(
     return result
 
 
-def withhold_incomplete(
-    export: Export, tallies: Tallies, style: str, summaries: list[AttendanceSummary], report: RowReport
-) -> tuple[list[AttendanceSummary], list[Withheld]]:
-    """The summaries that may be sent; those of students with rejected attendance rows (or, in a positive file,
-    without any row) are withheld, each reported once (withhold.py)."""
-    positive = is_positive(style, tallies.presence_rows, tallies.rows_counted)
-    kept, held = withhold(
-        summaries,
-        tallies.rejected,
-        tallies.seen if positive else None,
-        (attendance_files(export, style) or [ATTENDANCE_FILE])[0] if positive else "",
-    )
-    report_withheld(report, held)
-    return kept, held
+# -- the run's record in the store (the one place this module writes `runs`) ---------------------------------
 
 
-def attendance_files(export: Export, style: str) -> list[str]:
-    """The files the attendance is read from: the Ed-Fi XML files, or attendance.csv."""
-    return edfi_files(export) if style == "edfi" else [export.actual_name(ATTENDANCE_FILE)]
+def _start_run(engine: Engine, started: datetime, as_of: date, export_path: Path) -> int:
+    with engine.begin() as conn:
+        key = conn.execute(
+            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
+        ).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _finish_run(engine: Engine, result: SyncResult) -> None:
-
     with engine.begin() as conn:
         conn.execute(
             update(runs)

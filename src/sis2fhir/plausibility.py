@@ -7,7 +7,7 @@ overwritten that way). So the run measures what the attendance says (per school:
 students with an absence; per student x school: days absent up to the last accepted run's as-of date) and this
 module turns that, and the last accepted run, into findings. A finding that stops is either unusable input (never
 overridable) or an implausible change, which an operator who knows it is deliberate lets through with
-`--accept-change REASON`. Everything here is a pure function of its arguments; pipeline.py wires it in and
+`--accept-change REASON`. Everything here is a pure function of its arguments (`sanity_gates` wires them to a run) and
 store/verdicts.py keeps the baselines.
 
 Finding messages say what to check and never name a student (row reports do, by sourcedId only).
@@ -16,89 +16,22 @@ Finding messages say what to check and never name a student (row reports do, by 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 
-from sis2fhir.config import PlausibilitySettings
+from sis2fhir.config import PlausibilitySettings, Settings
+from sis2fhir.engine import Key, MeasuredAttendance, Rules
 from sis2fhir.measure import HUNDREDTHS
+from sis2fhir.read.attendance import ATTENDANCE_FILE
 from sis2fhir.read.export import ExportError
-from sis2fhir.tally import Key, Rules, Tallies
+from sis2fhir.report import RowReport
+from sis2fhir.school_counts import Measures, measures_of
 
 # Codes a reader gives a whole attendance file it could not read (the rows after the failure are missing).
 UNREADABLE_CODES = frozenset({"file-unreadable", "bad-xml"})
 Status = Literal["clean", "accepted", "stopped"]
 ACCEPT_HINT = 'If the change is deliberate, run again with --accept-change "REASON" (recorded with the run).'
-
-
-@dataclass(frozen=True, slots=True)
-class SchoolCounts:
-    school_days: int  # school days of the year up to the as-of date (calendar.csv, else the days the rows show)
-    rows: int  # attendance rows counted for the school
-    students_absent: int  # students with any absence counted
-    enrolled: int  # students enrolled at some time between the year's start and the as-of date
-    # calendar school days up to the as-of date, within the school's enrolment, on which it has no row at all
-    days_without_rows: tuple[date, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Measures:
-    """What this run's attendance says, in counts (no student identifiers): stored with the run."""
-
-    as_of: date
-    school_year: int
-    style: str  # positive | exception-only | edfi
-    calendar: bool  # calendar.csv gives the school days
-    files: tuple[str, ...]  # the attendance files read
-    unreadable: tuple[str, ...]  # of those, the ones a reader could not read whole
-    rows_read: int  # data rows in the attendance files
-    rows_used: int  # rows counted
-    presence_rows: int  # counted rows that say In Attendance / Present
-    outside_year: int
-    after_as_of: int
-    schools: dict[str, SchoolCounts] = field(default_factory=dict)
-
-    @property
-    def school_days(self) -> int:
-        return sum(c.school_days for c in self.schools.values())
-
-    @property
-    def rows_per_school_day(self) -> float | None:
-        days = self.school_days
-        return self.rows_used / days if days else None
-
-    @property
-    def students_absent(self) -> int:
-        return sum(c.students_absent for c in self.schools.values())
-
-    @property
-    def positive(self) -> bool:
-        """A file with a row for every student and school day (so a school without rows is missing data)."""
-        return is_positive(self.style, self.presence_rows, self.rows_used)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "as_of": self.as_of.isoformat(),
-            "school_year": self.school_year,
-            "style": self.style,
-            "calendar": self.calendar,
-            "files": list(self.files),
-            "rows_read": self.rows_read,
-            "rows_used": self.rows_used,
-            "presence_rows": self.presence_rows,
-            "school_days": self.school_days,
-            "rows_per_school_day": self.rows_per_school_day,
-            "students_absent": self.students_absent,
-            "schools": {
-                s: {
-                    "school_days": c.school_days,
-                    "rows": c.rows,
-                    "students_absent": c.students_absent,
-                    "enrolled": c.enrolled,
-                }
-                for s, c in sorted(self.schools.items())
-            },
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,75 +100,6 @@ def stop_message(verdict: Verdict) -> str:
     if all(f.overridable for f in stopping):
         lines.append(ACCEPT_HINT)
     return "\n".join(lines)
-
-
-def is_positive(style: str, presence_rows: int, rows_used: int) -> bool:
-    """Attendance with a row for every student and school day: not exception-only, and most rows say present (as
-    read.attendance decides the style of a CSV file; Ed-Fi files are judged the same way here)."""
-    return style != "exception-only" and presence_rows * 2 >= rows_used > 0
-
-
-def measures_of(
-    tallies: Tallies,
-    rules: Rules,
-    school_days: Mapping[str, list[date]],
-    *,
-    style: str,
-    calendar: bool,
-    files: Iterable[str],
-    unreadable: Iterable[str],
-    rows_read: int,
-) -> Measures:
-    """The counts of one run's attendance, per school, from its tallies."""
-    year = rules.year
-    last_day = min(rules.as_of, year.end)
-    enrolled: dict[str, int] = {}
-    span: dict[str, tuple[date, date]] = {}  # the first and last day any student is enrolled at the school
-    for (_, school), m in rules.memberships.items():
-        if m.begin <= last_day and m.end >= year.start:
-            enrolled[school] = enrolled.get(school, 0) + 1
-            first, last = span.get(school, (m.begin, m.end))
-            span[school] = (min(first, m.begin), max(last, m.end))
-    base = rules.base
-
-    def days_without_rows(school: str) -> tuple[date, ...]:
-        if not calendar or school not in span:
-            return ()
-        by_day = tallies.rows_by_school.get(school, {})
-        first, last = span[school]
-        return tuple(
-            d for d in school_days.get(school, ()) if first <= d <= last and not by_day.get(d.toordinal() - base)
-        )
-
-    absent: dict[str, int] = {}
-    for (_, school), t in tallies.tallies.items():
-        if t.absent > 0:
-            absent[school] = absent.get(school, 0) + 1
-    schools = set(school_days) | set(tallies.rows_by_school)
-    counts = {
-        s: SchoolCounts(
-            school_days=len(school_days.get(s, ())),
-            rows=sum(tallies.rows_by_school.get(s, {}).values()),  # adds up to tallies.rows_counted
-            students_absent=absent.get(s, 0),
-            enrolled=enrolled.get(s, 0),
-            days_without_rows=days_without_rows(s),
-        )
-        for s in schools
-    }
-    return Measures(
-        as_of=rules.as_of,
-        school_year=year.year,
-        style=style,
-        calendar=calendar,
-        files=tuple(files),
-        unreadable=tuple(unreadable),
-        rows_read=rows_read,
-        rows_used=sum(c.rows for c in counts.values()),
-        presence_rows=tallies.presence_rows,
-        outside_year=tallies.outside_year,
-        after_as_of=tallies.after_as_of,
-        schools=counts,
-    )
 
 
 def unusable(m: Measures) -> list[Finding]:
@@ -437,3 +301,39 @@ def correction_message(c: Correction, b: Baseline) -> str:
         f"student {c.student} at school {c.school}: {c.before_h / HUNDREDTHS:.2f} days absent on or before "
         f"{b.as_of} in the last accepted run (run {b.run_id}), {c.now_h / HUNDREDTHS:.2f} now"
     )
+
+
+def sanity_gates(
+    measured: MeasuredAttendance,
+    rules: Rules,
+    baseline: Baseline | None,
+    settings: Settings,
+    report: RowReport,
+    accept_change: str = "",
+) -> tuple[Measures, Verdict]:
+    """Measure the attendance, judge it against the last accepted run, and list the findings in the row report."""
+    files = measured.files
+    unreadable = sorted({i.file for i in report.issues if i.code in UNREADABLE_CODES and i.file in files})
+    counts = measured.counts
+    measures = measures_of(
+        counts,
+        rules,
+        measured.school_days,
+        style=rules.style,
+        calendar=rules.calendar is not None,
+        files=files,
+        unreadable=unreadable,
+        rows_read=sum(report.rows_read.get(f, 0) for f in files),
+    )
+    keys = [(s.student_sourced_id, s.school_sourced_id) for s in measured.summaries]
+    verdict = judge(measures, baseline, counts.absent_until, keys, settings.plausibility, accept_change)
+    file = files[0] if files else ATTENDANCE_FILE
+    stopping, overridden = verdict.stopping, verdict.overridden
+    for f in verdict.findings:
+        note = f" Accepted with --accept-change: {verdict.accept_reason}" if f in overridden else ""
+        report.add(file, 0, "", f.code, f.message + note, severity="error" if f in stopping else "warning")
+    if verdict.baseline is not None:
+        for c in verdict.corrections:
+            message = correction_message(c, verdict.baseline)
+            report.add(file, 0, "studentSourcedId", "days-absent-shrank", message, severity="warning")
+    return measures, verdict

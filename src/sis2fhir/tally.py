@@ -11,43 +11,35 @@ duplicate whose first row lies in an earlier part, so those few student-days are
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from sis2fhir.engine import (
+    CONFLICTING_EVENT,
+    NOT_A_SCHOOL_DAY,
+    NOT_ENROLLED,
+    OUTSIDE_MEMBERSHIP,
+    OUTSIDE_YEAR,
+    PRESENCE,
+    Key,
+    MeasuredAttendance,
+    Rules,
+    attendance_files,
+    day_offset,
+    is_positive,
+    report_undated,
+)
 from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
-from sis2fhir.policy import Policy
-from sis2fhir.read.attendance import attendance_parts, iter_attendance
+from sis2fhir.parallel import can_fork, fork_map, workers_wanted
+from sis2fhir.read.attendance import ATTENDANCE_FILE, attendance_parts, iter_attendance
 from sis2fhir.read.csvfile import FilePart
 from sis2fhir.read.export import Export
-from sis2fhir.records import AttendanceCategory, AttendanceEvent, Membership, Roster, SchoolYear
+from sis2fhir.records import AttendanceEvent, Roster
 from sis2fhir.report import RowReport
-from sis2fhir.withhold import RejectedAttendance
+from sis2fhir.withhold import RejectedAttendance, withhold_incomplete
 
-Key = tuple[str, str]  # (student sourcedId, school sourcedId)
-
-
-@dataclass(frozen=True, slots=True)
-class Rules:
-    """What decides whether an event counts: the year, the as-of date, memberships, the calendar, the policy."""
-
-    year: SchoolYear
-    as_of: date
-    policy: Policy
-    memberships: dict[Key, Membership]
-    calendar_days: dict[str, set[int]] | None  # school -> instructional day offsets; None: learn from the rows
-    # the day offset of the last accepted run's as-of date: days absent up to it are kept apart, to compare
-    compare_until: int | None = None
-
-    @property
-    def base(self) -> int:
-        return self.year.start.toordinal()
-
-    def rejected(self) -> RejectedAttendance:
-        """An empty record of the rows rejected that would have counted (dated in the year, up to the as-of date)."""
-        return RejectedAttendance(self.year.start, min(self.as_of, self.year.end))
+__all__ = ["Key", "Rules", "StreamingTally", "Tallies", "summaries_of", "tally_attendance"]
 
 
 @dataclass(slots=True)
@@ -72,9 +64,16 @@ class Tallies:
         """Rows counted for a school day of the year up to the as-of date (duplicates and rejected rows not)."""
         return sum(sum(days.values()) for days in self.rows_by_school.values())
 
+    def students_absent(self) -> dict[str, int]:
+        """Per school: students with any absence counted."""
+        absent: dict[str, int] = {}
+        for (_, school), t in self.tallies.items():
+            if t.absent > 0:
+                absent[school] = absent.get(school, 0) + 1
+        return absent
+
     def consume(self, events: Iterable[AttendanceEvent], rules: Rules, report: RowReport) -> None:
-        year, as_of, policy = rules.year, rules.as_of, rules.policy
-        base, memberships, calendar_days = rules.base, rules.memberships, rules.calendar_days
+        policy, memberships, calendar_days = rules.policy, rules.memberships, rules.calendar_days
         derived_days, tallies, seen = self.derived_days, self.tallies, self.seen
         rows_by_school, absent_until, until = self.rows_by_school, self.absent_until, rules.compare_until
         may_be_absent = policy.absence_categories
@@ -86,13 +85,7 @@ class Tallies:
             n += 1
             offset = offsets.get(day)
             if offset is None:
-                if day < year.start or day > year.end:
-                    offset = OUTSIDE_YEAR
-                elif day > as_of:
-                    offset = AFTER_AS_OF
-                else:
-                    offset = day.toordinal() - base
-                offsets[day] = offset
+                offset = offsets[day] = day_offset(rules, day)
             if offset < 0:
                 if offset == OUTSIDE_YEAR:
                     self.outside_year += 1
@@ -103,34 +96,16 @@ class Tallies:
             key = (student, school)
             m = memberships.get(key)
             if m is None:
-                add(
-                    file,
-                    line,
-                    "schoolSourcedId",
-                    "not-enrolled",
-                    "the student has no student enrollment at this school in enrollments.csv; row not counted",
-                )
+                add(file, line, *NOT_ENROLLED)
                 continue
             if day < m.begin or day > m.end:
-                add(
-                    file,
-                    line,
-                    "date",
-                    "outside-membership",
-                    f"the date is outside the student's enrollment at this school ({m.begin} to {m.end}); "
-                    "row not counted",
-                )
+                column, code, message = OUTSIDE_MEMBERSHIP
+                add(file, line, column, code, message.format(begin=m.begin, end=m.end))
                 continue
             if calendar_days is not None:
                 days = calendar_days.get(school)
                 if days is None or offset not in days:
-                    add(
-                        file,
-                        line,
-                        "date",
-                        "not-a-school-day",
-                        "calendar.csv does not list this date as instructional for this school; row not counted",
-                    )
+                    add(file, line, *NOT_A_SCHOOL_DAY)
                     continue
             else:
                 ds = derived_days.get(school)
@@ -140,7 +115,7 @@ class Tallies:
             bit = 1 << offset
             mask = seen.get(key, 0)
             if mask & bit:
-                add(file, line, "date", "conflicting-event", CONFLICT)
+                add(file, line, *CONFLICTING_EVENT)
                 continue
             seen[key] = mask | bit
             per_day = rows_by_school.get(school)
@@ -195,15 +170,6 @@ class Tallies:
         return overlaps
 
 
-OUTSIDE_YEAR, AFTER_AS_OF = -1, -2
-PRESENCE = frozenset({AttendanceCategory.IN_ATTENDANCE, AttendanceCategory.PRESENT})
-
-CONFLICT = (
-    "a second row for the same student, school and date; the first row was used and this one was not "
-    "(rows are not summed): correct the export so each school day has one row"
-)
-
-
 def _add(into: AbsenceTally, t: AbsenceTally, sign: int) -> None:
     into.absent += sign * t.absent
     into.excused += sign * t.excused
@@ -212,13 +178,8 @@ def _add(into: AbsenceTally, t: AbsenceTally, sign: int) -> None:
     into.oss += sign * t.oss
 
 
-# Set in the parent before forking, read by the workers: fork shares it without pickling the roster.
-_JOB: tuple[Export, Roster, Rules] | None = None
-
-
-def _tally_part(part: FilePart) -> tuple[Tallies, RowReport]:
-    assert _JOB is not None
-    export, roster, rules = _JOB
+def _tally_part(job: tuple[Export, Roster, Rules], part: FilePart) -> tuple[Tallies, RowReport]:
+    export, roster, rules = job
     report = RowReport()
     t = Tallies(rejected=rules.rejected())
     t.consume(iter_attendance(export, roster, report, part, t.rejected), rules, report)
@@ -234,7 +195,12 @@ def _undo_duplicates(
     into: Tallies,
     report: RowReport,
 ) -> None:
-    """Take back what `part` counted on student-days an earlier part had already counted, and report those rows."""
+    """Take back what `part` counted on student-days an earlier part had already counted, and report those rows.
+
+    This reads `part` again, and only a part whose tallies overlap an earlier part's (a duplicate across a cut,
+    rare in real exports) is read again. Not reading it would take, per counted student-day, the row's line and
+    what it added (category, duration, reason): that is per-row memory, and a duplicate may be anywhere in a part
+    (a correction batch appended to the file), so keeping only the first rows of each part would not do."""
     base, policy = rules.base, rules.policy
     done: set[tuple[Key, int]] = set()
     for ev in iter_attendance(export, roster, RowReport(), part):
@@ -246,7 +212,7 @@ def _undo_duplicates(
         if not (mask >> offset) & 1 or (key, offset) in done:
             continue
         done.add((key, offset))  # the first such row in this part is the one it counted
-        report.add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
+        report.add(ev.file, ev.line, *CONFLICTING_EVENT)
         per_day = into.rows_by_school[ev.school_sourced_id]
         per_day[offset] -= 1
         if not per_day[offset]:
@@ -268,21 +234,14 @@ def tally_attendance(
 ) -> Tallies:
     """All attendance events of the export, tallied. `workers`: processes to use (0: one per core); files under
     `min_bytes` are read in this process (starting workers would cost more than it saves)."""
-    global _JOB
-    workers = workers or os.cpu_count() or 1
-    can_fork = "fork" in multiprocessing.get_all_start_methods()
-    parts = attendance_parts(export, workers, min_bytes) if workers > 1 and can_fork else None
+    workers = workers_wanted(workers)
+    parts = attendance_parts(export, workers, min_bytes) if workers > 1 and can_fork() else None
     if not parts or len(parts) < 2:
         t = Tallies(rejected=rules.rejected())
         t.consume(iter_attendance(export, roster, report, None, t.rejected), rules, report)
         return t
 
-    _JOB = (export, roster, rules)
-    try:
-        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
-            results = pool.map(_tally_part, parts)
-    finally:
-        _JOB = None
+    results = list(fork_map(_tally_part, (export, roster, rules), parts, len(parts)))
     total, first_report = results[0]
     report.extend(first_report)
     for part, (t, part_report) in zip(parts[1:], results[1:], strict=True):
@@ -293,10 +252,10 @@ def tally_attendance(
     return total
 
 
-def school_days_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> dict[str, list[date]]:
+def school_days_of(tallies: Tallies, rules: Rules) -> dict[str, list[date]]:
     """Per school of a membership, its school days of the year up to the as-of date: from calendar.csv, or (no
     calendar) the days the attendance rows show."""
-    year = rules.year
+    year, calendar = rules.year, rules.calendar
     last_day = min(rules.as_of, year.end)
     base = rules.base
 
@@ -308,11 +267,10 @@ def school_days_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date
     return {s: school_days(s) for s in {sc for _, sc in rules.memberships}}
 
 
-def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]] | None) -> list[AttendanceSummary]:
+def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[date]]) -> list[AttendanceSummary]:
     """A summary per student x school with at least one school day in membership up to the as-of date."""
     year, policy = rules.year, rules.policy
     last_day = min(rules.as_of, year.end)
-    days_by_school = school_days_of(tallies, rules, calendar)
     summaries = []
     for (student, school), m in rules.memberships.items():
         begin, end = max(m.begin, year.start), min(m.end, year.end)
@@ -322,3 +280,24 @@ def summaries_of(tallies: Tallies, rules: Rules, calendar: dict[str, list[date]]
         tally = tallies.tallies.get((student, school), AbsenceTally())
         summaries.append(summarize(student, school, year.year, year.start, last_day, dim, tally, policy))
     return summaries
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingTally:
+    """The streaming engine: events read once (on `workers` cores; 0: one per core) into tallies per student x
+    school; files under `min_bytes` are read in one process."""
+
+    workers: int = 0
+    min_bytes: int = 64 << 20
+
+    def measure(self, export: Export, roster: Roster, rules: Rules, report: RowReport) -> MeasuredAttendance:
+        tallies = tally_attendance(export, roster, rules, report, self.workers, self.min_bytes)
+        report_undated(report, tallies, rules)
+        school_days = school_days_of(tallies, rules)
+        every = summaries_of(tallies, rules, school_days)
+        files = attendance_files(export, rules.style)
+        positive = is_positive(rules.style, tallies.presence_rows, tallies.rows_counted)
+        kept, held = withhold_incomplete(
+            every, tallies.rejected, tallies.seen, positive, (files or [ATTENDANCE_FILE])[0], report
+        )
+        return MeasuredAttendance(every, kept, held, school_days, tallies, files)

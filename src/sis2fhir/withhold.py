@@ -120,3 +120,18 @@ def report_withheld(report: RowReport, held: Iterable[Withheld]) -> None:
                 "their rows to the export."
             )
         report.add(w.file, w.line, "studentSourcedId", w.code, message, "warning")
+
+
+def withhold_incomplete(
+    summaries: list[AttendanceSummary],
+    rejected: RejectedAttendance | None,
+    seen: Mapping[Key, int],
+    positive: bool,
+    attendance_file: str,
+    report: RowReport,
+) -> tuple[list[AttendanceSummary], list[Withheld]]:
+    """The summaries that may be sent; those of students with rejected attendance rows (or, in a positive file,
+    without any row) are withheld, each reported once."""
+    kept, held = withhold(summaries, rejected, seen if positive else None, attendance_file if positive else "")
+    report_withheld(report, held)
+    return kept, held

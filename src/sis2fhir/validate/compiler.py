@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sis2fhir.validate.definitions import CORE_SD, Definitions, ValueSetCodes
-from sis2fhir.validate.invariants import NOT_EVALUATED, FhirpathInvariant, NativeCheck, native_for
+from sis2fhir.validate.fhirpath import FhirpathInvariant
+from sis2fhir.validate.invariants import NOT_EVALUATED, NativeCheck, native_for
+from sis2fhir.validate.issues import Severity
 from sis2fhir.validate.primitives import PrimitiveCheck, make_check
 
 FHIRPATH_SYSTEM = "http://hl7.org/fhirpath/System."
@@ -16,7 +18,7 @@ RESOURCE_BASES = frozenset({"Resource", "DomainResource"})
 @dataclass(slots=True)
 class Invariant:
     key: str
-    severity: str  # "error" | "warning"
+    severity: Severity
     human: str
     expression: str
     native: NativeCheck | None
@@ -77,12 +79,6 @@ class ElementRule:
     content_reference: str | None = None
     presence_keys: frozenset[str] = frozenset()  # JSON keys that make it present: valueQuantity, _birthDate...
     choice_keys: frozenset[str] = frozenset()
-    memo_ok: bool | None = None  # context-free, so verdicts may be memoised (None: not yet worked out)
-    memo_lookups: int = 0
-    array_memo_ok: bool = True
-    array_hits: int = 0
-    array_misses: int = 0
-    memo_misses: int = 0  # content seen for the first time; an identifier or a subject is always new
 
 
 @dataclass(slots=True, eq=False)

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
-import orjson
-
-from sis2fhir.validate.compiler import (
-    CORE_SD,
-    Compiler,
-    ComplexRule,
-    ElementRule,
-    Invariant,
-    SliceRule,
-    Slicing,
-)
+from sis2fhir.validate.compiler import CORE_SD, Compiler, ComplexRule, ElementRule, Invariant, SliceRule, Slicing
 from sis2fhir.validate.definitions import Definitions, default_definitions
+from sis2fhir.validate.issues import Issue, Severity
+from sis2fhir.validate.memo import ARRAY, VerdictMemo, replay
+from sis2fhir.validate.slicing import matches_pattern, slice_count_issues, slice_of
+from sis2fhir.validate.values import binding_issue, reference_target_issue, show
 
-Severity = Literal["error", "warning"]
-_MISSING = object()
-MEMO_LIMIT = 50_000  # memoised verdicts kept before the memo starts over: a few tens of MB at most
-MEMO_TRIAL = 1_000  # after this many lookups for one element, keep its memo only while hits outnumber misses
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    severity: Severity
-    code: str  # OperationOutcome issue type: structure, required, value, invariant, code-invalid...
-    expression: str  # FHIRPath with indexes, e.g. Observation.component[2].valueQuantity.code
-    message: str  # never echoes names or birth dates
-    rule: str  # "obs-6", "cardinality", "unknown-element", "binding", "pattern", "slice"...
+__all__ = ["Issue", "Severity", "Validator", "default_validator", "matches_pattern", "validate_resource"]
 
 
 class _Walk:
@@ -53,9 +34,7 @@ class Validator:
         self.definitions = definitions or default_definitions()
         self.compiler = Compiler(self.definitions, native=native)
         self.native = native
-        self._memo: dict[tuple[int, str, bytes], tuple[SliceRule | None, tuple[Issue, ...]]] | None = (
-            {} if memo else None
-        )
+        self.memo = VerdictMemo(self.compiler.context_free) if memo else None
 
     # -- entry points ---------------------------------------------------------------------------------
 
@@ -160,15 +139,8 @@ class Validator:
 
     def _ele_1(self, obj: dict[str, Any], path: str, walk: _Walk) -> None:
         if self.native:
-            walk.issues.append(
-                Issue(
-                    "error",
-                    "invariant",
-                    path,
-                    "ele-1: All FHIR elements must have a @value or children",
-                    "ele-1",
-                )
-            )
+            message = "ele-1: All FHIR elements must have a @value or children"
+            walk.issues.append(Issue("error", "invariant", path, message, "ele-1"))
 
     def _element(
         self, element: ElementRule, key: str, value: Any, parent: dict[str, Any], path: str, walk: _Walk
@@ -182,8 +154,8 @@ class Validator:
             elif not value:
                 walk.issues.append(Issue("error", "structure", f"{path}.{key}", "an array must not be empty", "array"))
                 return
-            memo = self._memo
-            if memo is not None and element.array_memo_ok and type(value[0]) is dict:
+            memo = self.memo
+            if memo is not None and type(value[0]) is dict and memo.arrays_on(element):
                 self._memoised_array(memo, element, key, value, parent, path, walk)
             else:
                 self._array(element, key, value, parent, path, walk)
@@ -230,7 +202,7 @@ class Validator:
 
     def _memoised_array(
         self,
-        memo: dict[Any, Any],
+        memo: VerdictMemo,
         element: ElementRule,
         key: str,
         value: list[Any],
@@ -239,101 +211,35 @@ class Validator:
         walk: _Walk,
     ) -> None:
         """A whole array at once: the two categories, the performer, the interpretation recur verbatim."""
-        free = element.memo_ok
-        if free is None:
-            free = element.memo_ok = self.compiler.context_free(element)
-        blob = None
-        if free:
-            try:
-                blob = orjson.dumps(value)
-            except TypeError:
-                blob = None
-        if blob is None or b'"#' in blob or b"null" in blob:
+        content = memo.array_content(element, value)
+        if content is None:
             self._array(element, key, value, parent, path, walk)
             return
-        memo_key = (id(element), "[]", blob)
-        found = memo.get(memo_key)
+        found = memo.lookup(element, ARRAY, content)
         if found is not None:
-            element.array_hits += 1
-            for issue in found[1]:
-                walk.issues.append(
-                    Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule)
-                )
+            memo.note_array(element, hit=True)
+            replay(found, path, walk.issues)
             return
         mark = len(walk.issues)
         self._array(element, key, value, parent, path, walk)
-        self._remember(memo_key, None, path, walk.issues[mark:])
-        element.array_misses += 1
-        if element.array_misses + element.array_hits >= MEMO_TRIAL:
-            # the attendance components differ per student: memoise their items, not the whole array
-            element.array_memo_ok = element.array_misses < element.array_hits
+        memo.remember(element, ARRAY, content, None, path, walk.issues[mark:])
+        memo.note_array(element, hit=False)
 
     def _item(self, element: ElementRule, key: str, item: Any, path: str, walk: _Walk) -> None:
-        memo = self._memo
-        if memo is None or type(item) is not dict:
+        memo = self.memo
+        content = memo.item_content(element, item) if memo is not None else None
+        if memo is None or content is None:
             self._check_item(element, key, item, path, walk)
             return
-        blob = self._blob(element, item)
-        if blob is None:
-            self._check_item(element, key, item, path, walk)
-            return
-        memo_key = (id(element), key, blob)
-        found = memo.get(memo_key)
+        found = memo.lookup(element, key, content)
         if found is not None:
-            element.memo_lookups += 1  # hits
-            for issue in found[1]:
-                walk.issues.append(
-                    Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule)
-                )
+            memo.note_item(element, hit=True)
+            replay(found, path, walk.issues)
             return
         mark = len(walk.issues)
         self._check_item(element, key, item, path, walk)
-        self._remember(memo_key, None, path, walk.issues[mark:])
-        element.memo_misses += 1
-        if element.memo_misses + element.memo_lookups >= MEMO_TRIAL:
-            # mostly new content (identifiers, subjects): the memo costs more than it saves there
-            element.memo_ok = element.memo_misses < element.memo_lookups
-
-    # -- memo: the same coding, quantity or period recurs across thousands of resources -------------------
-
-    def _blob(self, element: ElementRule, item: Any) -> bytes | None:
-        """The item's content as a memo key, or None when its verdict may depend on more than its content:
-        an element that reads %resource (Compiler.context_free) or a local "#id" reference (ref-1)."""
-        if self._memo is None or type(item) is not dict:
-            return None
-        free = element.memo_ok
-        if free is None:
-            free = element.memo_ok = self.compiler.context_free(element)
-        if not free:
-            return None
-        try:
-            blob = orjson.dumps(item)
-        except TypeError:
-            return None
-        return None if b'"#' in blob else blob
-
-    def _replay(self, memo_key: tuple[int, str, bytes], path: str, walk: _Walk) -> Any:
-        assert self._memo is not None
-        found = self._memo.get(memo_key)
-        if found is None:
-            return _MISSING
-        chosen, issues = found
-        for issue in issues:
-            walk.issues.append(Issue(issue.severity, issue.code, path + issue.expression, issue.message, issue.rule))
-        return chosen
-
-    def _remember(
-        self, memo_key: tuple[int, str, bytes], chosen: SliceRule | None, path: str, issues: list[Issue]
-    ) -> None:
-        memo = self._memo
-        assert memo is not None
-        if len(memo) >= MEMO_LIMIT:
-            memo.clear()
-        cut = len(path)
-        memo[memo_key] = (
-            chosen,
-            tuple(Issue(i.severity, i.code, i.expression[cut:], i.message, i.rule) for i in issues),
-        )
+        memo.remember(element, key, content, None, path, walk.issues[mark:])
+        memo.note_item(element, hit=False)
 
     def _check_item(self, element: ElementRule, key: str, item: Any, path: str, walk: _Walk) -> None:
         type_rule = element.types[key] if key in element.types else next(iter(element.types.values()))
@@ -355,17 +261,21 @@ class Validator:
             if children is not None:
                 self._object(children, item, path, walk)
             if type_rule.targets is not None and type_rule.code == "Reference":
-                self._reference_target(item, type_rule.targets, element, path, walk)
+                issue = reference_target_issue(item, type_rule.targets, element, path, self.definitions.resource_types)
+                if issue is not None:
+                    walk.issues.append(issue)
         if element.fixed is not None and item != element.fixed:
             walk.issues.append(
-                Issue("error", "value", path, f"{element.path} must be exactly {_show(element.fixed)}", "fixed")
+                Issue("error", "value", path, f"{element.path} must be exactly {show(element.fixed)}", "fixed")
             )
         if element.pattern is not None and not matches_pattern(element.pattern, item):
             walk.issues.append(
-                Issue("error", "value", path, f"{element.path} must match {_show(element.pattern)}", "pattern")
+                Issue("error", "value", path, f"{element.path} must match {show(element.pattern)}", "pattern")
             )
         if element.binding is not None:
-            self._binding(element, type_rule.code, item, path, walk)
+            issue = binding_issue(element, type_rule.code, item, path)
+            if issue is not None:
+                walk.issues.append(issue)
         if element.invariants:
             self._invariants(element.invariants, item, path, walk)
 
@@ -408,41 +318,19 @@ class Validator:
             chosen = self._slice_item(element, slicing, key, item, f"{path}.{key}[{index}]", walk)
             if chosen is not None:
                 counts[id(chosen)] = counts.get(id(chosen), 0) + 1
-        for slice_rule in slicing.slices:
-            rule = slice_rule.element
-            found = counts.get(id(slice_rule), 0)
-            if found < rule.min:
-                walk.issues.append(
-                    Issue(
-                        "error",
-                        "required",
-                        f"{path}.{key}",
-                        f"{element.path}:{rule.slice_name} is required (min {rule.min}), found {found}",
-                        "slice-cardinality",
-                    )
-                )
-            elif rule.max is not None and found > rule.max:
-                walk.issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        f"{path}.{key}",
-                        f"{element.path}:{rule.slice_name} allows at most {rule.max}, found {found}",
-                        "slice-cardinality",
-                    )
-                )
+        walk.issues += slice_count_issues(element, slicing, counts, f"{path}.{key}")
 
     def _slice_item(
         self, element: ElementRule, slicing: Slicing, key: str, item: Any, where: str, walk: _Walk
     ) -> SliceRule | None:
-        blob = self._blob(element, item)
-        memo_key = (id(slicing), key, blob) if blob is not None else None
-        if memo_key is not None:
-            found = self._replay(memo_key, where, walk)
-            if found is not _MISSING:
-                return found  # type: ignore[no-any-return]
+        memo = self.memo
+        content = memo.item_content(element, item) if memo is not None else None
+        if memo is not None and content is not None:
+            found = memo.lookup(slicing, key, content)
+            if found is not None:
+                return replay(found, where, walk.issues)
         mark = len(walk.issues)
-        chosen = _slice_of(slicing, item)
+        chosen = slice_of(slicing, item)
         if chosen is None:
             if slicing.closed:
                 walk.issues.append(
@@ -457,73 +345,11 @@ class Validator:
             self._check_item(element, key, item, where, walk)
         else:
             self._check_item(chosen.element, key, item, where, walk)
-        if memo_key is not None:
-            self._remember(memo_key, chosen, where, walk.issues[mark:])
+        if memo is not None and content is not None:
+            memo.remember(slicing, key, content, chosen, where, walk.issues[mark:])
         return chosen
 
-    # -- values -------------------------------------------------------------------------------------------
-
-    def _binding(self, element: ElementRule, type_code: str, item: Any, path: str, walk: _Walk) -> None:
-        codes = element.binding
-        assert codes is not None
-        if type_code == "CodeableConcept":
-            codings = item.get("coding") or ()
-            ok = any(isinstance(c, dict) and c.get("code") in codes.get(c.get("system", ""), ()) for c in codings)
-            shown = ", ".join(f"{c.get('system')}#{c.get('code')}" for c in codings if isinstance(c, dict))
-        elif type_code in ("Coding", "Quantity"):
-            ok = item.get("code") in codes.get(item.get("system", ""), ())
-            shown = f"{item.get('system')}#{item.get('code')}"
-        elif isinstance(item, str):
-            ok = any(item in system_codes for system_codes in codes.values())
-            shown = repr(item)
-        else:
-            return
-        if not ok:
-            walk.issues.append(
-                Issue(
-                    "error",
-                    "code-invalid",
-                    path,
-                    f"{shown or 'no coding'} is not in the required value set {element.binding_url}",
-                    "binding",
-                )
-            )
-
-    def _reference_target(
-        self, item: dict[str, Any], targets: frozenset[str], element: ElementRule, path: str, walk: _Walk
-    ) -> None:
-        reference = item.get("reference")
-        target = None
-        if isinstance(reference, str) and not reference.startswith(("#", "urn:")):
-            parts = reference.split("/")
-            if "_history" in parts:
-                parts = parts[: parts.index("_history")]
-            if len(parts) >= 2:
-                target = parts[-2]
-                if target not in self.definitions.resource_types:
-                    walk.issues.append(
-                        Issue(
-                            "error",
-                            "value",
-                            f"{path}.reference",
-                            f"{target!r} is not a FHIR resource type",
-                            "reference",
-                        )
-                    )
-                    return
-        declared = item.get("type")
-        for found in (target, declared if isinstance(declared, str) else None):
-            if found is not None and found not in targets:
-                walk.issues.append(
-                    Issue(
-                        "error",
-                        "value",
-                        f"{path}.reference" if found is target else f"{path}.type",
-                        f"{element.path} may refer to {', '.join(sorted(targets))}, not {found}",
-                        "reference-target",
-                    )
-                )
-                return
+    # -- invariants ------------------------------------------------------------------------------------
 
     def _invariants(self, invariants: list[Invariant], value: Any, path: str, walk: _Walk) -> None:
         for invariant in invariants:
@@ -553,74 +379,6 @@ class Validator:
                         invariant.key,
                     )
                 )
-
-
-def _slice_of(slicing: Slicing, item: Any) -> SliceRule | None:
-    if slicing.index is not None:
-        target = item
-        path = slicing.slices[0].tests[0][0] if slicing.slices else ()
-        for part in path:
-            target = target.get(part) if isinstance(target, dict) else None
-        candidates: list[SliceRule] = []
-        if isinstance(target, dict):
-            for coding in target.get("coding") or (target,):
-                if isinstance(coding, dict):
-                    candidates.extend(slicing.index.get((coding.get("system", ""), coding.get("code", "")), ()))
-        for candidate in candidates:
-            if _matches_slice(candidate, item):
-                return candidate
-        return None
-    for slice_rule in slicing.slices:
-        if _matches_slice(slice_rule, item):
-            return slice_rule
-    return None
-
-
-def _matches_slice(slice_rule: SliceRule, item: Any) -> bool:
-    if not slice_rule.tests:
-        return False
-    for path, kind, expected in slice_rule.tests:
-        values = [item]
-        for part in path:
-            step: list[Any] = []
-            for value in values:
-                if isinstance(value, dict) and part in value:
-                    found = value[part]
-                    step.extend(found if isinstance(found, list) else [found])
-            values = step
-        if kind == "exists":
-            ok = bool(values)
-        elif kind == "absent":
-            ok = not values
-        elif kind == "fixed":
-            ok = any(v == expected for v in values)
-        else:
-            ok = any(matches_pattern(expected, v) for v in values)
-        if not ok:
-            return False
-    return True
-
-
-def matches_pattern(pattern: Any, value: Any) -> bool:
-    """FHIR pattern[x]: each property of the pattern is in the value; each pattern array item matches one."""
-    if isinstance(pattern, dict):
-        if not isinstance(value, dict):
-            return False
-        return all(k in value and matches_pattern(v, value[k]) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        values = value if isinstance(value, list) else [value]
-        return all(any(matches_pattern(p, v) for v in values) for p in pattern)
-    if isinstance(pattern, bool) or isinstance(value, bool):
-        return pattern is value
-    return bool(pattern == value)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict) and "coding" in value:
-        return ", ".join(f"{c.get('system')}#{c.get('code')}" for c in value["coding"])
-    if isinstance(value, dict) and "code" in value:
-        return f"{value.get('system')}#{value.get('code')}"
-    return repr(value)
 
 
 @cache

@@ -1,0 +1,66 @@
+"""The process pool for work split across cores: forked workers that are handed one job explicitly.
+
+A job (the export, the roster, the rules; or the mapper and its students) is large and read-only. Forked workers
+inherit it without pickling: the pool's initializer receives it as an argument (fork passes initializer arguments
+to the child as memory, not as bytes) and files it under the job's id in this worker's registry; each task then
+carries only the job id and its item. The parent's registry is never written, so two jobs (or a job inside a
+worker) cannot see each other's state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
+
+J = TypeVar("J")  # the job shared by every task
+T = TypeVar("T")  # one task's item
+R = TypeVar("R")  # one task's result
+
+
+class _Task(Generic[J, T, R]):
+    """What a worker keeps of a job: the function and the job it is applied with."""
+
+    __slots__ = ("fn", "job")
+
+    def __init__(self, fn: Callable[[J, T], R], job: J) -> None:
+        self.fn = fn
+        self.job = job
+
+
+# job id -> task, filled in each worker by its initializer (never in the parent)
+_WORKER_TASKS: dict[int, _Task[Any, Any, Any]] = {}
+_job_ids = itertools.count(1)
+
+
+def can_fork() -> bool:
+    """Whether this platform starts workers by fork (Linux); elsewhere the work runs in this process."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def workers_wanted(workers: int) -> int:
+    """`workers` processes, 0 meaning one per core."""
+    return workers or os.cpu_count() or 1
+
+
+def _enter(job_id: int, task: _Task[Any, Any, Any]) -> None:
+    _WORKER_TASKS[job_id] = task
+
+
+def _run(job_and_item: tuple[int, Any]) -> Any:
+    job_id, item = job_and_item
+    task = _WORKER_TASKS[job_id]
+    return task.fn(task.job, item)
+
+
+def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int) -> Iterator[R]:
+    """`fn(job, item)` for each item, in forked worker processes, yielded in the items' order as they are done.
+
+    `fn` and `job` reach the workers by fork, unpickled; each item and result is pickled. The pool lives while the
+    iterator is consumed."""
+    job_id = next(_job_ids)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(processes, initializer=_enter, initargs=(job_id, _Task(fn, job))) as pool:
+        yield from pool.imap(_run, ((job_id, item) for item in items))
