@@ -188,7 +188,7 @@ class TextLines:
                 if len(data) <= MAX_LINE_BYTES:
                     carry = data
                     continue
-                shown = data[:200].decode("utf-8", "replace")
+                shown = data[: 1 << 17].decode("utf-8", "replace")  # enough to tell the column (csvfile.py)
                 self._on_damage(Damage(line, "field-too-large", 0, f"more than {MAX_LINE_BYTES} bytes", shown))
                 skipping = True
                 continue
