@@ -184,6 +184,11 @@ class CsvTable:
         return self.names[len(fields) - 1] if 0 < len(fields) <= len(self.names) else ""
 
     @property
+    def unterminated(self) -> bool:
+        """The file's last line has no line end (known once its rows are read)."""
+        return self._lines.unterminated
+
+    @property
     def usable(self) -> bool:
         return self.header_found and not self.missing
 

@@ -117,6 +117,7 @@ class TextLines:
         self._sniff = header
         self.not_text = ""  # why the file is not text, once the first block is read
         self.end_line = 0  # the sentinel's line number, once the end is reached
+        self.unterminated = False  # the last line has no line end (a file cut short, or written without one)
         self._blocks: deque[tuple[int, int, str]] = deque(maxlen=KEPT_BLOCKS)  # (first line, lines, text)
         self._split: tuple[int, list[str]] = (0, [])  # the last block split into lines (for re-reading)
         self._current: Iterator[str] = iter(())
@@ -200,6 +201,7 @@ class TextLines:
             yield from self._block(b"\n", line)
             line += 1
         elif carry:
+            self.unterminated = not carry.endswith((b"\n", b"\r"))
             yield from self._block(carry, line)
             line += self._blocks[-1][1]
         self.end_line = line
