@@ -153,13 +153,14 @@ def tally_year(
     tallies = tally_attendance(export, roster, rules, report, workers)
     if progress is not None:
         progress("attendance rows", tallies.events)
-    if tallies.outside_year:
+    if tallies.outside_year > tallies.outside_listed:  # the first ones are reported at their lines (tally.py)
         report.add(
             tallies.file,
             0,
             "date",
             "outside-school-year",
-            f"{tallies.outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted",
+            f"{tallies.outside_year - tallies.outside_listed} more rows (after the {tallies.outside_listed} "
+            f"listed by line) are dated outside the school year {year.start} to {year.end}; not counted",
             severity="warning",
         )
     if tallies.after_as_of:

@@ -61,6 +61,7 @@ class Tallies:
     presence_rows: int = 0
     absent_until: dict[Key, int] = field(default_factory=dict)
     outside_year: int = 0
+    outside_listed: int = 0  # of them, reported one by one (at most OUTSIDE_LISTED per file)
     after_as_of: int = 0
     events: int = 0
     file: str = ""
@@ -96,6 +97,17 @@ class Tallies:
             if offset < 0:
                 if offset == OUTSIDE_YEAR:
                     self.outside_year += 1
+                    if self.outside_listed < OUTSIDE_LISTED:  # each row used or reported; the rest summed up
+                        self.outside_listed += 1
+                        add(
+                            file,
+                            line,
+                            "date",
+                            OUTSIDE_CODE,
+                            f"Row dated {day}, outside the school year {year.start} to {year.end}; not counted "
+                            "(an export of several school years has such rows).",
+                            "warning",
+                        )
                 else:
                     self.after_as_of += 1
                 self.file = file
@@ -184,6 +196,7 @@ class Tallies:
             self.absent_until[key] = self.absent_until.get(key, 0) + h
         self.presence_rows += later.presence_rows
         self.outside_year += later.outside_year
+        self.outside_listed += later.outside_listed
         self.after_as_of += later.after_as_of
         self.events += later.events
         self.file = self.file or later.file
@@ -196,6 +209,8 @@ class Tallies:
 
 
 OUTSIDE_YEAR, AFTER_AS_OF = -1, -2
+OUTSIDE_LISTED = 1000  # rows outside the school year reported by line, per file; the rest in one summary line
+OUTSIDE_CODE = "outside-school-year"
 PRESENCE = frozenset({AttendanceCategory.IN_ATTENDANCE, AttendanceCategory.PRESENT})
 
 CONFLICT = (
@@ -225,6 +240,24 @@ def _tally_part(part: FilePart) -> tuple[Tallies, RowReport]:
     return t, report
 
 
+def _keep_listed(t: Tallies, report: RowReport, room: int) -> None:
+    """Keep only the first `room` rows outside the school year that a later part reported one by one."""
+    keep = max(0, min(room, t.outside_listed))
+    if keep == t.outside_listed:
+        return
+    seen = 0
+
+    def kept(code: str) -> bool:
+        nonlocal seen
+        if code != OUTSIDE_CODE:
+            return True
+        seen += 1
+        return seen <= keep
+
+    report.issues[:] = [i for i in report.issues if kept(i.code)]
+    t.outside_listed = keep
+
+
 def _undo_duplicates(
     export: Export,
     roster: Roster,
@@ -243,7 +276,7 @@ def _undo_duplicates(
         if mask is None:
             continue
         offset = ev.day.toordinal() - base
-        if not (mask >> offset) & 1 or (key, offset) in done:
+        if offset < 0 or not (mask >> offset) & 1 or (key, offset) in done:  # < 0: before the year, not counted
             continue
         done.add((key, offset))  # the first such row in this part is the one it counted
         report.add(ev.file, ev.line, "date", "conflicting-event", CONFLICT)
@@ -286,6 +319,7 @@ def tally_attendance(
     total, first_report = results[0]
     report.extend(first_report)
     for part, (t, part_report) in zip(parts[1:], results[1:], strict=True):
+        _keep_listed(t, part_report, OUTSIDE_LISTED - total.outside_listed)  # the cap holds for the whole file
         report.extend(part_report)
         overlaps = total.absorb(t)
         if overlaps:
