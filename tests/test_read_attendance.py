@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tracemalloc
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sis2fhir.read.attendance import (
     attendance_style,
     category_of,
     decide_attendance_style,
+    edfi_files,
     iter_attendance,
     reason_code,
 )
@@ -250,6 +252,43 @@ def test_ed_fi_xml_broken_part_way_is_file_unreadable_at_its_line_and_column(tmp
     [broken] = [i for i in report.issues if i.severity == "error"]
     assert (broken.file, broken.line, broken.code) == ("StudentAttendance-2025-09.xml", 41, "file-unreadable")
     assert "line 41, column " in broken.message
+
+
+BILLION_LAUGHS = (
+    b'<!DOCTYPE InterchangeStudentAttendance [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    + b"".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">'.encode() for p, n in zip("bcdefgh", "cdefghi", strict=True))
+    + b"]>\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda t: t.replace(b"http://ed-fi.org/5.2.0", b"http://example.org/not-ed-fi", 1), "not an Ed-Fi namespace"),
+        (
+            lambda t: (
+                t.replace(b"<InterchangeStudentAttendance", BILLION_LAUGHS + b"<InterchangeStudentAttendance", 1)
+                .replace(b"<EventDuration>1</EventDuration>", b"<EventDuration>&i;</EventDuration>", 1)
+                .replace(b"<InterchangeStudentAttendance ", b'<InterchangeStudentAttendance a="&i;" ', 1)
+            ),
+            "has a DOCTYPE with entity declarations; Ed-Fi XML has none",
+        ),
+    ],
+    ids=["wrong-namespace", "entity-expansion"],
+)
+def test_ed_fi_xml_that_is_not_a_plain_ed_fi_interchange_is_refused_unread(
+    tmp_path: Path, edit: Callable[[bytes], bytes], says: str
+) -> None:
+    folder = edfi_district(tmp_path)
+    xml = folder / "StudentAttendance-2025-09.xml"
+    xml.write_bytes(edit(xml.read_bytes()))
+    assert attendance_style(open_export(folder)) == "edfi"
+    _, events, report, export = read_all(folder)  # 10**9 a's if the entities were expanded: never
+    assert events == [] and edfi_files(export) == []
+    assert [(i.file, i.code, i.severity) for i in report.issues] == [
+        ("StudentAttendance-2025-09.xml", "file-unreadable", "error")
+    ]
+    assert says in report.issues[0].message
 
 
 @pytest.mark.parametrize(

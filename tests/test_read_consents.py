@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
-from sis2fhir.read.export import open_export
+from sis2fhir.read.export import ExportError, open_export
 from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import ConsentRecord
 from sis2fhir.report import RowReport
@@ -76,6 +79,35 @@ def test_a_period_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
 def test_an_export_without_consents_gives_none() -> None:
     consents, report = consents_of(EXPORTS / "district-1.2")
     assert consents == {} and report.issues == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda lines: [], "is empty"),
+        (lambda lines: lines[1:], "has no 'consentId'"),
+        (lambda lines: [lines[0].replace("status", "state"), *lines[1:]], "has no 'status' column"),
+    ],
+    ids=["empty", "deleted-header", "missing-status"],
+)
+def test_a_consents_file_that_cannot_be_read_as_consents_stops_the_run(
+    tmp_path: Path, edit: Callable[[list[str]], list[str]], says: str
+) -> None:
+    folder = Path(shutil.copytree(EXPORTS / "district-1.1", tmp_path / "e"))
+    f = folder / "consents.csv"
+    f.write_text("".join(edit(f.read_text().splitlines(keepends=True))))
+    with pytest.raises(ExportError, match="revoked consent could not be honoured") as caught:
+        consents_of(folder)
+    assert says in str(caught.value)
+    assert "Parent" not in str(caught.value)  # a row taken for the header: its grantor name is not repeated
+
+
+def test_a_header_only_consents_file_is_no_consent_yet(tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(EXPORTS / "district-1.1", tmp_path / "e"))
+    f = folder / "consents.csv"
+    f.write_text(f.read_text().splitlines(keepends=True)[0])
+    consents, report = consents_of(folder)
+    assert consents == {} and [i for i in report.issues if i.severity == "error"] == []
 
 
 def test_the_calendar_gives_sorted_instructional_days_per_school() -> None:

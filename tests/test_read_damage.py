@@ -156,6 +156,12 @@ def test_an_oversized_field_costs_only_its_row(tmp_path: Path, clean: Read) -> N
     same_except(clean.consents, got.consents, {"CNS-2026-0000089"})
 
 
+def test_a_line_over_a_megabyte_is_reported_at_the_column_of_its_oversized_value(tmp_path: Path, clean: Read) -> None:
+    got = read(damaged(tmp_path, "consents.csv", set_field(90, 6, b"x" * 1_500_000)))  # recipientName
+    assert got.issues("field-too-large") == [("consents.csv", 90, "recipientName", "field-too-large")]
+    same_except(clean.consents, got.consents, {"CNS-2026-0000089"})
+
+
 def test_a_consent_revoked_before_it_started_is_reported_and_still_withholds(tmp_path: Path, clean: Read) -> None:
     line = next(c.line for c in clean_consent_lines() if c.status == "revoked")
     folder = damaged(tmp_path, "consents.csv", set_field(line, 13, b"2024-01-02"))  # revokedDate
@@ -190,6 +196,22 @@ def test_a_latin_1_byte_in_users_costs_only_that_student(tmp_path: Path, clean: 
     same_except(clean.roster.students, got.roster.students, lost)
 
 
+def test_a_stray_quote_closed_later_on_its_line_is_reported_where_the_quoted_value_starts(
+    tmp_path: Path, clean: Read
+) -> None:
+    # users.csv rows quote userIds ("{state:..},{district:..}"): a stray quote before sourcedId closes there
+    assert b'"' in (EXAMPLE / "users.csv").read_bytes().splitlines()[29]
+
+    def edit(lines: list[bytes]) -> None:
+        lines[29] = b'"' + lines[29]
+
+    got = read(damaged(tmp_path, "users.csv", edit))
+    assert got.issues("unclosed-quote") == [("users.csv", 30, "sourcedId", "unclosed-quote")]
+    assert not [i for i in got.report.issues if i.file == "users.csv" and i.line == 30 and i.code != "unclosed-quote"]
+    lost = {s for s, st in clean.roster.students.items() if st.line == 30}
+    same_except(clean.roster.students, got.roster.students, lost)
+
+
 @pytest.mark.parametrize(("role", "code"), [(b"", "missing-role"), (b"studnet", "unknown-role")])
 def test_a_user_whose_role_is_blank_or_unknown_is_reported(tmp_path: Path, clean: Read, role: bytes, code: str) -> None:
     got = read(damaged(tmp_path, "users.csv", set_field(30, 5, role)))
@@ -208,7 +230,7 @@ def test_a_user_whose_role_is_blank_or_unknown_is_reported(tmp_path: Path, clean
         (b"ill\x00", "nul-byte", "reason"),
         (b'"sick', "unclosed-quote", "reason"),
         (b"y" * 140_000, "field-too-large", "reason"),
-        (b"z" * (3 << 20), "field-too-large", ""),  # a line of 3 MB: skipped before csv sees it
+        (b"z" * (3 << 20), "field-too-large", "reason"),  # a line of 3 MB: skipped before csv sees it
     ],
     ids=["latin-1", "nul", "stray-quote", "oversized-field", "overlong-line"],
 )

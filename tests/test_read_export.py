@@ -124,6 +124,38 @@ def test_a_blank_manifest_mode_is_a_warning_not_a_failure() -> None:
     assert [(i.line, i.severity) for i in bad] == [(10, "warning")]
 
 
+def manifest_issues(folder: Path) -> list[tuple[int, str, str, str]]:
+    report = RowReport()
+    with open_export(folder) as export:
+        export.add_manifest_issues(report)
+    return [(i.line, i.column, i.code, i.severity) for i in report.issues if i.file == "manifest.csv"]
+
+
+def test_a_manifest_cut_short_in_its_last_line_is_named_at_that_line(tmp_path: Path) -> None:
+    folder = copy_export("district-1.1", tmp_path)
+    manifest = folder / "manifest.csv"
+    assert manifest.read_bytes().endswith(b"\n")
+    assert "manifest-cut-short" not in {code for _, _, code, _ in manifest_issues(folder)}
+    lines = manifest.read_bytes().splitlines()
+    manifest.write_bytes(b"\n".join(lines)[:-2])  # a transfer cut two characters into the last value
+    assert (len(lines), "value", "manifest-cut-short", "warning") in manifest_issues(folder)
+
+
+def test_a_damaged_manifest_line_costs_only_its_row_and_a_bad_value_is_named(tmp_path: Path) -> None:
+    folder = copy_export("district-1.1", tmp_path)
+    manifest = folder / "manifest.csv"
+    lines = manifest.read_bytes().splitlines(keepends=True)
+    users = next(i for i, ln in enumerate(lines) if ln.startswith(b"file.users,"))
+    lines[users] = b"file.users,bu\xe9lk\n"
+    lines.append(b"manifest.version,1\n")
+    manifest.write_bytes(b"".join(lines))
+    issues = manifest_issues(folder)
+    assert (users + 1, "value", "invalid-utf8", "error") in issues
+    assert (len(lines), "value", "manifest-bad-value", "warning") in issues
+    with open_export(folder) as export:
+        assert export.manifest.version == "1.1"  # the other rows are read
+
+
 def test_a_byte_that_is_not_utf8_costs_only_its_row(tmp_path: Path) -> None:
     folder = copy_export("district-1.1", tmp_path)
     users = folder / "users.csv"

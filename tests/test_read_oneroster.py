@@ -195,3 +195,21 @@ def test_a_1_2_role_that_is_not_a_oneroster_role_is_reported_and_its_user_not_a_
     assert issues(report, "unknown-role") == [("roles.csv", 2, "role")]
     assert [(f, c) for f, _, c in issues(report, "missing-role")] == [("users.csv", "sourcedId")]
     assert sorted(roster.students) == sorted(set(clean.students) - {"u-10"})
+
+
+def test_a_birth_date_after_the_as_of_date_is_not_used_for_matching_and_is_reported(tmp_path: Path) -> None:
+    folder = shutil.copytree(EXPORTS / "district-1.1", tmp_path / "e")
+    edit(folder, "demographics.csv", "stu-4,,,2012-11-30", "stu-4,,,2026-06-01")
+    for as_of, future in ((date(2026, 3, 31), True), (date(2026, 9, 1), False)):
+        report = RowReport()
+        with open_export(folder) as export:
+            roster = read_roster(export, report, "userIds:state", as_of=as_of)
+        found = [(i.file, i.line, i.column, i.severity) for i in report.issues if i.code == "future-birth-date"]
+        assert found == ([("demographics.csv", 4, "birthDate", "warning")] if future else [])
+        assert roster.students["stu-4"].birth_date == (None if future else date(2026, 6, 1))
+        assert roster.students["stu-4"].sex == "unspecified"  # the rest of the row is used
+    edit(folder, "demographics.csv", "stu-4,,,2026-06-01", "stu-4,,,2999-01-01")
+    roster, report = roster_of(folder)  # no as-of date: after today
+    assert roster.students["stu-4"].birth_date is None
+    assert ("demographics.csv", 4, "birthDate") in issues(report, "future-birth-date")
+    assert "2999" not in next(i.message for i in report.issues if i.code == "future-birth-date")

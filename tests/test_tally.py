@@ -148,3 +148,34 @@ def test_the_students_whose_attendance_is_withheld_are_the_same_on_any_number_of
     assert any(school == "" for _, school in one)  # the unknown school: any school of the student
     assert noted(2) == one
     assert noted(3) == one
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_rows_outside_the_school_year_are_reported_by_line_up_to_the_cap_on_any_number_of_cores(
+    tmp_path: Path, district_with_duplicates: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import sis2fhir.tally
+
+    folder = Path(shutil.copytree(district_with_duplicates, tmp_path / "d"))
+    path = folder / "attendance.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    moved = list(range(0, len(rows), 40))  # a row of the year before, every 40 rows, all through the file
+    for n in moved:
+        rows[n]["date"] = str(date.fromisoformat(rows[n]["date"]).replace(year=2024))
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    monkeypatch.setattr(sis2fhir.tally, "OUTSIDE_LISTED", 7)  # forked workers see it too
+    report = RowReport()
+    export = open_export(folder)
+    roster = read_roster(export, report)
+    year = roster.school_years[0]
+    rules = Rules(year, AS_OF, PRESETS["essa"], roster.memberships, None)
+    t = tally_attendance(export, roster, rules, report, workers=workers, min_bytes=1)
+    listed = [(i.line, i.column, i.severity) for i in report.issues if i.code == "outside-school-year"]
+    assert listed == [(n + 2, "date", "warning") for n in moved[:7]]  # the first ones in the file
+    assert (t.outside_year, t.outside_listed) == (len(moved), 7)

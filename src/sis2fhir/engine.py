@@ -137,11 +137,13 @@ def day_offset(rules: Rules, day: date) -> int:
 
 
 def report_undated(report: RowReport, counts: AttendanceCounts, rules: Rules) -> None:
-    """One warning per file for the rows dated outside the year or after the as-of date (not counted)."""
+    """One warning per file for the rows dated after the as-of date, and for those outside the year beyond the ones
+    reported at their lines (not counted)."""
     year = rules.year
-    if counts.outside_year:
+    if counts.outside_year > counts.outside_listed:  # the first ones are reported at their lines (tally.py)
         message = (
-            f"{counts.outside_year} rows are dated outside the school year {year.start} to {year.end}; not counted"
+            f"{counts.outside_year - counts.outside_listed} more rows (after the {counts.outside_listed} listed by "
+            f"line) are dated outside the school year {year.start} to {year.end}; not counted"
         )
         report.add(counts.file, 0, "date", "outside-school-year", message, severity="warning")
     if counts.after_as_of:
@@ -186,6 +188,9 @@ class AttendanceCounts(Protocol):
 
     @property
     def outside_year(self) -> int: ...  # rows dated outside the school year
+
+    @property
+    def outside_listed(self) -> int: ...  # of them, the ones reported at their lines
 
     @property
     def after_as_of(self) -> int: ...  # rows dated after the as-of date

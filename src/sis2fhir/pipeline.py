@@ -116,7 +116,7 @@ def sync(
 
     export = open_export(export_path, settings.export.zip_limits())
     clock = _StageClock(result.timings)
-    roster = read_roster(export, report, district.state_id_source)
+    roster = read_roster(export, report, district.state_id_source, as_of=as_of)
     result.students = len(roster.students)
     calendar = read_calendar(export, report)
     style = attendance_style(export)  # exception-only without calendar.csv: refused by the sanity gates

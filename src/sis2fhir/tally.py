@@ -53,6 +53,7 @@ class Tallies:
     presence_rows: int = 0
     absent_until: dict[Key, int] = field(default_factory=dict)
     outside_year: int = 0
+    outside_listed: int = 0  # of them, reported one by one (at most OUTSIDE_LISTED per file)
     after_as_of: int = 0
     events: int = 0
     file: str = ""
@@ -73,7 +74,7 @@ class Tallies:
         return absent
 
     def consume(self, events: Iterable[AttendanceEvent], rules: Rules, report: RowReport) -> None:
-        policy, memberships, calendar_days = rules.policy, rules.memberships, rules.calendar_days
+        policy, memberships, calendar_days, year = rules.policy, rules.memberships, rules.calendar_days, rules.year
         derived_days, tallies, seen = self.derived_days, self.tallies, self.seen
         rows_by_school, absent_until, until = self.rows_by_school, self.absent_until, rules.compare_until
         may_be_absent = policy.absence_categories
@@ -89,6 +90,17 @@ class Tallies:
             if offset < 0:
                 if offset == OUTSIDE_YEAR:
                     self.outside_year += 1
+                    if self.outside_listed < OUTSIDE_LISTED:  # each row used or reported; the rest summed up
+                        self.outside_listed += 1
+                        add(
+                            file,
+                            line,
+                            "date",
+                            OUTSIDE_CODE,
+                            f"Row dated {day}, outside the school year {year.start} to {year.end}; not counted "
+                            "(an export of several school years has such rows).",
+                            "warning",
+                        )
                 else:
                     self.after_as_of += 1
                 self.file = file
@@ -159,6 +171,7 @@ class Tallies:
             self.absent_until[key] = self.absent_until.get(key, 0) + h
         self.presence_rows += later.presence_rows
         self.outside_year += later.outside_year
+        self.outside_listed += later.outside_listed
         self.after_as_of += later.after_as_of
         self.events += later.events
         self.file = self.file or later.file
@@ -168,6 +181,10 @@ class Tallies:
             else:
                 self.rejected.absorb(later.rejected)
         return overlaps
+
+
+OUTSIDE_LISTED = 1000  # rows outside the school year reported by line, per file; the rest in one summary line
+OUTSIDE_CODE = "outside-school-year"
 
 
 def _add(into: AbsenceTally, t: AbsenceTally, sign: int) -> None:
@@ -184,6 +201,24 @@ def _tally_part(job: tuple[Export, Roster, Rules], part: FilePart) -> tuple[Tall
     t = Tallies(rejected=rules.rejected())
     t.consume(iter_attendance(export, roster, report, part, t.rejected), rules, report)
     return t, report
+
+
+def _keep_listed(t: Tallies, report: RowReport, room: int) -> None:
+    """Keep only the first `room` rows outside the school year that a later part reported one by one."""
+    keep = max(0, min(room, t.outside_listed))
+    if keep == t.outside_listed:
+        return
+    seen = 0
+
+    def kept(code: str) -> bool:
+        nonlocal seen
+        if code != OUTSIDE_CODE:
+            return True
+        seen += 1
+        return seen <= keep
+
+    report.issues[:] = [i for i in report.issues if kept(i.code)]
+    t.outside_listed = keep
 
 
 def _undo_duplicates(
@@ -209,7 +244,7 @@ def _undo_duplicates(
         if mask is None:
             continue
         offset = ev.day.toordinal() - base
-        if not (mask >> offset) & 1 or (key, offset) in done:
+        if offset < 0 or not (mask >> offset) & 1 or (key, offset) in done:  # < 0: before the year, not counted
             continue
         done.add((key, offset))  # the first such row in this part is the one it counted
         report.add(ev.file, ev.line, *CONFLICTING_EVENT)
@@ -245,6 +280,7 @@ def tally_attendance(
     total, first_report = results[0]
     report.extend(first_report)
     for part, (t, part_report) in zip(parts[1:], results[1:], strict=True):
+        _keep_listed(t, part_report, OUTSIDE_LISTED - total.outside_listed)  # the cap holds for the whole file
         report.extend(part_report)
         overlaps = total.absorb(t)
         if overlaps:

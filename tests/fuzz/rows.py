@@ -147,8 +147,10 @@ def row_defects(d: District, rng: random.Random) -> list[Variant]:
                 n,
                 {"date": value},
                 ("date",),
-                f"{value} lies outside the school year in academicSessions.csv: this year's export cannot hold it, "
-                "the row is not used and must be named at its line (not only counted in a file-wide warning)",
+                f"{value} lies outside the school year in academicSessions.csv: the row is not counted and must be "
+                "named at its line (not only counted in a file-wide warning); a warning (exit 0), since multi-year "
+                "exports carry rows of other school years as a matter of course, or an error (exit 3)",
+                frozenset({0, 3}),
             )
         )
     durations = ("-0.5", "1.5", "0", "abc", "NaN", "inf", "2", "1e400")
@@ -218,9 +220,17 @@ def _consent_defects(d: District, rng: random.Random) -> list[Variant]:
     revoked = [n for n in lines if f.row(n)["status"] == "revoked"]
     ids = ("studentSourcedId", "studentIdentifier")
 
-    def one(tag: str, change: Change, columns: tuple[str, ...], why: str, pool: list[int] = active, k: int = 2):
+    def one(
+        tag: str,
+        change: Change,
+        columns: tuple[str, ...],
+        why: str,
+        pool: list[int] = active,
+        k: int = 2,
+        exits: frozenset[int] = frozenset({3}),
+    ):
         for n in rng.sample(pool, k):
-            out.append(defect(d, tag, "consents.csv", n, change, columns, why))
+            out.append(defect(d, tag, "consents.csv", n, change, columns, why, exits))
 
     one(
         "unknown-student",
@@ -232,13 +242,18 @@ def _consent_defects(d: District, rng: random.Random) -> list[Variant]:
         "revoked-before-start",
         {"status": "revoked", "revokedDate": _shift(-10, "periodStart")},
         ("revokedDate",),
-        "a consent revoked before it started is not a real consent record: rejected and named",
+        "a consent revoked before it started is not a real consent record, but it is kept with a warning (exit 0) "
+        "or rejected (exit 3): keeping the row means its revocation is never dropped (read/consents.py, by design); "
+        "either way it is named",
+        exits=frozenset({0, 3}),
     )
     one(
         "signed-in-future",
         {"signedDate": "2030-01-15"},
         ("signedDate",),
-        "a consent signed after the run's as-of date and after today cannot have been signed: rejected",
+        "a consent signed after the run's as-of date and after today cannot have been signed: named, and kept with "
+        "a warning (exit 0) or rejected (exit 3); the reader keeps it so that a revocation in it is never dropped",
+        exits=frozenset({0, 3}),
     )
     one("bad-status", {"status": "pending"}, ("status",), "status must be active, revoked or declined")
     one(

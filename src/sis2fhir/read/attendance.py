@@ -14,6 +14,7 @@ from typing import Literal
 
 from sis2fhir.read.csvfile import Columns, FilePart, Reread, open_csv, parse_date
 from sis2fhir.read.export import Export, ExportError
+from sis2fhir.read.xmlhead import XmlHead, is_edfi_namespace, parse_problem, read_head
 from sis2fhir.records import AttendanceCategory, AttendanceEvent, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import ABSENCE_REASONS
@@ -117,46 +118,32 @@ class StyleDecision:
 
 
 def edfi_files(export: Export) -> list[str]:
-    """The export's XML files whose root element is InterchangeStudentAttendance (any Ed-Fi namespace)."""
-    return [name for name, root, _ in _xml_roots(export) if root == EDFI_ROOT]
+    """The export's XML files whose root element is InterchangeStudentAttendance in an Ed-Fi namespace."""
+    return [h.name for h in _xml_heads(export) if h.root == EDFI_ROOT and not h.problem]
 
 
-def _xml_roots(export: Export) -> list[tuple[str, str, ET.ParseError | None]]:
-    """(name, local name of the root element, or "" with the error when the file does not parse that far)."""
-    found: list[tuple[str, str, ET.ParseError | None]] = []
+def _xml_heads(export: Export) -> list[XmlHead]:
+    """Each XML file's root, or why it is not read; an InterchangeStudentAttendance root in another namespace is
+    not Ed-Fi's interchange (refused like a file that does not parse, not ignored: it looks like attendance)."""
+    heads = []
     for name in export.names():
         if not name.lower().endswith(".xml"):
             continue
-        root, error = "", None
-        try:
-            with export.open_binary(name) as f:
-                for _, elem in ET.iterparse(f, events=("start",)):
-                    root = elem.tag.rpartition("}")[2]
-                    break
-        except ET.ParseError as exc:
-            error = exc
-        if root or error is None:
-            found.append((name, root, None))
-        else:
-            found.append((name, "", error))
-    return found
+        head = read_head(export, name)
+        if head.root == EDFI_ROOT and not is_edfi_namespace(head.namespace):
+            why = f"has its root {EDFI_ROOT} in the namespace '{head.namespace}', which is not an Ed-Fi namespace "
+            head = XmlHead(name, "", head.namespace, why + "(http://ed-fi.org/...), so it is not an Ed-Fi interchange")
+        heads.append(head)
+    return heads
 
 
-def _broken_xml(export: Export) -> list[tuple[str, ET.ParseError]]:
-    """XML files that do not parse as far as their root element: perhaps the Ed-Fi attendance, unreadable."""
-    return [(name, error) for name, _, error in _xml_roots(export) if error is not None]
+def _broken_xml(export: Export) -> list[XmlHead]:
+    """XML files that cannot be read as far as their root element: perhaps the Ed-Fi attendance, unreadable."""
+    return [h for h in _xml_heads(export) if h.problem]
 
 
-def _xml_unreadable(report: RowReport, name: str, exc: ET.ParseError, before: str) -> None:
-    line, column = exc.position
-    report.add(
-        name,
-        line,
-        "",
-        "file-unreadable",
-        f"{name} is not well-formed XML at line {line}, column {column + 1} ({str(exc).split(': line')[0]}); "
-        f"{before}. Export the file again.",
-    )
+def _xml_unreadable(report: RowReport, name: str, line: int, what: str, before: str) -> None:
+    report.add(name, line, "", "file-unreadable", f"{name} {what}; {before}. Export the file again.")
 
 
 _STYLE_SAMPLE = 20_000  # rows read to decide the style (without a style column)
@@ -329,9 +316,9 @@ def iter_attendance(
         yield from _iter_csv(export, roster, report, None, rejected)
         return
     broken = _broken_xml(export)
-    for name, exc in broken:  # perhaps attendance: a gate stops the run on file-unreadable attendance
-        _xml_unreadable(report, name, exc, "nothing in it is read")
-        report.count_read(name, 0)
+    for head in broken:  # perhaps attendance: a gate stops the run on file-unreadable attendance
+        _xml_unreadable(report, head.name, head.line, head.problem, "nothing in it is read")
+        report.count_read(head.name, 0)
     if not xml and not broken:
         raise ExportError(
             "The export has neither attendance.csv nor an Ed-Fi InterchangeStudentAttendance .xml file. "
@@ -653,7 +640,7 @@ def _iter_edfi(export: Export, name: str, r: _Resolver, report: RowReport) -> It
                         root.clear()  # drop the emptied children too, so memory stays flat
             parser.close()  # a file cut short raises here
         except ET.ParseError as exc:
-            _xml_unreadable(report, name, exc, "the events after that point are not read")
+            _xml_unreadable(report, name, *parse_problem(exc), "the events after that point are not read")
         finally:
             report.count_read(name, read + sections)
     if sections:

@@ -6,7 +6,7 @@ import re
 from datetime import date
 
 from sis2fhir.read.csvfile import Columns, bad_date, open_csv, parse_date
-from sis2fhir.read.export import Export
+from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import ConsentRecord, Roster
 from sis2fhir.report import RowReport
 
@@ -37,6 +37,19 @@ def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date
     if table is None:
         return {}
     file = table.file
+    if not table.usable:  # a consents.csv that cannot be read as consents: its revocations could not be honoured
+        table.close()
+        found = ", ".join(table.columns) or "none"  # only the columns it knows: a row taken for a header is data
+        what = (
+            f"has no {', '.join(repr(c) for c in table.missing)} column (consents columns found: {found})"
+            if table.header_found
+            else "is empty (not even a header row)"
+        )
+        raise ExportError(
+            f"{file} {what}, so its consents and revocations cannot be read; nothing is sent, since a revoked "
+            f"consent could not be honoured. Export {file} again with its header row ({', '.join(CONSENTS.required)}, "
+            "studentSourcedId or studentIdentifier); with no consents yet, a header-only file says so."
+        )
     by_state_id = roster.student_by_state_id()
     consents: dict[str, list[ConsentRecord]] = {}
     seen_ids: dict[str, int] = {}

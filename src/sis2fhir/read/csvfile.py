@@ -149,7 +149,8 @@ class CsvTable:
         if self._pending is not None:
             self._pending.append(d)
             return
-        column = self._column_at(d.text[: d.position - 1] + "x") if d.position else ""
+        # an overlong line: its column is the one whose value runs past csv's limit (see _column_at)
+        column = self._column_at(d.text[: d.position - 1] + "x" if d.position else d.text)
         where = f"{d.what} at character {d.position}" + (f", in column '{column}'" if column else "")
         if d.code == "invalid-utf8":
             what = f"has a byte that is not UTF-8 text ({where})"
@@ -183,6 +184,11 @@ class CsvTable:
         return self.names[len(fields) - 1] if 0 < len(fields) <= len(self.names) else ""
 
     @property
+    def unterminated(self) -> bool:
+        """The file's last line has no line end (known once its rows are read)."""
+        return self._lines.unterminated
+
+    @property
     def usable(self) -> bool:
         return self.header_found and not self.missing
 
@@ -214,6 +220,8 @@ class CsvTable:
         if not row or (lr == 1 and not row[0].strip()):
             return None  # blank line (or a damaged one, reported already): not a row
         if lr < named:
+            if quoted_field_start(row) and self._broken_quote(line):
+                return None
             self._short += 1
             self._first_short = self._first_short or line
         if lr < width:
@@ -232,6 +240,30 @@ class CsvTable:
                 self._rejected(line, row)
             return None
         return row[:width]
+
+    def _broken_quote(self, line: int) -> bool:
+        """Report a one-line row whose quoted value is closed and followed by more text (a stray quote: csv then
+        reads the fields after it into that value, so the row comes out short)."""
+        first = self._lines.lines(line, line)
+        column = self._quote_column(first[0]) if first else ""
+        if not column:
+            return False
+        self._broken += 1
+        self.report.add(
+            self.file,
+            line,
+            column,
+            "unclosed-quote",
+            "A quoted value starting here is closed and followed by more text, which swallows the values after "
+            'it; row not used. Close the quote (a quote inside a quoted value is written "").',
+        )
+        self._rejected(line, first[0] if first else None)
+        return True
+
+    def _quote_column(self, text: str) -> str:
+        """The column in which the first broken quoted value of a line (`text`) starts ("" when none is)."""
+        i = broken_quote_field(text)
+        return self.names[i] if i is not None and i < len(self.names) else ""
 
     def _spanning(self, row: list[str], line: int, end: int) -> list[str] | None:
         """A row over several lines: a quoted value with line breaks (RFC 4180) or a quote that is not closed."""
@@ -265,7 +297,7 @@ class CsvTable:
         Returns the new (reader, base)."""
         self._broken += 1
         first = self._lines.lines(line, line)
-        column = self._column_at(first[0]) if first else ""
+        column = (self._quote_column(first[0]) or self._column_at(first[0])) if first else ""
         if end == line and not why:
             code, message = "field-too-large", f"A value is longer than {FIELD_LIMIT} characters; row not used."
         else:
@@ -374,6 +406,39 @@ def open_csv(
     if not export.has(name):
         return None
     return CsvTable(export, name, report, spec, part, stop_if_unreadable, on_rejected)
+
+
+def quoted_field_start(row: list[str]) -> bool:
+    """Whether a parsed row may hide a stray quote (a value holding a comma or a quote): the cheap test first."""
+    return any("," in f or '"' in f for f in row)
+
+
+def broken_quote_field(text: str) -> int | None:
+    """The index of the field of a line in which a quoted value starts that is not closed on the line, or that is
+    closed and followed by something other than a comma or the line end (RFC 4180); None when quoting is sound."""
+    i, n, field, start = 0, len(text.rstrip("\r\n")), 0, True
+    while i < n:
+        c = text[i]
+        if start and c == '"':
+            close = i + 1
+            while True:
+                close = text.find('"', close)
+                if close < 0 or close >= n:
+                    return field  # open to the end of the line
+                if text[close + 1 : close + 2] == '"':
+                    close += 2
+                    continue
+                break
+            if close + 1 < n and text[close + 1] != ",":
+                return field
+            i, start = close + 1, False
+            continue
+        if c == ",":
+            field, start = field + 1, True
+        else:
+            start = False
+        i += 1
+    return None
 
 
 def _fields_of(text: str) -> list[str]:

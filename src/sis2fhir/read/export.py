@@ -414,64 +414,78 @@ def _refuse_without_manifest(export: Export) -> None:
 
 
 def _read_manifest(export: Export) -> Manifest:
-    issues: list[RowIssue] = []
+    from sis2fhir.read.csvfile import open_csv  # csvfile reads through Export: imported here, not at the top
+    from sis2fhir.read.header import Columns
+
     props: dict[str, str] = {}
     files: dict[str, str] = {}
     name = export.actual_name(MANIFEST)
+    report = RowReport()  # damaged rows (bad bytes, stray quotes) as in every other file, then kept as issues
 
     def warn(line: int, column: str, code: str, message: str) -> None:
-        issues.append(RowIssue(name, line, column, code, message, "warning"))
+        report.add(name, line, column, code, message, "warning")
 
-    with export.open_text(MANIFEST) as f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if header[:2] != ["propertyname", "value"]:
-            warn(1, "", "manifest-header", "manifest.csv should start with the header propertyName,value.")
-        prev = reader.line_num
-        for row in reader:
-            line, prev = prev + 1, reader.line_num
-            if not row or not any(c.strip() for c in row):
+    table = open_csv(export, MANIFEST, report, Columns((), optional=("propertyName", "value")))
+    assert table is not None  # open_export checked that the file is there
+    rows: list[tuple[int, list[str]]] = []
+    if table.header_found and [h.lower() for h in table.names[:2]] != ["propertyname", "value"]:
+        warn(1, "", "manifest-header", "manifest.csv should start with the header propertyName,value.")
+        if table.names and table.names[0].lower() in _KNOWN_KEYS:  # no header: its first line is a row
+            rows.append((1, table.names[:2]))
+    rows += list(table.rows())
+    last = rows[-1][0] if rows else 0
+    for line, row in rows:
+        if not row or not any(c.strip() for c in row):
+            continue
+        key = row[0].strip()
+        value = row[1].strip() if len(row) > 1 else ""
+        canonical = _KNOWN_KEYS.get(key.lower())
+        if line == last and table.unterminated:
+            warn(
+                line,
+                "value",
+                "manifest-cut-short",
+                f"manifest.csv ends inside its last line ('{key}' is '{value}', with no line end after it): the "
+                "file may have been cut short in transfer; the value is read as it is. Check that the export is "
+                "complete and transfer it again.",
+            )
+        if canonical is None:
+            close = difflib.get_close_matches(key.lower(), list(_KNOWN_KEYS), n=1, cutoff=0.8)
+            if close:
+                canonical = _KNOWN_KEYS[close[0]]
+                warn(
+                    line,
+                    "propertyName",
+                    "manifest-typo",
+                    f"Manifest key '{key}' is not a OneRoster key; read as '{canonical}'. Correct it to '{canonical}'.",
+                )
+            elif key.lower().startswith("file."):
+                warn(
+                    line,
+                    "propertyName",
+                    "manifest-unknown-key",
+                    f"Manifest key '{key}' names a file sis2fhir does not know; ignored.",
+                )
                 continue
-            key = row[0].strip()
-            value = row[1].strip() if len(row) > 1 else ""
-            canonical = _KNOWN_KEYS.get(key.lower())
-            if canonical is None:
-                close = difflib.get_close_matches(key.lower(), list(_KNOWN_KEYS), n=1, cutoff=0.8)
-                if close:
-                    canonical = _KNOWN_KEYS[close[0]]
-                    warn(
-                        line,
-                        "propertyName",
-                        "manifest-typo",
-                        f"Manifest key '{key}' is not a OneRoster key; read as '{canonical}'. "
-                        f"Correct it to '{canonical}'.",
-                    )
-                elif key.lower().startswith("file."):
-                    warn(
-                        line,
-                        "propertyName",
-                        "manifest-unknown-key",
-                        f"Manifest key '{key}' names a file sis2fhir does not know; ignored.",
-                    )
-                    continue
-                else:
-                    props[key] = value  # vendor keys (e.g. source.*) are kept
-                    continue
-            if canonical.startswith("file."):
-                mode = value.lower()
-                if mode not in FILE_MODES:
-                    mode = "bulk" if export.has(f"{canonical[5:]}.csv") else "absent"
-                    warn(
-                        line,
-                        "value",
-                        "manifest-bad-mode",
-                        f"'{canonical}' is '{value}', not bulk, delta or absent; read as {mode} "
-                        "because the file is " + ("present." if mode == "bulk" else "not in the export."),
-                    )
-                files[canonical[5:]] = mode
             else:
-                props[canonical] = value
-
+                props[key] = value  # vendor keys (e.g. source.*) are kept
+                continue
+        if canonical.startswith("file."):
+            mode = value.lower()
+            if mode not in FILE_MODES:
+                mode = "bulk" if export.has(f"{canonical[5:]}.csv") else "absent"
+                warn(
+                    line,
+                    "value",
+                    "manifest-bad-mode",
+                    f"'{canonical}' is '{value}', not bulk, delta or absent; read as {mode} "
+                    "because the file is " + ("present." if mode == "bulk" else "not in the export."),
+                )
+            files[canonical[5:]] = mode
+        else:
+            if canonical == "manifest.version" and value != "1.0":  # OneRoster 1.1 and 1.2 both say 1.0
+                warn(line, "value", "manifest-bad-value", f"manifest.version is '{value}', not 1.0; ignored.")
+            props[canonical] = value
     version = props.get("oneroster.version", "")
     if not version:
         version = "1.2" if export.has("roles.csv") else "1.1"
@@ -504,4 +518,4 @@ def _read_manifest(export: Export) -> Manifest:
                 "manifest-file-missing",
                 f"manifest.csv says file.{fname} is {mode} but {fname}.csv is not in the export.",
             )
-    return Manifest(version=version, files=files, properties=props, issues=issues)
+    return Manifest(version=version, files=files, properties=props, issues=list(report.issues))

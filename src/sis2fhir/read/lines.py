@@ -117,6 +117,7 @@ class TextLines:
         self._sniff = header
         self.not_text = ""  # why the file is not text, once the first block is read
         self.end_line = 0  # the sentinel's line number, once the end is reached
+        self.unterminated = False  # the last line has no line end (a file cut short, or written without one)
         self._blocks: deque[tuple[int, int, str]] = deque(maxlen=KEPT_BLOCKS)  # (first line, lines, text)
         self._split: tuple[int, list[str]] = (0, [])  # the last block split into lines (for re-reading)
         self._current: Iterator[str] = iter(())
@@ -188,7 +189,7 @@ class TextLines:
                 if len(data) <= MAX_LINE_BYTES:
                     carry = data
                     continue
-                shown = data[:200].decode("utf-8", "replace")
+                shown = data[: 1 << 17].decode("utf-8", "replace")  # enough to tell the column (csvfile.py)
                 self._on_damage(Damage(line, "field-too-large", 0, f"more than {MAX_LINE_BYTES} bytes", shown))
                 skipping = True
                 continue
@@ -200,6 +201,7 @@ class TextLines:
             yield from self._block(b"\n", line)
             line += 1
         elif carry:
+            self.unterminated = not carry.endswith((b"\n", b"\r"))
             yield from self._block(carry, line)
             line += self._blocks[-1][1]
         self.end_line = line

@@ -219,15 +219,19 @@ def _require_files(export: Export) -> None:
         )
 
 
-def read_roster(export: Export, report: RowReport, state_id_source: str = "identifier") -> Roster:
-    """The OneRoster part of `export` as a Roster; rows not used or used with a caveat go to `report`."""
+def read_roster(
+    export: Export, report: RowReport, state_id_source: str = "identifier", as_of: date | None = None
+) -> Roster:
+    """The OneRoster part of `export` as a Roster; rows not used or used with a caveat go to `report`.
+
+    `as_of`: the run's as-of date (a birth date after it, or after today when not given, is not used)."""
     state_id_of = state_id_reader(state_id_source)
     export.add_manifest_issues(report)
     _require_files(export)
     schools, district, org_types = _read_orgs(export, report)
     school_years = _read_school_years(export, report)
     students, user_ids = _read_students(export, report, state_id_of, _state_id_column(state_id_source))
-    _read_demographics(export, report, students)
+    _read_demographics(export, report, students, as_of or date.today())
     memberships = _read_enrollments(export, report, students, user_ids, schools, org_types, school_years)
     roster = Roster(
         version=export.version,
@@ -484,7 +488,7 @@ def _role(raw: str, file: str, line: int, report: RowReport, who: str) -> str:
     return ""
 
 
-def _read_demographics(export: Export, report: RowReport, students: dict[str, Student]) -> None:
+def _read_demographics(export: Export, report: RowReport, students: dict[str, Student], as_of: date) -> None:
     rows = _Rows(export, "demographics.csv", report, DEMOGRAPHICS)
     not_students = 0
     first = 0
@@ -507,6 +511,17 @@ def _read_demographics(export: Export, report: RowReport, students: dict[str, St
                     bad_date(raw_birth, "birthDate", show_value=False) + " The birth date is left blank.",
                     "warning",
                 )
+            elif birth > as_of:  # a birth date is sent for patient matching: an impossible one could mismatch
+                report.add(
+                    rows.file,
+                    line,
+                    "birthDate",
+                    "future-birth-date",
+                    f"birthDate is after {as_of.isoformat()}, so it cannot be right; the birth date is left "
+                    "blank (it is used only to match the patient). Correct it in the SIS.",
+                    "warning",
+                )
+                birth = None
             student.birth_date = birth
         sex = row.get("sex", "").strip().lower()
         if sex and sex not in SEXES:
