@@ -26,7 +26,7 @@ from sis2fhir.config import ConfigError, Settings, load_settings, parse_state_id
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.factory import configured_routes, folder_problem, from_spec
 from sis2fhir.deliver.ndjson import DISK_FULL, FolderWriteError
-from sis2fhir.disclosure import Route
+from sis2fhir.deliver.routing import Route
 from sis2fhir.failures import INTERNAL_ERROR, GuardedGroup, StoreContext
 from sis2fhir.pipeline import SyncResult, sync
 from sis2fhir.read.export import ExportError
@@ -300,11 +300,16 @@ def sync_command(
     _hold_writer_lock(settings, "sync")
     engine = open_store(settings.store_url)  # errors: a clean message naming the store (sis2fhir.failures)
 
-    for problem in asyncio.run(_check_recipients(destinations)):
-        err.print(f"[yellow]warning:[/] {escape(problem)}; its items wait in the outbox")
-    rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
-    quarantine = (out_dir or Path(".")) / "quarantine"
-    _run(export, day, settings, engine, routes, destinations, one_off, quarantine, rp, accept_change=reason)
+    loop = asyncio.new_event_loop()  # the command's one event loop: the recipient check, then the whole run
+    try:
+        for problem in loop.run_until_complete(_check_recipients(destinations)):
+            err.print(f"[yellow]warning:[/] {escape(problem)}; its items wait in the outbox")
+        rp = report_path or (out_dir / "rows-report.csv" if out_dir else Path("rows-report.csv"))
+        quarantine = (out_dir or Path(".")) / "quarantine"
+        _run(export, day, settings, engine, routes, destinations, one_off, quarantine, rp, accept_change=reason,
+             loop=loop)  # fmt: skip
+    finally:
+        loop.close()
 
 
 def _accept_reason(accept_change: str | None) -> str:
@@ -328,6 +333,7 @@ def _run(
     dry_run: bool = False,
     accept_change: str = "",
     baseline_store: Engine | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> None:
     """Run the pipeline with a progress bar, write the row report, print the summary, exit with the right code."""
     report = RowReport()
@@ -351,6 +357,7 @@ def _run(
                 report=report,
                 accept_change=accept_change,
                 baseline_store=baseline_store,
+                loop=loop,
             )
     except ExportError as e:
         report.write_csv(report_path)  # what was read before the export proved unusable is still worth fixing
@@ -444,23 +451,23 @@ def _print_acceptance(result: SyncResult, dry_run: bool) -> None:
 
 
 async def _check_recipients(destinations: dict[str, Destination]) -> list[str]:
-    """Ask each FHIR recipient for its CapabilityStatement before anything is read or sent. A server that is not
-    FHIR 4.0.1 or takes no transactions stops the run (exit 1); one that cannot be reached now is only a warning."""
-    from sis2fhir.deliver.fhir_rest import RecipientMisconfigured, RecipientUnreachable
+    """Ask each recipient (`Destination.check`: a FHIR server's CapabilityStatement) before anything is read or
+    sent. A server that is not FHIR 4.0.1 or takes no transactions stops the run (exit 1); one that cannot be
+    reached now is only a warning. Network connections are closed again (reading the export takes a while);
+    a folder is left alone (closing it merges its files, which the run does)."""
+    from sis2fhir.deliver.base import RecipientMisconfigured, RecipientUnreachable
 
     unreachable: list[str] = []
     for name, dest in destinations.items():
-        check = getattr(dest, "check", None)
-        if check is None:
-            continue
         try:
-            await check()
+            await dest.check()
         except RecipientMisconfigured as e:
             raise _fail(f"{name}: {e}. Nothing was sent; fix the destination in the configuration.") from None
         except RecipientUnreachable as e:
             unreachable.append(f"{name}: {e}")
         finally:
-            await dest.close()
+            if not dest.local:
+                await dest.close()
     return unreachable
 
 
