@@ -1,4 +1,5 @@
-"""FhirRestDestination on answers a real server will not give on demand (respx): 429, 5xx, 409, 412, 400."""
+"""FhirRestDestination on answers a real server will not give on demand (respx routes, handed to the destination as
+its httpx transport: nothing is patched globally): 429, 5xx, 409, 412, 400."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -49,14 +51,26 @@ def transaction_response(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 
 
+@contextmanager
+def answers() -> Iterator[respx.MockRouter]:
+    """Routes for the server's answers, used only by destinations given `transport(router)`."""
+    yield respx.MockRouter(assert_all_called=False)
+
+
+def transport(router: respx.MockRouter) -> httpx.MockTransport:
+    return httpx.MockTransport(router.async_handler)
+
+
 def server(mock: respx.MockRouter, capabilities: dict[str, Any] = CAPABILITIES) -> None:
     mock.get(f"{BASE}/metadata").respond(200, json=capabilities)
     mock.get(f"{BASE}/Patient").respond(200, json=PATIENT_FOUND)
 
 
-def deliver(items: Sequence[DeliveryItem], **options: Any) -> list[DeliveryResult]:
+def deliver(mock: respx.MockRouter, items: Sequence[DeliveryItem], **options: Any) -> list[DeliveryResult]:
     async def go() -> list[DeliveryResult]:
-        dest = FhirRestDestination(BASE, NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM), **options)
+        dest = FhirRestDestination(
+            BASE, NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM), transport=transport(mock), **options
+        )
         try:
             return await deliver_all(dest, items)
         finally:
@@ -71,10 +85,10 @@ def sent_bundles(route: respx.Route) -> list[dict[str, Any]]:
 
 def test_each_resource_is_a_conditional_update_on_its_identifier_with_the_linked_subject() -> None:
     item = delivery_item("S100")
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         post = mock.post(BASE).mock(side_effect=transaction_response)
-        [result] = deliver([item])
+        [result] = deliver(mock, [item])
     assert result.outcome is Outcome.DELIVERED
     assert result.disclosed == ["Observation/r0/_history/1", "Consent/r1/_history/1"]
     [bundle] = sent_bundles(post)
@@ -91,29 +105,32 @@ def test_each_resource_is_a_conditional_update_on_its_identifier_with_the_linked
 
 
 @pytest.mark.parametrize(
-    ("retry_after", "expected"),
+    ("retry_after_header", "expected"),
     [
         (lambda: "120", lambda v: v == 120.0),
-        # made when the test runs (not when it is collected, minutes earlier on a busy machine)
+        # the date is made when the test runs (not when it is collected, minutes earlier in a full run)
         (lambda: email.utils.formatdate(time.time() + 3600, usegmt=True), lambda v: 3500 < v <= 3600),
     ],
     ids=["seconds", "http-date"],
 )
-def test_429_is_retried_when_the_server_says(retry_after: Callable[[], str], expected: Callable[[float], bool]) -> None:
-    with respx.mock(assert_all_called=False) as mock:
+def test_429_is_retried_when_the_server_says(
+    retry_after_header: Callable[[], str], expected: Callable[[float], bool]
+) -> None:
+    retry_after = retry_after_header()
+    with answers() as mock:
         server(mock)
-        mock.post(BASE).respond(429, headers={"Retry-After": retry_after()}, json=outcome("slow down"))
-        [result] = deliver([delivery_item("S101")])
+        mock.post(BASE).respond(429, headers={"Retry-After": retry_after}, json=outcome("slow down"))
+        [result] = deliver(mock, [delivery_item("S101")])
     assert result.outcome is Outcome.RETRY
     assert result.retry_after is not None and expected(result.retry_after)
     assert result.detail == "rate limited: 429: error: slow down"
 
 
 def test_a_server_error_is_retried_and_its_operation_outcome_kept() -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         mock.post(BASE).respond(500, json=outcome("database unavailable"))
-        [result] = deliver([delivery_item("S102")])
+        [result] = deliver(mock, [delivery_item("S102")])
     assert result.outcome is Outcome.RETRY
     assert result.operation_outcome == outcome("database unavailable")
     assert "500" in result.detail
@@ -130,26 +147,26 @@ def test_a_server_error_is_retried_and_its_operation_outcome_kept() -> None:
     ],
 )
 def test_timeouts_and_connection_errors_are_retried(failure: Exception, outcome: Outcome, detail: str) -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         mock.post(BASE).mock(side_effect=failure)
-        [result] = deliver([delivery_item("S103")])
+        [result] = deliver(mock, [delivery_item("S103")])
     assert result.outcome is outcome
     assert detail in result.detail
 
 
 def test_a_200_with_an_unreadable_body_is_in_doubt_not_counted_as_disclosed() -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         mock.post(BASE).respond(200, content=b"<html>proxy says hello</html>")
-        [result] = deliver([delivery_item("S104")])
+        [result] = deliver(mock, [delivery_item("S104")])
     assert result.outcome is Outcome.IN_DOUBT  # stored, perhaps: retried, and logged as possibly disclosed
     assert result.disclosed == []
     assert "no readable transaction-response" in result.detail
 
 
 def test_a_409_is_sent_once_more_after_a_re_read() -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         reread = mock.get(url__startswith=f"{BASE}/Observation").respond(
             200, json={"resourceType": "Bundle", "total": 1}
@@ -158,40 +175,40 @@ def test_a_409_is_sent_once_more_after_a_re_read() -> None:
         post = mock.post(BASE).mock(
             side_effect=[httpx.Response(409, json=outcome("concurrent update")), transaction_response]
         )
-        [result] = deliver([delivery_item("S105")])
+        [result] = deliver(mock, [delivery_item("S105")])
     assert result.outcome is Outcome.DELIVERED
     assert post.call_count == 2
     assert reread.called
 
 
 def test_a_412_twice_is_left_for_a_later_retry() -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         mock.get(url__startswith=f"{BASE}/Observation").respond(200, json={"resourceType": "Bundle", "total": 2})
         mock.get(url__startswith=f"{BASE}/Consent").respond(200, json={"resourceType": "Bundle", "total": 1})
         post = mock.post(BASE).respond(412, json=outcome("multiple matches"))
-        [result] = deliver([delivery_item("S106")])
+        [result] = deliver(mock, [delivery_item("S106")])
     assert result.outcome is Outcome.RETRY
     assert post.call_count == 2
     assert "again after a re-read" in result.detail
 
 
 def test_a_missing_endpoint_is_retried_with_the_url_named() -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         mock.post(BASE).respond(404, json=outcome("no such endpoint"))
-        [result] = deliver([delivery_item("S107")])
+        [result] = deliver(mock, [delivery_item("S107")])
     assert result.outcome is Outcome.RETRY
     assert f"{BASE} was not found" in result.detail
 
 
 def test_a_400_naming_one_entry_kills_that_item_and_the_rest_is_resent() -> None:
     first, second = delivery_item("S108"), delivery_item("S109")
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         refused = outcome("Observation.status: unknown code", expression=["Bundle.entry[2].resource.status"])
         post = mock.post(BASE).mock(side_effect=[httpx.Response(400, json=refused), transaction_response])
-        results = {r.key: r for r in deliver([first, second])}
+        results = {r.key: r for r in deliver(mock, [first, second])}
     assert results[second.key].outcome is Outcome.DEAD  # entries 2 and 3 are the second item's
     assert results[second.key].operation_outcome == refused
     assert results[first.key].outcome is Outcome.DELIVERED
@@ -203,10 +220,10 @@ def test_a_400_naming_one_entry_kills_that_item_and_the_rest_is_resent() -> None
 def test_an_item_without_business_identifier_is_dead_before_anything_is_sent() -> None:
     item = delivery_item("S110")
     del item.resources[1]["identifier"]
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         post = mock.post(BASE).mock(side_effect=transaction_response)
-        [result] = deliver([item])
+        [result] = deliver(mock, [item])
     assert result.outcome is Outcome.DEAD
     assert "without identifier" in result.detail
     assert not post.called
@@ -222,13 +239,15 @@ def test_an_item_without_business_identifier_is_dead_before_anything_is_sent() -
     ids=["stu3", "no-transaction", "not-capabilities"],
 )
 def test_a_server_that_cannot_take_our_transactions_is_reported(capabilities: dict[str, Any], message: str) -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock, capabilities)
         post = mock.post(BASE)
-        results = deliver([delivery_item("S111"), delivery_item("S112")])
+        results = deliver(mock, [delivery_item("S111"), delivery_item("S112")])
 
         async def check() -> None:
-            await FhirRestDestination(BASE, NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM)).check()
+            await FhirRestDestination(
+                BASE, NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM), transport=transport(mock)
+            ).check()
 
         with pytest.raises(RecipientMisconfigured, match=message):
             asyncio.run(check())
@@ -238,11 +257,13 @@ def test_a_server_that_cannot_take_our_transactions_is_reported(capabilities: di
 
 
 def test_an_unreachable_server_is_not_called_misconfigured() -> None:
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         mock.get(f"{BASE}/metadata").mock(side_effect=httpx.ConnectError("refused"))
 
         async def check() -> None:
-            await FhirRestDestination(BASE, NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM)).check()
+            await FhirRestDestination(
+                BASE, NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM), transport=transport(mock)
+            ).check()
 
         with pytest.raises(RecipientUnreachable, match="could not be reached"):
             asyncio.run(check())
@@ -261,10 +282,10 @@ def test_transactions_run_in_parallel_but_never_more_than_the_concurrency() -> N
         return transaction_response(request)
 
     items = [delivery_item(f"S2{n:02d}") for n in range(12)]
-    with respx.mock(assert_all_called=False) as mock:
+    with answers() as mock:
         server(mock)
         post = mock.post(BASE).mock(side_effect=slow_server)
-        results = deliver(items, bundle_size=2, concurrency=3)
+        results = deliver(mock, items, bundle_size=2, concurrency=3)
     assert {r.outcome for r in results} == {Outcome.DELIVERED}
     assert post.call_count == 12
     assert 1 < peak <= 3

@@ -25,6 +25,7 @@ from sis2fhir.deliver.outbox import (
     SUPERSEDED,
     Envelope,
     Outbox,
+    Subject,
     idempotency_key,
 )
 from sis2fhir.store import open_store
@@ -60,7 +61,7 @@ class ScriptedDestination(Destination):
 
 
 def envelope(student: str, content: str = "v1") -> Envelope:
-    subject = f"NPI1|{student}"
+    subject = Subject("NPI1", student)
     key = idempotency_key(DEST, "NPI1", subject, content.encode())
     item = DeliveryItem(
         key,
@@ -99,7 +100,8 @@ def test_items_are_written_down_before_any_delivery(engine: Engine) -> None:
     box = Outbox(engine)
     assert box.enqueue([envelope("s1"), envelope("s2")]) == 2
     assert statuses(engine) == {"s1": QUEUED, "s2": QUEUED}
-    assert box.known_keys([DEST]) == {envelope("s1").item.key, envelope("s2").item.key}
+    asked = [envelope(s).item.key for s in ("s1", "s2", "s3")]
+    assert box.known_among(asked) == {envelope("s1").item.key, envelope("s2").item.key}
 
 
 def test_a_poison_item_does_not_block_the_others(engine: Engine) -> None:
@@ -172,7 +174,7 @@ def test_newer_content_supersedes_what_was_not_yet_delivered(engine: Engine) -> 
 def test_withdrawn_items_are_never_sent(engine: Engine) -> None:
     box = Outbox(engine)
     box.enqueue([envelope("s1"), envelope("s2")])
-    assert box.withdraw([(DEST, "NPI1|s1")]) == 1
+    assert box.withdraw([(DEST, Subject("NPI1", "s1"))]) == 1
     dest = ScriptedDestination({})
     asyncio.run(box.drain({DEST: dest}))
     assert dest.seen == ["s2"]
@@ -238,7 +240,11 @@ def test_items_are_logged_before_they_go_out_and_confirmed_one_answer_at_a_time(
         s2 = conn.execute(select(disclosures).where(disclosures.c.student_sourced_id == "s2")).one()
     assert orjson.loads(s2.disclosed) == ["Observation/s2"]  # what was sent, by id (no business identifier here)
     # they count as held by the recipient, so a revocation reaches it
-    assert box.delivered_subjects([DEST]) == {(DEST, "NPI1|s1"), (DEST, "NPI1|s2"), (DEST, "NPI1|s3")}
+    assert box.delivered_subjects([DEST]) == {
+        (DEST, Subject("NPI1", "s1")),
+        (DEST, Subject("NPI1", "s2")),
+        (DEST, Subject("NPI1", "s3")),
+    }
 
 
 def test_after_a_crash_items_in_flight_are_in_doubt_retried_or_withdrawn(engine: Engine) -> None:
@@ -248,12 +254,14 @@ def test_after_a_crash_items_in_flight_are_in_doubt_retried_or_withdrawn(engine:
         asyncio.run(box.drain({DEST: Stops({})}))
     assert box.recover_in_doubt() == 2  # the next start
     assert statuses(engine) == {"s1": DELIVERED, "s2": QUEUED, "s3": QUEUED}
-    assert box.withdraw([(DEST, "NPI1|s3")]) == 1  # s3's parent revoked meanwhile: not sent again
+    assert box.withdraw([(DEST, Subject("NPI1", "s3"))]) == 1  # s3's parent revoked meanwhile: not sent again
     dest = ScriptedDestination({})
     asyncio.run(box.drain({DEST: dest}))
     assert dest.seen == ["s2"]  # sent once more (idempotent at the recipient)
     assert certainties(engine) == {"s1": [CONFIRMED], "s2": [IN_DOUBT, CONFIRMED], "s3": [IN_DOUBT]}
-    assert (DEST, "NPI1|s3") in box.delivered_subjects([DEST])  # still possibly held: revocation notices go there
+    assert (DEST, Subject("NPI1", "s3")) in box.delivered_subjects(
+        [DEST]
+    )  # still possibly held: revocation notices go there
 
 
 def test_an_answer_that_never_came_is_logged_in_doubt_and_retried(engine: Engine) -> None:
@@ -343,8 +351,8 @@ def test_a_local_folder_item_caught_in_flight_is_written_again_by_the_next_run(e
     assert statuses(engine) == {"s1": SENDING} and certainties(engine) == {"s1": [IN_FLIGHT]}
     assert box.recover_in_doubt() == 1
     assert statuses(engine) == {}  # set aside (nothing to re-send it from) ...
-    assert box.known_keys([DEST]) == set()  # ... so the next run builds it again
-    assert (DEST, "NPI1|s1") in box.delivered_subjects([DEST])  # and meanwhile it counts as held
+    assert box.known_among([envelope("s1").item.key]) == set()  # ... so the next run builds it again
+    assert (DEST, Subject("NPI1", "s1")) in box.delivered_subjects([DEST])  # and meanwhile it counts as held
     again = [envelope("s1")]
     box.enqueue(again, without_payload={again[0].item.key}, sending=folder)
     counts = asyncio.run(box.deliver_batch(DEST, folder, [again[0].item], fresh=True))

@@ -29,7 +29,7 @@ from sqlalchemy import (
     text,
 )
 
-from sis2fhir.deliver.outbox import Outbox
+from sis2fhir.deliver.outbox import Outbox, Subject
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
 
@@ -149,7 +149,7 @@ def test_a_state_file_of_the_previous_release_keeps_every_row(url: str) -> None:
     # the upgraded file works as a new one: what was delivered before counts as held
     box = Outbox(engine)
     assert box.delivered_subjects(["fhir:https://ehr.example.org/fhir"]) == {
-        ("fhir:https://ehr.example.org/fhir", f"NPI1|s{i}") for i in range(3)
+        ("fhir:https://ehr.example.org/fhir", Subject("NPI1", f"s{i}")) for i in range(3)
     }
     engine.dispose()
     again = open_store(url)  # opening again changes nothing

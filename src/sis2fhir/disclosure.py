@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +19,8 @@ import orjson
 
 from sis2fhir.config import DistrictSettings, Settings
 from sis2fhir.deliver.base import DeliveryItem
-from sis2fhir.deliver.outbox import Envelope, idempotency_key
+from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
+from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
@@ -31,14 +32,15 @@ from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFIL
 from sis2fhir.validate import operation_outcome, validate_resource
 from sis2fhir.validate.engine import default_validator
 
+KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
+
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """A recipient's destination as the pipeline sees it: a name in the outbox and what it takes."""
+class _Made:
+    """An envelope as made, before the outbox is asked whether it already has its key."""
 
-    destination: str  # Destination.name
-    takes: str  # "fhir" (resources) or "hl7v2" (an ORU^R01 per school)
-    v2: dict[str, Any] = field(default_factory=dict)
+    envelope: Envelope
+    notice: bool = False  # a revoked Consent for a recipient that holds the student's data
 
 
 @dataclass(slots=True)
@@ -55,7 +57,7 @@ class DisclosureCounts:
     unchanged: int = 0
     revocation_notices: int = 0
     consented: set[str] = field(default_factory=set)
-    withdraw: list[tuple[str, str]] = field(default_factory=list)  # (destination, subject): must not go out
+    withdraw: list[tuple[str, Subject]] = field(default_factory=list)  # (destination, subject): must not go out
 
     def absorb(self, other: DisclosureCounts) -> None:
         self.decisions.update(other.decisions)
@@ -79,16 +81,40 @@ class DisclosureBuilder:
     settings: Settings
     as_of: date
     routes: dict[str, list[Route]]  # recipient -> its destinations
-    known: set[str]  # idempotency keys already in the outbox
-    holders: set[tuple[str, str]]  # (destination, subject) that received something before
+    known: KeyLookup  # looked up per chunk of students (outbox.KnownKeys)
+    holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
     quarantine_dir: Path | None
     counts: DisclosureCounts
 
+    def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
+                      consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
+        """The envelopes for these students that the outbox does not have yet (one look-up for all of them)."""
+        made = [
+            m
+            for sid in students
+            for m in self.envelopes(self.roster.students[sid], by_student[sid], consents.get(sid, []))
+        ]
+        known = self.known([m.envelope.item.key for m in made])
+        out: list[Envelope] = []
+        for m in made:
+            item = m.envelope.item
+            if item.key in known:
+                if not m.notice:  # an unchanged notice was sent before: not counted as unchanged data
+                    self.counts.unchanged += 1
+                continue
+            if m.notice:
+                self.counts.revocation_notices += 1
+            else:
+                self.counts.to_recipients_new.update(r["resourceType"] for r in item.resources)
+            out.append(m.envelope)
+        return out
+
     def envelopes(
         self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
-    ) -> list[Envelope]:
+    ) -> list[_Made]:
+        """Everything that may go to each recipient about this student, known to the outbox or not."""
         counts, district = self.counts, self.settings.district
-        out: list[Envelope] = []
+        out: list[_Made] = []
         observations: list[dict[str, Any]] | None = None  # the same for every recipient: built once
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
@@ -115,32 +141,27 @@ class DisclosureBuilder:
                 continue
             for rt in rts:
                 if rt.takes == "hl7v2":
-                    out += v2_envelopes(
-                        rt, recipient, student, summaries, self.roster, gate.consent, self.known, counts, district
-                    )
+                    out += map(_Made, v2_envelopes(rt, recipient, student, summaries, self.roster, gate.consent,
+                                                   counts, district))  # fmt: skip
                     continue
                 resources = [*observations, consent]
-                subject = f"{recipient}|{student.sourced_id}"
+                subject = Subject(recipient, student.sourced_id)
                 encoded = fingerprint(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
                 counts.to_recipients.update(r["resourceType"] for r in resources)
-                if key in self.known:
-                    counts.unchanged += 1
-                    continue
-                counts.to_recipients_new.update(r["resourceType"] for r in resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
                 )
-                out.append(Envelope(rt.destination, subject, item, encoded))
+                out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
         return out
 
     def _withdraw(
         self, student: Student, recipient: str, rts: list[Route], revoked: ConsentRecord | None
-    ) -> list[Envelope]:
+    ) -> list[_Made]:
         """Nothing more goes out. A FHIR recipient that already holds this student's data gets the revoked
         Consent (status inactive), so that its copy does not go on saying that sharing is allowed."""
-        subject = f"{recipient}|{student.sourced_id}"
-        out: list[Envelope] = []
+        subject = Subject(recipient, student.sourced_id)
+        out: list[_Made] = []
         for rt in rts:
             if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
                 self.counts.withdraw.append((rt.destination, subject))
@@ -152,12 +173,9 @@ class DisclosureBuilder:
                 continue
             encoded = fingerprint([consent])
             key = idempotency_key(rt.destination, recipient, subject, encoded)
-            if key in self.known:
-                continue
             # same subject: enqueueing it supersedes anything about this student still waiting for this recipient
             item = DeliveryItem(key, recipient, student.sourced_id, student.state_id, revoked.consent_id, [consent])
-            out.append(Envelope(rt.destination, subject, item, encoded))
-            self.counts.revocation_notices += 1
+            out.append(_Made(Envelope(rt.destination, subject, item, encoded), notice=True))
         return out
 
     def fresh(self) -> DisclosureBuilder:
@@ -215,14 +233,7 @@ def build_disclosures(
     workers = workers_wanted(workers)
     if workers < 2 or len(ids) < PARALLEL_MAPPING_FROM or not can_fork():
         for chunk in chunks:
-            yield (
-                len(chunk),
-                [
-                    e
-                    for sid in chunk
-                    for e in builder.envelopes(builder.roster.students[sid], by_student[sid], consents.get(sid, []))
-                ],
-            )
+            yield len(chunk), builder.envelopes_for(chunk, by_student, consents)
         return
     default_validator()  # compiled once here; the workers inherit it
     for part in fork_map(_map_chunk, (builder, by_student, consents), chunks, workers):
@@ -244,12 +255,7 @@ def _map_chunk(
     """One chunk of students, mapped in a worker (the builder, summaries and consents reach it by fork)."""
     parent, by_student, consents = job
     builder = parent.fresh()
-    envelopes = [
-        e
-        for sid in chunk
-        for e in builder.envelopes(builder.roster.students[sid], by_student[sid], consents.get(sid, []))
-    ]
-    return _MappedChunk(len(chunk), envelopes, builder.counts)
+    return _MappedChunk(len(chunk), builder.envelopes_for(chunk, by_student, consents), builder.counts)
 
 
 def v2_envelopes(
@@ -259,7 +265,6 @@ def v2_envelopes(
     summaries: Iterable[AttendanceSummary],
     roster: Roster,
     consent: ConsentRecord,
-    known: set[str],
     counts: DisclosureCounts,
     district: DistrictSettings,
 ) -> list[Envelope]:
@@ -268,7 +273,7 @@ def v2_envelopes(
     v2 = V2Settings(**{"state_id_authority": district.state_id_authority, **rt.v2})
     out = []
     for s in summaries:
-        subject = f"{recipient}|{student.sourced_id}|{s.school_sourced_id}"
+        subject = Subject(recipient, student.sourced_id, s.school_sourced_id)
         fingerprint = orjson.dumps(
             [
                 s.school_year,
@@ -284,9 +289,6 @@ def v2_envelopes(
             ]
         )
         key = idempotency_key(rt.destination, recipient, subject, fingerprint)
-        if key in known:
-            counts.unchanged += 1
-            continue
         control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
         try:
             message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))

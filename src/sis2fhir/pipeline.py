@@ -21,8 +21,9 @@ from sqlalchemy import Engine, insert, update
 
 from sis2fhir.config import Settings
 from sis2fhir.deliver.base import Destination, DestinationUnusable
-from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, Outbox
-from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, Route, build_disclosures
+from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, KnownKeys, Outbox
+from sis2fhir.deliver.routing import Route, recipient_routes
+from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, build_disclosures
 from sis2fhir.engine import Rules, choose_school_year
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.plausibility import GateStopped, Measures, Verdict, sanity_gates
@@ -100,6 +101,7 @@ def sync(
     report: RowReport | None = None,
     accept_change: str = "",
     baseline_store: Engine | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> SyncResult:
     """Run the whole job. `routes`: recipient -> routes (from the config); `recipients_from_consents`: routes that
     apply to every recipient named in consents.csv (one-off runs: `--out`, `--destination`).
@@ -107,7 +109,9 @@ def sync(
     The sanity gates (plausibility.py) judge the attendance before anything is mapped, queued or sent; a stop
     raises GateStopped (an ExportError) after recording the run as stopped. `accept_change`: the operator's
     reason for letting an implausible change through; `baseline_store`: where the last accepted run is read
-    (default `engine`; `sis2fhir check` reads the real store and writes to a throwaway one)."""
+    (default `engine`; `sis2fhir check` reads the real store and writes to a throwaway one). `loop`: the command's
+    event loop, in which the destinations are used (the recipient check before, a drain after); without one, the
+    run makes its own and closes it at the end."""
     result = SyncResult(as_of=as_of, report=report if report is not None else RowReport())
     report = result.report
     policy = settings.policy.resolve()
@@ -123,10 +127,8 @@ def sync(
     result.attendance_style = style
     consents = read_consents(export, roster, report, as_of)
     year = choose_school_year(roster, as_of)
-    for dest in destinations.values():
-        linker = getattr(dest, "linker", None)
-        if linker is not None:  # demographics for Patient/$match (and for created Patients, when configured)
-            linker.remember(roster.students.values())
+    for destination in destinations.values():  # demographics for Patient/$match (and created Patients)
+        destination.remember_students(roster.students.values())
     result.school_year = year
 
     clock.lap("read roster, calendar and consents")
@@ -150,61 +152,41 @@ def sync(
         _finish_run(engine, result)
         raise GateStopped(result.verdict)
 
-    # recipients: from the config, or every recipient named in a consent
-    all_routes: dict[str, list[Route]] = {r: list(v) for r, v in routes.items()}
-    if recipients_from_consents:
-        named = {c.recipient_organization for cs in consents.values() for c in cs}
-        for recipient in sorted(named | set(all_routes)):
-            rts = all_routes.setdefault(recipient, [])
-            rts += [rt for rt in recipients_from_consents if rt not in rts]
-    elif routes:
-        for cs in consents.values():
-            for c in cs:
-                if c.recipient_organization not in routes:
-                    report.add(
-                        c.file,
-                        c.line,
-                        "recipientOrganization",
-                        "recipient-not-configured",
-                        "this recipient is not in the configuration's recipients; nothing is sent to it",
-                        severity="warning",
-                    )
-
+    all_routes = recipient_routes(routes, recipients_from_consents or [], consents, report)
     outbox = Outbox(engine, settings.outbox)
     # items a stopped run left in flight: in doubt, held by their recipient, queued again; settled as delivered
     # where the recipient can be seen to hold them; before the holders are known, who revocation notices go to
     outbox.recover_in_doubt()
-    if destinations:
-        asyncio.run(_settle_and_close(outbox, destinations))
-    dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
-    builder = DisclosureBuilder(
-        roster=roster,
-        settings=settings,
-        as_of=as_of,
-        routes=all_routes,
-        known=outbox.known_keys(dest_names),
-        holders=outbox.delivered_subjects(dest_names),
-        quarantine_dir=quarantine_dir,
-        counts=DisclosureCounts(report),
-    )
-    by_student: dict[str, list[AttendanceSummary]] = {}
-    for s in every_summary:  # a withheld student stays, with fewer summaries (or none): their Consent as always
-        by_student.setdefault(s.student_sourced_id, [])
-    for s in result.summaries:
-        by_student[s.student_sourced_id].append(s)
-
-    loop = asyncio.new_event_loop()
+    run_loop = loop if loop is not None else asyncio.new_event_loop()
     try:
+        if destinations:
+            run_loop.run_until_complete(_settle_and_close(outbox, destinations))
+        dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
+        builder = DisclosureBuilder(
+            roster=roster,
+            settings=settings,
+            as_of=as_of,
+            routes=all_routes,
+            known=KnownKeys(engine),
+            holders=outbox.delivered_subjects(dest_names),
+            quarantine_dir=quarantine_dir,
+            counts=DisclosureCounts(report),
+        )
+        by_student: dict[str, list[AttendanceSummary]] = {}
+        for s in every_summary:  # a withheld student stays, with fewer summaries (or none): their Consent as always
+            by_student.setdefault(s.student_sourced_id, [])
+        for s in result.summaries:
+            by_student[s.student_sourced_id].append(s)
         envelopes: list[Envelope] = []
         mapped = 0
         for students_done, batch in build_disclosures(builder, by_student, consents, settings.workers):
             envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
-                _flush(envelopes, outbox, destinations, run_id, result, loop)
+                _flush(envelopes, outbox, destinations, run_id, result, run_loop)
             mapped += students_done
             if progress is not None:
                 progress("students mapped", mapped)
-        _flush(envelopes, outbox, destinations, run_id, result, loop)
+        _flush(envelopes, outbox, destinations, run_id, result, run_loop)
         counts = builder.counts
         result.decisions, result.resources_built = counts.decisions, counts.resources_built
         result.to_recipients, result.to_recipients_new = counts.to_recipients, counts.to_recipients_new
@@ -214,12 +196,13 @@ def sync(
         clock.lap("gate, map, validate, store and write local files")
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
-            result.delivery.update(loop.run_until_complete(drain_and_close(outbox, destinations)))
+            result.delivery.update(run_loop.run_until_complete(drain_and_close(outbox, destinations)))
             clock.lap("deliver from the outbox")
     finally:
-        loop.close()
-    for (dest, status), n in outbox.counts().items():
-        if dest in destinations and status in (QUEUED, PENDING, DEAD):
+        if loop is None:
+            run_loop.close()
+    for (name, status), n in outbox.counts().items():
+        if name in destinations and status in (QUEUED, PENDING, DEAD):
             result.outstanding[status] += n
     _finish_run(engine, result)
     return result

@@ -10,12 +10,26 @@ between two answers loses no record of what was confirmed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from sis2fhir.errors import DestinationUnusable as DestinationUnusable  # raised by destinations; defined in errors
+from sis2fhir.records import Student
+
+
+class RecipientError(RuntimeError):
+    """The recipient cannot take deliveries now; the message says why (raised by `Destination.check`)."""
+
+
+class RecipientMisconfigured(RecipientError):
+    """The recipient answers, but not as the destination needs (e.g. not FHIR R4 4.0.1 with transactions): the
+    configuration or the server must be fixed; the run stops before anything is sent."""
+
+
+class RecipientUnreachable(RecipientError):
+    """The recipient could not be asked now (network, timeout, 5xx): its items wait in the outbox."""
 
 
 class Outcome(StrEnum):
@@ -52,6 +66,10 @@ class DeliveryResult:
 class Destination(ABC):
     """Where one recipient's items go. Implementations: NDJSON folder, FHIR REST, HL7 v2 over MLLP.
 
+    Like httpx's transports: one abstract method (`deliver`), and defaults for the rest, which a destination
+    overrides where it has something to do (`check`, `remember_students`, `find_held`, `sent_references`, `close`).
+    A destination is used in one event loop (the command's): its connections belong to that loop.
+
     `deliver` is an async generator: it yields a list of results each time the recipient confirms something
     (one transaction Bundle's response, one ACK, one flushed write), so that the outbox records each as soon as
     it is known. Every item handed over gets exactly one result; an item left without one is taken to be in
@@ -60,6 +78,14 @@ class Destination(ABC):
     name: str  # for logs and the outbox, e.g. "fhir:https://ehr.example.org/fhir"
     batch_size: ClassVar[int] = 500  # items per `deliver` call from the outbox
     local: ClassVar[bool] = False  # True: no network; the pipeline hands items over as they are made
+
+    async def check(self) -> None:  # noqa: B027 - most destinations have nothing to ask before a run
+        """Asked once before a run: raise RecipientMisconfigured when the recipient cannot take what is sent (the run
+        stops), RecipientUnreachable when it cannot be asked now (a warning: its items wait). By default, nothing."""
+
+    def remember_students(self, students: Iterable[Student]) -> None:  # noqa: B027 - few destinations need them
+        """The roster's students, before their items come: a FHIR destination links each to the recipient's Patient
+        by demographics (Patient/$match, or creating one). By default, not needed."""
 
     @abstractmethod
     def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:

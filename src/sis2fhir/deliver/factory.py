@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from sis2fhir.config import ConfigError, DestinationSettings, Settings, describe
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.ndjson import NdjsonDestination
+from sis2fhir.deliver.routing import Route
 
 if TYPE_CHECKING:
     from sis2fhir.deliver.outbox import Outbox
-    from sis2fhir.disclosure import Route
 
 
 def fhir_destination(ds: DestinationSettings, settings: Settings) -> Destination:
@@ -211,8 +211,7 @@ def _without_credentials(spec: str) -> str:
 
 
 def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[str, Destination]]:
-    from sis2fhir.disclosure import Route
-
+    """(recipient -> its routes, destination name -> destination) for the configuration's recipients."""
     routes: dict[str, list[Route]] = {}
     destinations: dict[str, Destination] = {}
     for r in settings.recipients:

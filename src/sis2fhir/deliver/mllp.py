@@ -191,7 +191,8 @@ class _Delimiters:
                 field_sep, enc = seg[3], seg[4:8]
                 break
         self.field = field_sep
-        self.component, self.repetition, self.escape, self.sub = (enc + "^~\\&"[len(enc) :])[:4]
+        chars = (enc + "^~\\&"[len(enc) :])[:4]
+        self.component, self.repetition, self.escape, self.sub = chars[0], chars[1], chars[2], chars[3]
         esc = re.escape(self.escape)
         self._pattern = re.compile(f"{esc}([^{esc}]*){esc}")
         self._table = {

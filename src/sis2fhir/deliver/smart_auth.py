@@ -145,10 +145,6 @@ class SmartBackendAuth(httpx.Auth):
     def _token_valid(self) -> bool:
         return self._token is not None and self._clock() < self._renew_at
 
-    def invalidate(self) -> None:
-        """Forget the cached token (the next request fetches a new one)."""
-        self._token = None
-
     def _authorize(self, request: httpx.Request) -> httpx.Request:
         request.headers["Authorization"] = f"Bearer {self._token}"
         return request

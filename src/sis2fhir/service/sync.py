@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from sis2fhir.config import Settings
-from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.base import Destination, RecipientMisconfigured, RecipientUnreachable
 from sis2fhir.deliver.factory import configured_routes, from_spec
 from sis2fhir.deliver.ndjson import DISK_FULL
-from sis2fhir.disclosure import Route
+from sis2fhir.deliver.routing import Route
 from sis2fhir.errors import Exit, ExportError, StoreMissing, Unusable, UsageError
 from sis2fhir.pipeline import Progress, SyncResult
 from sis2fhir.pipeline import sync as run_pipeline
@@ -69,29 +69,22 @@ def routing(settings: Settings, specs: Sequence[str]) -> Routing:
     return plan
 
 
-def check_recipients(destinations: dict[str, Destination]) -> list[str]:
-    """Ask each FHIR recipient for its CapabilityStatement before anything is read or sent. A server that is not
-    FHIR 4.0.1 or takes no transactions raises Unusable; one that cannot be reached now is returned (a warning:
-    its items wait in the outbox)."""
-    return asyncio.run(_check_recipients(destinations))
-
-
-async def _check_recipients(destinations: dict[str, Destination]) -> list[str]:
-    from sis2fhir.deliver.fhir_rest import RecipientMisconfigured, RecipientUnreachable
-
+async def check_recipients(destinations: dict[str, Destination]) -> list[str]:
+    """Ask each recipient (`Destination.check`: a FHIR server's CapabilityStatement) before anything is read or
+    sent. A server that is not FHIR 4.0.1 or takes no transactions raises Unusable; one that cannot be reached now
+    is returned (a warning: its items wait in the outbox). Network connections are closed again (reading the
+    export takes a while); a folder is left alone (closing it merges its files, which the run does)."""
     unreachable: list[str] = []
     for name, dest in destinations.items():
-        check = getattr(dest, "check", None)
-        if check is None:
-            continue
         try:
-            await check()
+            await dest.check()
         except RecipientMisconfigured as e:
             raise Unusable(f"{name}: {e}. Nothing was sent; fix the destination in the configuration.") from None
         except RecipientUnreachable as e:
             unreachable.append(f"{name}: {e}")
         finally:
-            await dest.close()
+            if not dest.local:
+                await dest.close()
     return unreachable
 
 
@@ -112,11 +105,15 @@ def sync(
         request.out_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(settings, "sync", on_lock_wait):
         engine = open_store(settings.store_url)
-        for problem in check_recipients(plan.destinations):
-            if on_unreachable is not None:
-                on_unreachable(problem)
-        quarantine = (request.out_dir or Path(".")) / "quarantine"
-        return _run(request, engine, plan, quarantine, progress)
+        loop = asyncio.new_event_loop()  # the command's one event loop: the recipient check, then the whole run
+        try:
+            for problem in loop.run_until_complete(check_recipients(plan.destinations)):
+                if on_unreachable is not None:
+                    on_unreachable(problem)
+            quarantine = (request.out_dir or Path(".")) / "quarantine"
+            return _run(request, engine, plan, quarantine, progress, loop=loop)
+        finally:
+            loop.close()
 
 
 def check(request: SyncRequest, *, progress: Progress | None = None) -> SyncResult:
@@ -137,6 +134,7 @@ def _run(
     quarantine: Path | None,
     progress: Progress | None,
     baseline_store: Engine | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> SyncResult:
     report = RowReport()
     try:
@@ -153,6 +151,7 @@ def _run(
             report=report,
             accept_change=request.accept_change,
             baseline_store=baseline_store,
+            loop=loop,
         )
     except ExportError as e:
         report.write_csv(request.report_path)  # what was read before the export proved unusable is worth fixing
