@@ -15,8 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine
 
 from sis2fhir.config import Settings
 from sis2fhir.deliver.base import Destination, DestinationUnusable
@@ -43,7 +42,8 @@ from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import Roster, SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store import verdicts
-from sis2fhir.store.schema import runs
+from sis2fhir.store.runs import finish_run, start_run
+from sis2fhir.store.summaries import record_changed
 from sis2fhir.tally import Rules, Tallies, school_days_of, summaries_of, tally_attendance
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld, report_withheld, withhold
 
@@ -271,16 +271,13 @@ def sync(
     )
     del tallies
 
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
-        ).inserted_primary_key[0]
-    result.run_id = run_id
+    run_id = result.run_id = start_run(engine, started, as_of, str(export_path))
     absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)
     verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, absent)
     if result.verdict.stopping:
         _finish_run(engine, result)
         raise GateStopped(result.verdict)
+    record_changed(engine, run_id, district.namespace, policy.name, result.summaries)  # for notifications, charts
 
     # recipients: from the config, or every recipient named in a consent
     all_routes: dict[str, list[Route]] = {r: list(v) for r, v in routes.items()}
@@ -379,17 +376,8 @@ def attendance_files(export: Export, style: str) -> list[str]:
 
 
 def _finish_run(engine: Engine, result: SyncResult) -> None:
-
-    with engine.begin() as conn:
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == result.run_id)
-            .values(
-                finished_at=datetime.now(UTC),
-                changes=result.enqueued,
-                summary=orjson.dumps(_counts(result)).decode(),
-            )
-        )
+    if result.run_id is not None:
+        finish_run(engine, result.run_id, result.enqueued, _counts(result))
 
 
 def _flush(
