@@ -16,8 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine
 
 from sis2fhir.config import Settings
 from sis2fhir.deliver.base import Destination, DestinationUnusable
@@ -35,7 +34,8 @@ from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store import verdicts
-from sis2fhir.store.schema import runs
+from sis2fhir.store.runs import finish_run, start_run
+from sis2fhir.store.summaries import record_changed
 from sis2fhir.tally import StreamingTally
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
@@ -145,12 +145,13 @@ def sync(
     every_summary = measured.every_summary
     del measured  # the tallies: only the summaries are needed from here on
 
-    run_id = result.run_id = _start_run(engine, started, as_of, export_path)
+    run_id = result.run_id = start_run(engine, started, as_of, str(export_path))
     absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)
     verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, absent)
     if result.verdict.stopping:
         _finish_run(engine, result)
         raise GateStopped(result.verdict)
+    record_changed(engine, run_id, district.namespace, policy.name, result.summaries)  # for notifications, charts
 
     all_routes = recipient_routes(routes, recipients_from_consents or [], consents, report)
     outbox = Outbox(engine, settings.outbox)
@@ -211,26 +212,9 @@ def sync(
 # -- the run's record in the store (the one place this module writes `runs`) ---------------------------------
 
 
-def _start_run(engine: Engine, started: datetime, as_of: date, export_path: Path) -> int:
-    with engine.begin() as conn:
-        key = conn.execute(
-            insert(runs).values(started_at=started, as_of=as_of.isoformat(), export=str(export_path), changes=0)
-        ).inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
 def _finish_run(engine: Engine, result: SyncResult) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == result.run_id)
-            .values(
-                finished_at=datetime.now(UTC),
-                changes=result.enqueued,
-                summary=orjson.dumps(_counts(result)).decode(),
-            )
-        )
+    if result.run_id is not None:
+        finish_run(engine, result.run_id, result.enqueued, _counts(result))
 
 
 def _flush(

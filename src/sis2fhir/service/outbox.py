@@ -13,7 +13,6 @@ from sis2fhir.config import Settings
 from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Outbox
 from sis2fhir.errors import UsageError
 from sis2fhir.service.state import LockWait, open_existing, writer_lock
-from sis2fhir.store.queries import outbox_status_by_key_prefix
 
 WAITING = (QUEUED, PENDING, DEAD)  # what still needs an operator's or a recipient's attention after a drain
 
@@ -91,7 +90,7 @@ def dead_keys(ob: Outbox, prefixes: Sequence[str]) -> list[str]:
     or an item that is not a dead letter (replaying it would mean nothing)."""
     keys: list[str] = []
     for p in prefixes:
-        status_of = outbox_status_by_key_prefix(ob.engine, p.strip()) if p.strip() else {}
+        status_of = ob.statuses_by_key_prefix(p.strip()) if p.strip() else {}
         found = list(status_of)
         if not found:
             raise UsageError(f"no outbox item has a key starting with {p!r}: see `sis2fhir outbox dead`")

@@ -12,7 +12,8 @@ import orjson
 from sis2fhir.config import Settings
 from sis2fhir.deliver.disclosure_log import CONFIRMED
 from sis2fhir.service.state import open_existing
-from sis2fhir.store.queries import disclosures_of
+from sis2fhir.store.disclosures import Disclosure as LoggedDisclosure
+from sis2fhir.store.disclosures import disclosures_of
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,8 @@ class Disclosure:
         return asdict(self)
 
     @classmethod
-    def of(cls, row: dict[str, Any]) -> Disclosure:
-        known = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
-        return cls(**(known | {"disclosed": orjson.loads(row["disclosed"])}))
+    def of(cls, row: LoggedDisclosure) -> Disclosure:
+        return cls(**(asdict(row) | {"disclosed": orjson.loads(row.disclosed)}))
 
 
 def disclosures(settings: Settings, student: str) -> list[Disclosure]:

@@ -1,8 +1,10 @@
-"""The state store's tables (SQLAlchemy Core): runs, the outbox, and the FERPA disclosure log."""
+"""The state store's tables (SQLAlchemy Core): runs, the outbox, the FERPA disclosure log, the runs' verdicts and
+the measured summaries. A change here needs a migration in store/migrations/versions (the tests compare the two)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -97,4 +99,43 @@ run_verdicts = Table(
     Column("absent_digest", LargeBinary),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Index("ix_run_verdicts_baseline", "district", "school_year", "verdict"),
+)
+
+# The measured summaries (AttendanceSummary) of each student x school, a row whenever the numbers changed since the
+# last row for that student x school (a re-run of the same day, or a day that changed nothing, adds none): the
+# history that notifications and charts read. sourcedIds and numbers only, never names. Days absent in hundredths.
+attendance_summaries = Table(
+    "attendance_summaries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False),
+    Column("district", String(500), nullable=False),  # settings.district.namespace
+    Column("student_sourced_id", String(200), nullable=False),
+    Column("school_sourced_id", String(200), nullable=False),
+    Column("school_year", Integer, nullable=False),
+    Column("as_of", String(10), nullable=False),  # the summary's as-of date (ISO)
+    Column("days_in_membership", Integer, nullable=False),
+    Column("days_absent_h", Integer, nullable=False),
+    Column("excused_h", Integer, nullable=False),
+    Column("unexcused_h", Integer, nullable=False),
+    Column("illness_h", Integer, nullable=False),
+    Column("oss_h", Integer, nullable=False),
+    Column("rate", Float),  # share of the days in membership missed, 0..1; none without a day in membership
+    Column("tier", String(32), nullable=False),
+    Column("chronic", Boolean),  # none: too few days in membership to say
+    Column("policy", String(100), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_attendance_summaries_student", "district", "student_sourced_id", "school_sourced_id", "as_of"),
+    Index("ix_attendance_summaries_run", "run_id"),
+)
+
+# The numbers of the last attendance_summaries row of every student x school of a district, zlib JSON (sourcedIds
+# and numbers, never names): what the next run compares with, in one read however long the history grows.
+summary_digests = Table(
+    "summary_digests",
+    metadata,
+    Column("district", String(500), primary_key=True),
+    Column("run_id", Integer, nullable=False),
+    Column("digest", LargeBinary, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
 )

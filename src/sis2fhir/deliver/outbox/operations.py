@@ -23,13 +23,12 @@ class Operating(OutboxTable):
             )
             return {(d, s): n for d, s, n in rows}
 
-    def expand_keys(self, prefixes: Sequence[str]) -> builtins.list[str]:
-        """Full keys for the key prefixes shown by `outbox list`."""
+    def statuses_by_key_prefix(self, prefix: str, limit: int = 50) -> dict[str, str]:
+        """key -> status of (at most `limit`) items whose key starts with `prefix` (as `outbox list` shows keys;
+        taken literally, not as a LIKE pattern)."""
         with self.engine.connect() as conn:
-            keys: builtins.list[str] = []
-            for p in prefixes:
-                keys += [r[0] for r in conn.execute(select(outbox.c.key).where(outbox.c.key.startswith(p)))]
-            return keys
+            q = select(outbox.c.key, outbox.c.status).where(outbox.c.key.startswith(prefix, autoescape=True))
+            return {k: st for k, st in conn.execute(q.limit(limit))}
 
     def make_due(self, statuses: Sequence[str] = UNDELIVERED, keys: Sequence[str] | None = None) -> int:
         """Retry now: queued/pending items become due; `replay` passes DEAD to give dead letters another go."""

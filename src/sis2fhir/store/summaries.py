@@ -1,0 +1,186 @@
+"""The measured summaries in the state store: a row per student x school whenever its numbers changed since the last
+row for that student x school (the as-of date alone is no change), for notifications and charts to read.
+
+The last numbers of every student x school of a district are kept in one compact digest (summary_digests), read and
+written once per run in the transaction that adds the rows: one read however long the history grows, and a bulk
+insert of only what changed. sourcedIds and numbers only, never names."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from sis2fhir.store.schema import attendance_summaries, summary_digests
+
+CHUNK = 5000  # rows per INSERT
+Key = tuple[str, str]  # (student sourcedId, school sourcedId)
+# what is compared: school year, days in membership, days absent (all, excused, unexcused, illness, out-of-school
+# suspension; hundredths), tier, policy name (rate and chronic follow from these)
+Numbers = list[Any]
+
+
+class MeasuredSummary(Protocol):
+    """What is recorded of a summary (measure.AttendanceSummary has it; the store imports nothing above it)."""
+
+    @property
+    def student_sourced_id(self) -> str: ...
+    @property
+    def school_sourced_id(self) -> str: ...
+    @property
+    def school_year(self) -> int: ...
+    @property
+    def as_of(self) -> date: ...
+    @property
+    def days_in_membership(self) -> int: ...
+    @property
+    def days_absent_h(self) -> int: ...
+    @property
+    def excused_h(self) -> int: ...
+    @property
+    def unexcused_h(self) -> int: ...
+    @property
+    def illness_h(self) -> int: ...
+    @property
+    def oss_h(self) -> int: ...
+    @property
+    def tier(self) -> str: ...
+    @property
+    def rate(self) -> float | None: ...
+    @property
+    def chronic(self) -> bool | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSummary:
+    """A row of attendance_summaries."""
+
+    run_id: int
+    student_sourced_id: str
+    school_sourced_id: str
+    school_year: int
+    as_of: date
+    days_in_membership: int
+    days_absent_h: int
+    excused_h: int
+    unexcused_h: int
+    illness_h: int
+    oss_h: int
+    rate: float | None
+    tier: str
+    chronic: bool | None
+    policy: str
+
+
+def numbers_of(s: MeasuredSummary, policy: str) -> Numbers:
+    return [
+        s.school_year,
+        s.days_in_membership,
+        s.days_absent_h,
+        s.excused_h,
+        s.unexcused_h,
+        s.illness_h,
+        s.oss_h,
+        s.tier,
+        policy,
+    ]
+
+
+def record_changed(
+    engine: Engine, run_id: int, district: str, policy: str, summaries: Iterable[MeasuredSummary]
+) -> int:
+    """Add a row for each summary whose numbers differ from the last row of its student x school (or that has none);
+    returns how many were added."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        last = _last_numbers(conn, district)
+        rows: list[dict[str, Any]] = []
+        for s in summaries:
+            key, numbers = (s.student_sourced_id, s.school_sourced_id), numbers_of(s, policy)
+            if last.get(key) == numbers:
+                continue
+            last[key] = numbers
+            rows.append(_row(s, run_id, district, policy, now))
+        if not rows:
+            return 0
+        for start in range(0, len(rows), CHUNK):
+            conn.execute(insert(attendance_summaries), rows[start : start + CHUNK])
+        _write_digest(conn, district, run_id, last, now)
+    return len(rows)
+
+
+def history(engine: Engine, district: str, student_sourced_id: str) -> list[RecordedSummary]:
+    """Every recorded summary of a student, by school and as-of date."""
+    t = attendance_summaries
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(t)
+            .where(t.c.district == district, t.c.student_sourced_id == student_sourced_id)
+            .order_by(t.c.school_sourced_id, t.c.as_of, t.c.id)
+        ).all()
+    return [
+        RecordedSummary(
+            run_id=r.run_id,
+            student_sourced_id=r.student_sourced_id,
+            school_sourced_id=r.school_sourced_id,
+            school_year=r.school_year,
+            as_of=date.fromisoformat(r.as_of),
+            days_in_membership=r.days_in_membership,
+            days_absent_h=r.days_absent_h,
+            excused_h=r.excused_h,
+            unexcused_h=r.unexcused_h,
+            illness_h=r.illness_h,
+            oss_h=r.oss_h,
+            rate=r.rate,
+            tier=r.tier,
+            chronic=r.chronic,
+            policy=r.policy,
+        )
+        for r in found
+    ]
+
+
+def _row(s: MeasuredSummary, run_id: int, district: str, policy: str, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "district": district,
+        "student_sourced_id": s.student_sourced_id,
+        "school_sourced_id": s.school_sourced_id,
+        "school_year": s.school_year,
+        "as_of": s.as_of.isoformat(),
+        "days_in_membership": s.days_in_membership,
+        "days_absent_h": s.days_absent_h,
+        "excused_h": s.excused_h,
+        "unexcused_h": s.unexcused_h,
+        "illness_h": s.illness_h,
+        "oss_h": s.oss_h,
+        "rate": s.rate,
+        "tier": s.tier,
+        "chronic": s.chronic,
+        "policy": policy,
+        "recorded_at": now,
+    }
+
+
+def _last_numbers(conn: Connection, district: str) -> dict[Key, Numbers]:
+    blob = conn.execute(select(summary_digests.c.digest).where(summary_digests.c.district == district)).scalar()
+    if blob is None:
+        return {}
+    by_school: dict[str, dict[str, Numbers]] = orjson.loads(zlib.decompress(blob))
+    return {(student, school): n for school, students in by_school.items() for student, n in students.items()}
+
+
+def _write_digest(conn: Connection, district: str, run_id: int, last: dict[Key, Numbers], now: datetime) -> None:
+    by_school: dict[str, dict[str, Numbers]] = {}
+    for (student, school), numbers in last.items():
+        by_school.setdefault(school, {})[student] = numbers
+    blob = zlib.compress(orjson.dumps(by_school), 6)
+    values = {"run_id": run_id, "digest": blob, "recorded_at": now}
+    t = summary_digests
+    if conn.execute(update(t).where(t.c.district == district).values(**values)).rowcount == 0:
+        conn.execute(insert(t).values(district=district, **values))
