@@ -27,6 +27,7 @@ demo: $(VENV)/.runtime
 ## (with a fixed sample of the fuzz variants, tests/fuzz: about 30 across every kind).
 test: $(VENV)/.test test-tools
 	$(BIN)/ruff check src tests scripts examples
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 ## Every fuzz variant of the example district through the CLI, two at a time; the failure list in out/fuzz-results.txt.

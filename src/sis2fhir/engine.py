@@ -19,9 +19,9 @@ from sis2fhir.measure import AttendanceSummary
 from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import ATTENDANCE_FILE, edfi_files
 from sis2fhir.read.export import Export, ExportError
-from sis2fhir.records import AttendanceCategory, Membership, Roster, SchoolYear
+from sis2fhir.records import AttendanceCategory, Membership, RejectedAttendance, Roster, SchoolYear
 from sis2fhir.report import RowReport
-from sis2fhir.withhold import RejectedAttendance, Withheld
+from sis2fhir.withhold import Withheld
 
 Key = tuple[str, str]  # (student sourcedId, school sourcedId)
 

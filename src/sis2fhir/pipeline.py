@@ -147,7 +147,19 @@ def sync(
 
     run_id = result.run_id = start_run(engine, started, as_of, str(export_path))
     absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)
-    verdicts.record(engine, run_id, district.namespace, result.measures, result.verdict, absent)
+    measures, verdict = result.measures, result.verdict
+    verdicts.record(
+        engine,
+        run_id,
+        district.namespace,
+        school_year=measures.school_year,
+        as_of=measures.as_of,
+        status=verdict.status,
+        accept_reason=verdict.accept_reason,
+        findings=verdict.findings_record(),
+        measures=measures.as_json(),
+        absent=absent,
+    )
     if result.verdict.stopping:
         _finish_run(engine, result)
         raise GateStopped(result.verdict)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Literal
 
 from sis2fhir.config import PlausibilitySettings, Settings
@@ -27,22 +26,12 @@ from sis2fhir.read.attendance import ATTENDANCE_FILE
 from sis2fhir.read.export import ExportError
 from sis2fhir.report import RowReport
 from sis2fhir.school_counts import Measures, measures_of
+from sis2fhir.store.verdicts import Baseline
 
 # Codes a reader gives a whole attendance file it could not read (the rows after the failure are missing).
 UNREADABLE_CODES = frozenset({"file-unreadable", "bad-xml"})
 Status = Literal["clean", "accepted", "stopped"]
 ACCEPT_HINT = 'If the change is deliberate, run again with --accept-change "REASON" (recorded with the run).'
-
-
-@dataclass(frozen=True, slots=True)
-class Baseline:
-    """The last accepted run of the same district and school year."""
-
-    run_id: int
-    as_of: date
-    rows_per_school_day: float | None
-    students_absent: int
-    absent: Mapping[Key, int]  # per student x school: hundredths of a day absent on or before `as_of`
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +72,14 @@ class Verdict:
         if self.stopping:
             return "stopped"
         return "accepted" if self.overridden else "clean"
+
+    def findings_record(self) -> list[dict[str, object]]:
+        """The findings as the store keeps them with the run."""
+        overridden = {f.code for f in self.overridden}
+        return [
+            {"code": f.code, "message": f.message, "stops": f.stops, "overridden": f.code in overridden}
+            for f in self.findings
+        ]
 
 
 class GateStopped(ExportError):

@@ -119,3 +119,39 @@ class ConsentRecord:
     document_url: str
     file: str
     line: int
+
+
+ANY_SCHOOL = ""  # a rejected row whose school cannot be told: it may belong to any of the student's schools
+
+
+@dataclass(slots=True)
+class RejectedAttendance:
+    """The students (x schools) of rejected attendance rows dated in the school year up to the as-of date.
+
+    A row without a readable date counts (it may be any day); one dated outside [first_day, last_day] would not
+    have counted anyway and withholds nothing. Parts of a file read in other processes add up with `absorb`."""
+
+    first_day: date
+    last_day: date
+    # (student, school or ANY_SCHOOL) -> [rows rejected, file and line of the first one]
+    rows: dict[tuple[str, str], tuple[int, str, int]] = field(default_factory=dict)
+
+    def add(self, student: str, school: str | None, day: date | None, file: str, line: int) -> None:
+        if day is not None and not self.first_day <= day <= self.last_day:
+            return
+        self._note((student, school or ANY_SCHOOL), 1, file, line)
+
+    def _note(self, key: tuple[str, str], n: int, file: str, line: int) -> None:
+        # a damaged line is found when its block is decoded, before the rows above it are: keep the lowest line
+        had = self.rows.get(key)
+        if had is None:
+            self.rows[key] = (n, file, line)
+        elif had[1] == file:
+            self.rows[key] = (had[0] + n, file, min(had[2], line))
+        else:
+            self.rows[key] = (had[0] + n, had[1], had[2])
+
+    def absorb(self, later: RejectedAttendance) -> None:
+        """Add another part's rows."""
+        for key, (n, file, line) in later.rows.items():
+            self._note(key, n, file, line)

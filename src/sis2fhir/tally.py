@@ -35,9 +35,9 @@ from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.read.attendance import ATTENDANCE_FILE, attendance_parts, iter_attendance
 from sis2fhir.read.csvfile import FilePart
 from sis2fhir.read.export import Export
-from sis2fhir.records import AttendanceEvent, Roster
+from sis2fhir.records import AttendanceEvent, RejectedAttendance, Roster
 from sis2fhir.report import RowReport
-from sis2fhir.withhold import RejectedAttendance, withhold_incomplete
+from sis2fhir.withhold import withhold_incomplete
 
 __all__ = ["Key", "Rules", "StreamingTally", "Tallies", "summaries_of", "tally_attendance"]
 

@@ -15,10 +15,9 @@ from typing import Literal
 from sis2fhir.read.csvfile import Columns, FilePart, Reread, open_csv, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.read.xmlhead import XmlHead, is_edfi_namespace, parse_problem, read_head
-from sis2fhir.records import AttendanceCategory, AttendanceEvent, Roster, Student
+from sis2fhir.records import AttendanceCategory, AttendanceEvent, RejectedAttendance, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import ABSENCE_REASONS
-from sis2fhir.withhold import RejectedAttendance
 
 AttendanceStyle = Literal["positive", "exception-only", "edfi"]
 ATTENDANCE_FILE = "attendance.csv"

@@ -4,19 +4,30 @@ the same district is compared with (the last accepted run, with its digest of da
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import orjson
 from sqlalchemy import Engine, insert, inspect, select, update
 
-from sis2fhir.plausibility import Baseline, Measures, Verdict
 from sis2fhir.store.schema import run_verdicts
 
 ACCEPTED = ("clean", "accepted")
 
 
 Key = tuple[str, str]  # (student sourcedId, school sourcedId)
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The last accepted run of the same district and school year (what the sanity gates compare with)."""
+
+    run_id: int
+    as_of: date
+    rows_per_school_day: float | None
+    students_absent: int
+    absent: Mapping[Key, int]  # per student x school: hundredths of a day absent on or before `as_of`
 
 
 def encode_digest(absent: Iterable[tuple[str, str, int]]) -> bytes:
@@ -61,18 +72,18 @@ def record(
     engine: Engine,
     run_id: int,
     district: str,
-    measures: Measures,
-    verdict: Verdict,
+    *,
+    school_year: int,
+    as_of: date,
+    status: str,
+    accept_reason: str,
+    findings: list[dict[str, object]],
+    measures: dict[str, object],
     absent: Iterable[tuple[str, str, int]] = (),
 ) -> None:
-    """Write the run's verdict. An accepted run keeps the digest and becomes the baseline; older digests of the
-    district are dropped (one per district is all a comparison needs)."""
-    status = verdict.status
-    overridden = {f.code for f in verdict.overridden}
-    findings = [
-        {"code": f.code, "message": f.message, "stops": f.stops, "overridden": f.code in overridden}
-        for f in verdict.findings
-    ]
+    """Write the run's verdict (`status`: clean | accepted | stopped; `findings` and `measures` as JSON). An
+    accepted run keeps the digest and becomes the baseline; older digests of the district are dropped (one per
+    district is all a comparison needs)."""
     digest = encode_digest(absent) if status in ACCEPTED else None
     t = run_verdicts
     with engine.begin() as conn:
@@ -84,12 +95,12 @@ def record(
             insert(t).values(
                 run_id=run_id,
                 district=district,
-                school_year=measures.school_year,
-                as_of=measures.as_of.isoformat(),
+                school_year=school_year,
+                as_of=as_of.isoformat(),
                 verdict=status,
-                accepted_reason=verdict.accept_reason,
+                accepted_reason=accept_reason,
                 findings=orjson.dumps(findings).decode(),
-                measures=orjson.dumps(measures.as_json()).decode(),
+                measures=orjson.dumps(measures).decode(),
                 absent_digest=digest,
                 recorded_at=datetime.now(UTC),
             )

@@ -1,1 +1,0 @@
-"""Notification of chronic-absence crossings (Subscriptions backport rest-hook, CDS Hooks)."""
