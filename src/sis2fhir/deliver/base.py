@@ -107,8 +107,9 @@ class Destination(ABC):
 
     async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
         """For items whose delivery is in doubt: those the recipient can be seen to hold, exactly as sent, with what
-        it stored them as (key -> references, as a delivery result would give). Items it cannot tell about are left
-        out; by default, all of them (an HL7 v2 receiver cannot be asked)."""
+        it stored them as (key -> references, as a delivery result would give), and those it can be seen never to
+        have received (key -> an empty list: it holds none of the item's resources at all). Items it cannot tell
+        about are left out; by default, all of them (an HL7 v2 receiver cannot be asked)."""
         return {}
 
     async def close(self) -> None:  # noqa: B027 - most destinations hold nothing to release

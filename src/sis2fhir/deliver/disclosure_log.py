@@ -83,6 +83,16 @@ def confirm_held(conn: Connection, held: Iterable[tuple[str, list[str]]]) -> Non
         )
 
 
+def drop_in_doubt(conn: Connection, keys: Sequence[str]) -> None:
+    """In-doubt rows of items the recipient was seen never to have received: they were never a disclosure."""
+    for i in range(0, len(keys), CHUNK):
+        conn.execute(
+            delete(disclosures).where(
+                disclosures.c.outbox_key.in_(keys[i : i + CHUNK]), disclosures.c.certainty == IN_DOUBT
+            )
+        )
+
+
 def unconfirmed_keys(destinations: Sequence[str] | None = None, *, only_in_doubt: bool = False) -> Select[Any]:
     """Outbox keys with a row in flight or in doubt (or only in doubt), for use as a subquery."""
     q = select(disclosures.c.outbox_key).where(

@@ -166,7 +166,9 @@ class FhirRestDestination(Destination):
     async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
         """Search the server for each resource by its business identifier: an item is held when every one of its
         resources is there, once, with the content we sent (the server's id, meta and the linked Patient reference
-        aside). A server that cannot be asked now, or content that differs, leaves the item in doubt."""
+        aside), and was never received when none of them is there at all (a transaction applies whole or not at
+        all). A server that cannot be asked now, or other content under those identifiers (an earlier delivery,
+        possibly overwritten by this one since), leaves the item in doubt."""
         if not items:
             return {}
         session = self._current()
@@ -175,27 +177,34 @@ class FhirRestDestination(Destination):
         except RecipientError:
             return {}
         held = await asyncio.gather(*(self._held(item, session) for item in items))
-        return {item.key: refs for item, refs in zip(items, held, strict=True) if refs}
+        return {item.key: refs for item, refs in zip(items, held, strict=True) if refs is not None}
 
-    async def _held(self, item: DeliveryItem, session: Session) -> list[str]:
+    async def _held(self, item: DeliveryItem, session: Session) -> list[str] | None:
+        """References when held as sent; [] when none of the resources is there; None when it cannot be told."""
         refs = []
+        absent = 0
         for resource in item.resources:
             try:
                 url = conditional_update(copy.deepcopy(resource))["request"]["url"]
                 async with session.semaphore:
                     response = await session.client.get(f"{self.base_url}/{url}")
             except (Refused, httpx.HTTPError, SmartAuthError):
-                return []
+                return None
             body = json_body(response)
             if response.status_code != 200 or not isinstance(body, dict):
-                return []
+                return None
             found = [e.get("resource") or {} for e in body.get("entry") or [] if isinstance(e, dict)]
             found = [r for r in found if r.get("resourceType") == resource.get("resourceType")]
+            if not found:
+                absent += 1
+                continue
             if len(found) != 1 or not same_content(resource, found[0]):
-                return []
+                return None
             version = (found[0].get("meta") or {}).get("versionId")
             refs.append(f"{found[0]['resourceType']}/{found[0]['id']}" + (f"/_history/{version}" if version else ""))
-        return refs
+        if absent == len(item.resources):
+            return []  # not one of them: the transaction never applied
+        return refs if not absent else None
 
     async def _prefetch_links(self, items: Sequence[DeliveryItem]) -> None:
         by_system: dict[str, set[str]] = {}

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from sqlalchemy import func, select, update
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, DestinationUnusable, Outcome
-from sis2fhir.deliver.disclosure_log import confirm_held, unconfirmed_keys
+from sis2fhir.deliver.disclosure_log import confirm_held, drop_in_doubt, unconfirmed_keys
 from sis2fhir.deliver.outbox.items import DELIVERED, QUEUED, UNDELIVERED, load_item, now_utc
 from sis2fhir.deliver.outbox.recording import Recording
 from sis2fhir.store.schema import outbox
@@ -17,9 +17,11 @@ from sis2fhir.store.schema import outbox
 
 class Draining(Recording):
     async def settle_in_doubt(self, destinations: Mapping[str, Destination]) -> int:
-        """Ask the recipients about items in doubt that are still to be sent (queued or pending): those a recipient
-        holds exactly as sent (`Destination.find_held`) are delivered, and their in-doubt rows become confirmed, with
-        what the recipient stored. The others stay in doubt. Returns how many were settled."""
+        """Ask the recipients about items in doubt (`Destination.find_held`), whether still to be sent or withdrawn
+        since (a revocation): those a recipient holds exactly as sent are delivered, and their in-doubt rows become
+        confirmed, with what the recipient stored; those it never received lose their in-doubt row (the log names
+        what the recipient holds, no more), and are sent or not as their status says. The others stay in doubt.
+        Returns how many were settled either way."""
         names = list(destinations)
         if not names:
             return 0
@@ -28,7 +30,7 @@ class Draining(Recording):
             rows = conn.execute(
                 select(outbox).where(
                     outbox.c.destination.in_(names),
-                    outbox.c.status.in_(UNDELIVERED),
+                    outbox.c.status != DELIVERED,
                     func.length(outbox.c.payload) > 0,
                     outbox.c.key.in_(doubtful),
                 )
@@ -38,19 +40,22 @@ class Draining(Recording):
         for row in rows:
             by_destination.setdefault(row.destination, []).append(load_item(row))
         for name, items in by_destination.items():
-            held = await destinations[name].find_held(items)
-            if not held:
+            answers = await destinations[name].find_held(items)
+            held = {key: refs for key, refs in answers.items() if refs}
+            never = [key for key, refs in answers.items() if not refs]
+            if not answers:
                 continue
             ts = now_utc()
             with self.engine.begin() as conn:
                 confirm_held(conn, held.items())
+                drop_in_doubt(conn, never)
                 for key in held:
                     conn.execute(
                         update(outbox)
-                        .where(outbox.c.key == key, outbox.c.status.in_(UNDELIVERED))
+                        .where(outbox.c.key == key, outbox.c.status != DELIVERED)
                         .values(status=DELIVERED, updated_at=ts, last_error="")
                     )
-            settled += len(held)
+            settled += len(answers)
         return settled
 
     def due(self, destination: str, limit: int, *, include_pending: bool = True) -> list[DeliveryItem]:
