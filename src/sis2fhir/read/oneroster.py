@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from datetime import date
 
 from sis2fhir.config import parse_state_id_source
-from sis2fhir.read.csvfile import Columns, bad_date, open_csv, parse_date
+from sis2fhir.read.csvfile import Columns, open_csv
+from sis2fhir.read.dates import bad_date, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import District, Membership, Roster, School, SchoolYear, Student
 from sis2fhir.report import RowReport
