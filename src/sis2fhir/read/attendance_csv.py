@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from sis2fhir.read.attendance_values import Resolver
 from sis2fhir.read.csvfile import Columns, Reread, open_csv
@@ -48,7 +49,9 @@ def iter_csv(
         tuple.__new__,
         AttendanceEvent,
     )  # tuple.__new__ is twice as fast as the NamedTuple constructor
-    missing = object()
+    missing: Any = object()
+    duration: float | None
+    reason: str | None
     if not table.usable:
         deque(table.rows(), maxlen=0)  # reading through counts the rows and reports the missing column once
         return

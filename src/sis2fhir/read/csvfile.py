@@ -275,11 +275,12 @@ class CsvTable:
             )
         self.report.add(self.file, line, column, code, message)
         self._rejected(line, first[0] if first else None)
-        replay: list[str] | None = []
+        replay: list[str] = []
         if end > line:
-            replay = self._lines.lines(line + 1, end)
-            if replay is None:  # only a row spanning megabytes gets here
-                replay = []
+            spanned = self._lines.lines(line + 1, end)
+            if spanned is not None:
+                replay = spanned
+            else:  # only a row spanning megabytes gets here
                 self.report.add(
                     self.file, line + 1, "", code, f"Lines {line + 1}-{end} were read into that row; not used."
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from sis2fhir.read.attendance_values import Resolver
 from sis2fhir.read.export import Export
@@ -61,7 +62,7 @@ _WANTED = frozenset(
 
 def iter_edfi(export: Export, name: str, r: Resolver, report: RowReport) -> Iterator[AttendanceEvent]:
     """One Ed-Fi file: the pull parser is fed line by line so each event knows the line it starts on."""
-    parser = ET.XMLPullParser(events=("start", "end"))
+    parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start", "end"))
     depth = 0
     start_line = 0
     fields: dict[str, str] = {}
@@ -73,7 +74,7 @@ def iter_edfi(export: Export, name: str, r: Resolver, report: RowReport) -> Iter
         try:
             for lineno, chunk in enumerate(f, 1):
                 parser.feed(chunk)
-                for ev, elem in parser.read_events():
+                for ev, elem in parser.read_events():  # type: ignore[misc]  # typeshed: events of several shapes
                     local = elem.tag.rpartition("}")[2]  # type: ignore[union-attr]
                     if ev == "start":
                         depth += 1
@@ -103,7 +104,8 @@ def iter_edfi(export: Export, name: str, r: Resolver, report: RowReport) -> Iter
                         root.clear()  # drop the emptied children too, so memory stays flat
             parser.close()  # a file cut short raises here
         except ET.ParseError as exc:
-            xml_unreadable(report, name, *parse_problem(exc), "the events after that point are not read")
+            line, what = parse_problem(exc)
+            xml_unreadable(report, name, line, what, "the events after that point are not read")
         finally:
             report.count_read(name, read + sections)
     if sections:

@@ -126,7 +126,7 @@ class Export:
 
     def open_text(self, name: str) -> TextIO:
         """The file as text: UTF-8, BOM stripped, newlines left to the csv module (CRLF and LF)."""
-        return io.TextIOWrapper(self.open_binary(name), encoding="utf-8-sig", newline="")
+        return io.TextIOWrapper(self.open_binary(name), encoding="utf-8-sig", newline="")  # type: ignore[type-var]
 
     def add_manifest_issues(self, report: RowReport) -> None:
         """Copy what was found wrong in manifest.csv into `report` (once per report)."""
