@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sis2fhir.read.csvfile import Columns, bad_date, open_csv, parse_date
+from sis2fhir.read.csvfile import Columns, open_csv
+from sis2fhir.read.dates import bad_date, parse_date
 from sis2fhir.read.export import Export
 from sis2fhir.report import RowReport
 

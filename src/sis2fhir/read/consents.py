@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from sis2fhir.read.csvfile import Columns, bad_date, open_csv, parse_date
+from sis2fhir.read.csvfile import Columns, open_csv
+from sis2fhir.read.dates import bad_date, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import ConsentRecord, Roster
 from sis2fhir.report import RowReport

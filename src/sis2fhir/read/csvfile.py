@@ -3,56 +3,22 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
+from sis2fhir.read.cutting import FilePart, Limited
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.read.header import Columns, resolve_header
 from sis2fhir.read.lines import Damage, TextLines
+from sis2fhir.read.quotes import FIELD_LIMIT, broken_quote_field, fields_of, quoted_field_start
 from sis2fhir.report import RowReport
 
-FIELD_LIMIT = csv.field_size_limit()  # csv's own limit (131072 characters): a longer value costs its row
 MAX_ROW_LINES = 100  # a quoted value with more line breaks than this is taken for a quote that is not closed
 
 # Told of each row rejected before its fields are read (a damaged line, a broken quote, a ragged row):
 # (line, {our column: its value as far as it can be read, bad bytes as U+FFFD}). Best effort, the slow path only.
 OnRejected = Callable[[int, dict[str, str]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class FilePart:
-    """A byte range of a CSV file that starts at a line start (for reading one file in several processes)."""
-
-    start: int
-    end: int
-    line: int  # physical line number of the first line in the range
-    report_to: RowReport | None = None  # where header warnings go (a throwaway report: the first part has them)
-
-
-class _Limited(io.RawIOBase):
-    """At most `size` bytes of a binary stream."""
-
-    def __init__(self, raw: io.BufferedIOBase, size: int) -> None:
-        self._raw, self._left = raw, size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
-            return 0
-        view = memoryview(buffer)[: min(len(buffer), self._left)]
-        n = self._raw.readinto(view)
-        self._left -= n or 0
-        return n or 0
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 class Reread(Exception):
@@ -112,7 +78,7 @@ class CsvTable:
             head.close()
             binary = export.open_binary(name)
             binary.seek(part.start)
-            self._lines = TextLines(_Limited(binary, part.end - part.start), part.line, self._damage)  # type: ignore[arg-type]
+            self._lines = TextLines(Limited(binary, part.end - part.start), part.line, self._damage)  # type: ignore[arg-type]
             self._reader, self._base = self._lines.reader(), part.line - 1
         self.header_found = raw is not None
         self.names, self.columns, self.missing = resolve_header(raw or [], spec, self.file, self._warn, raw is not None)
@@ -172,7 +138,7 @@ class CsvTable:
         """Tell `on_rejected` what can be read of a rejected row: its fields, or its first line split as CSV."""
         if self._on_rejected is None or text is None or not self.columns:
             return
-        fields = text if isinstance(text, list) else _fields_of(text)
+        fields = text if isinstance(text, list) else fields_of(text)
         self._on_rejected(line, {c: fields[i] for c, i in self.columns.items() if i < len(fields)})
 
     def _column_at(self, text: str) -> str:
@@ -309,11 +275,12 @@ class CsvTable:
             )
         self.report.add(self.file, line, column, code, message)
         self._rejected(line, first[0] if first else None)
-        replay: list[str] | None = []
+        replay: list[str] = []
         if end > line:
-            replay = self._lines.lines(line + 1, end)
-            if replay is None:  # only a row spanning megabytes gets here
-                replay = []
+            spanned = self._lines.lines(line + 1, end)
+            if spanned is not None:
+                replay = spanned
+            else:  # only a row spanning megabytes gets here
                 self.report.add(
                     self.file, line + 1, "", code, f"Lines {line + 1}-{end} were read into that row; not used."
                 )
@@ -408,75 +375,9 @@ def open_csv(
     return CsvTable(export, name, report, spec, part, stop_if_unreadable, on_rejected)
 
 
-def quoted_field_start(row: list[str]) -> bool:
-    """Whether a parsed row may hide a stray quote (a value holding a comma or a quote): the cheap test first."""
-    return any("," in f or '"' in f for f in row)
-
-
-def broken_quote_field(text: str) -> int | None:
-    """The index of the field of a line in which a quoted value starts that is not closed on the line, or that is
-    closed and followed by something other than a comma or the line end (RFC 4180); None when quoting is sound."""
-    i, n, field, start = 0, len(text.rstrip("\r\n")), 0, True
-    while i < n:
-        c = text[i]
-        if start and c == '"':
-            close = i + 1
-            while True:
-                close = text.find('"', close)
-                if close < 0 or close >= n:
-                    return field  # open to the end of the line
-                if text[close + 1 : close + 2] == '"':
-                    close += 2
-                    continue
-                break
-            if close + 1 < n and text[close + 1] != ",":
-                return field
-            i, start = close + 1, False
-            continue
-        if c == ",":
-            field, start = field + 1, True
-        else:
-            start = False
-        i += 1
-    return None
-
-
-def _fields_of(text: str) -> list[str]:
-    """A damaged line's fields as far as they can be read (a NUL reads as U+FFFD, like a bad byte)."""
-    text = text.replace("\x00", "\ufffd").rstrip("\r\n")
-    for t in (text, text[: FIELD_LIMIT - 1]):
-        try:
-            return next(csv.reader([t]), [])
-        except csv.Error:
-            continue
-    return text.split(",")
-
-
 def read_csv(export: Export, name: str, report: RowReport, spec: Columns) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, row dict) for every usable row of `name`; nothing when the file is absent."""
     table = open_csv(export, name, report, spec)
     if table is None:
         return
     yield from table.dict_rows()
-
-
-def parse_date(text: str) -> date | None:
-    """An ISO 8601 calendar date `YYYY-MM-DD` (a time part after `T` is dropped); None otherwise."""
-    t = text.strip()
-    if len(t) > 10 and t[10] in "T ":
-        t = t[:10]
-    if len(t) != 10 or t[4] != "-" or t[7] != "-":
-        return None
-    try:
-        return date.fromisoformat(t)
-    except ValueError:
-        return None
-
-
-def bad_date(value: str, column: str, show_value: bool = True) -> str:
-    """What is wrong with a date that is not ISO 8601, and what to do (the value left out for birth dates)."""
-    shown = f"'{value.strip()}' " if show_value else ""
-    hint = ""
-    if show_value and "/" in value:
-        hint = " Dates with slashes are ambiguous (1/05/2023 is 5 January in the US, 1 May elsewhere)."
-    return f"{column} {shown}is not an ISO 8601 date (YYYY-MM-DD).{hint} Export dates as YYYY-MM-DD."

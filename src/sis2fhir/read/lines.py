@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, BinaryIO
@@ -108,7 +108,11 @@ class TextLines:
     """The lines of a binary stream (already at the first byte to read, whose line number is `first_line`)."""
 
     def __init__(
-        self, stream: BinaryIO, first_line: int, on_damage: Callable[[Damage], None], header: bool = False
+        self,
+        stream: BinaryIO | io.BufferedIOBase,
+        first_line: int,
+        on_damage: Callable[[Damage], None],
+        header: bool = False,
     ) -> None:
         self._stream = stream
         self._first_line = first_line
@@ -155,7 +159,7 @@ class TextLines:
         self._current = block
         yield block
 
-    def _read(self) -> Iterator[io.StringIO]:
+    def _read(self) -> Generator[io.StringIO]:
         stream, line, carry = self._stream, self._first_line, b""
         skipping = False  # inside a line longer than MAX_LINE_BYTES
         first = True
@@ -206,4 +210,4 @@ class TextLines:
             line += self._blocks[-1][1]
         self.end_line = line
         self._current = io.StringIO(END, newline="")
-        yield self._current  # type: ignore[misc]
+        yield self._current
