@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 from sis2fhir import terminology as t
-from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome, deliver_all
+from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome, deliver_all
 from sis2fhir.deliver.fhir_rest import FhirRestDestination
 from sis2fhir.deliver.smart_auth import NoAuth, SmartBackendAuth
 from sis2fhir.link import PatientLinker
@@ -53,12 +53,6 @@ def deliver(destination: FhirRestDestination, items: Sequence[DeliveryItem]) -> 
 
 def destination(base: str, auth: httpx.Auth | None = None, **options: Any) -> FhirRestDestination:
     return FhirRestDestination(base, auth or NoAuth(), linker=PatientLinker(STATE_ID_SYSTEM), **options)
-
-
-def test_it_is_a_destination(fhir_server: str) -> None:
-    dest = destination(fhir_server)
-    assert isinstance(dest, Destination)
-    assert dest.name == f"fhir:{fhir_server}"
 
 
 def test_items_land_in_transactions_linked_to_the_students_patients(fhir_server: str) -> None:

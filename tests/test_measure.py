@@ -165,3 +165,11 @@ def test_chronic_flag_agrees_with_the_threshold(absent_days: int, dim: int) -> N
 def test_half_day_rule_gives_whole_days_only(category: C, duration: float, reason: str) -> None:
     w = absence_weight(category, day_hundredths(duration), reason, CRDC)
     assert w in (0, HUNDREDTHS)
+
+
+def test_a_rate_exactly_at_a_configured_bound_is_in_the_higher_tier() -> None:
+    # 101 of 1000 days is 10.1 % exactly; as floats, 10100 * 100 / 100000 and the bound 10.1 need not agree
+    policy = resolve_policy("essa", threshold_percent=10.1)
+    assert chronic_absence_tier(101 * HUNDREDTHS, 1000, policy) == "moderate-chronic"
+    assert chronic_absence_tier(101 * HUNDREDTHS - 1, 1000, policy) == "at-risk"
+    assert chronic_absence_tier(18 * HUNDREDTHS, 180, resolve_policy("essa")) == "moderate-chronic"  # 10 % of 180

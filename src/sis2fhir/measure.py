@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from fractions import Fraction
 
 from sis2fhir.policy import Policy
 from sis2fhir.records import AttendanceCategory
@@ -95,19 +96,22 @@ def chronic_absence_tier(days_absent_h: int, days_in_membership: int, policy: Po
     """The tier code (terminology.TIERS) for these totals under `policy`."""
     if days_in_membership < max(1, policy.minimum_days_in_membership):
         return "insufficient-data"
-    if policy.measure == "percent":
-        # percent * membership * 100 compared in exact integer-scaled terms
-        value = days_absent_h * 100 / (days_in_membership * HUNDREDTHS)
-        value = round(value, 9)
+    if policy.measure == "percent":  # exact: 18 of 180 days is 10 %, not 9.999999999 % (no floats on the way)
+        value = Fraction(days_absent_h * 100, days_in_membership * HUNDREDTHS)
     else:
-        value = days_absent_h / HUNDREDTHS
-    if value >= policy.severe_bound:
+        value = Fraction(days_absent_h, HUNDREDTHS)
+    if value >= _as_written(policy.severe_bound):
         return "severe-chronic"
-    if value >= policy.chronic_bound:
+    if value >= _as_written(policy.chronic_bound):
         return "moderate-chronic"
-    if value >= policy.at_risk_bound:
+    if value >= _as_written(policy.at_risk_bound):
         return "at-risk"
     return "satisfactory"
+
+
+def _as_written(bound: float) -> Fraction:
+    """A policy's bound as the configuration writes it: 10.1 is 101/10, not its binary neighbour."""
+    return Fraction(str(bound))
 
 
 def is_chronic(tier: str) -> bool | None:

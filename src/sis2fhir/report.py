@@ -26,7 +26,7 @@ class RowIssue:
 
 
 class RowReport:
-    """Collects issues; keeps counts; writes JSON Lines. Memory grows with issues, not with rows."""
+    """Collects issues; keeps counts; writes CSV (`write_csv`). Memory grows with issues, not with rows."""
 
     def __init__(self) -> None:
         self.issues: list[RowIssue] = []

@@ -11,7 +11,8 @@ import typer
 def validate_command(
     paths: Annotated[list[Path], typer.Argument(help="FHIR JSON, NDJSON or Bundle files, or folders of them.")],
 ) -> None:
-    """Check FHIR resources against the project's profiles and the R4 core definitions; exit 1 on any error."""
+    """Check FHIR resources against the project's profiles and the R4 core definitions. Exit 0 all valid, 1 a
+    resource has an error, 2 an input could not be read at all."""
     from sis2fhir.validate import run_validate_command
 
     raise typer.Exit(run_validate_command(paths))

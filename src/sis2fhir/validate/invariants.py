@@ -369,8 +369,3 @@ def native_for(key: str, expression: str) -> NativeCheck | None:
     if native is not None and _normalise(native.expression) == _normalise(expression):
         return native.check
     return None
-
-
-def register_native(key: str, expression: str, check: NativeCheck) -> None:
-    """Adds a native check for a profile's own invariant (sis-att-*); used while the expression matches."""
-    NATIVE[key] = Native(expression, check)
