@@ -18,10 +18,11 @@ from sis2fhir.deliver.fhir_rest import FhirRestDestination
 from sis2fhir.deliver.smart_auth import NoAuth, SmartBackendAuth
 from sis2fhir.link import PatientLinker
 from tests.support.attendance_items import (
-    OBSERVATION_ID_SYSTEM,
     STATE_ID_SYSTEM,
+    days_absent,
     delivery_item,
     new_state_id,
+    observation_identifier,
 )
 from tests.support.oauth_server import running_oauth_server
 
@@ -110,7 +111,7 @@ def test_the_recipient_finds_them_by_patient_identifier_and_component_code(fhir_
         },
     ).json()
     assert by_identifier["total"] == 1
-    assert by_identifier["entry"][0]["resource"]["valueQuantity"]["value"] == 11
+    assert days_absent(by_identifier["entry"][0]["resource"]) == 11
 
 
 def test_a_student_without_a_patient_stays_pending_and_nothing_is_sent(fhir_server: str) -> None:
@@ -122,7 +123,7 @@ def test_a_student_without_a_patient_stays_pending_and_nothing_is_sent(fhir_serv
     pending = results[delivery_item(unknown).key]
     assert pending.outcome is Outcome.PENDING
     assert pending.detail == "no certain Patient at the recipient: no Patient with the student's identifier"
-    assert total(fhir_server, "Observation", identifier=f"{OBSERVATION_ID_SYSTEM}|{unknown}-2026-summary") == 0
+    assert total(fhir_server, "Observation", identifier=observation_identifier(unknown)) == 0
 
 
 def test_a_resource_the_server_refuses_is_dead_and_the_others_still_land(fhir_server: str) -> None:
@@ -139,7 +140,7 @@ def test_a_resource_the_server_refuses_is_dead_and_the_others_still_land(fhir_se
     assert bad.operation_outcome is not None
     assert "valueFoo" in bad.detail
     assert [results[i.key].outcome for i in items if i is not items[2]] == [Outcome.DELIVERED] * 3
-    assert total(fhir_server, "Observation", identifier=f"{OBSERVATION_ID_SYSTEM}|{students[2]}-2026-summary") == 0
+    assert total(fhir_server, "Observation", identifier=observation_identifier(students[2])) == 0
 
 
 def test_delivery_through_smart_backend_services(fhir_server: str) -> None:

@@ -19,7 +19,7 @@ from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome, deliver
 from sis2fhir.deliver.fhir_rest import FhirRestDestination, RecipientMisconfigured, RecipientUnreachable
 from sis2fhir.deliver.smart_auth import NoAuth
 from sis2fhir.link import PatientLinker
-from tests.support.attendance_items import STATE_ID_SYSTEM, delivery_item
+from tests.support.attendance_items import STATE_ID_SYSTEM, delivery_item, observation_identifier
 
 BASE = "https://ehr.example.org/fhir"
 CAPABILITIES = {
@@ -96,7 +96,7 @@ def test_each_resource_is_a_conditional_update_on_its_identifier_with_the_linked
     observation, consent = bundle["entry"]
     assert observation["request"] == {
         "method": "PUT",
-        "url": "Observation?identifier=http://sis2fhir.org/fhir/sid/attendance-observation|S100-2026-summary",
+        "url": f"Observation?identifier={observation_identifier('S100')}",
     }
     assert "id" not in observation["resource"]  # the server picks ids; a differing body id would be a 400
     assert observation["resource"]["subject"]["reference"] == "Patient/p1"
@@ -214,7 +214,7 @@ def test_a_400_naming_one_entry_kills_that_item_and_the_rest_is_resent() -> None
     assert results[first.key].outcome is Outcome.DELIVERED
     resent = sent_bundles(post)[1]
     assert len(resent["entry"]) == 2
-    assert resent["entry"][0]["request"]["url"].endswith("S108-2026-summary")
+    assert resent["entry"][0]["request"]["url"].endswith(observation_identifier("S108"))
 
 
 def test_an_item_without_business_identifier_is_dead_before_anything_is_sent() -> None:
