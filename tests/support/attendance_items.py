@@ -107,7 +107,7 @@ def days_absent(observation: dict[str, Any]) -> int | float:
     """The days-absent component of an attendance Observation (what a clinician reads as days missed)."""
     for component in observation["component"]:
         if any(c["code"] == "days-absent" for c in component["code"]["coding"]):
-            return component["valueQuantity"]["value"]  # type: ignore[no-any-return]
+            return component["valueQuantity"]["value"]
     raise AssertionError("no days-absent component")
 
 
