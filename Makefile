@@ -42,7 +42,7 @@ test-tools:
 
 ## kill -9 at every seeded moment of FHIR REST and MLLP delivery, revoke, re-run (`make test` runs a sample).
 crash: $(VENV)/.test test-tools
-	SIS2FHIR_CRASH_ALL=1 $(BIN)/pytest -q tests/test_crash_recovery.py
+	SIS2FHIR_CRASH_ALL=1 $(BIN)/pytest -q tests/end_to_end/test_crash_recovery.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests scripts examples

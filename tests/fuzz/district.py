@@ -14,7 +14,9 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import paths
+
+REPO = paths.ROOT
 EXAMPLE = REPO / "examples" / "district"
 GENERATOR = REPO / "examples" / "generate_district.py"
 AS_OF = date(2026, 3, 31)

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import paths
+
+REPO = paths.ROOT
 INSTALL_SCRIPT = REPO / "scripts" / "install-sekmet.sh"
 
 
