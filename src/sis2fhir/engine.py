@@ -5,7 +5,7 @@ as-of date, the school days and days absent (measure.py does the arithmetic). Wh
 once, for every engine: a row counts when it is dated in the school year up to the as-of date, the student is
 enrolled at the school on that day, the day is a school day (calendar.csv, else the days the rows show), and no
 earlier row counted for the same student, school and day. The streaming tally (tally.py, `StreamingTally`) is the
-first engine; tests/test_engine_contract.py is the contract any other engine (a columnar one) must pass.
+first engine; tests/measure/test_engine_contract.py is the contract any other engine (a columnar one) must pass.
 """
 
 from __future__ import annotations

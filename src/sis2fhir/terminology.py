@@ -1,6 +1,6 @@
 """Canonical URLs and codes: the one place where sis2fhir's own terminology and the external codes it uses are named.
 
-The FSH sources in profiles/ define the same codes; tests/test_profiles.py checks that the two agree.
+The FSH sources in profiles/ define the same codes; tests/map/test_profiles.py checks that the two agree.
 """
 
 from __future__ import annotations
