@@ -117,7 +117,9 @@ def check_report_path(path: Path) -> None:
     if path.parent.exists():  # the file itself: created and removed (a read-only mount passes os.access as root)
         try:
             path.open("x").close()
-            path.unlink()
+            path.unlink(missing_ok=True)
+        except FileExistsError:  # written meanwhile by a second command starting at the same moment: writable
+            pass
         except OSError as e:
             raise fail(f"--report {path} cannot be written: {e.strerror}") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,13 +116,17 @@ def _creation_problem(path: Path, existing: Path) -> str | None:
     made: list[Path] = []
     try:
         for folder in reversed(missing):
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except FileExistsError:  # made meanwhile (a second command starting at the same moment): usable
+                continue
             made.append(folder)
     except OSError as e:
         return f"{path} cannot be created: {e.strerror}"
     finally:
         for folder in reversed(made):
-            folder.rmdir()
+            with contextlib.suppress(OSError):  # another command made it its own meanwhile and writes there
+                folder.rmdir()
     return None
 
 
