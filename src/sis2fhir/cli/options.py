@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -114,12 +115,11 @@ def check_report_path(path: Path) -> None:
     problem = folder_problem(path.absolute().parent)
     if problem:
         raise fail(f"--report {path} cannot be written: {problem}")
-    if path.parent.exists():  # the file itself: created and removed (a read-only mount passes os.access as root)
-        try:
-            path.open("x").close()
-            path.unlink(missing_ok=True)
-        except FileExistsError:  # written meanwhile by a second command starting at the same moment: writable
-            pass
+    if path.parent.exists():  # a file of our own beside it, made and removed (a read-only mount passes os.access
+        try:  # as root); not the report itself, which a second command starting at the same moment may be writing
+            handle, probe = tempfile.mkstemp(prefix=".sis2fhir-probe-", dir=path.absolute().parent)
+            os.close(handle)
+            os.unlink(probe)
         except OSError as e:
             raise fail(f"--report {path} cannot be written: {e.strerror}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -110,23 +111,15 @@ def _folder_problem(path: Path) -> str | None:
 
 
 def _creation_problem(path: Path, existing: Path) -> str | None:
-    """Make the folders from `existing` down to `path` and remove them again: the permission bits do not tell
-    (root passes os.access everywhere, and /proc or a read-only mount refuses what they allow)."""
-    missing = [path, *[p for p in path.parents if p != existing and existing in p.parents]]
-    made: list[Path] = []
+    """Make (and remove) a folder of our own in `existing`, the nearest folder of `path` that exists: the permission
+    bits do not tell (root passes os.access everywhere; /proc or a read-only mount refuses what they allow). Not
+    `path` itself: a second command starting at the same moment may be making it."""
     try:
-        for folder in reversed(missing):
-            try:
-                folder.mkdir()
-            except FileExistsError:  # made meanwhile (a second command starting at the same moment): usable
-                continue
-            made.append(folder)
+        probe = tempfile.mkdtemp(prefix=".sis2fhir-probe-", dir=existing)
     except OSError as e:
         return f"{path} cannot be created: {e.strerror}"
-    finally:
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):  # another command made it its own meanwhile and writes there
-                folder.rmdir()
+    with contextlib.suppress(OSError):
+        os.rmdir(probe)
     return None
 
 
