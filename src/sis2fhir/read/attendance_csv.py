@@ -57,7 +57,7 @@ def iter_csv(
     reader, base, width, regular, fix = table.reader, table.base, table.width, table.regular, table.fix_row
     prev = reader.line_num + base  # line = base + reader.line_num; base changes when a broken row is re-read
     n = 0
-    try:
+    try:  # CsvTable.rows() inlined: the per-row call would cost the hot path of a state's year (millions of rows)
         while True:
             try:
                 for row in reader:

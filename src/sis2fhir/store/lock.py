@@ -166,14 +166,10 @@ class WriterLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
         if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
-                self._conn.commit()
-            except Exception:
-                pass  # the session ends below, which drops the lock anyway
-            finally:
-                self._conn.close()
-                self._conn = None
+            # a dedicated connection without a pool (NullPool): closing it ends the session, and PostgreSQL drops a
+            # session-level advisory lock with its session
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> WriterLock:
         return self.acquire()
