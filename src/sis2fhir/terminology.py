@@ -13,6 +13,15 @@ CANONICAL: Final = "http://sis2fhir.org/fhir"
 OBSERVATION_PROFILE: Final = f"{CANONICAL}/StructureDefinition/school-attendance-observation"
 CONSENT_PROFILE: Final = f"{CANONICAL}/StructureDefinition/ferpa-attendance-consent"
 
+# Profiles of others that our resources also claim (src/sis2fhir/map/profiles.py says when; docs/conformance.md).
+# Their packages do not load offline: the validator does not bundle them; tests/conformance/ checks our output
+# against copies of their definitions (tests/fixtures/us-core/SOURCES.md: US Core 7.0.0, SDOHCC 3.0.0).
+US_CORE_SIMPLE_OBSERVATION_PROFILE: Final = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-simple-observation"
+SDOHCC_OBSERVATION_ASSESSMENT_PROFILE: Final = (
+    "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-ObservationAssessment"
+)
+SDOHCC_CONSENT_PROFILE: Final = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Consent"
+
 # Our code systems
 ATTENDANCE_CS: Final = f"{CANONICAL}/CodeSystem/school-attendance"
 TIER_CS: Final = f"{CANONICAL}/CodeSystem/chronic-absence-tier"

@@ -8,6 +8,7 @@ from typing import Any
 from sis2fhir import terminology as t
 from sis2fhir.config import DistrictSettings
 from sis2fhir.map.identity import identifier, resource_id, student_reference
+from sis2fhir.map.profiles import claim_profiles
 from sis2fhir.records import ConsentRecord, District, Student
 
 # consents.csv status -> Consent.status (R4 consent-state-codes)
@@ -94,4 +95,4 @@ def ferpa_consent(
     }
     if consent.document_url:
         resource["sourceAttachment"] = {"url": consent.document_url, "title": "Signed FERPA consent form"}
-    return resource
+    return claim_profiles(resource)

@@ -8,6 +8,7 @@ from typing import Any
 from sis2fhir import terminology as t
 from sis2fhir.config import DistrictSettings
 from sis2fhir.map.identity import identifier, resource_id, school_reference, student_reference
+from sis2fhir.map.profiles import claim_profiles
 from sis2fhir.measure import HUNDREDTHS, AttendanceSummary, rate_percent_hundredths
 from sis2fhir.records import School, Student
 
@@ -108,4 +109,4 @@ def attendance_observation(
         obs["valueQuantity"] = {"value": value, "unit": "%", "system": t.UCUM, "code": "%"}
     obs["interpretation"] = [_tier(summary.tier)]
     obs["component"] = components
-    return obs
+    return claim_profiles(obs)

@@ -361,6 +361,10 @@ class Compiler:
             return "pattern", rule.pattern
         if rule.fixed is not None:
             return "fixed", rule.fixed
+        if rule.binding is not None and discriminator.kind in ("value", "pattern"):
+            # A slice told apart by its required value set (R4 profiling: a value/pattern discriminator may
+            # point at a required binding); US Core's category:us-core slices are defined this way.
+            return "binding", rule.binding
         return "", None
 
     @staticmethod

@@ -48,11 +48,23 @@ def matches_slice(slice_rule: SliceRule, item: Any) -> bool:
             ok = not values
         elif kind == "fixed":
             ok = any(v == expected for v in values)
+        elif kind == "binding":
+            ok = any(_in_value_set(expected, v) for v in values)
         else:
             ok = any(matches_pattern(expected, v) for v in values)
         if not ok:
             return False
     return True
+
+
+def _in_value_set(codes: dict[str, frozenset[str]], value: Any) -> bool:
+    """A CodeableConcept (one of its codings), Coding or code in an expanded value set."""
+    if isinstance(value, str):
+        return any(value in system_codes for system_codes in codes.values())
+    if not isinstance(value, dict):
+        return False
+    codings = value.get("coding") if "coding" in value else [value]
+    return any(isinstance(c, dict) and c.get("code") in codes.get(c.get("system", ""), ()) for c in codings or ())
 
 
 def matches_pattern(pattern: Any, value: Any) -> bool:
