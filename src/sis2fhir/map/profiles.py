@@ -32,9 +32,11 @@ def _reference_to(value: Any, resource_type: str) -> bool:
     if not isinstance(value, dict):
         return False
     reference = value.get("reference")
-    if isinstance(reference, str):
-        return reference.split("/")[-2:-1] == [resource_type]
-    return value.get("type") == resource_type and "identifier" in value
+    if isinstance(reference, str) and "/" in reference and not reference.startswith(("urn:", "#")):
+        parts = reference.split("/")
+        parts = parts[: parts.index("_history")] if "_history" in parts else parts
+        return parts[-2] == resource_type and value.get("type", resource_type) == resource_type
+    return value.get("type") == resource_type and ("identifier" in value or isinstance(reference, str))
 
 
 def observation_passes_us_core(observation: dict[str, Any]) -> bool:
