@@ -489,10 +489,23 @@ BROKEN_CORE: list[Broken] = [
         _set("effectivePeriod.start", "2025-02-30"),
         "format",
         "Observation.effectivePeriod.start",
+        r4b_rejects=True,
     ),
-    Broken("no 29 February in 2023", patient, _set("birthDate", "2023-02-29"), "format", "Patient.birthDate"),
     Broken(
-        "no 31 April in an instant", glucose, _set("issued", "2025-04-31T10:00:00Z"), "format", "Observation.issued"
+        "no 29 February in 2023",
+        patient,
+        _set("birthDate", "2023-02-29"),
+        "format",
+        "Patient.birthDate",
+        r4b_rejects=True,
+    ),
+    Broken(
+        "no 31 April in an instant",
+        glucose,
+        _set("issued", "2025-04-31T10:00:00Z"),
+        "format",
+        "Observation.issued",
+        r4b_rejects=True,
     ),
     # UCUM
     Broken(

@@ -66,11 +66,10 @@ def xhtml_problem(value: str) -> str | None:
 
 
 def _local(name: str) -> str:
-    if name.startswith(_TAG_PREFIX):
-        return name[len(_TAG_PREFIX) :]
+    """An element or attribute name without its namespace ({uri}p -> p), xml:lang as written."""
     if name.startswith(_XML_NS):
         return "xml:" + name[len(_XML_NS) :]
-    return name
+    return name.rpartition("}")[2]
 
 
 def txt_1_problem(div: str) -> str | None:
@@ -87,6 +86,8 @@ def txt_1_problem(div: str) -> str | None:
             return f"<{name if len(name) <= 24 else name[:24]}> is not allowed in a narrative"
         for attribute, value in node.attrib.items():
             local = _local(attribute)
+            if attribute[:1] == "{" and not attribute.startswith(_XML_NS):
+                return f"attribute {local[:24]!r} of another namespace (xlink...) is not allowed in a narrative"
             if local not in ATTRIBUTES and f"{name}.{local}" not in ELEMENT_ATTRIBUTES:
                 return f"attribute {local[:24]!r} is not allowed on <{name}> in a narrative"
             if local in _LINKS and value.strip().lower().startswith(_SCRIPT_SCHEMES):
