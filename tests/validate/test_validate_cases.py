@@ -14,23 +14,15 @@ from sis2fhir.terminology import (
     CONSENT_ACTION_CS,
     CONSENT_PROFILE,
     CONSENT_SCOPE_CS,
-    FERPA_AUTHORITY,
-    FERPA_POLICY_URI,
-    LOINC,
-    LOINC_PATIENT_CONSENT,
     MEASURES,
     OBSERVATION_CATEGORY_CS,
     OBSERVATION_PROFILE,
     RESOURCE_TYPES_CS,
     TIER_CS,
     TIERS,
-    UCUM,
-    US_CORE_CATEGORY_CS,
-    V3_ACT_CODE,
-    V3_ACT_REASON,
     V3_PARTICIPATION_TYPE,
 )
-from tests.support import paths
+from tests.support import attendance_items, paths
 
 EXAMPLES = paths.FIXTURES / "r4-examples"
 Resource = dict[str, Any]
@@ -44,77 +36,28 @@ def _coded(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code}]}
 
 
-def _days(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "d", "system": UCUM, "code": "d"}
+# The valid resources are the real mapper's (tests/support/attendance_items.py: map/observation.py and
+# map/consent.py over a measured summary and a consents.csv row); each broken variant changes one thing in them.
+STUDENT = "S0000007"
+# days absent of 100 in membership that give each tier under the default policy (ESSA: 10 % of days)
+DAYS_ABSENT_FOR_TIER = {"satisfactory": 3, "at-risk": 7, "moderate-chronic": 12.5, "severe-chronic": 25}
 
 
-def attendance_observation(absent: float = 12.5, membership: float = 100, tier: str = "moderate-chronic") -> Resource:
-    """A school attendance summary as our profile wants it (written here, not copied from the FSH example)."""
-    counts = {
-        "days-in-membership": membership,
-        "days-absent": absent,
-        "days-absent-excused": 8,
-        "days-absent-unexcused": absent - 8,
-        "days-absent-illness": 5,
-        "days-absent-oss": 0,
-    }
-    components: list[dict[str, Any]] = [
-        {"code": _coded(ATTENDANCE_CS, code), "valueQuantity": _days(value)} for code, value in counts.items()
-    ]
-    components.append(
-        {"code": _coded(ATTENDANCE_CS, "chronic-absence-tier"), "valueCodeableConcept": _coded(TIER_CS, tier)}
-    )
-    return {
-        "resourceType": "Observation",
-        "id": "att-stu-7",
-        "meta": {"profile": [OBSERVATION_PROFILE]},
-        "identifier": [{"system": "http://sis2fhir.org/fhir/sid/attendance-summary", "value": "lea|sch-1|stu-7|2025"}],
-        "status": "final",
-        "category": [_coded(OBSERVATION_CATEGORY_CS, "social-history"), _coded(US_CORE_CATEGORY_CS, "sdoh")],
-        "code": _coded(ATTENDANCE_CS, "attendance-summary"),
-        "subject": {"reference": "Patient/stu-7"},
-        "effectivePeriod": {"start": "2025-08-25", "end": "2026-02-27"},
-        "issued": "2026-02-28T06:00:00Z",
-        "performer": [{"reference": "Organization/sch-1", "display": "Lincoln Elementary"}],
-        "valueQuantity": {
-            "value": round(100 * absent / membership, 1),
-            "unit": "%",
-            "system": UCUM,
-            "code": "%",
-        },
-        "interpretation": [_coded(TIER_CS, tier)],
-        "component": components,
-    }
+def attendance_observation(absent: float = 12.5, membership: int = 100, student: str = STUDENT) -> Resource:
+    """The mapper's attendance summary for one student (all absences unexcused); tier from the default policy."""
+    return attendance_items.attendance_observation(student, days_absent=absent, days_in_membership=membership)
 
 
-def ferpa_consent() -> Resource:
-    return {
-        "resourceType": "Consent",
-        "id": "consent-stu-7",
-        "meta": {"profile": [CONSENT_PROFILE]},
-        "status": "active",
-        "scope": _coded(CONSENT_SCOPE_CS, "patient-privacy"),
-        "category": [_coded(LOINC, LOINC_PATIENT_CONSENT), _coded(V3_ACT_CODE, "IDSCL")],
-        "patient": {"reference": "Patient/stu-7"},
-        "dateTime": "2025-08-20T14:03:00Z",
-        "performer": [{"reference": "RelatedPerson/parent-7"}],
-        "organization": [{"reference": "Organization/lea-1"}],
-        "policy": [{"authority": FERPA_AUTHORITY, "uri": FERPA_POLICY_URI}],
-        "provision": {
-            "type": "permit",
-            "period": {"start": "2025-08-20", "end": "2026-06-30"},
-            "actor": [
-                {
-                    "role": _coded(V3_PARTICIPATION_TYPE, "IRCP"),
-                    "reference": {"reference": "Organization/peds-clinic"},
-                }
-            ],
-            "action": [_coded(CONSENT_ACTION_CS, "disclose")],
-            "purpose": [{"system": V3_ACT_REASON, "code": "TREAT"}],
-            "class": [{"system": RESOURCE_TYPES_CS, "code": "Observation"}],
-            "code": [_coded(ATTENDANCE_CS, "days-absent")],
-        },
-    }
+def ferpa_consent(student: str = STUDENT) -> Resource:
+    """The mapper's FERPA Consent for one student, from an active consents.csv row."""
+    return attendance_items.ferpa_consent(student)
+
+
+def _component_path(code: str) -> str:
+    """Where the mapper puts the component of one measure (Observation.component[i])."""
+    components = attendance_observation()["component"]
+    index = next(i for i, c in enumerate(components) if c["code"]["coding"][0]["code"] == code)
+    return f"Observation.component[{index}]"
 
 
 @dataclass(frozen=True)
@@ -196,6 +139,14 @@ def _observation_component(resource: Resource, code: str) -> dict[str, Any]:
 
 
 CONTAINED_PATIENT = {"resourceType": "Patient", "id": "p1", "active": True}
+UNKNOWN_EXTENSION = "http://example.org/fhir/StructureDefinition/do-not-disclose"
+# A profile the validator does not ship (no US Core package loads offline here)
+US_CORE_SIMPLE_OBSERVATION = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-simple-observation"
+
+
+def _div(inner: str) -> str:
+    return f'<div xmlns="http://www.w3.org/1999/xhtml">{inner}</div>'
+
 
 BROKEN_CORE: list[Broken] = [
     # structure
@@ -531,6 +482,111 @@ BROKEN_CORE: list[Broken] = [
         "binding",
         "Bundle.entry[0].resource.gender",
     ),
+    # calendar dates: the R4 regexes take any day 01-31 in any month
+    Broken(
+        "no 30 February in a Period",
+        glucose,
+        _set("effectivePeriod.start", "2025-02-30"),
+        "format",
+        "Observation.effectivePeriod.start",
+        r4b_rejects=True,
+    ),
+    Broken(
+        "no 29 February in 2023",
+        patient,
+        _set("birthDate", "2023-02-29"),
+        "format",
+        "Patient.birthDate",
+        r4b_rejects=True,
+    ),
+    Broken(
+        "no 31 April in an instant",
+        glucose,
+        _set("issued", "2025-04-31T10:00:00Z"),
+        "format",
+        "Observation.issued",
+        r4b_rejects=True,
+    ),
+    # UCUM
+    Broken(
+        "unit code not UCUM",
+        glucose,
+        _set("valueQuantity.code", "mmol/liter"),
+        "ucum",
+        "Observation.valueQuantity.code",
+    ),
+    Broken(
+        "reference range unit not UCUM",
+        glucose,
+        _set("referenceRange.0.low.code", "millimole/L"),
+        "ucum",
+        "Observation.referenceRange[0].low.code",
+    ),
+    # modifier extensions
+    Broken(
+        "unknown modifier extension",
+        glucose,
+        _set("modifierExtension", [{"url": UNKNOWN_EXTENSION, "valueBoolean": True}]),
+        "modifier-extension",
+        "Observation.modifierExtension[0]",
+    ),
+    Broken(
+        "unknown modifier extension in a backbone element",
+        glucose,
+        _set("referenceRange.0.modifierExtension", [{"url": UNKNOWN_EXTENSION, "valueCode": "ignore-me"}]),
+        "modifier-extension",
+        "Observation.referenceRange[0].modifierExtension[0]",
+    ),
+    # narrative (txt-1, txt-2, and the xhtml itself)
+    Broken(
+        "txt-1 script in the narrative",
+        glucose,
+        _set("text.div", _div("<p>ok</p><script>x()</script>")),
+        "txt-1",
+        "Observation.text.div",
+    ),
+    Broken(
+        "txt-1 event attribute", patient, _set("text.div", _div('<p onclick="x()">ok</p>')), "txt-1", "Patient.text.div"
+    ),
+    Broken(
+        "txt-1 javascript link",
+        glucose,
+        _set("text.div", _div('<a href=" JavaScript:x()">chart</a>')),
+        "txt-1",
+        "Observation.text.div",
+    ),
+    Broken("txt-1 form", consent_core, _set("text.div", _div("<form><p>sign</p></form>")), "txt-1", "Consent.text.div"),
+    Broken("txt-2 blank narrative", glucose, _set("text.div", _div(" <p> </p> ")), "txt-2", "Observation.text.div"),
+    Broken(
+        "narrative not well-formed",
+        glucose,
+        _set("text.div", _div("<p>a &nbsp; b</p>")),
+        "format",
+        "Observation.text.div",
+    ),
+    Broken(
+        "narrative outside the XHTML namespace",
+        glucose,
+        _set("text.div", "<div><p>ok</p></div>"),
+        "format",
+        "Observation.text.div",
+    ),
+    # meta.profile
+    Broken(
+        "claims a sis2fhir profile that does not exist",
+        glucose,
+        _set("meta", {"profile": [OBSERVATION_PROFILE + "-v2"]}),
+        "profile",
+        "Observation.meta.profile[0]",
+    ),
+    Broken(
+        "claims a profile from elsewhere",
+        glucose,
+        _set("meta", {"profile": [US_CORE_SIMPLE_OBSERVATION]}),
+        "profile",
+        "Observation.meta.profile[0]",
+        severity="warning",
+    ),
 ]
 
 
@@ -572,14 +628,14 @@ BROKEN_PROFILE: list[Broken] = [
         attendance_observation,
         lambda r: _observation_component(r, "days-absent")["valueQuantity"].update(code="h", unit="h"),
         "pattern",
-        "Observation.component[1].valueQuantity",
+        _component_path("days-absent") + ".valueQuantity",
     ),
     Broken(
         "component days without a value",
         attendance_observation,
         lambda r: _observation_component(r, "days-absent-oss")["valueQuantity"].pop("value"),
         "cardinality",
-        "Observation.component[5].valueQuantity.value",
+        _component_path("days-absent-oss") + ".valueQuantity.value",
     ),
     Broken(
         "rate not in percent",
@@ -600,7 +656,7 @@ BROKEN_PROFILE: list[Broken] = [
         attendance_observation,
         lambda r: _tier(r, "very-bad"),
         "binding",
-        "Observation.component[6].valueCodeableConcept",
+        _component_path("chronic-absence-tier") + ".valueCodeableConcept",
     ),
     Broken(
         "two performers",
@@ -676,17 +732,67 @@ BROKEN_PROFILE: list[Broken] = [
         "cardinality",
         "Consent.provision.period",
     ),
+    Broken(
+        "days absent in 'days'",
+        attendance_observation,
+        lambda r: _observation_component(r, "days-absent")["valueQuantity"].update(code="days"),
+        "ucum",
+        _component_path("days-absent") + ".valueQuantity.code",
+    ),
+    Broken(
+        "period ends on 30 February",
+        attendance_observation,
+        _set("effectivePeriod.end", "2026-02-30"),
+        "format",
+        "Observation.effectivePeriod.end",
+    ),
+    Broken(
+        "consent ends on 31 June",
+        ferpa_consent,
+        _set("provision.period.end", "2026-06-31"),
+        "format",
+        "Consent.provision.period.end",
+    ),
+    Broken(
+        "narrative with an iframe",
+        attendance_observation,
+        lambda r: r["text"].update(div=_div('<p>see</p><iframe src="https://example.org"/>')),
+        "txt-1",
+        "Observation.text.div",
+    ),
+    Broken(
+        "a second sis2fhir profile that does not exist",
+        ferpa_consent,
+        lambda r: r["meta"]["profile"].append(CONSENT_PROFILE.replace("ferpa", "fepra")),
+        "profile",
+        "Consent.meta.profile[1]",
+    ),
+    Broken(
+        "US Core claimed beside ours",
+        attendance_observation,
+        lambda r: r["meta"]["profile"].append(US_CORE_SIMPLE_OBSERVATION),
+        "profile",
+        "Observation.meta.profile[1]",
+        severity="warning",
+    ),
+    Broken(
+        "unknown modifier extension on a component",
+        attendance_observation,
+        lambda r: _observation_component(r, "days-absent").update(
+            modifierExtension=[{"url": UNKNOWN_EXTENSION, "valueBoolean": True}]
+        ),
+        "modifier-extension",
+        _component_path("days-absent") + ".modifierExtension[0]",
+    ),
 ]
 
 VALID_PROFILE: dict[str, Callable[[], Resource]] = {
-    "attendance observation, moderate chronic": attendance_observation,
-    "attendance observation, satisfactory": lambda: attendance_observation(
-        absent=9, membership=100, tier="satisfactory"
-    ),
     **{
-        f"attendance observation, tier {tier}": (lambda tier=tier: attendance_observation(tier=tier))  # type: ignore[misc]
-        for tier in TIERS
+        f"attendance observation, tier {tier}": (lambda absent=absent: attendance_observation(absent=absent))  # type: ignore[misc]
+        for tier, absent in DAYS_ABSENT_FOR_TIER.items()
     },
+    "attendance observation, tier insufficient-data": lambda: attendance_observation(absent=1, membership=5),
+    "attendance observation, half days": lambda: attendance_observation(absent=12.5, membership=140),
     "ferpa consent": ferpa_consent,
 }
 CORE_EXAMPLES = sorted(p.name for p in EXAMPLES.glob("*.json"))
@@ -695,3 +801,13 @@ CORE_EXAMPLES = sorted(p.name for p in EXAMPLES.glob("*.json"))
 def test_every_measure_code_is_in_the_attendance_observation() -> None:
     codes = {c["code"]["coding"][0]["code"] for c in attendance_observation()["component"]}
     assert codes == set(MEASURES)
+
+
+def test_the_valid_observations_cover_every_tier() -> None:
+    tiers = {_tier_of(build()) for name, build in VALID_PROFILE.items() if name.startswith("attendance observation")}
+    assert tiers == set(TIERS)
+
+
+def _tier_of(observation: Resource) -> str:
+    tier = _observation_component(observation, "chronic-absence-tier")["valueCodeableConcept"]
+    return str(tier["coding"][0]["code"])

@@ -28,8 +28,8 @@ def test_valid_folder_exits_zero(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not FHIR")
     report = validate_files([tmp_path])
     assert sorted((r.resource_type, r.resource_id) for r in report.resources) == [
-        ("Consent", "consent-stu-7"),
-        ("Observation", "att-stu-7"),
+        ("Consent", ferpa_consent()["id"]),
+        ("Observation", attendance_observation()["id"]),
     ]
     assert report.exit_code() == 0
 

@@ -55,6 +55,7 @@ def test_replayed_issues_point_at_each_resource_where_they_recur() -> None:
     found = memoised.validate(bundle)
     assert found == plain.validate(bundle)
     errors = [i for i in found if i.severity == "error"]
+    assert {i.rule for i in errors} == {"pattern", "ucum"}  # the profile wants "d"; "days" is no UCUM code either
     assert len({i.expression.split(".resource")[0] for i in errors}) == 2 * TRIAL  # one per entry, each its own
     assert memoised.validate(bundle) == found  # and again, from the memo
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sis2fhir.validate.definitions import CORE_SD, Definitions, ValueSetCodes
 from sis2fhir.validate.fhirpath import FhirpathInvariant
-from sis2fhir.validate.invariants import NOT_EVALUATED, NativeCheck, native_for
+from sis2fhir.validate.invariants import ALWAYS_NATIVE, NativeCheck, native_for
 from sis2fhir.validate.issues import Severity
 from sis2fhir.validate.primitives import PrimitiveCheck, make_check
 
@@ -24,6 +25,7 @@ class Invariant:
     native: NativeCheck | None
     fhirpath: FhirpathInvariant | None
     uses_context: bool = False  # reads %resource or %rootResource: its verdict depends on more than the element
+    detail: Callable[[Any], str] | None = None  # what in the value breaks it (native checks that can say)
 
 
 @dataclass(slots=True)
@@ -77,6 +79,7 @@ class ElementRule:
     slicing: Slicing | None = None
     slice_name: str | None = None
     content_reference: str | None = None
+    modifier_extension: bool = False  # a modifierExtension element: its urls must be known
     presence_keys: frozenset[str] = frozenset()  # JSON keys that make it present: valueQuantity, _birthDate...
     choice_keys: frozenset[str] = frozenset()
 
@@ -240,6 +243,7 @@ class Compiler:
             types=types,
             slice_name=element.get("sliceName"),
             content_reference=element.get("contentReference"),
+            modifier_extension=stem == "modifierExtension",
         )
         for key, value in element.items():
             if key.startswith("fixed"):
@@ -281,9 +285,9 @@ class Compiler:
         for constraint in element.get("constraint", []):
             key = constraint["key"]
             expression = constraint.get("expression")
-            if not expression or key in NOT_EVALUATED:
+            if not expression:
                 continue
-            native = native_for(key, expression) if self.native else None
+            native = native_for(key, expression) if self.native or key in ALWAYS_NATIVE else None
             if key == "ele-1" and self.native:
                 continue  # checked inline by the engine
             out.append(
@@ -292,10 +296,11 @@ class Compiler:
                     severity="warning" if constraint.get("severity") == "warning" else "error",
                     human=constraint.get("human", ""),
                     expression=expression,
-                    native=native,
+                    native=native.check if native else None,
                     fhirpath=None if native else FhirpathInvariant(expression, context_type),
                     # ref-1 depends on the container only for "#id" references; the engine checks for those
                     uses_context=key != "ref-1" and "%r" in expression.replace("%resource", "%r"),
+                    detail=native.detail if native else None,
                 )
             )
         return out

@@ -5,12 +5,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from sis2fhir.terminology import UCUM
+from sis2fhir.validate.claims import claimed_profiles, unknown_modifier_issues, unknown_profile_issues
 from sis2fhir.validate.compiler import CORE_SD, Compiler, ComplexRule, ElementRule, Invariant, SliceRule, Slicing
 from sis2fhir.validate.definitions import Definitions, default_definitions
 from sis2fhir.validate.issues import Issue, Severity
 from sis2fhir.validate.memo import ARRAY, VerdictMemo, replay
 from sis2fhir.validate.slicing import matches_pattern, slice_count_issues, slice_of
-from sis2fhir.validate.values import binding_issue, reference_target_issue, show
+from sis2fhir.validate.values import QUANTITY_TYPES, binding_issue, reference_target_issue, show, ucum_issue
 
 __all__ = ["Issue", "Severity", "Validator", "default_validator", "matches_pattern", "validate_resource"]
 
@@ -46,11 +48,11 @@ class Validator:
         return walk.issues
 
     def profiles_for(self, resource: dict[str, Any], profile: str | None) -> list[str]:
+        """What the resource is checked against: `profile` if given, else those of its meta.profile that the
+        validator has, else the R4 core definition of its type."""
         if profile is not None:
             return [profile]
-        meta = resource.get("meta")
-        claimed = meta.get("profile") if isinstance(meta, dict) else None
-        known = [url for url in claimed or () if isinstance(url, str) and self.definitions.structure(url) is not None]
+        known = [url for _, url in claimed_profiles(resource) if self.definitions.structure(url) is not None]
         return known or [CORE_SD + str(resource.get("resourceType"))]
 
     def _resource(self, resource: dict[str, Any], path: str, walk: _Walk, profile: str | None = None) -> None:
@@ -65,7 +67,10 @@ class Validator:
                 Issue("error", "structure", path, f"unknown resourceType {resource_type!r}", "resourceType")
             )
             return
-        for url in self.profiles_for(resource, profile):
+        checked = self.profiles_for(resource, profile)
+        if profile is None:
+            walk.issues += unknown_profile_issues(self.definitions, resource, path, checked)
+        for url in checked:
             rule = self.compiler.structure(url)
             if rule is None:
                 if url.startswith(CORE_SD) and profile is None:
@@ -145,6 +150,8 @@ class Validator:
     def _element(
         self, element: ElementRule, key: str, value: Any, parent: dict[str, Any], path: str, walk: _Walk
     ) -> None:
+        if element.modifier_extension:
+            walk.issues += unknown_modifier_issues(self.definitions, key, value, path)
         if element.array:
             if type(value) is not list:
                 walk.issues.append(
@@ -260,6 +267,10 @@ class Validator:
                 children = self.compiler.datatype(type_rule.code, type_rule.profiles)
             if children is not None:
                 self._object(children, item, path, walk)
+            if type_rule.code in QUANTITY_TYPES and item.get("system") == UCUM:
+                issue = ucum_issue(item, path)
+                if issue is not None:
+                    walk.issues.append(issue)
             if type_rule.targets is not None and type_rule.code == "Reference":
                 issue = reference_target_issue(item, type_rule.targets, element, path, self.definitions.resource_types)
                 if issue is not None:
@@ -370,15 +381,11 @@ class Validator:
                 )
                 continue
             if not holds:
-                walk.issues.append(
-                    Issue(
-                        invariant.severity,
-                        "invariant",
-                        path,
-                        f"{invariant.key}: {invariant.human}",
-                        invariant.key,
-                    )
-                )
+                message = f"{invariant.key}: {invariant.human}"
+                detail = invariant.detail(value) if invariant.detail is not None else ""
+                if detail:
+                    message = f"{message} ({detail})"
+                walk.issues.append(Issue(invariant.severity, "invariant", path, message, invariant.key))
 
 
 @cache
@@ -387,6 +394,7 @@ def default_validator() -> Validator:
 
 
 def validate_resource(resource: dict[str, Any], profile: str | None = None) -> list[Issue]:
-    """Validates one resource: against `profile` if given, else its meta.profile (ours), else the R4 core
-    definition of its resourceType. A Bundle's entries are validated in turn."""
+    """Validates one resource: against `profile` if given, else the profiles of its meta.profile that the
+    validator has (an unknown one of ours is an error, another's a warning), else the R4 core definition of its
+    resourceType. A Bundle's entries are validated in turn."""
     return default_validator().validate(resource, profile)

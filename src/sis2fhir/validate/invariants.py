@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sis2fhir.terminology import ATTENDANCE_CS
+from sis2fhir.validate.narrative import txt_1, txt_1_detail, txt_2
 
 # Native check: (value of the element, %resource, %rootResource) -> True when the invariant holds.
 NativeCheck = Callable[[Any, dict[str, Any], dict[str, Any]], bool]
@@ -278,6 +279,7 @@ _MEMBERSHIP = _where_attendance_code("days-in-membership") + ".value.ofType(Quan
 class Native:
     expression: str  # the published expression this check implements; a profile that redefines it falls back
     check: NativeCheck
+    detail: Callable[[Any], str] | None = None  # what in the value breaks it, for the message (no patient data)
 
 
 NATIVE: dict[str, Native] = {
@@ -349,6 +351,9 @@ NATIVE: dict[str, Native] = {
     ),
     "bdl-5": Native("resource.exists() or request.exists() or response.exists()", _bdl_5),
     "bdl-8": Native("fullUrl.contains('/_history/').not()", _bdl_8),
+    # htmlChecks() is no FHIRPath function: fhirpathpy cannot evaluate it, so these run natively in every mode
+    "txt-1": Native("htmlChecks()", txt_1, txt_1_detail),
+    "txt-2": Native("htmlChecks()", txt_2),
     # profiles/input/fsh/SchoolAttendanceObservation.fsh
     "sis-att-1": Native(
         f"({_ABSENT}.exists() and {_MEMBERSHIP}.exists()) implies ({_ABSENT}.first() <= {_MEMBERSHIP}.first())",
@@ -356,16 +361,16 @@ NATIVE: dict[str, Native] = {
     ),
 }
 
-# htmlChecks() (txt-1, txt-2) has no FHIRPath implementation here; the xhtml primitive check covers the <div>.
-NOT_EVALUATED = frozenset({"txt-1", "txt-2"})
+# invariants no FHIRPath engine here implements (validate/narrative.py): native even when native=False
+ALWAYS_NATIVE = frozenset({"txt-1", "txt-2"})
 
 
 def _normalise(expression: str) -> str:
     return " ".join(expression.split())
 
 
-def native_for(key: str, expression: str) -> NativeCheck | None:
+def native_for(key: str, expression: str) -> Native | None:
     native = NATIVE.get(key)
     if native is not None and _normalise(native.expression) == _normalise(expression):
-        return native.check
+        return native
     return None

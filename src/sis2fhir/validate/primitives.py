@@ -6,11 +6,28 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sis2fhir.validate.narrative import xhtml_problem
+
 # Checker: returns None when the value is valid, else a message that names no patient data.
 PrimitiveCheck = Callable[[Any], str | None]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 NUMERIC = frozenset({"integer", "positiveInt", "unsignedInt", "integer64"})
+# types whose value starts with a calendar date: the R4 regexes take 2025-02-30 (any day 01-31 in any month)
+CALENDAR = frozenset({"date", "dateTime", "instant"})
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def impossible_day(value: str) -> bool:
+    """True for a YYYY-MM-DD... whose day is not in its month (2025-02-30, 2023-02-29); 2024-02-29 is a day."""
+    if len(value) < 10 or value[4] != "-" or value[7] != "-" or not (value[:4] + value[5:7] + value[8:10]).isdigit():
+        return False
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
+    if day <= 28 or not 1 <= month <= 12:
+        return False
+    if month == 2 and day == 29:
+        return not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0))
+    return day > _MONTH_DAYS[month]
 
 
 def _json_kind(fhir_type: str) -> str:
@@ -64,9 +81,11 @@ def make_check(fhir_type: str, regex: str | None) -> PrimitiveCheck:
                 return f"xhtml must be a JSON string, not {_describe(value)}"
             if not value.lstrip().startswith("<div"):
                 return "xhtml narrative must be a <div> element"
-            return None
+            return xhtml_problem(value)
 
         return check_xhtml
+
+    calendar = fhir_type in CALENDAR
 
     def check_string(value: Any) -> str | None:
         if type(value) is not str:
@@ -77,6 +96,8 @@ def make_check(fhir_type: str, regex: str | None) -> PrimitiveCheck:
             return f"not a valid {fhir_type}{FORMAT_HINTS.get(fhir_type, '')}"
         if not value:
             return f"{fhir_type} must not be empty"
+        if calendar and impossible_day(value):
+            return f"not a valid {fhir_type}: no such day in the calendar"
         return None
 
     return check_string

@@ -1,5 +1,5 @@
-"""Checks of one value against its element: the required value set, a Reference's target type; how a fixed or
-pattern value is shown in a message."""
+"""Checks of one value against its element: the required value set, a Reference's target type, a UCUM code; how
+a fixed or pattern value is shown in a message."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from typing import Any
 
 from sis2fhir.validate.compiler import ElementRule
 from sis2fhir.validate.issues import Issue
+from sis2fhir.validate.ucum import ucum_problem
+
+# Quantity and the datatypes that specialise it (MoneyQuantity and SimpleQuantity are profiles of Quantity)
+QUANTITY_TYPES = frozenset({"Quantity", "Age", "Count", "Distance", "Duration"})
 
 
 def binding_issue(element: ElementRule, type_code: str, item: Any, path: str) -> Issue | None:
@@ -53,6 +57,15 @@ def reference_target_issue(
             message = f"{element.path} may refer to {', '.join(sorted(targets))}, not {found}"
             return Issue("error", "value", where, message, "reference-target")
     return None
+
+
+def ucum_issue(quantity: dict[str, Any], path: str) -> Issue | None:
+    """A Quantity in UCUM needs a code UCUM can parse ('d', not 'days'); whether it matches unit is not checked."""
+    code = quantity.get("code")
+    problem = ucum_problem(code) if type(code) is str else None
+    if problem is None:
+        return None
+    return Issue("error", "code-invalid", f"{path}.code", f"not a UCUM code: {problem}", "ucum")
 
 
 def show(value: Any) -> str:
