@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sis2fhir.terminology import OBSERVATION_PROFILE
+from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import Issue, Validator, operation_outcome, run_validate_command, validate_resource
 from sis2fhir.validate.definitions import Definitions
 from sis2fhir.validate.ucum import ucum_problem
@@ -47,9 +47,9 @@ def test_a_misspelt_sis2fhir_profile_is_an_error_and_the_command_exits_1(tmp_pat
 def test_profiles_from_elsewhere_are_named_in_a_warning_and_the_command_exits_0(tmp_path: Path) -> None:
     """The mapper may claim US Core and SDOHCC profiles, which the validator does not ship: a warning, not a fail."""
     observation = attendance_observation()
-    observation["meta"]["profile"].append(US_CORE_SIMPLE_OBSERVATION)
+    observation["meta"]["profile"] = [OBSERVATION_PROFILE, US_CORE_SIMPLE_OBSERVATION]
     consent = ferpa_consent()
-    consent["meta"]["profile"].insert(0, SDOHCC_CONSENT)
+    consent["meta"]["profile"] = [SDOHCC_CONSENT, CONSENT_PROFILE]
     assert found(validate_resource(observation)) == []
     assert found(validate_resource(observation), "warning") == [("profile", "Observation.meta.profile[1]")]
     assert found(validate_resource(consent), "warning") == [("profile", "Consent.meta.profile[0]")]

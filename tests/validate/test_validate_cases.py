@@ -768,11 +768,14 @@ BROKEN_PROFILE: list[Broken] = [
         "Consent.meta.profile[1]",
     ),
     Broken(
-        "US Core claimed beside ours",
+        "another foreign profile claimed beside ours and US Core's",
         attendance_observation,
-        lambda r: r["meta"]["profile"].append(US_CORE_SIMPLE_OBSERVATION),
+        # The mapper already claims ours, US Core Simple Observation and SDOHCC Observation Assessment ([0..2]).
+        lambda r: r["meta"]["profile"].append(
+            US_CORE_SIMPLE_OBSERVATION.replace("simple-observation", "observation-lab")
+        ),
         "profile",
-        "Observation.meta.profile[1]",
+        "Observation.meta.profile[3]",
         severity="warning",
     ),
     Broken(
