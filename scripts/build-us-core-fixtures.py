@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Builds the test-only US Core / SDOHCC definitions in tests/fixtures/us-core/definitions/ from the verbatim
-source copies in tests/fixtures/us-core/source/ (see tests/fixtures/us-core/SOURCES.md).
+"""Builds the US Core / SDOHCC definitions the validator ships (src/sis2fhir/data/external/, package data, CC0)
+from the verbatim source copies in tests/fixtures/us-core/source/ (see tests/fixtures/us-core/SOURCES.md).
 
 Their packages (hl7.fhir.us.core 7.0.0, hl7.fhir.us.sdoh-clinicalcare 3.0.0) cannot be loaded offline, and the
 sources are a differential-only JSON (US Core) and FSH (SDOHCC). So:
@@ -13,7 +13,12 @@ sources are a differential-only JSON (US Core) and FSH (SDOHCC). So:
 3. The us-core-simple-observation-category ValueSet gets an expansion (all of us-core-category, copied, and all
    of observation-category, from the R4 core package) so the validator can check its required binding.
 
-Usage: scripts/build-us-core-fixtures.py [OUT_DIR]   (default tests/fixtures/us-core/definitions)
+4. The US Core profiles that are only Reference targets (us-core-patient, -organization, ...) are written as
+   stubs (url, version, type, no snapshot): the validator knows them by their type, so
+   `subject only Reference(USCorePatientProfile)` checks that the target is a Patient; nothing is validated
+   against them (the validator does not resolve references).
+
+Usage: scripts/build-us-core-fixtures.py [OUT_DIR]   (default src/sis2fhir/data/external)
 """
 
 from __future__ import annotations
@@ -201,21 +206,29 @@ def build(out: Path) -> list[str]:
         )
     category_cs = _read(us_core / "CodeSystem-us-core-category.json")
     made["CodeSystem-us-core-category.json"] = category_cs
+    targets: list[str] = []
+    for path in sorted(us_core.glob("StructureDefinition-*.json")) + sorted(us_core.glob("structuredefinition-*.json")):
+        doc = _read(path)
+        name = f"StructureDefinition-{doc['id']}.json"
+        if name not in made:
+            made[name] = {k: doc[k] for k in ("resourceType", "id", "url", "name", "type", "kind", "baseDefinition")}
+            made[name]["version"] = US_CORE_VERSION
+            targets.append(name)
     made["ValueSet-us-core-simple-observation-category.json"] = _category_expansion(
         _read(us_core / "ValueSet-us-core-simple-observation-category.json"), category_cs
     )
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.json"):
         old.unlink()
-    for name in OUTPUTS:
+    for name in OUTPUTS + targets:
         if name not in made:
             raise BuildError(f"the build made no {name}")
         (out / name).write_text(json.dumps(made[name], indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return OUTPUTS
+    return OUTPUTS + targets
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else ROOT / "tests" / "fixtures" / "us-core" / "definitions"
+    out = Path(argv[1]) if len(argv) > 1 else ROOT / "src" / "sis2fhir" / "data" / "external"
     try:
         written = build(out)
     except BuildError as exc:

@@ -17,7 +17,7 @@ from sis2fhir.validate.definitions import Definitions
 from tests.support import paths
 
 US_CORE = paths.FIXTURES / "us-core"
-DEFINITIONS = US_CORE / "definitions"
+DEFINITIONS = paths.ROOT / "src" / "sis2fhir" / "data" / "external"
 SOURCE = US_CORE / "source"
 OWN_PROFILES = paths.ROOT / "src" / "sis2fhir" / "data" / "profiles"
 EXTERNAL = {
@@ -28,15 +28,8 @@ EXTERNAL = {
 
 @cache
 def us_core_validator() -> Validator:
-    definitions = Definitions([OWN_PROFILES, DEFINITIONS])
-    # The US Core profiles that are only Reference targets (us-core-patient, -organization...) are known by their
-    # type, so `subject only Reference(USCorePatientProfile)` checks that the target is a Patient. They have no
-    # snapshot: nothing is validated against them (the validator does not resolve references).
-    for path in sorted((SOURCE / "us-core").glob("*.json")):
-        sd = json.loads(path.read_text(encoding="utf-8"))
-        if sd["resourceType"] == "StructureDefinition":
-            definitions.structures.setdefault(sd["url"], sd)
-    return Validator(definitions)
+    """The validator as `sis2fhir validate` builds it: our profiles and the shipped US Core / SDOHCC ones."""
+    return Validator(Definitions([OWN_PROFILES, DEFINITIONS]))
 
 
 def errors(resource: dict[str, Any], profile: str) -> list[Issue]:

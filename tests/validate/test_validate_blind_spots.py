@@ -16,15 +16,15 @@ from sis2fhir.validate import Issue, Validator, operation_outcome, run_validate_
 from sis2fhir.validate.definitions import Definitions
 from sis2fhir.validate.ucum import ucum_problem
 from tests.validate.test_validate_cases import (
+    FOREIGN_OBSERVATION_PROFILE,
     UNKNOWN_EXTENSION,
-    US_CORE_SIMPLE_OBSERVATION,
     _div,
     attendance_observation,
     example,
     ferpa_consent,
 )
 
-SDOHCC_CONSENT = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Consent"
+FOREIGN_CONSENT_PROFILE = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-consent"  # not shipped
 
 
 def found(issues: list[Issue], severity: str = "error") -> list[tuple[str, str]]:
@@ -45,11 +45,11 @@ def test_a_misspelt_sis2fhir_profile_is_an_error_and_the_command_exits_1(tmp_pat
 
 
 def test_profiles_from_elsewhere_are_named_in_a_warning_and_the_command_exits_0(tmp_path: Path) -> None:
-    """The mapper may claim US Core and SDOHCC profiles, which the validator does not ship: a warning, not a fail."""
+    """A profile from elsewhere that the validator does not ship: a warning, not a fail."""
     observation = attendance_observation()
-    observation["meta"]["profile"] = [OBSERVATION_PROFILE, US_CORE_SIMPLE_OBSERVATION]
+    observation["meta"]["profile"] = [OBSERVATION_PROFILE, FOREIGN_OBSERVATION_PROFILE]
     consent = ferpa_consent()
-    consent["meta"]["profile"] = [SDOHCC_CONSENT, CONSENT_PROFILE]
+    consent["meta"]["profile"] = [FOREIGN_CONSENT_PROFILE, CONSENT_PROFILE]
     assert found(validate_resource(observation)) == []
     assert found(validate_resource(observation), "warning") == [("profile", "Observation.meta.profile[1]")]
     assert found(validate_resource(consent), "warning") == [("profile", "Consent.meta.profile[0]")]
@@ -58,14 +58,14 @@ def test_profiles_from_elsewhere_are_named_in_a_warning_and_the_command_exits_0(
     out = io.StringIO()
     assert run_validate_command([tmp_path], out) == 0
     text = out.getvalue()
-    assert f"profile {US_CORE_SIMPLE_OBSERVATION} is not known to this validator; validated against" in text
+    assert f"profile {FOREIGN_OBSERVATION_PROFILE} is not known to this validator; validated against" in text
     assert f"{OBSERVATION_PROFILE} only" in text  # still checked against ours
     assert "2 resource(s) checked: 2 valid, 0 invalid" in text
 
 
 def test_a_resource_claiming_only_a_foreign_profile_is_checked_against_r4_core() -> None:
     observation = example("observation-example-f001-glucose.json")
-    observation["meta"] = {"profile": [US_CORE_SIMPLE_OBSERVATION]}
+    observation["meta"] = {"profile": [FOREIGN_OBSERVATION_PROFILE]}
     (warning,) = [i for i in validate_resource(observation) if i.severity == "warning"]
     assert warning.message.endswith("validated against R4 core only")
     observation["status"] = "done"  # the R4 core rules still apply
@@ -74,7 +74,7 @@ def test_a_resource_claiming_only_a_foreign_profile_is_checked_against_r4_core()
 
 def test_a_foreign_claim_does_not_hide_an_error_against_our_profile() -> None:
     observation = attendance_observation()
-    observation["meta"]["profile"].insert(0, US_CORE_SIMPLE_OBSERVATION)
+    observation["meta"]["profile"].insert(0, FOREIGN_OBSERVATION_PROFILE)
     observation["category"].pop()  # our profile wants the sdoh category
     assert ("slice-cardinality", "Observation.category") in found(validate_resource(observation))
 
@@ -82,7 +82,7 @@ def test_a_foreign_claim_does_not_hide_an_error_against_our_profile() -> None:
 def test_an_explicit_profile_is_what_counts_and_meta_profile_is_not_reported() -> None:
     """The pipeline validates against the profile it built for; what meta.profile claims beside it is not judged."""
     observation = attendance_observation()
-    observation["meta"]["profile"].append(US_CORE_SIMPLE_OBSERVATION)
+    observation["meta"]["profile"].append(FOREIGN_OBSERVATION_PROFILE)
     assert validate_resource(observation, profile=OBSERVATION_PROFILE) == []
 
 

@@ -141,7 +141,8 @@ def _observation_component(resource: Resource, code: str) -> dict[str, Any]:
 CONTAINED_PATIENT = {"resourceType": "Patient", "id": "p1", "active": True}
 UNKNOWN_EXTENSION = "http://example.org/fhir/StructureDefinition/do-not-disclose"
 # A profile the validator does not ship (no US Core package loads offline here)
-US_CORE_SIMPLE_OBSERVATION = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-simple-observation"
+# A profile from elsewhere that the validator does not ship (it ships US Core Simple Observation and SDOHCC's).
+FOREIGN_OBSERVATION_PROFILE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab"
 
 
 def _div(inner: str) -> str:
@@ -582,7 +583,7 @@ BROKEN_CORE: list[Broken] = [
     Broken(
         "claims a profile from elsewhere",
         glucose,
-        _set("meta", {"profile": [US_CORE_SIMPLE_OBSERVATION]}),
+        _set("meta", {"profile": [FOREIGN_OBSERVATION_PROFILE]}),
         "profile",
         "Observation.meta.profile[0]",
         severity="warning",
@@ -771,9 +772,7 @@ BROKEN_PROFILE: list[Broken] = [
         "another foreign profile claimed beside ours and US Core's",
         attendance_observation,
         # The mapper already claims ours, US Core Simple Observation and SDOHCC Observation Assessment ([0..2]).
-        lambda r: r["meta"]["profile"].append(
-            US_CORE_SIMPLE_OBSERVATION.replace("simple-observation", "observation-lab")
-        ),
+        lambda r: r["meta"]["profile"].append(FOREIGN_OBSERVATION_PROFILE),
         "profile",
         "Observation.meta.profile[3]",
         severity="warning",

@@ -1,4 +1,6 @@
-"""The conformance resources the validator knows: the R4 core subset (data/core/) and our profiles."""
+"""The conformance resources the validator knows: the R4 core subset (data/core/), our profiles (data/profiles/)
+and the US Core / SDOHCC profiles the mapper may claim (data/external/, built from their CC0 sources by
+scripts/build-us-core-fixtures.py; their packages cannot be loaded offline)."""
 
 from __future__ import annotations
 
@@ -34,7 +36,10 @@ class Definitions:
             *(self.value_sets["http://hl7.org/fhir/ValueSet/resource-types"] or {}).values()
         )
         self.code_systems: dict[str, list[str]] = {}
-        for folder in profile_dirs if profile_dirs is not None else [_data_dir() / "profiles"]:
+        # Profiles known only as Reference targets (a StructureDefinition without a snapshot): their type.
+        self.target_types: dict[str, str] = {}
+        default_dirs = [_data_dir() / "profiles", _data_dir() / "external"]
+        for folder in profile_dirs if profile_dirs is not None else default_dirs:
             self._load_folder(folder)
 
     def _load_folder(self, folder: Path) -> None:
@@ -49,6 +54,8 @@ class Definitions:
             kind = doc.get("resourceType") if isinstance(doc, dict) else None
             if kind == "StructureDefinition" and "snapshot" in doc and "url" in doc:
                 self.structures[doc["url"]] = doc
+            elif kind == "StructureDefinition" and "url" in doc and "type" in doc:
+                self.target_types[doc["url"]] = str(doc["type"])
             elif kind == "CodeSystem" and "url" in doc:
                 self.code_systems[doc["url"]] = _concept_codes(doc.get("concept", []))
             elif kind == "ValueSet" and "url" in doc:
@@ -93,6 +100,8 @@ class Definitions:
         sd = self.structure(url)
         if sd is not None:
             return str(sd.get("type"))
+        if url.split("|")[0] in self.target_types:
+            return self.target_types[url.split("|")[0]]
         if url.startswith(CORE_SD):
             return url.removeprefix(CORE_SD)
         return None

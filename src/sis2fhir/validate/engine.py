@@ -45,7 +45,7 @@ class Validator:
             return [Issue("error", "structure", "", "a FHIR resource must be a JSON object", "structure")]
         walk = _Walk(resource, resource)
         self._resource(resource, str(resource.get("resourceType", "")), walk, profile)
-        return walk.issues
+        return list(dict.fromkeys(walk.issues))  # a base rule broken once, found by each claimed profile, once
 
     def profiles_for(self, resource: dict[str, Any], profile: str | None) -> list[str]:
         """What the resource is checked against: `profile` if given, else those of its meta.profile that the
