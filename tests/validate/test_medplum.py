@@ -336,3 +336,14 @@ def test_install_script_is_quiet_when_medplum_is_installed() -> None:
     again = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, check=False)
 
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_medplum_accepts_the_ig_package_resources_as_r4() -> None:
+    folder = PACKAGE.with_suffix("")  # profiles/package/, the unpacked copy of the tgz
+    files = sorted(p for p in folder.rglob("*.json") if p.name not in ("package.json", ".index.json"))
+
+    checks = medplum(files)
+
+    kinds = {c["resourceType"] for c in checks}
+    assert {"ImplementationGuide", "StructureDefinition", "CodeSystem", "ValueSet", "Observation", "Consent"} <= kinds
+    assert not [(c["file"], errors(c["issues"])) for c in checks if errors(c.get("issues", []))]
