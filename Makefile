@@ -23,7 +23,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/sis2fhir sync $(EXAMPLE) --as-of $(AS_OF) --out $(OUT)
 	$(BIN)/sis2fhir validate $(OUT)
 
-## Everything the tests need (profile compiler, FHIR core package, a real FHIR server), then the whole suite
+## Everything the tests need (profile compiler, FHIR core package, Medplum's validator, a real FHIR server), then the whole suite
 ## (with a fixed sample of the fuzz variants, tests/fuzz: about 30 across every kind).
 test: $(VENV)/.test test-tools
 	$(BIN)/ruff check src tests scripts examples
@@ -37,6 +37,7 @@ fuzz: $(VENV)/.test
 
 test-tools:
 	bash scripts/install-fhir-tools.sh
+	bash scripts/install-medplum.sh
 	bash scripts/install-sekmet.sh
 	bash scripts/install-postgres.sh
 
@@ -48,7 +49,8 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check src tests scripts examples
 	$(BIN)/ruff format --check src tests scripts examples
 
-## Recompile profiles/ with SUSHI and refresh the package data (commit the result).
+## Recompile profiles/ with SUSHI, refresh the package data and the IG package (profiles/package/, profiles/package.tgz);
+## commit the result.
 profiles: test-tools
 	bash scripts/build-profiles.sh
 

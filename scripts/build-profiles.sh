@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Compiles profiles/ with SUSHI (--snapshot) and copies the generated StructureDefinitions, ValueSets and
-# CodeSystems (not the examples) into src/sis2fhir/data/profiles/, the package data the validator reads.
+# Compiles profiles/ with SUSHI (--snapshot), copies the generated StructureDefinitions, ValueSets and
+# CodeSystems (not the examples) into src/sis2fhir/data/profiles/, the package data the validator reads, and
+# assembles the FHIR NPM package (profiles/package/ and profiles/package.tgz, scripts/build-ig-package.py).
 # Usage: scripts/build-profiles.sh [PROFILES_DIR] [PACKAGE_DATA_DIR]
 set -euo pipefail
 
@@ -8,6 +9,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROFILES="${1:-$ROOT/profiles}"
 DATA="${2:-$ROOT/src/sis2fhir/data/profiles}"
 SUSHI="$ROOT/.tools/node_modules/.bin/sushi"
+if [[ -x "$ROOT/.venv/bin/python" ]]; then
+  PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+else
+  PYTHON="${PYTHON:-python3}"
+fi
 
 die() { printf 'build-profiles: error: %s\n' "$*" >&2; exit 1; }
 
@@ -40,3 +46,4 @@ for f in "$generated"/StructureDefinition-*.json "$generated"/ValueSet-*.json "$
 done
 ((copied > 0)) || die "SUSHI generated no StructureDefinition, ValueSet or CodeSystem in $generated"
 printf 'build-profiles: %d resources in %s\n' "$copied" "$DATA"
+"$PYTHON" "$ROOT/scripts/build-ig-package.py" "$PROFILES"

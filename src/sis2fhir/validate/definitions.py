@@ -1,9 +1,13 @@
-"""The conformance resources the validator knows: the R4 core subset (data/core/), our profiles (data/profiles/)
-and the US Core / SDOHCC profiles the mapper may claim (data/external/, built from their CC0 sources by
-scripts/build-us-core-fixtures.py; their packages cannot be loaded offline)."""
+"""The conformance resources the validator knows: the R4 core subset (data/core/), our profiles (the bundled
+copies in data/profiles/, or a FHIR NPM package: a .tgz or its unpacked folder) and the US Core / SDOHCC profiles
+the mapper may claim (data/external/, built from their CC0 sources by scripts/build-us-core-fixtures.py; their
+packages cannot be loaded offline)."""
 
 from __future__ import annotations
 
+import tarfile
+import zlib
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -13,6 +17,13 @@ import orjson
 
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
 ValueSetCodes = dict[str, frozenset[str]]  # system -> codes
+
+
+PACKAGE_MAX_BYTES = 64 * 1024 * 1024  # a profile package is kilobytes; refuse to read a huge file whole
+
+
+class PackageError(ValueError):
+    """A --ig path that is not a readable FHIR NPM package."""
 
 
 def _data_dir() -> Path:
@@ -42,15 +53,30 @@ class Definitions:
         for folder in profile_dirs if profile_dirs is not None else default_dirs:
             self._load_folder(folder)
 
+    @classmethod
+    def from_package(cls, path: Path) -> Definitions:
+        """The R4 core subset and the shipped US Core / SDOHCC copies, plus the conformance resources of a FHIR
+        NPM package instead of the bundled profiles: `path` is the package .tgz, its `package/` folder, or a folder
+        holding `package/`. Only the resources directly in `package/` are loaded (examples in package/example/ are
+        not definitions)."""
+        definitions = cls(profile_dirs=[_data_dir() / "external"])
+        definitions._load_documents(read_package(path))
+        return definitions
+
     def _load_folder(self, folder: Path) -> None:
         if not folder.is_dir():
             return
-        value_sets: list[dict[str, Any]] = []
+        documents: list[Any] = []
         for path in sorted(folder.glob("*.json")):
             try:
-                doc = orjson.loads(path.read_bytes())
+                documents.append(orjson.loads(path.read_bytes()))
             except orjson.JSONDecodeError:
                 continue
+        self._load_documents(documents)
+
+    def _load_documents(self, documents: Iterable[Any]) -> None:
+        value_sets: list[dict[str, Any]] = []
+        for doc in documents:
             kind = doc.get("resourceType") if isinstance(doc, dict) else None
             if kind == "StructureDefinition" and "snapshot" in doc and "url" in doc:
                 self.structures[doc["url"]] = doc
@@ -113,6 +139,60 @@ def _concept_codes(concepts: list[dict[str, Any]]) -> list[str]:
         out.append(concept["code"])
         out.extend(_concept_codes(concept.get("concept", [])))
     return out
+
+
+def read_package(path: Path) -> list[Any]:
+    """The parsed JSON resources directly in a FHIR NPM package's `package/` folder (not package.json or
+    .index.json), by file name. Raises PackageError when `path` is no such package."""
+    if path.is_file():
+        return _read_tarball(path)
+    if not path.is_dir():
+        raise PackageError(f"{path}: no such file or folder")
+    folder = path / "package" if (path / "package" / "package.json").is_file() else path
+    if not (folder / "package.json").is_file():
+        raise PackageError(f"{path}: not a FHIR package (no package.json in it or in its package/ folder)")
+    documents = []
+    for file in sorted(folder.glob("*.json")):
+        if file.name in ("package.json", ".index.json"):
+            continue
+        try:
+            documents.append(orjson.loads(file.read_bytes()))
+        except (OSError, orjson.JSONDecodeError) as error:
+            raise PackageError(f"{file}: not readable JSON ({error})") from None
+    return documents
+
+
+def _read_tarball(path: Path) -> list[Any]:
+    """Reads package/*.json from a .tgz in memory (nothing is extracted, so member names cannot escape)."""
+    try:
+        if path.stat().st_size > PACKAGE_MAX_BYTES:
+            raise PackageError(f"{path}: larger than {PACKAGE_MAX_BYTES // (1024 * 1024)} MB, not a profile package")
+        with tarfile.open(path, mode="r:*") as tar:
+            found: dict[str, Any] = {}
+            has_manifest = False
+            for member in tar.getmembers():
+                parts = member.name.removeprefix("./").split("/")
+                if not member.isfile() or len(parts) != 2 or parts[0] != "package" or not parts[1].endswith(".json"):
+                    continue
+                if parts[1] == "package.json":
+                    has_manifest = True
+                    continue
+                if parts[1] == ".index.json":
+                    continue
+                stream = tar.extractfile(member)
+                if stream is None:
+                    continue
+                try:
+                    found[parts[1]] = orjson.loads(stream.read())
+                except orjson.JSONDecodeError as error:
+                    raise PackageError(f"{path}: {member.name} is not JSON ({error})") from None
+    except OSError as error:
+        raise PackageError(f"{path}: cannot read: {error.strerror}") from None
+    except (tarfile.TarError, EOFError, zlib.error):
+        raise PackageError(f"{path}: not a FHIR package (.tgz) nor a folder holding one") from None
+    if not has_manifest:
+        raise PackageError(f"{path}: not a FHIR package (no package/package.json)")
+    return [found[name] for name in sorted(found)]
 
 
 @cache

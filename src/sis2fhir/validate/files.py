@@ -131,8 +131,8 @@ def print_report(report: FilesReport, out: TextIO = sys.stdout, warnings: bool =
         print("errors by rule: " + ", ".join(f"{rule} {n}" for rule, n in by_rule.most_common()), file=out)
 
 
-def run_validate_command(paths: list[Path], out: TextIO = sys.stdout) -> int:
+def run_validate_command(paths: list[Path], out: TextIO = sys.stdout, validator: Validator | None = None) -> int:
     """What `sis2fhir validate PATH...` does: validate, print the summary, return the exit code (0/1/2)."""
-    report = validate_files(paths)
+    report = validate_files(paths, validator)
     print_report(report, out)
     return report.exit_code()
