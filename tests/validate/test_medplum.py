@@ -236,9 +236,7 @@ VARIANTS = [
         "Observation",
         effective_start("2025-02-30"),
         True,
-        False,
-        "ours checks the dateTime pattern only, Medplum also the calendar; issue 8 item 8 (branch i8-validator)"
-        " makes ours reject it: then set ours_rejects to True",
+        True,
     ),
     Variant("an element R4 does not define", "Observation", set_to("attendanceRate", 96.9), True, True),
     Variant("interpretation twice (max 1 in the profile)", "Observation", interpretation_twice, True, True),

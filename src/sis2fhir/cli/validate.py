@@ -21,15 +21,10 @@ def validate_command(
     ] = None,
 ) -> None:
     """Check FHIR resources against the project's profiles and the R4 core definitions. Exit 0 all valid, 1 a
-<<<<<<< HEAD
-    resource has an error, 2 an input could not be read at all. Warnings (a claimed profile from elsewhere that the
-    validator does not have) are printed and do not fail."""
-    from sis2fhir.validate import run_validate_command
-=======
-    resource has an error, 2 an input (or the --ig package) could not be read at all."""
+    resource has an error, 2 an input (or the --ig package) could not be read at all. Warnings (a claimed profile
+    from elsewhere that the validator does not have) are printed and do not fail."""
     from sis2fhir.validate import Validator, run_validate_command
     from sis2fhir.validate.definitions import Definitions, PackageError
->>>>>>> i8-igpkg
 
     validator = None
     if ig is not None:
