@@ -23,7 +23,7 @@ from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
-from sis2fhir.map.observation import attendance_observation
+from sis2fhir.map.observation import Measured, attendance_observation
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
@@ -85,6 +85,7 @@ class DisclosureBuilder:
     holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
     quarantine_dir: Path | None
     counts: DisclosureCounts
+    measured: Measured  # the run's policy, issued instant and each school's last instructional day
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -128,7 +129,8 @@ class DisclosureBuilder:
             if observations is None:
                 observations = []
                 for s in summaries:
-                    obs = attendance_observation(s, student, self.roster.schools[s.school_sourced_id], district)
+                    school = self.roster.schools[s.school_sourced_id]
+                    obs = attendance_observation(s, student, school, district, self.measured)
                     if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
                         observations.append(obs)
                         counts.resources_built["Observation"] += 1
@@ -146,8 +148,8 @@ class DisclosureBuilder:
                     continue
                 resources = [*observations, consent]
                 subject = Subject(recipient, student.sourced_id)
-                encoded = fingerprint(resources)
-                key = idempotency_key(rt.destination, recipient, subject, encoded)
+                encoded = orjson.dumps(resources)
+                key = idempotency_key(rt.destination, recipient, subject, fingerprint(resources))
                 counts.to_recipients.update(r["resourceType"] for r in resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
@@ -189,6 +191,7 @@ class DisclosureBuilder:
             self.holders,
             self.quarantine_dir,
             DisclosureCounts(RowReport()),
+            self.measured,
         )
 
     def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
@@ -306,5 +309,7 @@ def v2_envelopes(
 
 
 def fingerprint(resources: list[dict[str, Any]]) -> bytes:
-    """The resources as JSON: the mapper builds them in a fixed order, so the same content gives the same bytes."""
-    return orjson.dumps(resources)
+    """The resources as JSON without `issued`: the mapper builds them in a fixed order, so the same content gives
+    the same bytes. `issued` is the instant a version was first made available: the same figures on a later run
+    are the same version, not sent again (and keep the issued instant the recipient has)."""
+    return orjson.dumps([{k: v for k, v in r.items() if k != "issued"} if "issued" in r else r for r in resources])

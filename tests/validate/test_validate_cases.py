@@ -21,6 +21,7 @@ from sis2fhir.terminology import (
     MEASURES,
     OBSERVATION_CATEGORY_CS,
     OBSERVATION_PROFILE,
+    POLICY_CS,
     RESOURCE_TYPES_CS,
     TIER_CS,
     TIERS,
@@ -28,6 +29,8 @@ from sis2fhir.terminology import (
     US_CORE_CATEGORY_CS,
     V3_ACT_CODE,
     V3_ACT_REASON,
+    V3_CONFIDENTIALITY,
+    V3_OBSERVATION_INTERPRETATION,
     V3_PARTICIPATION_TYPE,
 )
 from tests.support import paths
@@ -46,6 +49,11 @@ def _coded(system: str, code: str) -> dict[str, Any]:
 
 def _days(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "d", "system": UCUM, "code": "d"}
+
+
+# what every disclosed resource carries (FERPA 34 CFR 99.33)
+SECURITY = [{"system": V3_CONFIDENTIALITY, "code": "R"}, {"system": V3_ACT_CODE, "code": "NORDSCLCD"}]
+FLAG = {"moderate-chronic": "A", "severe-chronic": "A", "satisfactory": "N", "at-risk": "N"}
 
 
 def attendance_observation(absent: float = 12.5, membership: float = 100, tier: str = "moderate-chronic") -> Resource:
@@ -67,9 +75,9 @@ def attendance_observation(absent: float = 12.5, membership: float = 100, tier: 
     return {
         "resourceType": "Observation",
         "id": "att-stu-7",
-        "meta": {"profile": [OBSERVATION_PROFILE]},
+        "meta": {"profile": [OBSERVATION_PROFILE], "security": copy.deepcopy(SECURITY)},
         "identifier": [{"system": "http://sis2fhir.org/fhir/sid/attendance-summary", "value": "lea|sch-1|stu-7|2025"}],
-        "status": "final",
+        "status": "preliminary",
         "category": [_coded(OBSERVATION_CATEGORY_CS, "social-history"), _coded(US_CORE_CATEGORY_CS, "sdoh")],
         "code": _coded(ATTENDANCE_CS, "attendance-summary"),
         "subject": {"reference": "Patient/stu-7"},
@@ -82,7 +90,9 @@ def attendance_observation(absent: float = 12.5, membership: float = 100, tier: 
             "system": UCUM,
             "code": "%",
         },
-        "interpretation": [_coded(TIER_CS, tier)],
+        "interpretation": [_coded(TIER_CS, tier)]
+        + ([_coded(V3_OBSERVATION_INTERPRETATION, FLAG[tier])] if tier in FLAG else []),
+        "method": {**_coded(POLICY_CS, "essa-10-percent"), "text": "Chronic at >= 10 % of days in membership"},
         "component": components,
     }
 
@@ -91,7 +101,7 @@ def ferpa_consent() -> Resource:
     return {
         "resourceType": "Consent",
         "id": "consent-stu-7",
-        "meta": {"profile": [CONSENT_PROFILE]},
+        "meta": {"profile": [CONSENT_PROFILE], "security": copy.deepcopy(SECURITY)},
         "status": "active",
         "scope": _coded(CONSENT_SCOPE_CS, "patient-privacy"),
         "category": [_coded(LOINC, LOINC_PATIENT_CONSENT), _coded(V3_ACT_CODE, "IDSCL")],
@@ -99,6 +109,12 @@ def ferpa_consent() -> Resource:
         "dateTime": "2025-08-20T14:03:00Z",
         "performer": [{"reference": "RelatedPerson/parent-7"}],
         "organization": [{"reference": "Organization/lea-1"}],
+        "sourceAttachment": {
+            "contentType": "application/pdf",
+            "url": "https://sis.example.org/consents/7.pdf",
+            "title": "Signed FERPA consent form",
+            "creation": "2025-08-20",
+        },
         "policy": [{"authority": FERPA_AUTHORITY, "uri": FERPA_POLICY_URI}],
         "provision": {
             "type": "permit",
@@ -596,6 +612,65 @@ BROKEN_PROFILE: list[Broken] = [
         "Observation.interpretation[0]",
     ),
     Broken(
+        "v3 flag not in the ValueSet",
+        attendance_observation,
+        _set("interpretation.1", _coded(V3_OBSERVATION_INTERPRETATION, "H")),
+        "binding",
+        "Observation.interpretation[1]",
+    ),
+    Broken(
+        "interpretation from another system",
+        attendance_observation,
+        _set("interpretation.1", _coded("http://example.org/flags", "A")),
+        "slice",
+        "Observation.interpretation[1]",
+    ),
+    Broken(
+        "tier missing, only the v3 flag",
+        attendance_observation,
+        _drop("interpretation.0"),
+        "slice-cardinality",
+        "Observation.interpretation",
+    ),
+    Broken("no policy as method", attendance_observation, _drop("method"), "cardinality", "Observation.method"),
+    Broken(
+        "policy without its thresholds",
+        attendance_observation,
+        _drop("method.text"),
+        "cardinality",
+        "Observation.method.text",
+    ),
+    Broken(
+        "policy code unknown",
+        attendance_observation,
+        _set("method.coding.0.code", "ten-percent"),
+        "binding",
+        "Observation.method",
+    ),
+    Broken("no issued", attendance_observation, _drop("issued"), "cardinality", "Observation.issued"),
+    Broken(
+        "no redisclosure label missing",
+        attendance_observation,
+        _drop("meta.security.1"),
+        "slice-cardinality",
+        "Observation.meta.security",
+    ),
+    Broken(
+        "confidentiality normal, not restricted",
+        ferpa_consent,
+        _set("meta.security.0", {"system": V3_CONFIDENTIALITY, "code": "N"}),
+        "slice-cardinality",
+        "Consent.meta.security",
+    ),
+    Broken("consent without its source", ferpa_consent, _drop("sourceAttachment"), "cardinality", "Consent.source"),
+    Broken(
+        "consent source without its signing date",
+        ferpa_consent,
+        _drop("sourceAttachment.creation"),
+        "cardinality",
+        "Consent.sourceAttachment.creation",
+    ),
+    Broken(
         "tier component not in the ValueSet",
         attendance_observation,
         lambda r: _tier(r, "very-bad"),
@@ -685,7 +760,7 @@ VALID_PROFILE: dict[str, Callable[[], Resource]] = {
     ),
     **{
         f"attendance observation, tier {tier}": (lambda tier=tier: attendance_observation(tier=tier))  # type: ignore[misc]
-        for tier in TIERS
+        for tier in map(str, TIERS)
     },
     "ferpa consent": ferpa_consent,
 }

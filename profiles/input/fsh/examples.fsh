@@ -5,13 +5,16 @@ InstanceOf: SchoolAttendanceObservation
 Title: "Attendance summary of a student at risk of chronic absence"
 Usage: #example
 * text.status = #generated
-* text.div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">School year 2024-25 to 31 January 2025: 6.5 of 100 days in membership absent (6.5 %), at risk of chronic absence.</div>"
-* status = #final
+* text.div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">School absence, school year 2024-25 to 31 January 2025: 6.5 of 100 days in membership absent; absence rate 6.5 %. At risk of chronic absence (ESSA: chronically absent at 10 % or more of days in membership).</div>"
+* meta.security[restricted] = $v3-Confidentiality#R "restricted"
+* meta.security[no-redisclosure] = $v3-ActCode#NORDSCLCD "no redisclosure without consent directive"
+* status = #preliminary
 * identifier.system = "http://sis2fhir.org/fhir/sid/attendance-summary"
 * identifier.value = "lea-1234|sch-001|stu-0042|2024"
 * category[social-history] = $observation-category#social-history "Social History"
 * category[sdoh] = $us-core-category#sdoh "SDOH"
-* code = SchoolAttendance#attendance-summary "School attendance summary, school year to date"
+* code = SchoolAttendance#attendance-summary "Absence rate, school year to date"
+* code.text = "School absence rate (days absent as % of days in membership), school year to date"
 * subject.identifier.system = "http://sis2fhir.org/fhir/sid/state-student-id"
 * subject.identifier.value = "S0000042"
 * subject.type = "Patient"
@@ -23,7 +26,10 @@ Usage: #example
 * performer.type = "Organization"
 * performer.display = "Example Elementary School"
 * valueQuantity = 6.5 '%' "%"
-* interpretation = ChronicAbsenceTier#at-risk "At risk of chronic absence"
+* interpretation[tier] = ChronicAbsenceTier#at-risk "At risk of chronic absence"
+* interpretation[flag] = $v3-ObservationInterpretation#N "Normal"
+* method = ChronicAbsencePolicy#essa-10-percent "ESSA: chronically absent at 10 % or more of days in membership"
+* method.text = "Chronic at >= 10 % of days in membership; at risk >= 5 %; severe >= 20 %; no tier below 10 days in membership. Counted: excused and unexcused absences; out-of-school suspension counts, in-school suspension does not count; partial days add their fraction of the day."
 * component[days-in-membership].code = SchoolAttendance#days-in-membership "Days in membership, school year to date"
 * component[days-in-membership].valueQuantity = 100 'd' "d"
 * component[days-absent].code = SchoolAttendance#days-absent "Days absent, school year to date"
@@ -45,6 +51,8 @@ Title: "A parent's consent to release attendance to a pediatric clinic"
 Usage: #example
 * text.status = #generated
 * text.div = "<div xmlns=\"http://www.w3.org/1999/xhtml\">Active consent, signed 20 August 2024: the district may disclose attendance observations to the recipient clinic for treatment until 30 June 2025.</div>"
+* meta.security[restricted] = $v3-Confidentiality#R "restricted"
+* meta.security[no-redisclosure] = $v3-ActCode#NORDSCLCD "no redisclosure without consent directive"
 * status = #active
 * scope = $consentscope#patient-privacy "Privacy Consent"
 * category[patient-consent] = $LOINC#59284-0 "Patient Consent"
@@ -61,6 +69,7 @@ Usage: #example
 * organization.type = "Organization"
 * sourceAttachment.contentType = #application/pdf
 * sourceAttachment.url = "https://sis.example.org/consents/c-0042.pdf"
+* sourceAttachment.title = "Signed FERPA consent form"
 * sourceAttachment.creation = "2024-08-20"
 * policy.authority = "https://studentprivacy.ed.gov"
 * policy.uri = "https://www.ecfr.gov/current/title-34/subtitle-A/part-99"
@@ -74,5 +83,5 @@ Usage: #example
 * provision.action[disclose] = $consentaction#disclose "Disclose"
 * provision.purpose = $v3-ActReason#TREAT "treatment"
 * provision.class[observation] = $resource-types#Observation "Observation"
-* provision.code[0] = SchoolAttendance#attendance-summary "School attendance summary, school year to date"
+* provision.code[0] = SchoolAttendance#attendance-summary "Absence rate, school year to date"
 * provision.code[1] = SchoolAttendance#days-absent "Days absent, school year to date"
