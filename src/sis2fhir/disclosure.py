@@ -85,7 +85,7 @@ class DisclosureBuilder:
     holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
     quarantine_dir: Path | None
     counts: DisclosureCounts
-    measured: Measured  # the run's policy, issued instant and each school's last instructional day
+    measured: Measured  # the run's policy and each school's last instructional day
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -148,8 +148,8 @@ class DisclosureBuilder:
                     continue
                 resources = [*observations, consent]
                 subject = Subject(recipient, student.sourced_id)
-                encoded = orjson.dumps(resources)
-                key = idempotency_key(rt.destination, recipient, subject, fingerprint(resources))
+                encoded = fingerprint(resources)
+                key = idempotency_key(rt.destination, recipient, subject, encoded)
                 counts.to_recipients.update(r["resourceType"] for r in resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
@@ -309,7 +309,5 @@ def v2_envelopes(
 
 
 def fingerprint(resources: list[dict[str, Any]]) -> bytes:
-    """The resources as JSON without `issued`: the mapper builds them in a fixed order, so the same content gives
-    the same bytes. `issued` is the instant a version was first made available: the same figures on a later run
-    are the same version, not sent again (and keep the issued instant the recipient has)."""
-    return orjson.dumps([{k: v for k, v in r.items() if k != "issued"} if "issued" in r else r for r in resources])
+    """The resources as JSON: the mapper builds them in a fixed order, so the same content gives the same bytes."""
+    return orjson.dumps(resources)

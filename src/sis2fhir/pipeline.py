@@ -8,7 +8,6 @@ Memory grows with students (a few numbers each), never with attendance rows.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -90,23 +89,14 @@ class _StageClock:
         self.t = now
 
 
-def issued_at(started: datetime) -> datetime:
-    """The instant the run issues its Observations: when it started, or SOURCE_DATE_EPOCH (seconds since 1970,
-    the reproducible-builds convention) when set, so that the same export can give the same bytes."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else started
-
-
-def _measured(
-    policy: Policy, started: datetime, calendar: dict[str, list[date]] | None, year: SchoolYear, roster: Roster
-) -> Measured:
-    """What the mapper states about how the run measured: the policy, the issued instant, and per school its last
-    instructional day of the year (a summary that reaches it is final)."""
+def _measured(policy: Policy, calendar: dict[str, list[date]] | None, year: SchoolYear, roster: Roster) -> Measured:
+    """What the mapper states about how the run measured: the policy, and per school its last instructional day of
+    the year (a summary that reaches it is final)."""
     last = {
         school: last_instructional_day(calendar.get(school) if calendar is not None else None, year.start, year.end)
         for school in {sc for _, sc in roster.memberships}
     }
-    return Measured(policy, issued_at(started), last)
+    return Measured(policy, last)
 
 
 def sync(
@@ -206,7 +196,7 @@ def sync(
             holders=outbox.delivered_subjects(dest_names),
             quarantine_dir=quarantine_dir,
             counts=DisclosureCounts(report),
-            measured=_measured(policy, started, calendar, year, roster),
+            measured=_measured(policy, calendar, year, roster),
         )
         by_student: dict[str, list[AttendanceSummary]] = {}
         for s in every_summary:  # a withheld student stays, with fewer summaries (or none): their Consent as always

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -111,20 +111,9 @@ def test_overrides_that_restate_the_preset_keep_its_code() -> None:
     assert policy_text(resolve_policy("essa")) == policy_text(resolve_policy("essa", threshold_percent=10.0))
 
 
-def test_issued_is_the_run_instant_in_utc_to_the_second() -> None:
-    local = datetime(2026, 1, 16, 22, 30, 5, 123456, tzinfo=timezone(timedelta(hours=-8)))
-
-    assert observation(issued=local)["issued"] == "2026-01-17T06:30:05Z"
-
-
-def test_issued_is_not_part_of_what_makes_a_version() -> None:
-    first = [observation(issued=datetime(2026, 1, 17, 6, tzinfo=UTC))]
-    later = [observation(issued=datetime(2026, 1, 18, 6, tzinfo=UTC))]
-    changed = [observation(days_absent=4, issued=datetime(2026, 1, 17, 6, tzinfo=UTC))]
-
-    assert first != later
-    assert fingerprint(first) == fingerprint(later)
-    assert fingerprint(first) != fingerprint(changed)
+def test_issued_is_the_end_of_the_period_s_last_day_so_the_same_export_gives_the_same_bytes() -> None:
+    assert observation()["issued"] == f"{items.AS_OF.isoformat()}T23:59:59Z"
+    assert fingerprint([observation()]) == fingerprint([observation()])
 
 
 @pytest.mark.parametrize(

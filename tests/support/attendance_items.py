@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sis2fhir.config import DistrictSettings
@@ -33,8 +33,8 @@ SCHOOL_YEAR = 2026
 YEAR_START = date(2025, 8, 20)
 AS_OF = date(2026, 1, 16)
 YEAR_END = date(2026, 6, 12)
-# as a sync measures: the default policy, a fixed issued instant, the school year still in progress on AS_OF
-MEASURED = Measured(resolve_policy(), datetime(2026, 1, 17, 6, 0, tzinfo=UTC), {SCHOOL.sourced_id: YEAR_END})
+# as a sync measures: the default policy, the school year still in progress on AS_OF
+MEASURED = Measured(resolve_policy(), {SCHOOL.sourced_id: YEAR_END})
 
 
 def new_state_id() -> str:

@@ -32,7 +32,7 @@ Profile: SchoolAttendanceObservation
 Parent: Observation
 Id: school-attendance-observation
 Title: "School attendance observation"
-Description: "A student's absence at one school from the first day of the school year to the as-of date: the absence rate (days absent as a percentage of days in membership) as the value, day counts and the chronic absence tier as components, the tier and an HL7 v3 A/N flag as interpretations, and the policy that made the tier as the method. One Observation per student, school and school year, updated as the year goes on: status is preliminary while the school year is in progress (the figure changes every school day) and final once the school's last instructional day of the year is in it; issued is the instant of the run that first measured this version."
+Description: "A student's absence at one school from the first day of the school year to the as-of date: the absence rate (days absent as a percentage of days in membership) as the value, day counts and the chronic absence tier as components, the tier and an HL7 v3 A/N flag as interpretations, and the policy that made the tier as the method. One Observation per student, school and school year, updated as the year goes on: status is preliminary while the school year is in progress (the figure changes every school day) and final once the school's last instructional day of the year is in it; issued is the last second (UTC) of the period's last day."
 * obeys sis-att-1
 * insert DisclosureLabels
 * status MS
@@ -59,7 +59,7 @@ Description: "A student's absence at one school from the first day of the school
 * effectivePeriod.start 1..1 MS
 * effectivePeriod.end 1..1 MS
 * issued 1..1 MS
-* issued ^short = "When the run that first measured this version issued it"
+* issued ^short = "The last second (UTC) of the period's last day: derived from the figures, so the same export gives the same resource"
 * performer 1..1 MS
 * performer only Reference(Organization)
 * performer ^short = "The school"

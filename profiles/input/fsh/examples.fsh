@@ -20,7 +20,7 @@ Usage: #example
 * subject.type = "Patient"
 * effectivePeriod.start = "2024-08-26"
 * effectivePeriod.end = "2025-01-31"
-* issued = "2025-02-01T06:00:00Z"
+* issued = "2025-01-31T23:59:59Z"
 * performer.identifier.system = "http://sis2fhir.org/fhir/sid/school"
 * performer.identifier.value = "sch-001"
 * performer.type = "Organization"

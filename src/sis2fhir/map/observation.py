@@ -3,7 +3,7 @@
 The value is the absence rate; the tier is the interpretation (with the v3 A/N flag beside it) and a component;
 Observation.method names the policy that made the tier, with its thresholds. Status: `preliminary` while the
 school year is in progress (the figure changes every school day), `final` once the school's last instructional
-day of the year is in it (docs/fhir.md).
+day of the year is in it (docs/observation.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sis2fhir import terminology as t
@@ -25,19 +25,21 @@ from sis2fhir.records import AttendanceCategory, School, Student
 
 @dataclass(frozen=True, slots=True)
 class Measured:
-    """What every summary of one run was measured with, and when the run issued it."""
+    """What every summary of one run was measured with."""
 
     policy: Policy
-    issued: datetime  # the run's instant (timezone-aware); Observation.issued
     # per school: its last instructional day of the school year (calendar.csv, else the year's end); a summary
     # that reaches it is final. A school not named: the year's end date of the summary's school year is not
     # known here, so the summary stays preliminary.
     last_school_day: Mapping[str, date]
 
-    @property
-    def issued_instant(self) -> str:
-        """`issued` as a FHIR instant, to the second, in UTC."""
-        return self.issued.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+def issued(summary: AttendanceSummary) -> str:
+    """Observation.issued: the last second of the period's last day, in UTC. Derived from the figures, not read from
+    the clock: the same export gives the same resources (and the outbox sends nothing when nothing changed), a later
+    as-of date gives a later instant, and a re-run for an earlier date (a backfill) sorts where its figures belong.
+    The district's time zone is not known, so the day ends in UTC (the afternoon or evening of that day in the US)."""
+    return f"{summary.as_of.isoformat()}T23:59:59Z"
 
 
 _CATEGORIES = [
@@ -193,7 +195,7 @@ def attendance_observation(
         "code": _CODE,
         "subject": student_reference(student, district),
         "effectivePeriod": {"start": summary.period_start.isoformat(), "end": summary.as_of.isoformat()},
-        "issued": measured.issued_instant,
+        "issued": issued(summary),
         "performer": [school_reference(school, district)],
     }
     rate = summary.rate
