@@ -92,7 +92,7 @@ def test_the_crdc_preset_is_named_with_its_day_thresholds() -> None:
 
     assert codings(method) == [(t.POLICY_CS, "crdc-15-days")]
     assert method["text"].startswith("Chronic at >= 15 days absent; at risk >= 7.5 days; severe >= 30 days;")
-    assert "partial days count as a day from half" in method["text"]
+    assert "partial days count as a whole day when at least half was missed" in method["text"]
 
 
 def test_a_preset_with_a_setting_changed_is_custom_and_states_what_was_used() -> None:

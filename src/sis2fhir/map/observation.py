@@ -128,7 +128,11 @@ def policy_text(policy: Policy) -> str:
         counts += ", " + ", ".join(others)
     oss = "counts" if policy.out_of_school_suspension_counts else "does not count"
     iss = "counts" if policy.in_school_suspension_counts else "does not count"
-    partial = "add their fraction of the day" if policy.partial_days == "fraction" else "count as a day from half"
+    partial = (
+        "add their fraction of the day"
+        if policy.partial_days == "fraction"
+        else "count as a whole day when at least half was missed"
+    )
     return (
         f"Chronic at >= {_number(policy.chronic_bound)}{long}; at risk >= {_number(policy.at_risk_bound)}{short}; "
         f"severe >= {_number(policy.severe_bound)}{short}; no tier below {policy.minimum_days_in_membership} days "
