@@ -44,7 +44,7 @@ def test_the_value_is_named_an_absence_rate_in_code_display_text_and_narrative()
     assert (coding["code"], coding["display"]) == ("attendance-summary", "Absence rate, school year to date")
     assert obs["code"]["text"] == "School absence rate (days absent as % of days in membership), school year to date"
     assert obs["valueQuantity"]["value"] == 3.13  # 2.5 of 80 days: an absence rate, not 3 % attendance
-    assert "absence rate 3.1 %" in obs["text"]["div"]
+    assert "absence rate 3.13 %" in obs["text"]["div"]  # as the value says
     assert "2.5 of 80 days in membership absent" in obs["text"]["div"]
 
 

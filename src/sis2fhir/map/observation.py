@@ -154,10 +154,20 @@ def status(summary: AttendanceSummary, measured: Measured) -> str:
     return "final" if last is not None and summary.as_of >= last else "preliminary"
 
 
+def _rate_value(summary: AttendanceSummary) -> int | float | None:
+    """The absence rate in percent to two decimals, as valueQuantity and the narrative show it."""
+    hundredths = rate_percent_hundredths(summary.days_absent_h, summary.days_in_membership)
+    if hundredths is None:
+        return None
+    return hundredths // 100 if hundredths % 100 == 0 else hundredths / 100
+
+
 def _narrative(summary: AttendanceSummary, school: School, policy: Policy) -> dict[str, str]:
-    """What a clinician reads in the chart (dom-6); no name or birth date, only the numbers."""
+    """What a clinician reads in the chart (dom-6); no name or birth date, only the numbers (the rate as the
+    value shows it)."""
     days = _days(summary.days_absent_h)["value"]
-    rate = "" if summary.rate is None else f"; absence rate {summary.rate * 100:.1f} %"
+    value = _rate_value(summary)
+    rate = "" if value is None else f"; absence rate {value} %"
     where = f" at {html.escape(school.name)}" if school.name else ""
     text = (
         f"School absence{where}, {summary.period_start.isoformat()} to {summary.as_of.isoformat()}: "
@@ -202,15 +212,13 @@ def attendance_observation(
         "issued": issued(summary),
         "performer": [school_reference(school, district)],
     }
-    rate = summary.rate
     obs["text"] = _narrative(summary, school, measured.policy)
-    if rate is None:
+    value = _rate_value(summary)
+    if value is None:
         obs["dataAbsentReason"] = {
             "coding": [{"system": t.DATA_ABSENT_REASON_CS, "code": "not-applicable", "display": "Not Applicable"}]
         }
     else:
-        hundredths = rate_percent_hundredths(summary.days_absent_h, summary.days_in_membership) or 0
-        value: int | float = hundredths // 100 if hundredths % 100 == 0 else hundredths / 100
         obs["valueQuantity"] = {"value": value, "unit": "%", "system": t.UCUM, "code": "%"}
     obs["interpretation"] = interpretation(summary.tier)
     obs["method"] = method(measured.policy)
