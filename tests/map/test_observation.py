@@ -16,7 +16,7 @@ from sis2fhir.cli import app
 from sis2fhir.disclosure import fingerprint
 from sis2fhir.map.labels import security_labels
 from sis2fhir.map.observation import attendance_observation, policy_code, policy_text
-from sis2fhir.measure import last_instructional_day
+from sis2fhir.measure import chronic_absence_tier, last_instructional_day
 from sis2fhir.policy import resolve_policy
 from sis2fhir.terminology import Tier
 from sis2fhir.validate import validate_resource
@@ -166,3 +166,12 @@ def test_a_sync_is_preliminary_the_day_before_the_last_school_day_and_final_on_i
     assert on and {o["status"] for o in on} == {"final"}
     assert {o["effectivePeriod"]["end"] for o in on} == {"2026-06-12"}
     assert all(o["issued"].endswith("Z") for o in on)
+
+
+def test_tiers_are_one_enum_whose_members_are_their_codes() -> None:
+    tier = chronic_absence_tier(800, 80, resolve_policy())
+
+    assert tier is Tier.MODERATE_CHRONIC and tier == "moderate-chronic"
+    assert list(t.TIERS) == list(Tier)  # the code system's order, as the run summary lists them
+    assert set(t.TIER_FLAG) == set(Tier) - {Tier.INSUFFICIENT_DATA}
+    assert {tier for tier, flag in t.TIER_FLAG.items() if flag == "A"} == t.CHRONIC_TIERS
