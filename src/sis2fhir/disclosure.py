@@ -23,7 +23,7 @@ from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
-from sis2fhir.map.observation import attendance_observation
+from sis2fhir.map.observation import Measured, attendance_observation
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
@@ -85,6 +85,7 @@ class DisclosureBuilder:
     holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
     quarantine_dir: Path | None
     counts: DisclosureCounts
+    measured: Measured  # the run's policy and each school's last instructional day
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -128,7 +129,8 @@ class DisclosureBuilder:
             if observations is None:
                 observations = []
                 for s in summaries:
-                    obs = attendance_observation(s, student, self.roster.schools[s.school_sourced_id], district)
+                    school = self.roster.schools[s.school_sourced_id]
+                    obs = attendance_observation(s, student, school, district, self.measured)
                     if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
                         observations.append(obs)
                         counts.resources_built["Observation"] += 1
@@ -189,6 +191,7 @@ class DisclosureBuilder:
             self.holders,
             self.quarantine_dir,
             DisclosureCounts(RowReport()),
+            self.measured,
         )
 
     def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:

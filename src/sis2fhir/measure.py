@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from sis2fhir.policy import Policy
 from sis2fhir.records import AttendanceCategory
-from sis2fhir.terminology import CHRONIC_TIERS
+from sis2fhir.terminology import CHRONIC_TIERS, Tier
 
 HUNDREDTHS = 100  # one school day
 
@@ -76,6 +76,13 @@ def days_in_membership(school_days: Sequence[date], begin: date, end: date, as_o
     return bisect_right(school_days, last) - bisect_left(school_days, begin)
 
 
+def last_instructional_day(calendar_days: Sequence[date] | None, year_start: date, year_end: date) -> date:
+    """A school's last instructional day of the school year: the last calendar.csv day in the year, else (no
+    calendar, or none of its days in the year) the year's end date."""
+    days = [d for d in calendar_days or () if year_start <= d <= year_end]
+    return max(days) if days else year_end
+
+
 def absence_rate(days_absent_h: int, days_in_membership: int) -> float | None:
     """Share of the days in membership missed, in [0, 1]; None without any day in membership."""
     if days_in_membership <= 0:
@@ -92,21 +99,21 @@ def rate_percent_hundredths(days_absent_h: int, days_in_membership: int) -> int 
     return min((2 * numerator + days_in_membership) // (2 * days_in_membership), 100 * 100)
 
 
-def chronic_absence_tier(days_absent_h: int, days_in_membership: int, policy: Policy) -> str:
-    """The tier code (terminology.TIERS) for these totals under `policy`."""
+def chronic_absence_tier(days_absent_h: int, days_in_membership: int, policy: Policy) -> Tier:
+    """The tier for these totals under `policy`."""
     if days_in_membership < max(1, policy.minimum_days_in_membership):
-        return "insufficient-data"
+        return Tier.INSUFFICIENT_DATA
     if policy.measure == "percent":  # exact: 18 of 180 days is 10 %, not 9.999999999 % (no floats on the way)
         value = Fraction(days_absent_h * 100, days_in_membership * HUNDREDTHS)
     else:
         value = Fraction(days_absent_h, HUNDREDTHS)
     if value >= _as_written(policy.severe_bound):
-        return "severe-chronic"
+        return Tier.SEVERE_CHRONIC
     if value >= _as_written(policy.chronic_bound):
-        return "moderate-chronic"
+        return Tier.MODERATE_CHRONIC
     if value >= _as_written(policy.at_risk_bound):
-        return "at-risk"
-    return "satisfactory"
+        return Tier.AT_RISK
+    return Tier.SATISFACTORY
 
 
 def _as_written(bound: float) -> Fraction:
@@ -116,7 +123,7 @@ def _as_written(bound: float) -> Fraction:
 
 def is_chronic(tier: str) -> bool | None:
     """True or False; None when the data cannot say (too few days in membership)."""
-    if tier == "insufficient-data":
+    if tier == Tier.INSUFFICIENT_DATA:
         return None
     return tier in CHRONIC_TIERS
 
@@ -136,7 +143,7 @@ class AttendanceSummary:
     unexcused_h: int
     illness_h: int
     oss_h: int
-    tier: str
+    tier: Tier  # a plain code string (as read back from the store) compares equal
 
     @property
     def days_absent(self) -> float:

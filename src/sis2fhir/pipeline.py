@@ -24,14 +24,16 @@ from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, 
 from sis2fhir.deliver.routing import Route, recipient_routes
 from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, build_disclosures
 from sis2fhir.engine import Rules, choose_school_year
-from sis2fhir.measure import AttendanceSummary
+from sis2fhir.map.observation import Measured
+from sis2fhir.measure import AttendanceSummary, last_instructional_day
 from sis2fhir.plausibility import GateStopped, Measures, Verdict, sanity_gates
+from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_style
 from sis2fhir.read.calendar import read_calendar
 from sis2fhir.read.consents import read_consents
 from sis2fhir.read.export import open_export
 from sis2fhir.read.oneroster import read_roster
-from sis2fhir.records import SchoolYear
+from sis2fhir.records import Roster, SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store import verdicts
 from sis2fhir.store.runs import finish_run, start_run
@@ -87,6 +89,16 @@ class _StageClock:
         self.t = now
 
 
+def _measured(policy: Policy, calendar: dict[str, list[date]] | None, year: SchoolYear, roster: Roster) -> Measured:
+    """What the mapper states about how the run measured: the policy, and per school its last instructional day of
+    the year (a summary that reaches it is final)."""
+    last = {
+        school: last_instructional_day(calendar.get(school) if calendar is not None else None, year.start, year.end)
+        for school in {sc for _, sc in roster.memberships}
+    }
+    return Measured(policy, last)
+
+
 def sync(
     export_path: Path,
     as_of: date,
@@ -140,7 +152,7 @@ def sync(
         progress("attendance rows", measured.counts.events)
     result.summaries, result.withheld = measured.summaries, measured.withheld
     clock.lap("read and tally attendance")
-    result.tiers.update(s.tier for s in result.summaries)
+    result.tiers.update(str(s.tier) for s in result.summaries)  # plain codes: the counts go to JSON
     result.measures, result.verdict = sanity_gates(measured, rules, baseline, settings, report, accept_change)
     every_summary = measured.every_summary
     del measured  # the tallies: only the summaries are needed from here on
@@ -184,6 +196,7 @@ def sync(
             holders=outbox.delivered_subjects(dest_names),
             quarantine_dir=quarantine_dir,
             counts=DisclosureCounts(report),
+            measured=_measured(policy, calendar, year, roster),
         )
         by_student: dict[str, list[AttendanceSummary]] = {}
         for s in every_summary:  # a withheld student stays, with fewer summaries (or none): their Consent as always

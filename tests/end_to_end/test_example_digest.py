@@ -1,6 +1,8 @@
 """The example district's NDJSON output, byte for byte: a refactoring that changes one byte of what recipients
 get fails here. The digests were recorded from the release before the issue 6 work (commit 89dafb6) and are the
-same after it. Re-record them only for a deliberate change of the output, and say so in the commit."""
+same after it, re-recorded for issue 8 (absence-rate naming, A/N flag, policy as method, issued, status, security
+labels, Consent source). Re-record them only for a deliberate change of the output, and say so in the commit:
+`scripts/record-example-digest.sh`."""
 
 from __future__ import annotations
 

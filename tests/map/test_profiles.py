@@ -98,7 +98,7 @@ def test_install_script_is_quiet_when_the_tools_are_installed() -> None:
 def test_package_data_holds_definitions_not_examples() -> None:
     kinds = sorted(r["resourceType"] for r in package_resources().values())
 
-    assert kinds == ["CodeSystem"] * 3 + ["StructureDefinition"] * 2 + ["ValueSet"] * 3
+    assert kinds == ["CodeSystem"] * 4 + ["StructureDefinition"] * 2 + ["ValueSet"] * 5
 
 
 @pytest.mark.parametrize(
@@ -107,6 +107,7 @@ def test_package_data_holds_definitions_not_examples() -> None:
         (t.ATTENDANCE_CS, t.ATTENDANCE_DISPLAY),
         (t.TIER_CS, t.TIERS),
         (t.ABSENCE_REASON_CS, t.ABSENCE_REASONS),
+        (t.POLICY_CS, t.POLICIES),
     ],
 )
 def test_code_systems_have_the_codes_and_displays_of_terminology_py(
@@ -129,6 +130,7 @@ def test_attendance_code_system_is_the_summary_code_and_the_measures() -> None:
         (t.ATTENDANCE_MEASURE_VS, t.ATTENDANCE_CS),
         (t.TIER_VS, t.TIER_CS),
         (t.ABSENCE_REASON_VS, t.ABSENCE_REASON_CS),
+        (t.POLICY_VS, t.POLICY_CS),
     ],
 )
 def test_value_sets_include_all_codes_of_their_code_system(value_set_url: str, code_system_url: str) -> None:
@@ -211,10 +213,10 @@ def test_day_count_components_are_ucum_days_with_a_value() -> None:
 def test_tier_is_bound_required_to_the_tier_value_set_twice() -> None:
     elements = snapshot(t.OBSERVATION_PROFILE)
 
-    for element_id in ("Observation.interpretation", "Observation.component:chronic-absence-tier.value[x]"):
+    for element_id in ("Observation.interpretation:tier", "Observation.component:chronic-absence-tier.value[x]"):
         assert elements[element_id]["binding"]["strength"] == "required", element_id
         assert elements[element_id]["binding"]["valueSet"] == t.TIER_VS, element_id
-    assert elements["Observation.interpretation"]["min"] == 1
+    assert elements["Observation.interpretation:tier"]["min"] == 1
     assert [ty["code"] for ty in elements["Observation.component:chronic-absence-tier.value[x]"]["type"]] == [
         "CodeableConcept"
     ]
@@ -306,3 +308,52 @@ def test_days_absent_cannot_exceed_days_in_membership(
     result = evaluate(with_days(example, days_absent, days_in_membership), days_absent_invariant(), {}, models["r4"])
 
     assert result == [holds]
+
+
+def test_absence_flag_value_set_is_v3_abnormal_and_normal_as_terminology_py_names_them() -> None:
+    (include,) = resource(t.ABSENCE_FLAG_VS)["compose"]["include"]
+
+    assert include["system"] == t.V3_OBSERVATION_INTERPRETATION
+    assert {c["code"]: c["display"] for c in include["concept"]} == t.INTERPRETATION_FLAGS
+    assert set(t.TIER_FLAG.values()) == set(t.INTERPRETATION_FLAGS)
+
+
+def test_observation_interpretation_is_the_required_tier_and_an_optional_v3_flag() -> None:
+    elements = snapshot(t.OBSERVATION_PROFILE)
+
+    root = elements["Observation.interpretation"]
+    assert (root["min"], root["max"]) == (1, "2")
+    assert root["slicing"]["discriminator"] == [{"type": "value", "path": "coding.system"}]
+    tier, flag = elements["Observation.interpretation:tier"], elements["Observation.interpretation:flag"]
+    assert ((tier["min"], tier["max"]), (flag["min"], flag["max"])) == ((1, "1"), (0, "1"))
+    assert tier["binding"] == {"strength": "required", "valueSet": t.TIER_VS}
+    assert flag["binding"] == {"strength": "required", "valueSet": t.ABSENCE_FLAG_VS}
+    assert elements["Observation.interpretation:tier.coding.system"]["fixedUri"] == t.TIER_CS
+    assert elements["Observation.interpretation:flag.coding.system"]["fixedUri"] == t.V3_OBSERVATION_INTERPRETATION
+
+
+def test_observation_requires_issued_and_the_policy_as_method() -> None:
+    elements = snapshot(t.OBSERVATION_PROFILE)
+
+    assert elements["Observation.issued"]["min"] == 1
+    assert (elements["Observation.method"]["min"], elements["Observation.method.text"]["min"]) == (1, 1)
+    assert elements["Observation.method"]["binding"] == {"strength": "required", "valueSet": t.POLICY_VS}
+
+
+@pytest.mark.parametrize(
+    ("profile_url", "base_type"), [(t.OBSERVATION_PROFILE, "Observation"), (t.CONSENT_PROFILE, "Consent")]
+)
+def test_profiles_require_the_disclosure_security_labels(profile_url: str, base_type: str) -> None:
+    assert slice_patterns(profile_url, f"{base_type}.meta.security") == {
+        "restricted": (t.V3_CONFIDENTIALITY, "R"),
+        "no-redisclosure": (t.V3_ACT_CODE, "NORDSCLCD"),
+    }
+
+
+def test_consent_requires_its_source_as_an_attachment_with_title_and_date() -> None:
+    elements = snapshot(t.CONSENT_PROFILE)
+
+    source = elements["Consent.source[x]"]
+    assert (source["min"], [ty["code"] for ty in source["type"]]) == (1, ["Attachment"])
+    assert elements["Consent.source[x].title"]["min"] == 1
+    assert elements["Consent.source[x].creation"]["min"] == 1

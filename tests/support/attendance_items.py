@@ -17,6 +17,7 @@ from sis2fhir.deliver.outbox.items import Subject, idempotency_key
 from sis2fhir.disclosure import fingerprint
 from sis2fhir.map import consent as consent_map
 from sis2fhir.map import observation as observation_map
+from sis2fhir.map.observation import Measured
 from sis2fhir.measure import HUNDREDTHS, AttendanceSummary, chronic_absence_tier
 from sis2fhir.policy import resolve_policy
 from sis2fhir.records import ConsentRecord, School, Student
@@ -31,6 +32,9 @@ SCHOOL = School(sourced_id="sch-1", name="Lincoln Elementary")
 SCHOOL_YEAR = 2026
 YEAR_START = date(2025, 8, 20)
 AS_OF = date(2026, 1, 16)
+YEAR_END = date(2026, 6, 12)
+# as a sync measures: the default policy, the school year still in progress on AS_OF
+MEASURED = Measured(resolve_policy(), {SCHOOL.sourced_id: YEAR_END})
 
 
 def new_state_id() -> str:
@@ -88,7 +92,7 @@ def consent_record(state_id: str) -> ConsentRecord:
 
 def attendance_observation(state_id: str, days_absent: float = 3, days_in_membership: int = 80) -> dict[str, Any]:
     made = observation_map.attendance_observation(
-        summary(state_id, days_absent, days_in_membership), student(state_id), SCHOOL, DISTRICT
+        summary(state_id, days_absent, days_in_membership), student(state_id), SCHOOL, DISTRICT, MEASURED
     )
     return copy.deepcopy(made)  # the mapper shares constant parts between resources; tests may change theirs
 

@@ -20,6 +20,9 @@ from sis2fhir.terminology import (
     RESOURCE_TYPES_CS,
     TIER_CS,
     TIERS,
+    V3_ACT_CODE,
+    V3_CONFIDENTIALITY,
+    V3_OBSERVATION_INTERPRETATION,
     V3_PARTICIPATION_TYPE,
 )
 from tests.support import attendance_items, paths
@@ -41,6 +44,11 @@ def _coded(system: str, code: str) -> dict[str, Any]:
 STUDENT = "S0000007"
 # days absent of 100 in membership that give each tier under the default policy (ESSA: 10 % of days)
 DAYS_ABSENT_FOR_TIER = {"satisfactory": 3, "at-risk": 7, "moderate-chronic": 12.5, "severe-chronic": 25}
+
+
+# what every disclosed resource carries (FERPA 34 CFR 99.33)
+SECURITY = [{"system": V3_CONFIDENTIALITY, "code": "R"}, {"system": V3_ACT_CODE, "code": "NORDSCLCD"}]
+FLAG = {"moderate-chronic": "A", "severe-chronic": "A", "satisfactory": "N", "at-risk": "N"}
 
 
 def attendance_observation(absent: float = 12.5, membership: int = 100, student: str = STUDENT) -> Resource:
@@ -653,6 +661,65 @@ BROKEN_PROFILE: list[Broken] = [
         "Observation.interpretation[0]",
     ),
     Broken(
+        "v3 flag not in the ValueSet",
+        attendance_observation,
+        _set("interpretation.1", _coded(V3_OBSERVATION_INTERPRETATION, "H")),
+        "binding",
+        "Observation.interpretation[1]",
+    ),
+    Broken(
+        "interpretation from another system",
+        attendance_observation,
+        _set("interpretation.1", _coded("http://example.org/flags", "A")),
+        "slice",
+        "Observation.interpretation[1]",
+    ),
+    Broken(
+        "tier missing, only the v3 flag",
+        attendance_observation,
+        _drop("interpretation.0"),
+        "slice-cardinality",
+        "Observation.interpretation",
+    ),
+    Broken("no policy as method", attendance_observation, _drop("method"), "cardinality", "Observation.method"),
+    Broken(
+        "policy without its thresholds",
+        attendance_observation,
+        _drop("method.text"),
+        "cardinality",
+        "Observation.method.text",
+    ),
+    Broken(
+        "policy code unknown",
+        attendance_observation,
+        _set("method.coding.0.code", "ten-percent"),
+        "binding",
+        "Observation.method",
+    ),
+    Broken("no issued", attendance_observation, _drop("issued"), "cardinality", "Observation.issued"),
+    Broken(
+        "no redisclosure label missing",
+        attendance_observation,
+        _drop("meta.security.1"),
+        "slice-cardinality",
+        "Observation.meta.security",
+    ),
+    Broken(
+        "confidentiality normal, not restricted",
+        ferpa_consent,
+        _set("meta.security.0", {"system": V3_CONFIDENTIALITY, "code": "N"}),
+        "slice-cardinality",
+        "Consent.meta.security",
+    ),
+    Broken("consent without its source", ferpa_consent, _drop("sourceAttachment"), "cardinality", "Consent.source"),
+    Broken(
+        "consent source without its signing date",
+        ferpa_consent,
+        _drop("sourceAttachment.creation"),
+        "cardinality",
+        "Consent.sourceAttachment.creation",
+    ),
+    Broken(
         "tier component not in the ValueSet",
         attendance_observation,
         lambda r: _tier(r, "very-bad"),
@@ -764,9 +831,10 @@ BROKEN_PROFILE: list[Broken] = [
     Broken(
         "a second sis2fhir profile that does not exist",
         ferpa_consent,
+        # the mapper claims ours and SDOHCC Consent ([0], [1])
         lambda r: r["meta"]["profile"].append(CONSENT_PROFILE.replace("ferpa", "fepra")),
         "profile",
-        "Consent.meta.profile[1]",
+        "Consent.meta.profile[2]",
     ),
     Broken(
         "another foreign profile claimed beside ours and US Core's",

@@ -6,6 +6,7 @@ Parent: Consent
 Id: ferpa-attendance-consent
 Title: "FERPA attendance release consent"
 Description: "Consent of a parent or eligible student to disclose a student's attendance records from the school district to a named recipient organization (34 CFR 99.30)."
+* insert DisclosureLabels
 * status MS
 * scope MS
 * scope = $consentscope#patient-privacy
@@ -27,6 +28,15 @@ Description: "Consent of a parent or eligible student to disclose a student's at
 * performer ^short = "Who granted the consent: the parent or the eligible student"
 * organization 1..* MS
 * organization ^short = "The custodian of the records: the school district"
+// The signed form: its url, type and date when consents.csv gives documentUrl; else a title and the signing
+// date (the form is kept where it cannot be linked), never an invented url.
+* source[x] 1..1 MS
+* source[x] only Attachment
+* sourceAttachment.title 1..1 MS
+* sourceAttachment.creation 1..1 MS
+* sourceAttachment.creation ^short = "When the form was signed"
+* sourceAttachment.url MS
+* sourceAttachment.contentType MS
 * policy 1..* MS
 * policy.uri 1..1 MS
 * policy.uri = "https://www.ecfr.gov/current/title-34/subtitle-A/part-99" (exactly)

@@ -1,6 +1,21 @@
 // Year-to-date attendance of one student at one school: the absence rate as the value, the day counts and
 // the chronic absence tier as components (so the tier is searchable with component-code-value-concept).
 
+// meta.security of every disclosed resource (src/sis2fhir/map/labels.py): restricted, and no redisclosure
+// without consent (FERPA, 34 CFR 99.33).
+RuleSet: DisclosureLabels
+* meta 1..1 MS
+* meta.security 2..* MS
+* meta.security ^slicing.discriminator.type = #pattern
+* meta.security ^slicing.discriminator.path = "$this"
+* meta.security ^slicing.rules = #open
+* meta.security ^slicing.description = "Slice by the label: confidentiality R and NORDSCLCD."
+* meta.security contains
+    restricted 1..1 MS and
+    no-redisclosure 1..1 MS
+* meta.security[restricted] = $v3-Confidentiality#R
+* meta.security[no-redisclosure] = $v3-ActCode#NORDSCLCD
+
 RuleSet: DayCount(code)
 * component[{code}].code = SchoolAttendance#{code}
 * component[{code}].value[x] 1..1 MS
@@ -17,9 +32,11 @@ Profile: SchoolAttendanceObservation
 Parent: Observation
 Id: school-attendance-observation
 Title: "School attendance observation"
-Description: "A student's attendance at one school from the first day of the school year to the as-of date: absence rate, day counts and chronic absence tier."
+Description: "A student's absence at one school from the first day of the school year to the as-of date: the absence rate (days absent as a percentage of days in membership) as the value, day counts and the chronic absence tier as components, the tier and an HL7 v3 A/N flag as interpretations, and the policy that made the tier as the method. One Observation per student, school and school year, updated as the year goes on: status is preliminary while the school year is in progress (the figure changes every school day) and final once the school's last instructional day of the year is in it; issued is the last second (UTC) of the period's last day."
 * obeys sis-att-1
+* insert DisclosureLabels
 * status MS
+* status ^short = "preliminary while the school year is in progress; final once it is complete"
 * identifier 1..* MS
 * category 2..* MS
 * category ^slicing.discriminator.type = #pattern
@@ -38,9 +55,11 @@ Description: "A student's attendance at one school from the first day of the sch
 * subject only Reference(Patient)
 * effective[x] 1..1 MS
 * effective[x] only Period
-* effectivePeriod ^short = "School year to date: first day of the school year to the as-of date"
+* effectivePeriod ^short = "School year to date: first day of the school year to the as-of date (or the year's end)"
 * effectivePeriod.start 1..1 MS
 * effectivePeriod.end 1..1 MS
+* issued 1..1 MS
+* issued ^short = "The last second (UTC) of the period's last day: derived from the figures, so the same export gives the same resource"
 * performer 1..1 MS
 * performer only Reference(Organization)
 * performer ^short = "The school"
@@ -53,8 +72,29 @@ Description: "A student's attendance at one school from the first day of the sch
 * valueQuantity.unit = "%"
 * valueQuantity.value 1..1 MS
 * dataAbsentReason MS
-* interpretation 1..1 MS
-* interpretation from ChronicAbsenceTierVS (required)
+// The tier, and beside it the HL7 v3 flag (A chronic, N not) for EHRs that flag abnormal results; insufficient
+// data has no flag.
+* interpretation 1..2 MS
+* interpretation ^slicing.discriminator.type = #value
+* interpretation ^slicing.discriminator.path = "coding.system"
+* interpretation ^slicing.rules = #closed
+* interpretation ^slicing.description = "Slice by the coding's system: the chronic absence tier, the v3 flag."
+* interpretation contains
+    tier 1..1 MS and
+    flag 0..1 MS
+* interpretation[tier].coding 1..1 MS
+* interpretation[tier].coding.system 1..1
+* interpretation[tier].coding.system = "http://sis2fhir.org/fhir/CodeSystem/chronic-absence-tier" (exactly)
+* interpretation[tier] from ChronicAbsenceTierVS (required)
+* interpretation[flag].coding 1..1 MS
+* interpretation[flag].coding.system 1..1
+* interpretation[flag].coding.system = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation" (exactly)
+* interpretation[flag] from AbsenceFlagVS (required)
+* method 1..1 MS
+* method from ChronicAbsencePolicyVS (required)
+* method ^short = "The chronic absence policy that made the tier"
+* method.text 1..1 MS
+* method.text ^short = "The thresholds and counting rules actually used"
 * component 7..* MS
 * component ^slicing.discriminator.type = #pattern
 * component ^slicing.discriminator.path = "code"

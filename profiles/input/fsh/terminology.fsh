@@ -7,7 +7,7 @@ Title: "School attendance"
 Description: "Codes for a student's school attendance summary, school year to date, and its component counts."
 * ^caseSensitive = true
 * ^experimental = false
-* #attendance-summary "School attendance summary, school year to date" "Summary of a student's attendance at one school from the first day of the school year to the as-of date; the value is the absence rate: days absent as a percentage of days in membership."
+* #attendance-summary "Absence rate, school year to date" "A student's absence rate at one school from the first day of the school year to the as-of date: days absent as a percentage of days in membership (not the attendance rate). The code keeps its name, attendance-summary, so receivers that key on it need not change."
 * #days-in-membership "Days in membership, school year to date" "Instructional days on which the student was enrolled at the school (in membership), from the first day of the school year to the as-of date."
 * #days-absent "Days absent, school year to date" "Days in membership on which the student was absent, that count as absences under the district's chronic absence policy; partial days count as the policy says (fraction or half-day)."
 * #days-absent-excused "Days absent, excused" "Days absent that the school recorded as excused."
@@ -44,6 +44,16 @@ Description: "Reasons for a student's absence from school, normalised from the S
 * #religious "Religious observance"
 * #unknown "Unknown or not recorded"
 
+CodeSystem: ChronicAbsencePolicy
+Id: chronic-absence-policy
+Title: "Chronic absence policy"
+Description: "The rule that made a chronic absence tier (Observation.method); the method's text states the thresholds actually used."
+* ^caseSensitive = true
+* ^experimental = false
+* #essa-10-percent "ESSA: chronically absent at 10 % or more of days in membership" "ESSA / EDFacts FS195 as shipped: chronic at 10 % or more of days in membership, at risk from 5 %, severe from 20 %, at least 10 days in membership; excused and unexcused absences and out-of-school suspension count, partial days add their fraction."
+* #crdc-15-days "CRDC: chronically absent on 15 or more school days" "Civil Rights Data Collection as shipped: chronic at 15 or more days absent, at risk from 7.5, severe from 30; a day counts when at least half of it was missed."
+* #custom "District policy (thresholds in the text)" "A preset with some setting changed by the district; Observation.method.text states the thresholds and what counts."
+
 ValueSet: AttendanceMeasure
 Id: attendance-measure
 Title: "Attendance measure"
@@ -64,3 +74,18 @@ Title: "Absence reason"
 Description: "All codes of the absence-reason code system."
 * ^experimental = false
 * include codes from system AbsenceReason
+
+ValueSet: ChronicAbsencePolicyVS
+Id: chronic-absence-policy
+Title: "Chronic absence policy"
+Description: "All codes of the chronic-absence-policy code system."
+* ^experimental = false
+* include codes from system ChronicAbsencePolicy
+
+ValueSet: AbsenceFlagVS
+Id: absence-flag
+Title: "Chronic absence flag"
+Description: "The HL7 v3 ObservationInterpretation codes given beside the chronic absence tier: A (abnormal) for moderate and severe chronic absence, N (normal) for satisfactory attendance and at risk. Insufficient data gets neither."
+* ^experimental = false
+* $v3-ObservationInterpretation#A "Abnormal"
+* $v3-ObservationInterpretation#N "Normal"

@@ -4,15 +4,59 @@ from __future__ import annotations
 
 import html
 from typing import Any
+from urllib.parse import urlsplit
 
 from sis2fhir import terminology as t
 from sis2fhir.config import DistrictSettings
 from sis2fhir.map.identity import identifier, resource_id, student_reference
+from sis2fhir.map.labels import disclosed_meta
 from sis2fhir.map.profiles import claim_profiles
 from sis2fhir.records import ConsentRecord, District, Student
 
 # consents.csv status -> Consent.status (R4 consent-state-codes)
 _STATUS = {"active": "active", "revoked": "inactive", "declined": "rejected"}
+
+# documentUrl's file type -> Attachment.contentType. A fixed table, not the mimetypes module: that reads the
+# machine's /etc/mime.types, and the same export must give the same bytes everywhere.
+_CONTENT_TYPES = {
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".gif": "image/gif",
+    ".htm": "text/html",
+    ".html": "text/html",
+    ".txt": "text/plain",
+    ".xml": "application/xml",
+    ".json": "application/json",
+}
+_FORM_TITLE = "Signed FERPA consent form"
+
+
+def content_type(url: str) -> str:
+    """The form's media type from the URL's file name; application/octet-stream when it does not say."""
+    path = urlsplit(url).path.lower()
+    suffix = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
+    return _CONTENT_TYPES.get(suffix, "application/octet-stream")
+
+
+def source_attachment(consent: ConsentRecord) -> dict[str, Any]:
+    """Consent.sourceAttachment: the signed form (url, type, the signing date). Without documentUrl the district
+    keeps the form where it cannot be linked (paper, a records system): the attachment says so by its title and
+    date, with no url, rather than inventing one."""
+    if consent.document_url:
+        return {
+            "contentType": content_type(consent.document_url),
+            "url": consent.document_url,
+            "title": _FORM_TITLE,
+            "creation": consent.signed.isoformat(),
+        }
+    return {
+        "title": f"{_FORM_TITLE} (kept by the school district; no online copy)",
+        "creation": consent.signed.isoformat(),
+    }
 
 
 def consent_identifier(consent: ConsentRecord, district: DistrictSettings) -> dict[str, Any]:
@@ -50,7 +94,7 @@ def ferpa_consent(
     resource: dict[str, Any] = {
         "resourceType": "Consent",
         "id": resource_id(ident["system"], ident["value"]),
-        "meta": {"profile": [t.CONSENT_PROFILE]},
+        "meta": disclosed_meta(t.CONSENT_PROFILE),
         "identifier": [ident],
         "status": _STATUS.get(consent.status, "active"),
         "scope": {"coding": [{"system": t.CONSENT_SCOPE_CS, "code": "patient-privacy", "display": "Privacy Consent"}]},
@@ -62,6 +106,7 @@ def ferpa_consent(
         "dateTime": consent.signed.isoformat(),
         "performer": [{"display": grantor}],
         "organization": [custodian],
+        "sourceAttachment": source_attachment(consent),
         "policy": [{"authority": t.FERPA_AUTHORITY, "uri": t.FERPA_POLICY_URI}],
         "provision": {
             "type": "permit",
@@ -93,6 +138,4 @@ def ferpa_consent(
         "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>FERPA consent (34 CFR 99.30) to disclose school '
         f"attendance to {to}, from {period['start']}{until}; status {resource['status']}.</p></div>",
     }
-    if consent.document_url:
-        resource["sourceAttachment"] = {"url": consent.document_url, "title": "Signed FERPA consent form"}
     return claim_profiles(resource)

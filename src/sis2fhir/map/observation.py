@@ -1,16 +1,47 @@
-"""One student's year-to-date attendance at one school as a school-attendance Observation (profiles/)."""
+"""One student's year-to-date attendance at one school as a school-attendance Observation (profiles/).
+
+The value is the absence rate; the tier is the interpretation (with the v3 A/N flag beside it) and a component;
+Observation.method names the policy that made the tier, with its thresholds. Status: `preliminary` while the
+school year is in progress (the figure changes every school day), `final` once the school's last instructional
+day of the year is in it (docs/observation.md).
+"""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sis2fhir import terminology as t
 from sis2fhir.config import DistrictSettings
 from sis2fhir.map.identity import identifier, resource_id, school_reference, student_reference
+from sis2fhir.map.labels import disclosed_meta
 from sis2fhir.map.profiles import claim_profiles
 from sis2fhir.measure import HUNDREDTHS, AttendanceSummary, rate_percent_hundredths
-from sis2fhir.records import School, Student
+from sis2fhir.policy import PRESETS, Policy
+from sis2fhir.records import AttendanceCategory, School, Student
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What every summary of one run was measured with."""
+
+    policy: Policy
+    # per school: its last instructional day of the school year (calendar.csv, else the year's end); a summary
+    # that reaches it is final. A school not named: the year's end date of the summary's school year is not
+    # known here, so the summary stays preliminary.
+    last_school_day: Mapping[str, date]
+
+
+def issued(summary: AttendanceSummary) -> str:
+    """Observation.issued: the last second of the period's last day, in UTC. Derived from the figures, not read from
+    the clock: the same export gives the same resources (and the outbox sends nothing when nothing changed), a later
+    as-of date gives a later instant, and a re-run for an earlier date (a backfill) sorts where its figures belong.
+    The district's time zone is not known, so the day ends in UTC (the afternoon or evening of that day in the US)."""
+    return f"{summary.as_of.isoformat()}T23:59:59Z"
+
 
 _CATEGORIES = [
     {"coding": [{"system": t.OBSERVATION_CATEGORY_CS, "code": "social-history", "display": "Social History"}]},
@@ -24,7 +55,7 @@ _CODE = {
             "display": t.ATTENDANCE_DISPLAY[t.ATTENDANCE_SUMMARY],
         }
     ],
-    "text": "School attendance, school year to date",
+    "text": t.ABSENCE_RATE_TEXT,
 }
 
 
@@ -47,18 +78,102 @@ def _days(hundredths: int) -> dict[str, Any]:
     return {"value": value, "unit": "d", "system": t.UCUM, "code": "d"}
 
 
-def _tier(code: str) -> dict[str, Any]:
-    return {"coding": [{"system": t.TIER_CS, "code": code, "display": t.TIERS[code]}]}
+def _tier(tier: str) -> dict[str, Any]:
+    # a plain str, not the Tier: the validator (like JSON) knows strings, not their subclasses
+    return {"coding": [{"system": t.TIER_CS, "code": str(tier), "display": t.TIERS[tier]}]}
 
 
-def _narrative(summary: AttendanceSummary, school: School) -> dict[str, str]:
-    """What a clinician reads in the chart (dom-6); no name or birth date, only the numbers."""
+def interpretation(tier: str) -> list[dict[str, Any]]:
+    """Observation.interpretation: the tier, and beside it the v3 flag (A chronic, N not; none for insufficient
+    data, which is neither)."""
+    out = [_tier(tier)]
+    flag = t.TIER_FLAG.get(tier)
+    if flag is not None:
+        out.append(
+            {
+                "coding": [
+                    {"system": t.V3_OBSERVATION_INTERPRETATION, "code": flag, "display": t.INTERPRETATION_FLAGS[flag]}
+                ]
+            }
+        )
+    return out
+
+
+def policy_code(policy: Policy) -> str:
+    """The chronic-absence-policy code: a preset as shipped, or custom (a preset with any setting overridden)."""
+    if policy == PRESETS["essa"]:
+        return t.POLICY_ESSA
+    if policy == PRESETS["crdc"]:
+        return t.POLICY_CRDC
+    return t.POLICY_CUSTOM
+
+
+_ABSENCES = (AttendanceCategory.EXCUSED_ABSENCE, AttendanceCategory.UNEXCUSED_ABSENCE)
+
+
+def _number(x: float) -> str:
+    return f"{x:g}"
+
+
+def policy_text(policy: Policy) -> str:
+    """The policy's rules as a reader needs them to read a tier: thresholds, minimum days, what counts."""
+    short, long = (" %", " % of days in membership") if policy.measure == "percent" else (" days", " days absent")
+    counted = []
+    if AttendanceCategory.EXCUSED_ABSENCE in policy.absence_categories:
+        counted.append("excused")
+    if AttendanceCategory.UNEXCUSED_ABSENCE in policy.absence_categories:
+        counted.append("unexcused")
+    counts = " and ".join(counted) + " absences" if counted else "no absence category"
+    others = sorted(c.value for c in policy.absence_categories if c not in _ABSENCES)
+    if others:
+        counts += ", " + ", ".join(others)
+    oss = "counts" if policy.out_of_school_suspension_counts else "does not count"
+    iss = "counts" if policy.in_school_suspension_counts else "does not count"
+    partial = (
+        "add their fraction of the day"
+        if policy.partial_days == "fraction"
+        else "count as a whole day when at least half was missed"
+    )
+    return (
+        f"Chronic at >= {_number(policy.chronic_bound)}{long}; at risk >= {_number(policy.at_risk_bound)}{short}; "
+        f"severe >= {_number(policy.severe_bound)}{short}; no tier below {policy.minimum_days_in_membership} days "
+        f"in membership. Counted: {counts}; out-of-school suspension {oss}, in-school suspension {iss}; partial "
+        f"days {partial}."
+    )
+
+
+def method(policy: Policy) -> dict[str, Any]:
+    """Observation.method: the chronic absence policy applied, named and spelled out."""
+    code = policy_code(policy)
+    return {"coding": [{"system": t.POLICY_CS, "code": code, "display": t.POLICIES[code]}], "text": policy_text(policy)}
+
+
+def status(summary: AttendanceSummary, measured: Measured) -> str:
+    """final once the school's last instructional day of the year is counted; preliminary before (the figure
+    changes every school day, and R4 `final` says it will not)."""
+    last = measured.last_school_day.get(summary.school_sourced_id)
+    return "final" if last is not None and summary.as_of >= last else "preliminary"
+
+
+def _rate_value(summary: AttendanceSummary) -> int | float | None:
+    """The absence rate in percent to two decimals, as valueQuantity and the narrative show it."""
+    hundredths = rate_percent_hundredths(summary.days_absent_h, summary.days_in_membership)
+    if hundredths is None:
+        return None
+    return hundredths // 100 if hundredths % 100 == 0 else hundredths / 100
+
+
+def _narrative(summary: AttendanceSummary, school: School, policy: Policy) -> dict[str, str]:
+    """What a clinician reads in the chart (dom-6); no name or birth date, only the numbers (the rate as the
+    value shows it)."""
     days = _days(summary.days_absent_h)["value"]
-    rate = "" if summary.rate is None else f" ({summary.rate * 100:.1f} %)"
+    value = _rate_value(summary)
+    rate = "" if value is None else f"; absence rate {value} %"
     where = f" at {html.escape(school.name)}" if school.name else ""
     text = (
-        f"School attendance{where}, {summary.period_start.isoformat()} to {summary.as_of.isoformat()}: "
-        f"{days} of {summary.days_in_membership} days absent{rate}. {t.TIERS[summary.tier]}."
+        f"School absence{where}, {summary.period_start.isoformat()} to {summary.as_of.isoformat()}: "
+        f"{days} of {summary.days_in_membership} days in membership absent{rate}. {t.TIERS[summary.tier]} "
+        f"({html.escape(t.POLICIES[policy_code(policy)])})."
     )
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{text}</p></div>'}
 
@@ -70,7 +185,7 @@ def summary_identifier(summary: AttendanceSummary, district: DistrictSettings) -
 
 
 def attendance_observation(
-    summary: AttendanceSummary, student: Student, school: School, district: DistrictSettings
+    summary: AttendanceSummary, student: Student, school: School, district: DistrictSettings, measured: Measured
 ) -> dict[str, Any]:
     ident = summary_identifier(summary, district)
     components = [
@@ -88,25 +203,25 @@ def attendance_observation(
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": resource_id(ident["system"], ident["value"]),
-        "meta": {"profile": [t.OBSERVATION_PROFILE]},
+        "meta": disclosed_meta(t.OBSERVATION_PROFILE),
         "identifier": [ident],
-        "status": "final",
+        "status": status(summary, measured),
         "category": _CATEGORIES,
         "code": _CODE,
         "subject": student_reference(student, district),
         "effectivePeriod": {"start": summary.period_start.isoformat(), "end": summary.as_of.isoformat()},
+        "issued": issued(summary),
         "performer": [school_reference(school, district)],
     }
-    rate = summary.rate
-    obs["text"] = _narrative(summary, school)
-    if rate is None:
+    obs["text"] = _narrative(summary, school, measured.policy)
+    value = _rate_value(summary)
+    if value is None:
         obs["dataAbsentReason"] = {
             "coding": [{"system": t.DATA_ABSENT_REASON_CS, "code": "not-applicable", "display": "Not Applicable"}]
         }
     else:
-        hundredths = rate_percent_hundredths(summary.days_absent_h, summary.days_in_membership) or 0
-        value: int | float = hundredths // 100 if hundredths % 100 == 0 else hundredths / 100
         obs["valueQuantity"] = {"value": value, "unit": "%", "system": t.UCUM, "code": "%"}
-    obs["interpretation"] = [_tier(summary.tier)]
+    obs["interpretation"] = interpretation(summary.tier)
+    obs["method"] = method(measured.policy)
     obs["component"] = components
     return claim_profiles(obs)
