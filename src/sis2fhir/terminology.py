@@ -40,6 +40,10 @@ ATTENDANCE_DISPLAY: Final[dict[str, str]] = {
     **MEASURES,
 }
 
+# The attendance summary's value is the share of days absent: what a results grid must show beside "3.13 %"
+# (the HL7 v2 OBX-3 text of the rate; the FHIR code's display is ATTENDANCE_DISPLAY).
+ABSENCE_RATE_DISPLAY: Final = "Absence rate, school year to date"
+
 TIERS: Final[dict[str, str]] = {
     "satisfactory": "Satisfactory attendance",
     "at-risk": "At risk of chronic absence",

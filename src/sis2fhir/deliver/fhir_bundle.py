@@ -13,6 +13,7 @@ import httpx
 import orjson
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.fhir_search import identifier_token
 
 PATIENT_REFERENCE_FIELDS = ("subject", "patient")  # Observation.subject, Consent.patient
 # Where servers name the failing entry of a refused transaction: HAPI puts "Bundle.entry[3]" in
@@ -49,7 +50,10 @@ def conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
     resource.pop("id", None)
     if isinstance(resource.get("meta"), dict):
         resource["meta"].pop("versionId", None)
-    url = f"{rtype}?identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
+    # escaped for FHIR search (fhir_search.py), then URL-encoded: the system keeps its ':' and '/', the
+    # separating '|' stays as it is
+    token = identifier_token(str(ident["system"]), str(ident["value"]))
+    url = f"{rtype}?identifier={quote(token, safe=':/|')}"
     return {"resource": resource, "request": {"method": "PUT", "url": url}}
 
 
