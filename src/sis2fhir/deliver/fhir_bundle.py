@@ -4,6 +4,7 @@ bundles, and the transaction-response read back (where each resource was stored,
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,13 @@ class Refused(Exception):
 
 
 def conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
-    """The transaction entry `PUT {type}?identifier=system|value` for `resource` (changed in place: no id)."""
+    """The transaction entry `PUT {type}?identifier=system|value` for `resource` (changed in place: no id), with
+    its `fullUrl`.
+
+    R4 (Bundle.entry.fullUrl, http.html#transaction) wants a fullUrl on every entry but a create's, consistent
+    with the resource's id unless it is a urn:uuid. The server picks the id of a conditional update, so we cannot
+    know its absolute URL: the entry gets a urn:uuid, derived from the business identifier (the same on every
+    resend), as in the R4 example transaction's conditional update. Strict servers refuse entries without one."""
     rtype = resource.get("resourceType")
     identifiers = [i for i in resource.get("identifier") or [] if i.get("system") and i.get("value")]
     if not rtype or not identifiers:
@@ -54,7 +61,12 @@ def conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
     # separating '|' stays as it is
     token = identifier_token(str(ident["system"]), str(ident["value"]))
     url = f"{rtype}?identifier={quote(token, safe=':/|')}"
-    return {"resource": resource, "request": {"method": "PUT", "url": url}}
+    return {"fullUrl": entry_urn(rtype, token), "resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+def entry_urn(resource_type: str, token: str) -> str:
+    """A urn:uuid for the entry of `resource_type` with this identifier token: stable, and one per identifier."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}?identifier={token}')}"
 
 
 def pack(ready: list[Prepared], bundle_size: int) -> list[list[Prepared]]:
