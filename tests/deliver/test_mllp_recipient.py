@@ -75,4 +75,5 @@ def test_each_message_names_its_consented_recipient_and_the_period(
         ]
         assert [o.obx_3.ce_2.to_er7() for o in rates] in ([ABSENCE_RATE_DISPLAY], [])  # none without a day
         with_rate += len(rates)
-    assert with_rate > 0    assert seen == expected  # every consented student x recipient, each message naming its own recipient
+    assert with_rate > 0
+    assert seen == expected  # every consented student x recipient, each message naming its own recipient
