@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import threading
 import uuid
@@ -255,3 +256,21 @@ def test_the_sync_puts_it_in_the_dead_letters_after_one_attempt(fhir_server: str
     assert "matched 2 resources" in dead[0].last_error
     listed = runner.invoke(app, ["outbox", "dead", "--store", store])
     assert "matched 2 resources" in " ".join(listed.output.split())
+
+
+def test_two_recipients_on_one_server_get_one_resource_not_two(fhir_server: str) -> None:
+    # the same student's Observation for two recipients that share a server: the same conditional URL twice
+    state_id = new_state_id()
+    patient = seed_patient(fhir_server, state_id)
+    first = delivery_item(state_id)
+    second = dataclasses.replace(first, key="second-recipient-" + first.key[:16], recipient="1999999992")
+    recording = Recording()
+
+    results = deliver(fhir_server, [first, second], recording, bundle_size=50)
+
+    assert {r.outcome for r in results.values()} == {Outcome.DELIVERED}
+    for bundle in recording.bundles:  # never one resource twice in a transaction (R4; bdl-7)
+        urls = [e["fullUrl"] for e in bundle["entry"]]
+        assert len(urls) == len(set(urls))
+    held = httpx.get(f"{fhir_server}/Observation", params={"subject": f"Patient/{patient}"}).json()
+    assert held["total"] == 1

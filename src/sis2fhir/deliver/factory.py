@@ -165,7 +165,7 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
     try:
         v2 = v2_settings(settings, ds.v2)
     except ValidationError as e:
-        raise ConfigError(f"mllp destination {ds.host}:{ds.port}: invalid `v2` settings: {e}") from None
+        raise ConfigError(f"mllp destination {ds.host}:{ds.port}: invalid `hl7` or `v2` settings: {e}") from None
     empty = [
         f"hl7.{name} (or the destination's v2.{name}): {MSH_FIELDS[name]} is empty; set what the HIE registered"
         for name in v2.empty_routing_fields()

@@ -70,16 +70,25 @@ def entry_urn(resource_type: str, token: str) -> str:
 
 
 def pack(ready: list[Prepared], bundle_size: int) -> list[list[Prepared]]:
-    """Whole items into bundles of at most bundle_size resources (a bigger item goes alone)."""
+    """Whole items into bundles of at most bundle_size resources (a bigger item goes alone), never two entries
+    for one resource in a bundle.
+
+    The same Observation goes to every recipient of a student; when two recipients share a FHIR server, their
+    items carry the same conditional URL (and fullUrl). R4 fails a transaction whose resource identities overlap
+    (http.html#transaction, also bdl-7: fullUrl unique); sekmet-fhir resolves both conditional URLs before either
+    runs and creates the resource twice. So the second goes in a later bundle, where it finds the first."""
     bundles: list[list[Prepared]] = []
     current: list[Prepared] = []
+    urls: set[str] = set()
     size = 0
     for prepared in ready:
         n = len(prepared.entries)
-        if current and size + n > bundle_size:
+        mine = {e["request"]["url"] for e in prepared.entries}
+        if current and (size + n > bundle_size or not urls.isdisjoint(mine)):
             bundles.append(current)
-            current, size = [], 0
+            current, size, urls = [], 0, set()
         current.append(prepared)
+        urls |= mine
         size += n
     if current:
         bundles.append(current)
