@@ -69,26 +69,39 @@ def entry_urn(resource_type: str, token: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}?identifier={token}')}"
 
 
-def pack(ready: list[Prepared], bundle_size: int) -> list[list[Prepared]]:
-    """Whole items into bundles of at most bundle_size resources (a bigger item goes alone), never two entries
-    for one resource in a bundle.
+def rounds(ready: list[Prepared]) -> list[list[Prepared]]:
+    """Items in rounds in which no conditional URL comes twice; a round is sent once the one before has been
+    answered.
 
     The same Observation goes to every recipient of a student; when two recipients share a FHIR server, their
-    items carry the same conditional URL (and fullUrl). R4 fails a transaction whose resource identities overlap
-    (http.html#transaction, also bdl-7: fullUrl unique); sekmet-fhir resolves both conditional URLs before either
-    runs and creates the resource twice. So the second goes in a later bundle, where it finds the first."""
+    items carry the same conditional URL (and fullUrl). In one transaction R4 fails overlapping identities
+    (http.html#transaction; bdl-7: fullUrl unique), and sekmet-fhir resolves both conditional URLs before either
+    runs and creates the resource twice; in two transactions at once, a server that runs them in parallel can
+    create it twice. In a later round the second finds the first."""
+    out: list[list[Prepared]] = []
+    taken: list[set[str]] = []
+    for prepared in ready:
+        mine = {e["request"]["url"] for e in prepared.entries}
+        k = next((n for n, urls in enumerate(taken) if urls.isdisjoint(mine)), len(out))
+        if k == len(out):
+            out.append([])
+            taken.append(set())
+        out[k].append(prepared)
+        taken[k] |= mine
+    return out
+
+
+def pack(ready: list[Prepared], bundle_size: int) -> list[list[Prepared]]:
+    """Whole items into bundles of at most bundle_size resources (a bigger item goes alone)."""
     bundles: list[list[Prepared]] = []
     current: list[Prepared] = []
-    urls: set[str] = set()
     size = 0
     for prepared in ready:
         n = len(prepared.entries)
-        mine = {e["request"]["url"] for e in prepared.entries}
-        if current and (size + n > bundle_size or not urls.isdisjoint(mine)):
+        if current and size + n > bundle_size:
             bundles.append(current)
-            current, size, urls = [], 0, set()
+            current, size = [], 0
         current.append(prepared)
-        urls |= mine
         size += n
     if current:
         bundles.append(current)
