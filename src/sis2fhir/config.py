@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -34,11 +34,20 @@ def parse_state_id_source(source: str) -> tuple[str, str]:
     )
 
 
+# The namespace shipped for the example district. Two districts on it would mint the same identifier systems, and
+# a recipient serving both could overwrite one district's students with the other's: no network delivery on it.
+DEFAULT_NAMESPACE: Final = "urn:sis2fhir:district:example"
+NAMESPACE_RECIPE: Final = (
+    "a URL the district controls, e.g. https://id.<district-domain>/fhir, or an OID assigned to the district, "
+    "e.g. urn:oid:2.16.840.1.113883.3.<number>"
+)
+
+
 class DistrictSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Base of every business identifier system this adapter mints; one per district, never changed once used.
-    namespace: str = "urn:sis2fhir:district:example"
+    namespace: str = DEFAULT_NAMESPACE
     # Where the state student id is in users.csv: identifier | userIds:<type> | userMasterIdentifier
     state_id_source: str = "identifier"
     # The identifier system recipients know the state student id by (Patient.identifier.system).
@@ -65,6 +74,33 @@ class DistrictSettings(BaseModel):
     @property
     def student_id_system(self) -> str:
         return self.state_id_system or self.system("state-student-id")
+
+    def network_problems(self) -> list[str]:
+        """Why identifiers minted under these settings could collide at a recipient that serves several
+        districts (network delivery is refused then): one line per setting, as `path: what to set`."""
+        problems = []
+        if self.namespace == DEFAULT_NAMESPACE:
+            problems.append(
+                f"district.namespace: still the shipped example {DEFAULT_NAMESPACE!r}; set the district's own: "
+                f"{NAMESPACE_RECIPE} (never change it once used)"
+            )
+        if not self.state_id_system.strip():
+            problems.append(
+                "district.state_id_system: not set; give the identifier system the recipients know the state "
+                "student id by (the state's, e.g. urn:oid:<the state education agency's OID> or its https URL)"
+            )
+        return problems
+
+
+class Hl7Settings(BaseModel):
+    """MSH-3..6 of every HL7 v2 message (a MLLP destination's own `v2:` overrides them): HD values, a namespace id
+    or "NAME^OID^ISO". Network delivery needs all four (checked with the destination, sis2fhir.map.oru)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sending_application: str = ""  # MSH-3; empty: SIS2FHIR
+    sending_facility: str = ""  # MSH-4: the district, as the HIE registered it
+    receiving_application: str = ""  # MSH-5: the HIE's interface
+    receiving_facility: str = ""  # MSH-6: the HIE (or the recipient, where the HIE routes by MSH-6)
 
 
 class PolicySettings(BaseModel):
@@ -261,6 +297,7 @@ class Settings(BaseSettings):
     export: ExportSettings = Field(default_factory=ExportSettings)
     workers: int = Field(0, ge=0, le=256)  # processes for reading attendance and mapping; 0: one per core
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
+    hl7: Hl7Settings = Field(default_factory=Hl7Settings)
 
     @field_validator("store_url")
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from sis2fhir.config import DistrictSettings, Settings
+from sis2fhir.config import Settings
 from sis2fhir.deliver.base import DeliveryItem
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
@@ -144,7 +144,7 @@ class DisclosureBuilder:
             for rt in rts:
                 if rt.takes == "hl7v2":
                     out += map(_Made, v2_envelopes(rt, recipient, student, summaries, self.roster, gate.consent,
-                                                   counts, district))  # fmt: skip
+                                                   counts, self.settings))  # fmt: skip
                     continue
                 resources = [*observations, consent]
                 subject = Subject(recipient, student.sourced_id)
@@ -269,11 +269,13 @@ def v2_envelopes(
     roster: Roster,
     consent: ConsentRecord,
     counts: DisclosureCounts,
-    district: DistrictSettings,
+    settings: Settings,
 ) -> list[Envelope]:
-    from sis2fhir.map.oru import OruError, V2Settings, build_oru_r01
+    from sis2fhir.map.oru import CopyTo, OruError, build_oru_r01, v2_settings
 
-    v2 = V2Settings(**{"state_id_authority": district.state_id_authority, **rt.v2})
+    v2 = v2_settings(settings, rt.v2)
+    system = next((r.system for r in settings.recipients if r.identifier == recipient), NPI_SYSTEM)
+    copy_to = CopyTo(recipient, consent.recipient_name, system)
     out = []
     for s in summaries:
         subject = Subject(recipient, student.sourced_id, s.school_sourced_id)
@@ -294,7 +296,9 @@ def v2_envelopes(
         key = idempotency_key(rt.destination, recipient, subject, fingerprint)
         control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
         try:
-            message = build_oru_r01(s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC))
+            message = build_oru_r01(
+                s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC), copy_to
+            )
         except OruError as e:
             counts.report.add("users.csv", student.line, "", "no-hl7v2-message", f"no ORU^R01 for this student: {e}")
             continue

@@ -8,9 +8,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from sis2fhir.deliver.fhir_search import identifier_token
 from sis2fhir.records import Student
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class PatientLinker:
 
         async def search(part: list[str]) -> None:
             async with gate:
-                query = ",".join(f"{system}|{v}" for v in part)
+                query = ",".join(identifier_token(system, v) for v in part)  # "," between, escaped within
                 response = await self._call("GET", "Patient", params={"identifier": query, "_count": str(2 * chunk)})
             bundle = _json(response, "Patient search")
             if response.status_code != 200 or any(link.get("relation") == "next" for link in bundle.get("link") or []):
@@ -167,7 +169,7 @@ class PatientLinker:
         return PatientLink(system, value, LinkStatus.PENDING, reason=reason)
 
     async def _search(self, system: str, value: str) -> list[str]:
-        response = await self._call("GET", "Patient", params={"identifier": f"{system}|{value}"})
+        response = await self._call("GET", "Patient", params={"identifier": identifier_token(system, value)})
         bundle = _json(response, "Patient search")
         if response.status_code != 200 or bundle.get("resourceType") != "Bundle":
             raise LinkError(f"Patient search answered {response.status_code}")
@@ -226,7 +228,11 @@ class PatientLinker:
             "POST",
             "Patient",
             json=self._patient(system, value),
-            headers={"If-None-Exist": f"identifier={system}|{value}", "Prefer": "return=representation"},
+            headers={
+                # a query string: escaped for FHIR search, then URL-encoded (a value may hold '&' or '%')
+                "If-None-Exist": f"identifier={quote(identifier_token(system, value), safe=':/|')}",
+                "Prefer": "return=representation",
+            },
         )
         if response.status_code not in (200, 201):
             raise LinkError(f"creating the Patient answered {response.status_code}")

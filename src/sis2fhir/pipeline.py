@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from sis2fhir.config import Settings
-from sis2fhir.deliver.base import Destination, DestinationUnusable
-from sis2fhir.deliver.outbox import DEAD, DELIVERED, PENDING, QUEUED, Envelope, KnownKeys, Outbox
+from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.flush import Flushed, drain_and_close, flush, settle_and_close
+from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, KnownKeys, Outbox
 from sis2fhir.deliver.routing import Route, recipient_routes
 from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, build_disclosures
 from sis2fhir.engine import Rules, choose_school_year
@@ -185,7 +186,7 @@ def sync(
     run_loop = loop if loop is not None else asyncio.new_event_loop()
     try:
         if destinations:
-            run_loop.run_until_complete(_settle_and_close(outbox, destinations))
+            run_loop.run_until_complete(settle_and_close(outbox, destinations))
         dest_names = {rt.destination for rts in all_routes.values() for rt in rts}
         builder = DisclosureBuilder(
             roster=roster,
@@ -208,11 +209,11 @@ def sync(
         for students_done, batch in build_disclosures(builder, by_student, consents, settings.workers):
             envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
-                _flush(envelopes, outbox, destinations, run_id, result, run_loop)
+                _flushed(flush(envelopes, outbox, destinations, run_id, run_loop), result)
             mapped += students_done
             if progress is not None:
                 progress("students mapped", mapped)
-        _flush(envelopes, outbox, destinations, run_id, result, run_loop)
+        _flushed(flush(envelopes, outbox, destinations, run_id, run_loop), result)
         counts = builder.counts
         result.decisions, result.resources_built = counts.decisions, counts.resources_built
         result.to_recipients, result.to_recipients_new = counts.to_recipients, counts.to_recipients_new
@@ -242,59 +243,9 @@ def _finish_run(engine: Engine, result: SyncResult) -> None:
         finish_run(engine, result.run_id, result.enqueued, _counts(result))
 
 
-def _flush(
-    envelopes: list[Envelope],
-    outbox: Outbox,
-    destinations: dict[str, Destination],
-    run_id: int | None,
-    result: SyncResult,
-    loop: asyncio.AbstractEventLoop,
-) -> None:
-    """Write the items down and hand those for local destinations (a folder) over at once, while they are in memory.
-
-    Network items are written down (with their payload) before any delivery and drained after the run. A folder
-    is not a network: its items are written down in flight and without a payload (the folder will hold them), with
-    their disclosure-log rows, then written to the folder and recorded; only those the folder could not take keep a
-    payload for a retry. A crash in between leaves them in doubt: the next run writes them again, which the folder
-    absorbs."""
-    local: dict[str, list[Envelope]] = {}
-    remote: list[Envelope] = []
-    for env in envelopes:
-        dest = destinations.get(env.destination)
-        if dest is not None and dest.local:
-            local.setdefault(env.destination, []).append(env)
-        else:
-            remote.append(env)
-    result.enqueued += outbox.enqueue(remote, run_id)
-    for name, envs in local.items():
-        dest = destinations[name]
-        items = [e.item for e in envs]
-        result.enqueued += outbox.enqueue(envs, run_id, without_payload={i.key for i in items}, sending=dest)
-        try:
-            counts = loop.run_until_complete(outbox.deliver_batch(name, dest, items, fresh=True))
-        except DestinationUnusable:  # a full disk: nothing of the batch landed; the run stops, the store as it was
-            outbox.discard_fresh(i.key for i in items)
-            raise
-        result.delivery.update(counts)
-        if counts[DELIVERED] < len(items):
-            outbox.keep_payloads(envs)
-    envelopes.clear()
-
-
-async def _settle_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> None:
-    try:
-        await outbox.settle_in_doubt(destinations)
-    finally:
-        for d in destinations.values():
-            await d.close()
-
-
-async def drain_and_close(outbox: Outbox, destinations: dict[str, Destination]) -> Counter[str]:
-    try:
-        return await outbox.drain(destinations)
-    finally:
-        for d in destinations.values():
-            await d.close()
+def _flushed(done: Flushed, result: SyncResult) -> None:
+    result.enqueued += done.enqueued
+    result.delivery.update(done.delivery)
 
 
 def _counts(result: SyncResult) -> dict[str, Any]:

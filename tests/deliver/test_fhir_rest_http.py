@@ -25,7 +25,13 @@ BASE = "https://ehr.example.org/fhir"
 CAPABILITIES = {
     "resourceType": "CapabilityStatement",
     "fhirVersion": "4.0.1",
-    "rest": [{"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}]}],
+    "rest": [
+        {
+            "mode": "server",
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "resource": [{"type": t, "conditionalUpdate": True} for t in ("Patient", "Observation", "Consent")],
+        }
+    ],
 }
 PATIENT_FOUND = {
     "resourceType": "Bundle",
@@ -181,16 +187,30 @@ def test_a_409_is_sent_once_more_after_a_re_read() -> None:
     assert reread.called
 
 
-def test_a_412_twice_is_left_for_a_later_retry() -> None:
+def test_a_412_twice_without_duplicates_is_left_for_a_later_retry() -> None:
     with answers() as mock:
         server(mock)
-        mock.get(url__startswith=f"{BASE}/Observation").respond(200, json={"resourceType": "Bundle", "total": 2})
+        mock.get(url__startswith=f"{BASE}/Observation").respond(200, json={"resourceType": "Bundle", "total": 1})
         mock.get(url__startswith=f"{BASE}/Consent").respond(200, json={"resourceType": "Bundle", "total": 1})
-        post = mock.post(BASE).respond(412, json=outcome("multiple matches"))
+        post = mock.post(BASE).respond(412, json=outcome("version conflict"))
         [result] = deliver(mock, [delivery_item("S106")])
     assert result.outcome is Outcome.RETRY
     assert post.call_count == 2
     assert "again after a re-read" in result.detail
+
+
+def test_a_412_saying_several_matches_is_dead_at_once_when_the_count_cannot_be_read() -> None:
+    # HAPI's words (PreconditionFailedException), issue code "processing"; the _summary=count search fails
+    said = 'Failed to UPDATE resource with match URL "Observation?identifier=x" because this search matched 2 resources'
+    with answers() as mock:
+        server(mock)
+        mock.get(url__startswith=f"{BASE}/Observation").respond(500)
+        mock.get(url__startswith=f"{BASE}/Consent").respond(500)
+        post = mock.post(BASE).respond(412, json=outcome(said))
+        [result] = deliver(mock, [delivery_item("S113")])
+    assert result.outcome is Outcome.DEAD
+    assert post.call_count == 1
+    assert "matched 2 resources" in result.detail
 
 
 def test_a_missing_endpoint_is_retried_with_the_url_named() -> None:

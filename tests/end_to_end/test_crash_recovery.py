@@ -37,7 +37,7 @@ from sis2fhir.read.oneroster import read_roster
 from sis2fhir.report import RowReport
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
-from tests.support import paths
+from tests.support import network, paths
 from tests.support.killing_proxy import KillPlan, kill_group, running_proxy
 from tests.support.mllp_listener import AA, Answer, MllpListener
 
@@ -230,7 +230,7 @@ def test_fhir_rest_killed_then_revoked_the_server_equals_the_log(
         config.write_text(
             yaml.safe_dump(
                 {
-                    "district": {"namespace": namespace},
+                    "district": network.district(namespace),
                     "recipients": [{"identifier": r, "destinations": [destination]} for r in recipients],
                 }
             )
@@ -359,8 +359,9 @@ def test_mllp_killed_then_revoked_every_message_the_hie_got_is_logged(
     store = f"sqlite:///{tmp_path / 'state.sqlite'}"
     with listener_in_thread() as hie:
         destination = f"mllp://127.0.0.1:{hie.port}"
+        config = network.write_config(tmp_path / "sis2fhir.yaml")
         cmd = [SIS2FHIR, "sync", str(export), "--as-of", AS_OF, "--store", store, "--destination", destination,
-               "--report", str(tmp_path / "rows.csv")]  # fmt: skip
+               "--report", str(tmp_path / "rows.csv"), "--config", str(config)]  # fmt: skip
         assert run(cmd, arm=lambda pid: hie.arm(pid, first)) == -signal.SIGKILL, f"run 1 was not killed at {first}"
         revoked = revoke_some(export, rng, in_flight(store))
         after_revocation = len(hie.received)

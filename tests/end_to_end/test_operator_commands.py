@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from sis2fhir.cli import app
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import outbox
-from tests.support import paths
+from tests.support import network, paths
 
 ROOT = paths.ROOT
 EXAMPLE = ROOT / "examples" / "district"
@@ -114,13 +114,14 @@ def _free_port() -> int:
 def test_outbox_retry_exits_4_while_anything_still_waits(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'state.sqlite'}"
     args = ["sync", str(EXAMPLE), "--as-of", AS_OF, "--store", store, "--report", str(tmp_path / "rows.csv")]
-    code, output = invoke([*args, "--destination", f"mllp://127.0.0.1:{_free_port()}"])  # nobody listens
+    nobody = f"mllp://127.0.0.1:{_free_port()}"  # nobody listens
+    code, output = invoke([*args, "--destination", nobody], env=network.env())
     assert code == 4, output
     engine = open_store(store)
     with engine.connect() as conn:
         queued = len(conn.execute(select(outbox.c.key).where(outbox.c.status == "queued")).all())
     assert queued
-    code, output = invoke(["outbox", "retry", "--store", store])
+    code, output = invoke(["outbox", "retry", "--store", store], env=network.env())
     assert code == 4, output
     assert f"still in the outbox: {queued} queued" in output
 

@@ -23,7 +23,7 @@ from sis2fhir.read.export import open_export
 from sis2fhir.read.oneroster import read_roster
 from sis2fhir.report import RowReport
 from sis2fhir.validate.engine import validate_resource
-from tests.support import paths
+from tests.support import network, paths
 
 ROOT = paths.ROOT
 EXAMPLE = ROOT / "examples" / "district"
@@ -299,6 +299,8 @@ def test_an_unreachable_recipient_keeps_items_queued_and_every_run_says_so(
     import socket
 
     monkeypatch.chdir(tmp_path)
+    for name, value in network.env().items():  # network delivery needs the district's own identifiers
+        monkeypatch.setenv(name, value)
     with socket.socket() as s:  # a loopback port nobody listens on: connections are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -316,8 +318,13 @@ def test_an_unreachable_recipient_keeps_items_queued_and_every_run_says_so(
     assert all("could not be reached" in i["last_error"] for i in items)
 
 
-def test_a_recipient_that_is_not_fhir_r4_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
+def test_a_recipient_that_is_not_fhir_r4_stops_the_run_before_anything_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import http.server
+
+    for name, value in network.env().items():  # network delivery needs the district's own identifiers
+        monkeypatch.setenv(name, value)
     import threading
 
     class Dstu3Server(http.server.BaseHTTPRequestHandler):

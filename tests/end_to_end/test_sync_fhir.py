@@ -22,7 +22,7 @@ from sis2fhir.cli import app
 from sis2fhir.read.export import open_export
 from sis2fhir.read.oneroster import read_roster
 from sis2fhir.report import RowReport
-from tests.support import paths
+from tests.support import network, paths
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def write_config(path: Path, namespace: str, **destination: object) -> Path:
     """A config whose district namespace is unique to the test, so tests sharing the server do not collide."""
     import yaml
 
-    cfg: dict[str, object] = {"district": {"namespace": namespace}}
+    cfg: dict[str, object] = {"district": network.district(namespace), "hl7": network.HL7}
     if destination:
         cfg["recipients"] = [{"identifier": r, "destinations": [destination]} for r in recipients_of_example()]
     path.write_text(yaml.safe_dump(cfg))

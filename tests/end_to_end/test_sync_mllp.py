@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from sis2fhir.cli import app
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
-from tests.support import paths
+from tests.support import network, paths
 from tests.support.mllp_listener import Answer, MllpListener
 
 pytestmark = pytest.mark.integration
@@ -27,6 +27,13 @@ ROOT = paths.ROOT
 EXAMPLE = ROOT / "examples" / "district"
 AS_OF = "2026-03-31"
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def district_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLLP delivery needs the district's own namespace, state id system and MSH-3..6 (SIS2FHIR_... variables)."""
+    for name, value in network.env().items():
+        monkeypatch.setenv(name, value)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sis2fhir.map.oru import OruError, V2Settings, build_oru_r01, escape
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.records import School, Student
-from sis2fhir.terminology import ATTENDANCE_SUMMARY, MEASURES, TIERS
+from sis2fhir.terminology import ABSENCE_RATE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, TIERS
 
 AS_OF = date(2025, 2, 28)
 SENT = datetime(2025, 3, 1, 12, 0, 0)
@@ -117,6 +117,8 @@ def test_hie_reads_every_measure_with_its_unit() -> None:
         assert str(seg[14]) == "20250228"
     rate = obx[ATTENDANCE_SUMMARY]
     assert (str(rate[2]), str(rate[5]), str(rate[6])) == ("NM", "10.42", "%^percent^UCUM")  # 12.5 / 120
+    assert str(rate[3][0][1]) == ABSENCE_RATE_DISPLAY  # "10.42 %" reads as absence, not attendance
+    assert str(rate[3][0][1]).startswith("Absence rate")
     tier = obx["chronic-absence-tier"]
     assert str(tier[2]) == "CWE"
     assert [str(c) for c in tier[5][0]] == ["moderate-chronic", TIERS["moderate-chronic"], "L"]
@@ -138,8 +140,10 @@ def test_header_patient_and_order_fields() -> None:
     assert str(pid[8]) == "F"
     obr = msg.segment("OBR")
     assert [str(c) for c in obr[4][0]] == ["ATTSUM", "School attendance summary", "L"]
-    assert str(obr[7]) == "20250228"
+    assert (str(obr[7]), str(obr[8])) == ("20240826", "20250228")  # the period: school year start to as-of
+    assert str(obr[22]) == "20250301120000"
     assert str(obr[25]) == "F"
+    assert len(obr) == 26  # no recipient given: no OBR-28 copies-to (tests/map/test_oru_recipient.py)
     # the school performed the observation: OBX-23 XON name and organization identifier
     for seg in msg.segments("OBX"):
         assert str(seg[23][0][0]) == "Lincoln Elementary"

@@ -26,7 +26,7 @@ from sis2fhir.config import shown_store_url
 from sis2fhir.store.lock import ADVISORY_KEY, StoreLockError, WriterLock
 from sis2fhir.store.schema import disclosures, outbox
 from tests.end_to_end.test_sync_fhir import identifiers_in_ndjson, identifiers_on_server, seed_patients, write_config
-from tests.support import paths
+from tests.support import network, paths
 
 ROOT = paths.ROOT
 EXAMPLE = ROOT / "examples" / "district"
@@ -56,7 +56,10 @@ def silent() -> Iterator[SilentServer]:
 
 
 def start(*args: str, wait: float, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    environ = {**os.environ, "SIS2FHIR_STORE_LOCK_WAIT_SECONDS": str(wait), **(env or {})}
+    # a run without a config file has the made-up district's identity, which network delivery needs (and every
+    # run of a test must share, so that their identifiers agree)
+    identity = {} if "--config" in args else network.env()
+    environ = {**os.environ, "SIS2FHIR_STORE_LOCK_WAIT_SECONDS": str(wait), **identity, **(env or {})}
     with log.open("wb") as f:
         return subprocess.Popen(
             [SIS2FHIR, *args], stdout=f, stderr=subprocess.STDOUT, env=environ, start_new_session=True, cwd=log.parent

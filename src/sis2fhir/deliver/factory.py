@@ -153,20 +153,35 @@ def build(ds: DestinationSettings, settings: Settings) -> tuple[str, Destination
     if ds.type == "fhir":
         if not ds.url.startswith(("http://", "https://")):
             raise ConfigError(f"a fhir destination needs an http(s) `url`, not {ds.url!r}")
-        return "fhir", fhir_destination(ds, settings)
+        dest = fhir_destination(ds, settings)  # its own problems (secrets, keys) first
+        _refuse_colliding_identifiers(f"FHIR destination {ds.url}", settings.district.network_problems())
+        return "fhir", dest
     if not ds.host or not ds.port:
         raise ConfigError("an mllp destination needs `host` and `port`")
     from pydantic import ValidationError
 
-    from sis2fhir.map.oru import V2Settings
+    from sis2fhir.map.oru import MSH_FIELDS, v2_settings
 
     try:
-        V2Settings(**{"state_id_authority": settings.district.state_id_authority, **ds.v2})
+        v2 = v2_settings(settings, ds.v2)
     except ValidationError as e:
-        raise ConfigError(f"mllp destination {ds.host}:{ds.port}: invalid `v2` settings: {e}") from None
+        raise ConfigError(f"mllp destination {ds.host}:{ds.port}: invalid `hl7` or `v2` settings: {e}") from None
+    empty = [
+        f"hl7.{name} (or the destination's v2.{name}): {MSH_FIELDS[name]} is empty; set what the HIE registered"
+        for name in v2.empty_routing_fields()
+    ]
+    _refuse_colliding_identifiers(f"MLLP destination {ds.host}:{ds.port}", settings.district.network_problems() + empty)
     from sis2fhir.deliver.mllp import MllpDestination
 
     return "hl7v2", MllpDestination(ds.host, ds.port, ack_timeout=ds.timeout_seconds)
+
+
+def _refuse_colliding_identifiers(what: str, problems: list[str]) -> None:
+    """Network delivery stops before anything leaves while the identifiers (or the HL7 v2 routing) are not the
+    district's own: two districts on the shipped namespace would overwrite each other's students at a recipient."""
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ConfigError(f"{what}: nothing is sent over the network until these are set:\n{lines}")
 
 
 def from_spec(spec: str, settings: Settings) -> tuple[str, Destination]:

@@ -4,6 +4,7 @@ bundles, and the transaction-response read back (where each resource was stored,
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import orjson
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Outcome
+from sis2fhir.deliver.fhir_search import identifier_token
 
 PATIENT_REFERENCE_FIELDS = ("subject", "patient")  # Observation.subject, Consent.patient
 # Where servers name the failing entry of a refused transaction: HAPI puts "Bundle.entry[3]" in
@@ -39,7 +41,13 @@ class Refused(Exception):
 
 
 def conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
-    """The transaction entry `PUT {type}?identifier=system|value` for `resource` (changed in place: no id)."""
+    """The transaction entry `PUT {type}?identifier=system|value` for `resource` (changed in place: no id), with
+    its `fullUrl`.
+
+    R4 (Bundle.entry.fullUrl, http.html#transaction) wants a fullUrl on every entry but a create's, consistent
+    with the resource's id unless it is a urn:uuid. The server picks the id of a conditional update, so we cannot
+    know its absolute URL: the entry gets a urn:uuid, derived from the business identifier (the same on every
+    resend), as in the R4 example transaction's conditional update. Strict servers refuse entries without one."""
     rtype = resource.get("resourceType")
     identifiers = [i for i in resource.get("identifier") or [] if i.get("system") and i.get("value")]
     if not rtype or not identifiers:
@@ -49,8 +57,38 @@ def conditional_update(resource: dict[str, Any]) -> dict[str, Any]:
     resource.pop("id", None)
     if isinstance(resource.get("meta"), dict):
         resource["meta"].pop("versionId", None)
-    url = f"{rtype}?identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
-    return {"resource": resource, "request": {"method": "PUT", "url": url}}
+    # escaped for FHIR search (fhir_search.py), then URL-encoded: the system keeps its ':' and '/', the
+    # separating '|' stays as it is
+    token = identifier_token(str(ident["system"]), str(ident["value"]))
+    url = f"{rtype}?identifier={quote(token, safe=':/|')}"
+    return {"fullUrl": entry_urn(rtype, token), "resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+def entry_urn(resource_type: str, token: str) -> str:
+    """A urn:uuid for the entry of `resource_type` with this identifier token: stable, and one per identifier."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}?identifier={token}')}"
+
+
+def rounds(ready: list[Prepared]) -> list[list[Prepared]]:
+    """Items in rounds in which no conditional URL comes twice; a round is sent once the one before has been
+    answered.
+
+    The same Observation goes to every recipient of a student; when two recipients share a FHIR server, their
+    items carry the same conditional URL (and fullUrl). In one transaction R4 fails overlapping identities
+    (http.html#transaction; bdl-7: fullUrl unique), and sekmet-fhir resolves both conditional URLs before either
+    runs and creates the resource twice; in two transactions at once, a server that runs them in parallel can
+    create it twice. In a later round the second finds the first."""
+    out: list[list[Prepared]] = []
+    taken: list[set[str]] = []
+    for prepared in ready:
+        mine = {e["request"]["url"] for e in prepared.entries}
+        k = next((n for n, urls in enumerate(taken) if urls.isdisjoint(mine)), len(out))
+        if k == len(out):
+            out.append([])
+            taken.append(set())
+        out[k].append(prepared)
+        taken[k] |= mine
+    return out
 
 
 def pack(ready: list[Prepared], bundle_size: int) -> list[list[Prepared]]:

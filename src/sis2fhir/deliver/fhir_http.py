@@ -1,11 +1,13 @@
 """Sending one transaction Bundle over HTTP and what each answer means: delivered, refused for good (400/422,
-halved until the refused item stands alone), version conflict (re-read, once more), rate limited, or retried."""
+halved until the refused item stands alone), several resources under one identifier (412 multiple matches: refused
+for good at once), version conflict (re-read, once more), rate limited, or retried."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from sis2fhir.deliver.smart_auth import SmartAuthError
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
+MATCHED_SEVERAL = re.compile(r"\bmatched ([2-9]|\d{2,}) resources\b|\bmultiple (matches|resources)\b", re.I)
 Emit = Callable[[list[DeliveryResult]], None]  # hands the results of one transaction on, as soon as they are known
 
 
@@ -84,6 +87,13 @@ class TransactionSender:
             return emit(delivered(batch, body, status))
         if status in (400, 422):
             return await self._refused(batch, oo, said, emit)
+        if status == 412:
+            # R4 conditional update: several matches -> 412. Resending cannot help until someone removes the
+            # duplicates at the server, so the items whose identifiers match more than one resource are dead
+            # letters now (with the server's message), not retried for max_age_hours; the others go again.
+            counts = await self._match_counts(entries)
+            if any(isinstance(c, int) and c > 1 for c in counts) or multiple_matches(oo):
+                return await self._ambiguous(batch, counts, oo, said, emit, reread)
         if status in (409, 412):
             if not reread:
                 note = await self._reread(entries)
@@ -119,20 +129,64 @@ class TransactionSender:
         middle = len(batch) // 2
         await asyncio.gather(self.send(batch[:middle], emit), self.send(batch[middle:], emit))
 
-    async def _reread(self, entries: list[dict[str, Any]]) -> str:
-        """Read what the server now holds under each conditional URL; a summary for the log (no PHI)."""
-        counts = []
+    async def _ambiguous(
+        self,
+        batch: list[Prepared],
+        counts: list[int | None],
+        oo: dict[str, Any] | None,
+        said: str,
+        emit: Emit,
+        reread: bool,
+    ) -> None:
+        """Dead letters for the items with an identifier several resources carry at the server; the rest again.
+        Where the counts do not tell (the search failed), the server's OperationOutcome or halving finds them."""
+        dead: list[Prepared] = []
+        rest: list[Prepared] = []
+        offset = 0
+        for prepared in batch:
+            mine = counts[offset : offset + len(prepared.entries)]
+            offset += len(prepared.entries)
+            several = max((c for c in mine if isinstance(c, int)), default=0)
+            (dead if several > 1 else rest).append(prepared)
+            if several > 1:
+                emit([DeliveryResult(prepared.item.key, Outcome.DEAD,
+                                     f"{several} resources at the server carry one of this item's identifiers (412 "
+                                     f"multiple matches): {said}; remove the duplicates there, then "
+                                     "`sis2fhir outbox replay`", operation_outcome=oo)])  # fmt: skip
+        if not dead:
+            return await self._refused(batch, oo, f"412 multiple matches: {said}", emit)
+        if rest:
+            await self.send(rest, emit, reread=reread)
+
+    async def _match_counts(self, entries: list[dict[str, Any]]) -> list[int | None]:
+        """How many resources the server holds under each entry's conditional URL (None where it cannot tell)."""
+        counts: list[int | None] = []
         for entry in entries:
             try:
-                response = await self.session.client.get(
-                    f"{self.base_url}/{entry['request']['url']}", params={"_summary": "count"}
-                )
+                # appended to the conditional URL's own query: httpx 0.28 replaces a URL's query with `params=`
+                response = await self.session.client.get(f"{self.base_url}/{entry['request']['url']}&_summary=count")
                 total = (json_body(response) or {}).get("total") if response.status_code == 200 else None
             except (httpx.HTTPError, SmartAuthError):
                 total = None
-            counts.append(total)
+            counts.append(total if isinstance(total, int) else None)
+        return counts
+
+    async def _reread(self, entries: list[dict[str, Any]]) -> str:
+        """Read what the server now holds under each conditional URL; a summary for the log (no PHI)."""
+        counts = await self._match_counts(entries)
         several = sum(1 for c in counts if isinstance(c, int) and c > 1)
         return f"{several} of {len(entries)} identifiers match more than one resource"
+
+
+def multiple_matches(oo: dict[str, Any] | None) -> bool:
+    """Whether an OperationOutcome says a conditional URL matched several resources: the R4 issue code
+    `multiple-matches` (sekmet-fhir), or HAPI's "... matched N resources" text."""
+    for issue in (oo or {}).get("issue") or []:
+        if issue.get("code") == "multiple-matches":
+            return True
+        if MATCHED_SEVERAL.search(str(issue.get("diagnostics", ""))):
+            return True
+    return False
 
 
 def retry_after(response: httpx.Response) -> float | None:

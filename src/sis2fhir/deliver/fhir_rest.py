@@ -29,6 +29,7 @@ from sis2fhir.deliver.fhir_bundle import (
     conditional_update,
     json_body,
     pack,
+    rounds,
     same_content,
 )
 from sis2fhir.deliver.fhir_capability import read_capabilities
@@ -151,7 +152,11 @@ class FhirRestDestination(Destination):
                     [DeliveryResult(p.item.key, Outcome.IN_DOUBT, detail) for p in batch if p.item.key not in answered]
                 )
 
-        tasks = [asyncio.create_task(send(b)) for b in pack(ready, self.bundle_size)]
+        async def send_rounds() -> None:
+            for items_of_round in rounds(ready):  # no resource twice at once (fhir_bundle.rounds)
+                await asyncio.gather(*(send(b) for b in pack(items_of_round, self.bundle_size)))
+
+        tasks = [asyncio.create_task(send_rounds())]
         try:
             waiting = len(ready)
             while waiting > 0:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sis2fhir.config import Settings
 from sis2fhir.measure import AttendanceSummary, rate_percent_hundredths
 from sis2fhir.records import School, Student
-from sis2fhir.terminology import ATTENDANCE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, TIERS
+from sis2fhir.terminology import ABSENCE_RATE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, NPI_SYSTEM, TIERS
 
 # HL7 table 0001 (Administrative Sex) for the OneRoster demographics `sex` values (1.1: male|female;
 # 1.2 adds other|unspecified). Anything else is left out of PID-8 rather than guessed.
@@ -69,6 +72,48 @@ class V2Settings(BaseModel):
     # MSH-18 (table 0211). Names are not ASCII everywhere; the MLLP client sends UTF-8.
     character_set: Literal["", "UNICODE UTF-8", "ASCII", "8859/1"] = "UNICODE UTF-8"
 
+    def empty_routing_fields(self) -> list[str]:
+        """The MSH-3..6 settings left empty: an HIE routes and restricts on them, so network delivery needs all."""
+        fields = ("sending_application", "sending_facility", "receiving_application", "receiving_facility")
+        return [name for name in fields if not getattr(self, name).strip()]
+
+
+# MSH-3..6 by their configuration names, as an HIE interface analyst knows them
+MSH_FIELDS: Final[dict[str, str]] = {
+    "sending_application": "MSH-3",
+    "sending_facility": "MSH-4",
+    "receiving_application": "MSH-5",
+    "receiving_facility": "MSH-6",
+}
+
+
+def v2_settings(settings: Settings, route_v2: Mapping[str, Any]) -> V2Settings:
+    """The V2Settings of one MLLP destination: the district's PID-3.4 authority, then the `hl7:` section (set
+    values only), then the destination's own `v2:`; pydantic's ValidationError when a value cannot be sent."""
+    common = {k: v for k, v in settings.hl7.model_dump().items() if v}
+    return V2Settings(**{"state_id_authority": settings.district.state_id_authority, **common, **route_v2})
+
+
+@dataclass(frozen=True, slots=True)
+class CopyTo:
+    """The consented recipient, named in OBR-28 (Result Copies To) of every message: an HIE routes and restricts
+    on it. `system` is the identifier's FHIR system (the NPI's by default, as in the configuration)."""
+
+    identifier: str
+    name: str = ""
+    system: str = NPI_SYSTEM
+
+    def xcn(self) -> str:
+        """XCN: 1 id, 2 family name (the organisation's name, as HIEs fill it for a practice), 9 assigning
+        authority (HD, sub-components), 13 identifier type (table 0203: NPI, or XX organisation identifier)."""
+        if self.system == NPI_SYSTEM:
+            authority, kind = "NPI&2.16.840.1.113883.4.6&ISO", "NPI"
+        else:
+            oid = self.system.removeprefix("urn:oid:")
+            authority = f"&{escape(oid)}&ISO" if self.system.startswith("urn:oid:") else f"&{escape(self.system)}&URI"
+            kind = "XX"
+        return f"{escape(self.identifier)}^{escape(self.name)}^^^^^^^{authority}^^^^{kind}"
+
 
 def escape(text: str) -> str:
     """`text` with the HL7 delimiters replaced by their escape sequences (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\)."""
@@ -122,8 +167,12 @@ def build_oru_r01(
     v2: V2Settings,
     control_id: str,
     message_time: datetime,
+    copy_to: CopyTo | None = None,
 ) -> str:
-    """The ORU^R01 (v2.5.1) for one student's attendance summary: ER7 text, segments separated by CR."""
+    """The ORU^R01 (v2.5.1) for one student's attendance summary: ER7 text, segments separated by CR.
+
+    OBR-7 and OBR-8 (observation date/time and end date/time) are the period the numbers cover: the first day of
+    the school year and the as-of date. OBR-28 names the consented recipient (`copy_to`) when given."""
     _check_control_id(control_id)
     if not student.state_id:
         raise OruError(f"student {student.sourced_id} has no state student id; PID-3 needs one to match the patient")
@@ -143,10 +192,19 @@ def build_oru_r01(
     # OBR-3: one filler order number per student, school, year and as-of date, so a resend of the same
     # summary is recognisably the same result and next month's summary is a new one.
     filler = escape(f"ATT-{summary.school_year}-{summary.school_sourced_id}-{summary.student_sourced_id}-{as_of}")
-    obr = (
-        f"OBR|1||{filler}^{v2.sending_application.split('^', 1)[0]}|{ATTSUM}^{ATTSUM_TEXT}^{cs}|||"
-        f"{as_of}|||||||||||||||{v2_datetime(message_time)}|||F"
-    )
+    # OBR-7 the period's start, OBR-8 its end, OBR-22 when the result was reported, OBR-25 F (final),
+    # OBR-28 the copies-to: the consented recipient
+    fields = [""] * 29
+    fields[0] = "OBR"
+    fields[1] = "1"
+    fields[3] = f"{filler}^{v2.sending_application.split('^', 1)[0]}"
+    fields[4] = f"{ATTSUM}^{ATTSUM_TEXT}^{cs}"
+    fields[7] = v2_date(summary.period_start)
+    fields[8] = as_of
+    fields[22] = v2_datetime(message_time)
+    fields[25] = "F"
+    fields[28] = copy_to.xcn() if copy_to is not None else ""
+    obr = "|".join(fields).rstrip("|")
     performer = escape(school.name)
     if school.identifier:
         performer += f"^^^^^^^^^{escape(school.identifier)}"
@@ -173,7 +231,7 @@ def build_oru_r01(
     numeric("days-absent-oss", MEASURES["days-absent-oss"], hundredths_text(summary.oss_h), UCUM_DAY)
     if summary.days_in_membership > 0:  # with no day in membership there is no rate, and no OBX claims one
         rate = percent_text(summary.days_absent_h, summary.days_in_membership)
-        numeric(ATTENDANCE_SUMMARY, ATTENDANCE_DISPLAY[ATTENDANCE_SUMMARY], rate, UCUM_PERCENT)
+        numeric(ATTENDANCE_SUMMARY, ABSENCE_RATE_DISPLAY, rate, UCUM_PERCENT)
     tier = summary.tier
     set_id += 1
     segments.append(

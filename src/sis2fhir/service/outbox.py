@@ -112,7 +112,7 @@ def drain(ob: Outbox, settings: Settings) -> DrainReport:
     """Deliver what is due to every destination with items in the outbox; FolderWriteError when merging a
     folder's delivered segments did not fit (they stay, merged next time)."""
     from sis2fhir.deliver.factory import destinations_for_outbox
-    from sis2fhir.pipeline import drain_and_close
+    from sis2fhir.deliver.flush import drain_and_close
 
     dests = destinations_for_outbox(settings, ob)
     delivered = dict(asyncio.run(drain_and_close(ob, dests))) if dests else {}
