@@ -17,18 +17,20 @@ from typing import Any
 
 import orjson
 
-from sis2fhir.config import DistrictSettings, Settings
+from sis2fhir.config import DistrictSettings, RecipientSettings, Settings
 from sis2fhir.deliver.base import DeliveryItem
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
+from sis2fhir.map.organization import district_organization, recipient_organization, school_organization
+from sis2fhir.map.patient import student_patient
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
-from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
+from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome, validate_resource
 from sis2fhir.validate.engine import default_validator
 
@@ -58,6 +60,35 @@ class DisclosureCounts:
     revocation_notices: int = 0
     consented: set[str] = field(default_factory=set)
     withdraw: list[tuple[str, Subject]] = field(default_factory=list)  # (destination, subject): must not go out
+    # Organizations come in every student's item for a self-contained destination, but each is one resource (one
+    # line of the folder's Organization.ndjson): counted by id (built) and by (destination, recipient, id)
+    organizations_built: set[str] = field(default_factory=set)
+    organizations_sent: set[tuple[str, str, str]] = field(default_factory=set)
+    organizations_new: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def count_sent(
+        self,
+        counter: Counter[str],
+        organizations: set[tuple[str, str, str]],
+        destination: str,
+        recipient: str,
+        resources: list[dict[str, Any]],
+    ) -> None:
+        for r in resources:
+            if r["resourceType"] == "Organization":
+                organizations.add((destination, recipient, r["id"]))
+            else:
+                counter[r["resourceType"]] += 1
+
+    def settle(self) -> None:
+        """The Organization counts from the sets (after adding up, which would count one in every worker)."""
+        for counter, seen in (
+            (self.resources_built, self.organizations_built),
+            (self.to_recipients, self.organizations_sent),
+            (self.to_recipients_new, self.organizations_new),
+        ):
+            if seen:
+                counter["Organization"] = len(seen)
 
     def absorb(self, other: DisclosureCounts) -> None:
         self.decisions.update(other.decisions)
@@ -69,6 +100,10 @@ class DisclosureCounts:
         self.revocation_notices += other.revocation_notices
         self.consented |= other.consented
         self.withdraw += other.withdraw
+        self.organizations_built |= other.organizations_built
+        self.organizations_sent |= other.organizations_sent
+        self.organizations_new |= other.organizations_new
+        self.settle()
         if other.report is not self.report:
             self.report.extend(other.report)
 
@@ -85,6 +120,7 @@ class DisclosureBuilder:
     holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
     quarantine_dir: Path | None
     counts: DisclosureCounts
+    organizations: dict[str, bool] = field(default_factory=dict)  # Organization id -> valid (validated once)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -105,8 +141,10 @@ class DisclosureBuilder:
             if m.notice:
                 self.counts.revocation_notices += 1
             else:
-                self.counts.to_recipients_new.update(r["resourceType"] for r in item.resources)
+                self.counts.count_sent(self.counts.to_recipients_new, self.counts.organizations_new,
+                                       m.envelope.destination, item.recipient, item.resources)  # fmt: skip
             out.append(m.envelope)
+        self.counts.settle()
         return out
 
     def envelopes(
@@ -115,7 +153,9 @@ class DisclosureBuilder:
         """Everything that may go to each recipient about this student, known to the outbox or not."""
         counts, district = self.counts, self.settings.district
         out: list[_Made] = []
-        observations: list[dict[str, Any]] | None = None  # the same for every recipient: built once
+        # the student's valid Observations (school, resource), the same for every recipient: built once per kind of
+        # reference (logical, or literal for a self-contained destination)
+        observations: dict[bool, list[tuple[str, dict[str, Any]]]] = {}
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -125,35 +165,99 @@ class DisclosureBuilder:
                 )
                 continue
             counts.consented.add(student.sourced_id)
-            if observations is None:
-                observations = []
-                for s in summaries:
-                    obs = attendance_observation(s, student, self.roster.schools[s.school_sourced_id], district)
-                    if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
-                        observations.append(obs)
-                        counts.resources_built["Observation"] += 1
-            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-            consent = ferpa_consent(gate.consent, student, self.roster.district, district, system)
-            if not self._passes(consent, CONSENT_PROFILE, student, gate.consent.consent_id):
-                continue  # without a valid Consent resource nothing goes to this recipient
-            counts.resources_built["Consent"] += 1
-            if not observations:
-                continue
+            consent_made: dict[bool, dict[str, Any] | None] = {}
             for rt in rts:
+                literal = rt.self_contained
+                if literal not in consent_made:
+                    consent_made[literal] = self._consent(gate.consent, student, recipient, literal, not consent_made)
+                consent = consent_made[literal]
+                if consent is None:
+                    continue  # without a valid Consent resource nothing goes to this recipient
+                if literal not in observations:
+                    observations[literal] = self._observations(student, summaries, literal, not observations)
+                if not observations[literal]:
+                    continue
                 if rt.takes == "hl7v2":
                     out += map(_Made, v2_envelopes(rt, recipient, student, summaries, self.roster, gate.consent,
                                                    counts, district))  # fmt: skip
                     continue
-                resources = [*observations, consent]
+                resources = [obs for _, obs in observations[literal]]
+                if literal:  # the Patient and Organizations they refer to go along (privacy: only with consent)
+                    context = self._context(student, observations[literal], recipient, gate.consent)
+                    if context is None:
+                        continue
+                    resources = [*context, *resources]
+                resources.append(consent)
                 subject = Subject(recipient, student.sourced_id)
                 encoded = fingerprint(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
-                counts.to_recipients.update(r["resourceType"] for r in resources)
+                counts.count_sent(counts.to_recipients, counts.organizations_sent, rt.destination, recipient, resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
                 )
                 out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
         return out
+
+    def _observations(
+        self, student: Student, summaries: list[AttendanceSummary], literal: bool, count: bool
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(school, Observation) for each summary whose Observation is valid; counted once per student (`count`)."""
+        made = []
+        for s in summaries:
+            obs = attendance_observation(
+                s, student, self.roster.schools[s.school_sourced_id], self.settings.district, literal
+            )
+            if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
+                made.append((s.school_sourced_id, obs))
+                if count:
+                    self.counts.resources_built["Observation"] += 1
+        return made
+
+    def _consent(
+        self, consent: ConsentRecord, student: Student, recipient: str, literal: bool, count: bool
+    ) -> dict[str, Any] | None:
+        """The valid Consent resource, or None; counted once per student x recipient (`count`)."""
+        made = ferpa_consent(
+            consent, student, self.roster.district, self.settings.district, self._recipient(recipient).system, literal
+        )
+        if not self._passes(made, CONSENT_PROFILE, student, consent.consent_id):
+            return None
+        if count:
+            self.counts.resources_built["Consent"] += 1
+        return made
+
+    def _recipient(self, recipient: str) -> RecipientSettings:
+        """The recipient's settings (a one-off run's recipients are not configured: the defaults)."""
+        found = next((r for r in self.settings.recipients if r.identifier == recipient), None)
+        return found if found is not None else RecipientSettings(identifier=recipient)
+
+    def _context(
+        self,
+        student: Student,
+        observations: list[tuple[str, dict[str, Any]]],
+        recipient: str,
+        consent: ConsentRecord,
+    ) -> list[dict[str, Any]] | None:
+        """What a self-contained set adds for this student: the Patient, the district, the schools of the
+        Observations and the recipient (in that order), all valid; None when one is not (nothing goes then)."""
+        district, settings = self.settings.district, self._recipient(recipient)
+        patient = student_patient(student, district, settings.patient_detail or district.patient_detail)
+        if not self._passes(patient, None, student, "Patient"):
+            return None
+        self.counts.resources_built["Patient"] += 1
+        orgs = [district_organization(self.roster.district, district)]
+        for school in dict.fromkeys(school for school, _ in observations):
+            orgs.append(school_organization(self.roster.schools[school], self.roster.district, district))
+        orgs.append(recipient_organization(settings.system, recipient, settings.name or consent.recipient_name))
+        for org in orgs:
+            if org["id"] not in self.organizations:  # validated once per process: the same for every student
+                valid = self._passes(org, None, student, "Organization")
+                self.organizations[org["id"]] = valid
+                if valid:
+                    self.counts.organizations_built.add(org["id"])
+            if not self.organizations[org["id"]]:
+                return None
+        return [patient, *orgs]
 
     def _withdraw(
         self, student: Student, recipient: str, rts: list[Route], revoked: ConsentRecord | None
@@ -166,8 +270,9 @@ class DisclosureBuilder:
             if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
                 self.counts.withdraw.append((rt.destination, subject))
                 continue
-            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district, system)
+            # a folder holds the Patient and Organizations from what it received before: no Patient goes again
+            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district,
+                                    self._recipient(recipient).system, rt.self_contained)  # fmt: skip
             if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
                 self.counts.withdraw.append((rt.destination, subject))
                 continue
@@ -191,8 +296,9 @@ class DisclosureBuilder:
             DisclosureCounts(RowReport()),
         )
 
-    def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
-        """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
+    def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
+        """Validate against our profile (None: R4 core); an invalid resource goes to quarantine with its
+        OperationOutcome."""
         issues = validate_resource(resource, profile=profile)
         if not any(i.severity == "error" for i in issues):
             return True
