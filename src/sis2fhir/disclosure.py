@@ -24,7 +24,7 @@ from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
-from sis2fhir.map.organization import district_organization, recipient_organization, school_organization
+from sis2fhir.map.organization import set_organizations
 from sis2fhir.map.patient import student_patient
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
@@ -35,6 +35,7 @@ from sis2fhir.validate import operation_outcome, validate_resource
 from sis2fhir.validate.engine import default_validator
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
+Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,35 +61,26 @@ class DisclosureCounts:
     revocation_notices: int = 0
     consented: set[str] = field(default_factory=set)
     withdraw: list[tuple[str, Subject]] = field(default_factory=list)  # (destination, subject): must not go out
-    # Organizations come in every student's item for a self-contained destination, but each is one resource (one
-    # line of the folder's Organization.ndjson): counted by id (built) and by (destination, recipient, id)
-    organizations_built: set[str] = field(default_factory=set)
-    organizations_sent: set[tuple[str, str, str]] = field(default_factory=set)
-    organizations_new: set[tuple[str, str, str]] = field(default_factory=set)
+    # Organizations, in every student's item to a self-contained destination, are counted once each: as built by
+    # id, in the items by destination, recipient and id (a line of that folder's Organization.ndjson)
+    organizations: set[tuple[str, str, str, str]] = field(default_factory=set)  # (built|sent|new, dest, to, id)
 
-    def count_sent(
-        self,
-        counter: Counter[str],
-        organizations: set[tuple[str, str, str]],
-        destination: str,
-        recipient: str,
-        resources: list[dict[str, Any]],
-    ) -> None:
-        for r in resources:
+    def count_sent(self, item: DeliveryItem, destination: str, new: bool) -> None:
+        """Count an item's resources: in the items for recipients (`new`: of which new or changed)."""
+        counter = self.to_recipients_new if new else self.to_recipients
+        for r in item.resources:
             if r["resourceType"] == "Organization":
-                organizations.add((destination, recipient, r["id"]))
+                self.organizations.add(("new" if new else "sent", destination, item.recipient, r["id"]))
             else:
                 counter[r["resourceType"]] += 1
 
     def settle(self) -> None:
-        """The Organization counts from the sets (after adding up, which would count one in every worker)."""
-        for counter, seen in (
-            (self.resources_built, self.organizations_built),
-            (self.to_recipients, self.organizations_sent),
-            (self.to_recipients_new, self.organizations_new),
-        ):
-            if seen:
-                counter["Organization"] = len(seen)
+        """The Organization counts from the set (adding up the workers' counts would count one in each)."""
+        n = Counter(kind for kind, *_ in self.organizations)
+        for kind, counter in (("built", self.resources_built), ("sent", self.to_recipients),
+                              ("new", self.to_recipients_new)):  # fmt: skip
+            if n[kind]:
+                counter["Organization"] = n[kind]
 
     def absorb(self, other: DisclosureCounts) -> None:
         self.decisions.update(other.decisions)
@@ -100,9 +92,7 @@ class DisclosureCounts:
         self.revocation_notices += other.revocation_notices
         self.consented |= other.consented
         self.withdraw += other.withdraw
-        self.organizations_built |= other.organizations_built
-        self.organizations_sent |= other.organizations_sent
-        self.organizations_new |= other.organizations_new
+        self.organizations |= other.organizations
         self.settle()
         if other.report is not self.report:
             self.report.extend(other.report)
@@ -120,7 +110,7 @@ class DisclosureBuilder:
     holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
     quarantine_dir: Path | None
     counts: DisclosureCounts
-    organizations: dict[str, bool] = field(default_factory=dict)  # Organization id -> valid (validated once)
+    valid_organizations: dict[str, bool] = field(default_factory=dict)  # id -> valid (each validated once)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -141,8 +131,7 @@ class DisclosureBuilder:
             if m.notice:
                 self.counts.revocation_notices += 1
             else:
-                self.counts.count_sent(self.counts.to_recipients_new, self.counts.organizations_new,
-                                       m.envelope.destination, item.recipient, item.resources)  # fmt: skip
+                self.counts.count_sent(item, m.envelope.destination, new=True)
             out.append(m.envelope)
         self.counts.settle()
         return out
@@ -153,9 +142,9 @@ class DisclosureBuilder:
         """Everything that may go to each recipient about this student, known to the outbox or not."""
         counts, district = self.counts, self.settings.district
         out: list[_Made] = []
-        # the student's valid Observations (school, resource), the same for every recipient: built once per kind of
-        # reference (logical, or literal for a self-contained destination)
-        observations: dict[bool, list[tuple[str, dict[str, Any]]]] = {}
+        # valid Observations (school, resource) for every recipient, once per kind of reference (literal or not)
+        observations: dict[bool, Observations] = {}
+        contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -183,7 +172,9 @@ class DisclosureBuilder:
                     continue
                 resources = [obs for _, obs in observations[literal]]
                 if literal:  # the Patient and Organizations they refer to go along (privacy: only with consent)
-                    context = self._context(student, observations[literal], recipient, gate.consent)
+                    if recipient not in contexts:
+                        contexts[recipient] = self._context(student, observations[literal], recipient, gate.consent)
+                    context = contexts[recipient]
                     if context is None:
                         continue
                     resources = [*context, *resources]
@@ -191,22 +182,21 @@ class DisclosureBuilder:
                 subject = Subject(recipient, student.sourced_id)
                 encoded = fingerprint(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
-                counts.count_sent(counts.to_recipients, counts.organizations_sent, rt.destination, recipient, resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
                 )
+                counts.count_sent(item, rt.destination, new=False)
                 out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
         return out
 
     def _observations(
         self, student: Student, summaries: list[AttendanceSummary], literal: bool, count: bool
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> Observations:
         """(school, Observation) for each summary whose Observation is valid; counted once per student (`count`)."""
-        made = []
+        made: Observations = []
         for s in summaries:
-            obs = attendance_observation(
-                s, student, self.roster.schools[s.school_sourced_id], self.settings.district, literal
-            )
+            school = self.roster.schools[s.school_sourced_id]
+            obs = attendance_observation(s, student, school, self.settings.district, literal)
             if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
                 made.append((s.school_sourced_id, obs))
                 if count:
@@ -231,13 +221,8 @@ class DisclosureBuilder:
         found = next((r for r in self.settings.recipients if r.identifier == recipient), None)
         return found if found is not None else RecipientSettings(identifier=recipient)
 
-    def _context(
-        self,
-        student: Student,
-        observations: list[tuple[str, dict[str, Any]]],
-        recipient: str,
-        consent: ConsentRecord,
-    ) -> list[dict[str, Any]] | None:
+    def _context(self, student: Student, observations: Observations, recipient: str, consent: ConsentRecord
+                 ) -> list[dict[str, Any]] | None:  # fmt: skip
         """What a self-contained set adds for this student: the Patient, the district, the schools of the
         Observations and the recipient (in that order), all valid; None when one is not (nothing goes then)."""
         district, settings = self.settings.district, self._recipient(recipient)
@@ -245,18 +230,15 @@ class DisclosureBuilder:
         if not self._passes(patient, None, student, "Patient"):
             return None
         self.counts.resources_built["Patient"] += 1
-        orgs = [district_organization(self.roster.district, district)]
-        for school in dict.fromkeys(school for school, _ in observations):
-            orgs.append(school_organization(self.roster.schools[school], self.roster.district, district))
-        orgs.append(recipient_organization(settings.system, recipient, settings.name or consent.recipient_name))
+        schools = (self.roster.schools[school] for school, _ in observations)
+        named = settings.name or consent.recipient_name
+        orgs = set_organizations(schools, self.roster.district, district, (settings.system, recipient, named))
         for org in orgs:
-            if org["id"] not in self.organizations:  # validated once per process: the same for every student
-                valid = self._passes(org, None, student, "Organization")
-                self.organizations[org["id"]] = valid
-                if valid:
-                    self.counts.organizations_built.add(org["id"])
-            if not self.organizations[org["id"]]:
+            if org["id"] not in self.valid_organizations:  # the same for every student
+                self.valid_organizations[org["id"]] = self._passes(org, None, student, "Organization")
+            if not self.valid_organizations[org["id"]]:
                 return None
+            self.counts.organizations.add(("built", "", "", org["id"]))
         return [patient, *orgs]
 
     def _withdraw(
@@ -297,8 +279,7 @@ class DisclosureBuilder:
         )
 
     def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
-        """Validate against our profile (None: R4 core); an invalid resource goes to quarantine with its
-        OperationOutcome."""
+        """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
         issues = validate_resource(resource, profile=profile)
         if not any(i.severity == "error" for i in issues):
             return True

@@ -8,6 +8,7 @@ is the resource here. FHIR REST recipients get none of these: there, organizatio
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from typing import Any
 
 from sis2fhir import terminology as t
@@ -56,3 +57,19 @@ def school_organization(school: School, district_org: District | None, district:
 def recipient_organization(system: str, value: str, name: str) -> dict[str, Any]:
     """The consent's recipient (a provider organization or an HIE) by its identifier, e.g. an NPI."""
     return _organization(identifier(system, value), name, "Recipient", None)
+
+
+def set_organizations(
+    schools: Iterable[School],
+    district_org: District | None,
+    district: DistrictSettings,
+    recipient: tuple[str, str, str],
+) -> list[dict[str, Any]]:
+    """What a self-contained set refers to: the district, these schools (each once, in order) and the recipient
+    (system, identifier, name)."""
+    unique = {s.sourced_id: s for s in schools}
+    return [
+        district_organization(district_org, district),
+        *(school_organization(s, district_org, district) for s in unique.values()),
+        recipient_organization(*recipient),
+    ]
