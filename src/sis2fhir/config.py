@@ -41,6 +41,7 @@ NAMESPACE_RECIPE: Final = (
     "a URL the district controls, e.g. https://id.<district-domain>/fhir, or an OID assigned to the district, "
     "e.g. urn:oid:2.16.840.1.113883.3.<number>"
 )
+PatientDetail = Literal["matching", "identifier-only"]
 
 
 class DistrictSettings(BaseModel):
@@ -54,6 +55,9 @@ class DistrictSettings(BaseModel):
     state_id_system: str = ""
     # HL7 v2 PID-3.4: the assigning authority of the state student id ("NAME" or "NAME&OID&ISO").
     state_id_authority: str = "STATE"
+    # The Patient written to a Bulk NDJSON folder: identifiers, name, birth date and gender for matching, or the
+    # identifiers only. A recipient's own `patient_detail` overrides it. (FHIR REST recipients get no Patient.)
+    patient_detail: PatientDetail = "matching"
 
     @field_validator("namespace")
     @classmethod
@@ -204,6 +208,7 @@ class RecipientSettings(BaseModel):
     identifier: str  # as in consents.csv recipientOrganization (an NPI or the HIE's id)
     system: str = NPI_SYSTEM
     name: str = ""
+    patient_detail: PatientDetail | None = None  # default: the district's
     destinations: list[DestinationSettings] = Field(default_factory=list)
 
 

@@ -17,13 +17,15 @@ from typing import Any
 
 import orjson
 
-from sis2fhir.config import Settings
+from sis2fhir.config import RecipientSettings, Settings
 from sis2fhir.deliver.base import DeliveryItem
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import Measured, attendance_observation
+from sis2fhir.map.organization import set_organizations
+from sis2fhir.map.patient import student_patient
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
@@ -33,6 +35,7 @@ from sis2fhir.validate import operation_outcome, validate_resource
 from sis2fhir.validate.engine import default_validator
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
+Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,26 @@ class DisclosureCounts:
     revocation_notices: int = 0
     consented: set[str] = field(default_factory=set)
     withdraw: list[tuple[str, Subject]] = field(default_factory=list)  # (destination, subject): must not go out
+    # Organizations, in every student's item to a self-contained destination, are counted once each: as built by
+    # id, in the items by destination, recipient and id (a line of that folder's Organization.ndjson)
+    organizations: set[tuple[str, str, str, str]] = field(default_factory=set)  # (built|sent|new, dest, to, id)
+
+    def count_sent(self, item: DeliveryItem, destination: str, new: bool) -> None:
+        """Count an item's resources: in the items for recipients (`new`: of which new or changed)."""
+        counter = self.to_recipients_new if new else self.to_recipients
+        for r in item.resources:
+            if r["resourceType"] == "Organization":
+                self.organizations.add(("new" if new else "sent", destination, item.recipient, r["id"]))
+            else:
+                counter[r["resourceType"]] += 1
+
+    def settle(self) -> None:
+        """The Organization counts from the set (adding up the workers' counts would count one in each)."""
+        n = Counter(kind for kind, *_ in self.organizations)
+        for kind, counter in (("built", self.resources_built), ("sent", self.to_recipients),
+                              ("new", self.to_recipients_new)):  # fmt: skip
+            if n[kind]:
+                counter["Organization"] = n[kind]
 
     def absorb(self, other: DisclosureCounts) -> None:
         self.decisions.update(other.decisions)
@@ -69,6 +92,8 @@ class DisclosureCounts:
         self.revocation_notices += other.revocation_notices
         self.consented |= other.consented
         self.withdraw += other.withdraw
+        self.organizations |= other.organizations
+        self.settle()
         if other.report is not self.report:
             self.report.extend(other.report)
 
@@ -86,6 +111,7 @@ class DisclosureBuilder:
     quarantine_dir: Path | None
     counts: DisclosureCounts
     measured: Measured  # the run's policy and each school's last instructional day
+    valid_organizations: dict[str, bool] = field(default_factory=dict)  # id -> valid (each validated once)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -106,17 +132,20 @@ class DisclosureBuilder:
             if m.notice:
                 self.counts.revocation_notices += 1
             else:
-                self.counts.to_recipients_new.update(r["resourceType"] for r in item.resources)
+                self.counts.count_sent(item, m.envelope.destination, new=True)
             out.append(m.envelope)
+        self.counts.settle()
         return out
 
     def envelopes(
         self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
     ) -> list[_Made]:
         """Everything that may go to each recipient about this student, known to the outbox or not."""
-        counts, district = self.counts, self.settings.district
+        counts = self.counts
         out: list[_Made] = []
-        observations: list[dict[str, Any]] | None = None  # the same for every recipient: built once
+        # valid Observations (school, resource) for every recipient, once per kind of reference (literal or not)
+        observations: dict[bool, Observations] = {}
+        contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -126,36 +155,92 @@ class DisclosureBuilder:
                 )
                 continue
             counts.consented.add(student.sourced_id)
-            if observations is None:
-                observations = []
-                for s in summaries:
-                    school = self.roster.schools[s.school_sourced_id]
-                    obs = attendance_observation(s, student, school, district, self.measured)
-                    if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
-                        observations.append(obs)
-                        counts.resources_built["Observation"] += 1
-            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-            consent = ferpa_consent(gate.consent, student, self.roster.district, district, system)
-            if not self._passes(consent, CONSENT_PROFILE, student, gate.consent.consent_id):
-                continue  # without a valid Consent resource nothing goes to this recipient
-            counts.resources_built["Consent"] += 1
-            if not observations:
-                continue
+            consent_made: dict[bool, dict[str, Any] | None] = {}
             for rt in rts:
+                literal = rt.self_contained
+                if literal not in consent_made:
+                    consent_made[literal] = self._consent(gate.consent, student, recipient, literal, not consent_made)
+                consent = consent_made[literal]
+                if consent is None:
+                    continue  # without a valid Consent resource nothing goes to this recipient
+                if literal not in observations:
+                    observations[literal] = self._observations(student, summaries, literal, not observations)
+                if not observations[literal]:
+                    continue
                 if rt.takes == "hl7v2":
                     out += map(_Made, v2_envelopes(rt, recipient, student, summaries, self.roster, gate.consent,
                                                    counts, self.settings))  # fmt: skip
                     continue
-                resources = [*observations, consent]
+                resources = [obs for _, obs in observations[literal]]
+                if literal:  # the Patient and Organizations they refer to go along (privacy: only with consent)
+                    if recipient not in contexts:
+                        contexts[recipient] = self._context(student, observations[literal], recipient, gate.consent)
+                    context = contexts[recipient]
+                    if context is None:
+                        continue
+                    resources = [*context, *resources]
+                resources.append(consent)
                 subject = Subject(recipient, student.sourced_id)
                 encoded = fingerprint(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
-                counts.to_recipients.update(r["resourceType"] for r in resources)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources
                 )
+                counts.count_sent(item, rt.destination, new=False)
                 out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
         return out
+
+    def _observations(
+        self, student: Student, summaries: list[AttendanceSummary], literal: bool, count: bool
+    ) -> Observations:
+        """(school, Observation) for each summary whose Observation is valid; counted once per student (`count`)."""
+        made: Observations = []
+        for s in summaries:
+            school = self.roster.schools[s.school_sourced_id]
+            obs = attendance_observation(s, student, school, self.settings.district, self.measured, literal)
+            if self._passes(obs, OBSERVATION_PROFILE, student, s.school_sourced_id):
+                made.append((s.school_sourced_id, obs))
+                if count:
+                    self.counts.resources_built["Observation"] += 1
+        return made
+
+    def _consent(
+        self, consent: ConsentRecord, student: Student, recipient: str, literal: bool, count: bool
+    ) -> dict[str, Any] | None:
+        """The valid Consent resource, or None; counted once per student x recipient (`count`)."""
+        made = ferpa_consent(
+            consent, student, self.roster.district, self.settings.district, self._recipient(recipient).system, literal
+        )
+        if not self._passes(made, CONSENT_PROFILE, student, consent.consent_id):
+            return None
+        if count:
+            self.counts.resources_built["Consent"] += 1
+        return made
+
+    def _recipient(self, recipient: str) -> RecipientSettings:
+        """The recipient's settings (a one-off run's recipients are not configured: the defaults)."""
+        found = next((r for r in self.settings.recipients if r.identifier == recipient), None)
+        return found if found is not None else RecipientSettings(identifier=recipient)
+
+    def _context(self, student: Student, observations: Observations, recipient: str, consent: ConsentRecord
+                 ) -> list[dict[str, Any]] | None:  # fmt: skip
+        """What a self-contained set adds for this student: the Patient, the district, the schools of the
+        Observations and the recipient (in that order), all valid; None when one is not (nothing goes then)."""
+        district, settings = self.settings.district, self._recipient(recipient)
+        patient = student_patient(student, district, settings.patient_detail or district.patient_detail)
+        if not self._passes(patient, None, student, "Patient"):
+            return None
+        self.counts.resources_built["Patient"] += 1
+        schools = (self.roster.schools[school] for school, _ in observations)
+        named = settings.name or consent.recipient_name
+        orgs = set_organizations(schools, self.roster.district, district, (settings.system, recipient, named))
+        for org in orgs:
+            if org["id"] not in self.valid_organizations:  # the same for every student
+                self.valid_organizations[org["id"]] = self._passes(org, None, student, "Organization")
+            if not self.valid_organizations[org["id"]]:
+                return None
+            self.counts.organizations.add(("built", "", "", org["id"]))
+        return [patient, *orgs]
 
     def _withdraw(
         self, student: Student, recipient: str, rts: list[Route], revoked: ConsentRecord | None
@@ -168,8 +253,9 @@ class DisclosureBuilder:
             if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
                 self.counts.withdraw.append((rt.destination, subject))
                 continue
-            system = next((r.system for r in self.settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district, system)
+            # a folder holds the Patient and Organizations from what it received before: no Patient goes again
+            consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district,
+                                    self._recipient(recipient).system, rt.self_contained)  # fmt: skip
             if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
                 self.counts.withdraw.append((rt.destination, subject))
                 continue
@@ -194,8 +280,8 @@ class DisclosureBuilder:
             self.measured,
         )
 
-    def _passes(self, resource: dict[str, Any], profile: str, student: Student, source: str) -> bool:
-        """Validate against our profile; an invalid resource goes to quarantine with its OperationOutcome."""
+    def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
+        """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
         issues = validate_resource(resource, profile=profile)
         if not any(i.severity == "error" for i in issues):
             return True

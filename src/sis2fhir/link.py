@@ -13,14 +13,13 @@ from urllib.parse import quote
 import httpx
 
 from sis2fhir.deliver.fhir_search import identifier_token
+from sis2fhir.map.patient import demographics
 from sis2fhir.records import Student
 
 log = logging.getLogger(__name__)
 
 MATCH_GRADE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/match-grade"
 FHIR_JSON = "application/fhir+json"
-# OneRoster demographics sex -> FHIR administrative-gender
-ADMINISTRATIVE_GENDER = {"male": "male", "female": "female", "other": "other", "unspecified": "unknown"}
 
 
 class LinkStatus(StrEnum):
@@ -255,18 +254,7 @@ class PatientLinker:
         }
         student = self._students.get(value) if system == self.identifier_system else None
         if student is not None:
-            name: dict[str, Any] = {}
-            if student.family_name:
-                name["family"] = student.family_name
-            given = [n for n in (student.given_name, student.middle_name) if n]
-            if given:
-                name["given"] = given
-            if name:
-                patient["name"] = [name]
-            if student.birth_date:
-                patient["birthDate"] = student.birth_date.isoformat()
-            if student.sex in ADMINISTRATIVE_GENDER:
-                patient["gender"] = ADMINISTRATIVE_GENDER[student.sex]
+            patient.update(demographics(student))
         return patient
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -127,6 +127,16 @@ RESOURCE_TYPES_CS: Final = "http://hl7.org/fhir/resource-types"
 IDENTIFIER_TYPE_CS: Final = "http://terminology.hl7.org/CodeSystem/v2-0203"
 NPI_SYSTEM: Final = "http://hl7.org/fhir/sid/us-npi"
 V3_CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+ORGANIZATION_TYPE_CS: Final = "http://terminology.hl7.org/CodeSystem/organization-type"
+ORGANIZATION_TYPE_EDU: Final = ("edu", "Educational Institute")  # schools and the district (LEA)
+
+# OneRoster demographics.csv `sex` (1.1: male | female; 1.2 adds other | unspecified) -> R4 AdministrativeGender
+ONEROSTER_SEX_TO_GENDER: Final[dict[str, str]] = {
+    "male": "male",
+    "female": "female",
+    "other": "other",
+    "unspecified": "unknown",
+}
 
 FERPA_POLICY_URI: Final = "https://www.ecfr.gov/current/title-34/subtitle-A/part-99"
 FERPA_AUTHORITY: Final = "https://studentprivacy.ed.gov"

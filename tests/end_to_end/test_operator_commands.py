@@ -159,7 +159,7 @@ def test_the_summary_counts_equal_the_files_written_and_a_rerun_says_nothing_cha
     code, first = invoke(["sync", str(EXAMPLE), "--as-of", AS_OF, "--out", str(out)])
     assert code == 0, first
     counts = _table(first)
-    for rtype in ("Observation", "Consent"):
+    for rtype in ("Observation", "Consent", "Patient", "Organization"):
         held = counts[f"{rtype} resources for recipients (new + unchanged, per destination)"]
         assert held == _lines(out, rtype) > 0
         assert counts[f"of which new or changed in this run: {rtype}"] == held
@@ -167,7 +167,7 @@ def test_the_summary_counts_equal_the_files_written_and_a_rerun_says_nothing_cha
     assert code == 0, again
     assert "0 changes: nothing new to deliver since the last run" in again
     counts = _table(again)
-    for rtype in ("Observation", "Consent"):
+    for rtype in ("Observation", "Consent", "Patient", "Organization"):
         assert counts[f"{rtype} resources for recipients (new + unchanged, per destination)"] == _lines(out, rtype)
         assert counts[f"of which new or changed in this run: {rtype}"] == 0
 

@@ -252,8 +252,8 @@ def test_an_invalid_resource_is_quarantined_with_an_outcome_naming_element_and_s
     real = disclosure.attendance_observation
     broken_for: list[str] = []
 
-    def mapper_with_a_bug(summary, student, school, district, measured):  # type: ignore[no-untyped-def]
-        obs = real(summary, student, school, district, measured)
+    def mapper_with_a_bug(summary, student, school, district, measured, literal=False):  # type: ignore[no-untyped-def]
+        obs = real(summary, student, school, district, measured, literal)
         if not broken_for:  # the first student's Observation loses its tier component
             broken_for.append(student.sourced_id)
             obs["component"] = [c for c in obs["component"] if c["code"]["coding"][0]["code"] != "chronic-absence-tier"]

@@ -109,6 +109,8 @@ def resources(out: Path | None, d: District) -> Resources:
             except ValueError:
                 found.setdefault("?unparseable", []).append(f"{path.parent.name} {raw[:80]!r}")
                 continue
+            if res.get("resourceType") == "Organization":
+                continue  # the district, a school, the recipient: about no student (checked in tests/end_to_end)
             line = f"{path.parent.name} {json.dumps(res, sort_keys=True)}"
             found.setdefault(_student_of(res, d), []).append(line)
     return {k: sorted(v) for k, v in found.items()}
@@ -122,6 +124,12 @@ def _student_of(res: dict, d: District) -> str:
         candidate = "-".join(sid)
         if candidate in d.students:
             return candidate
+    if res.get("resourceType") == "Patient":  # the student: by the state id, else the district's id
+        for i in res.get("identifier") or []:
+            if i.get("value") in d.state_ids:
+                return d.state_ids[i["value"]]
+            if i.get("value") in d.students:
+                return i["value"]
     who = res.get("subject") or res.get("patient") or {}
     state = (who.get("identifier") or {}).get("value", "")
     return d.state_ids.get(state, f"?{res.get('resourceType')}:{state or ident}")

@@ -78,6 +78,10 @@ class Destination(ABC):
     name: str  # for logs and the outbox, e.g. "fhir:https://ehr.example.org/fhir"
     batch_size: ClassVar[int] = 500  # items per `deliver` call from the outbox
     local: ClassVar[bool] = False  # True: no network; the pipeline hands items over as they are made
+    # True: the recipient loads what it gets as it is (Bulk Data `$import` of a folder), so each item carries the
+    # Patient and Organizations its resources refer to, by literal references (`Patient/<id>`) that resolve in
+    # the set. False: references are logical (by identifier) and a FHIR REST destination links the Patient.
+    self_contained: ClassVar[bool] = False
 
     async def check(self) -> None:  # noqa: B027 - most destinations have nothing to ask before a run
         """Asked once before a run: raise RecipientMisconfigured when the recipient cannot take what is sent (the run

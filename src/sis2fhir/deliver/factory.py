@@ -231,7 +231,7 @@ def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[
         for ds in r.destinations:
             takes, dest = build(ds, settings)
             destinations.setdefault(dest.name, dest)
-            routes.setdefault(r.identifier, []).append(Route(dest.name, takes, dict(ds.v2)))
+            routes.setdefault(r.identifier, []).append(Route(dest.name, takes, dict(ds.v2), dest.self_contained))
     return routes, destinations
 
 

@@ -1,5 +1,9 @@
 """A Bulk Data style folder: `<folder>/<recipient>/<ResourceType>.ndjson`, one resource per line, latest version.
 
+The folder is self-contained (`self_contained`): besides Observation and Consent it holds the Patient and the
+Organizations they refer to (Patient.ndjson, Organization.ndjson), and every reference is literal and resolves in
+the recipient's folder. An Organization comes in many items (every student's); the merge keeps one line per id.
+
 Nothing here ever appends to, or writes into, a file a reader may be looking at. Every write is atomic: a
 temporary file in the same folder, write, flush, fsync, rename over the target, fsync the folder. So a crash
 (kill -9, power) or a full disk leaves either the old complete file or the new complete file, never a truncated
@@ -55,6 +59,7 @@ def recipient_folder_name(recipient: str) -> str:
 class NdjsonDestination(Destination):
     batch_size = 5000  # local files: large batches, one fsync per file each
     local = True  # the pipeline hands items over as they are made (no network: nothing to wait for)
+    self_contained = True  # a folder per recipient that loads with `$import`: Patient and Organizations included
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -64,14 +69,16 @@ class NdjsonDestination(Destination):
         self._touched: set[Path] = set()
 
     async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
-        lines: dict[Path, list[bytes]] = {}
+        # per target, resource id -> line: one line per id (the merge's rule: the last version, in first-seen
+        # order), so that the Organizations every student's item carries are written once per batch
+        lines: dict[Path, dict[str, bytes]] = {}
         written: list[tuple[DeliveryItem, list[str]]] = []
         for item in items:
             paths = []
             for resource in item.resources:
                 rtype = resource["resourceType"]
                 target = self.folder / recipient_folder_name(item.recipient) / f"{rtype}.ndjson"
-                lines.setdefault(target, []).append(orjson.dumps(resource))
+                lines.setdefault(target, {})[resource["id"]] = orjson.dumps(resource)
                 paths.append(f"{recipient_folder_name(item.recipient)}/{rtype}.ndjson#{rtype}/{resource['id']}")
             written.append((item, paths))
         segments = []
@@ -86,7 +93,7 @@ class NdjsonDestination(Destination):
                 path.mkdir(parents=True, exist_ok=True)
                 tmp = segment.with_name(segment.name + PARTIAL)
                 temporaries.append(tmp)
-                _write_durably(tmp, lines[target])
+                _write_durably(tmp, lines[target].values())
             for (target, segment), tmp in zip(segments, temporaries, strict=True):  # phase 2: all renamed
                 path = target.parent
                 os.replace(tmp, segment.with_name(segment.name + SEGMENT))

@@ -18,6 +18,7 @@ class Route:
     destination: str  # Destination.name
     takes: str  # "fhir" (resources) or "hl7v2" (an ORU^R01 per school)
     v2: dict[str, Any] = field(default_factory=dict)
+    self_contained: bool = False  # Destination.self_contained: Patient and Organizations go along, literally
 
 
 def recipient_routes(

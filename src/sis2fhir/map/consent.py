@@ -8,7 +8,13 @@ from urllib.parse import urlsplit
 
 from sis2fhir import terminology as t
 from sis2fhir.config import DistrictSettings
-from sis2fhir.map.identity import identifier, resource_id, student_reference
+from sis2fhir.map.identity import (
+    district_reference,
+    identifier,
+    organization_reference,
+    resource_id,
+    student_reference,
+)
 from sis2fhir.map.labels import disclosed_meta
 from sis2fhir.map.profiles import claim_profiles
 from sis2fhir.records import ConsentRecord, District, Student
@@ -69,23 +75,18 @@ def ferpa_consent(
     district_org: District | None,
     district: DistrictSettings,
     recipient_system: str = t.NPI_SYSTEM,
+    literal: bool = False,
 ) -> dict[str, Any]:
+    """`literal`: the patient, the custodian and the recipient also say `Patient/<id>` and `Organization/<id>`
+    (the ids map/patient.py and map/organization.py give), for a set that carries them (a Bulk NDJSON folder)."""
     ident = consent_identifier(consent, district)
     grantor = consent.grantor_name
     if consent.grantor_relationship:
         grantor = f"{grantor} ({consent.grantor_relationship})"
-    custodian: dict[str, Any] = {"type": "Organization"}
-    if district_org is not None:
-        custodian["identifier"] = identifier(district.system("organization"), district_org.sourced_id)
-        custodian["display"] = district_org.name
-    else:
-        custodian["identifier"] = identifier(district.system("organization"), "district")
-    recipient: dict[str, Any] = {
-        "type": "Organization",
-        "identifier": identifier(recipient_system, consent.recipient_organization),
-    }
-    if consent.recipient_name:
-        recipient["display"] = consent.recipient_name
+    custodian = district_reference(district_org, district, literal)
+    recipient = organization_reference(
+        recipient_system, consent.recipient_organization, consent.recipient_name, literal
+    )
     purpose_code, purpose_display = t.PURPOSE_TO_ACT_REASON.get(consent.purpose, ("TREAT", "treatment"))
     period: dict[str, str] = {"start": consent.period_start.isoformat()}
     end = consent.revoked if consent.status == "revoked" and consent.revoked else consent.period_end
@@ -102,7 +103,7 @@ def ferpa_consent(
             {"coding": [{"system": t.LOINC, "code": t.LOINC_PATIENT_CONSENT, "display": "Patient Consent"}]},
             {"coding": [{"system": t.V3_ACT_CODE, "code": "IDSCL", "display": "information disclosure"}]},
         ],
-        "patient": student_reference(student, district),
+        "patient": student_reference(student, district, literal),
         "dateTime": consent.signed.isoformat(),
         "performer": [{"display": grantor}],
         "organization": [custodian],

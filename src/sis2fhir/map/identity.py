@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from sis2fhir.config import DistrictSettings
-from sis2fhir.records import School, Student
+from sis2fhir.records import District, School, Student
 
 # A fixed namespace for uuid5: changing it would change every id ever issued.
 _ID_NAMESPACE = uuid.UUID("6f0d6d52-3a4e-5b8e-9a52-5f1c2b7d0a11")
@@ -21,23 +21,57 @@ def identifier(system: str, value: str) -> dict[str, Any]:
     return {"system": system, "value": value}
 
 
-def student_reference(student: Student, district: DistrictSettings) -> dict[str, Any]:
-    """A logical reference to the student's Patient by the state student id (or the district's own id).
-
-    Linking at a FHIR recipient replaces it with a literal `Patient/<id>`.
-    """
+def student_identifiers(student: Student, district: DistrictSettings) -> list[dict[str, Any]]:
+    """The student's business identifiers: the state student id (when the roster has one), then the district's own
+    id (the OneRoster sourcedId). The first is the one references carry and the Patient's id derives from."""
+    own = identifier(district.system("student-sourced-id"), student.sourced_id)
     if student.state_id:
-        ident = identifier(district.student_id_system, student.state_id)
-    else:
-        ident = identifier(district.system("student-sourced-id"), student.sourced_id)
-    return {"type": "Patient", "identifier": ident}
+        return [identifier(district.student_id_system, student.state_id), own]
+    return [own]
 
 
-def school_reference(school: School, district: DistrictSettings) -> dict[str, Any]:
-    ref: dict[str, Any] = {
-        "type": "Organization",
-        "identifier": identifier(district.system("school"), school.sourced_id),
-    }
-    if school.name:
-        ref["display"] = school.name
+def school_identifier(school: School, district: DistrictSettings) -> dict[str, Any]:
+    return identifier(district.system("school"), school.sourced_id)
+
+
+def district_identifier(district_org: District | None, district: DistrictSettings) -> dict[str, Any]:
+    """The district (LEA) org by its sourcedId; "district" when the roster has no district org."""
+    return identifier(district.system("organization"), district_org.sourced_id if district_org else "district")
+
+
+def _reference(rtype: str, ident: dict[str, Any], display: str, literal: bool) -> dict[str, Any]:
+    """A logical reference (by business identifier); `literal` adds `Type/<id>` of the resource the same
+    identifier gives (for a self-contained set, which carries that resource)."""
+    ref: dict[str, Any] = {}
+    if literal:
+        ref["reference"] = f"{rtype}/{resource_id(ident['system'], ident['value'])}"
+    ref["type"] = rtype
+    ref["identifier"] = ident
+    if display:
+        ref["display"] = display
     return ref
+
+
+def student_reference(student: Student, district: DistrictSettings, literal: bool = False) -> dict[str, Any]:
+    """A reference to the student's Patient by the state student id (or the district's own id).
+
+    Without `literal` it is logical: linking at a FHIR recipient replaces it with the recipient's `Patient/<id>`.
+    """
+    return _reference("Patient", student_identifiers(student, district)[0], "", literal)
+
+
+def school_reference(school: School, district: DistrictSettings, literal: bool = False) -> dict[str, Any]:
+    return _reference("Organization", school_identifier(school, district), school.name, literal)
+
+
+def district_reference(
+    district_org: District | None, district: DistrictSettings, literal: bool = False
+) -> dict[str, Any]:
+    return _reference(
+        "Organization", district_identifier(district_org, district), district_org.name if district_org else "", literal
+    )
+
+
+def organization_reference(system: str, value: str, name: str, literal: bool = False) -> dict[str, Any]:
+    """Any other organization (a consent's recipient) by its identifier, e.g. an NPI."""
+    return _reference("Organization", identifier(system, value), name, literal)

@@ -185,8 +185,15 @@ def summary_identifier(summary: AttendanceSummary, district: DistrictSettings) -
 
 
 def attendance_observation(
-    summary: AttendanceSummary, student: Student, school: School, district: DistrictSettings, measured: Measured
+    summary: AttendanceSummary,
+    student: Student,
+    school: School,
+    district: DistrictSettings,
+    measured: Measured,
+    literal: bool = False,
 ) -> dict[str, Any]:
+    """`literal`: subject and performer also say `Patient/<id>` and `Organization/<id>` (map/patient.py and
+    map/organization.py give those resources those ids), for a set that carries them (a Bulk NDJSON folder)."""
     ident = summary_identifier(summary, district)
     components = [
         {
@@ -208,10 +215,10 @@ def attendance_observation(
         "status": status(summary, measured),
         "category": _CATEGORIES,
         "code": _CODE,
-        "subject": student_reference(student, district),
+        "subject": student_reference(student, district, literal),
         "effectivePeriod": {"start": summary.period_start.isoformat(), "end": summary.as_of.isoformat()},
         "issued": issued(summary),
-        "performer": [school_reference(school, district)],
+        "performer": [school_reference(school, district, literal)],
     }
     obs["text"] = _narrative(summary, school, measured.policy)
     value = _rate_value(summary)
