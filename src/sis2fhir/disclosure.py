@@ -7,11 +7,10 @@ student, in forked workers on several cores for a large district, and adds up wh
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from sis2fhir.deliver.base import DeliveryItem
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.gate import ConsentDecision, decide
+from sis2fhir.hl7_disclosure import v2_envelopes
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import Measured, attendance_observation
 from sis2fhir.map.organization import set_organizations
@@ -30,7 +30,7 @@ from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
-from sis2fhir.terminology import CONSENT_PROFILE, NPI_SYSTEM, OBSERVATION_PROFILE
+from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome, validate_resource
 from sis2fhir.validate.engine import default_validator
 
@@ -169,7 +169,7 @@ class DisclosureBuilder:
                     continue
                 if rt.takes == "hl7v2":
                     out += map(_Made, v2_envelopes(rt, recipient, student, summaries, self.roster, gate.consent,
-                                                   counts, self.settings))  # fmt: skip
+                                                   counts.report, self.settings))  # fmt: skip
                     continue
                 resources = [obs for _, obs in observations[literal]]
                 if literal:  # the Patient and Organizations they refer to go along (privacy: only with consent)
@@ -345,57 +345,6 @@ def _map_chunk(
     parent, by_student, consents = job
     builder = parent.fresh()
     return _MappedChunk(len(chunk), builder.envelopes_for(chunk, by_student, consents), builder.counts)
-
-
-def v2_envelopes(
-    rt: Route,
-    recipient: str,
-    student: Student,
-    summaries: Iterable[AttendanceSummary],
-    roster: Roster,
-    consent: ConsentRecord,
-    counts: DisclosureCounts,
-    settings: Settings,
-) -> list[Envelope]:
-    from sis2fhir.map.oru import CopyTo, OruError, build_oru_r01, v2_settings
-
-    v2 = v2_settings(settings, rt.v2)
-    system = next((r.system for r in settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-    copy_to = CopyTo(recipient, consent.recipient_name, system)
-    out = []
-    for s in summaries:
-        subject = Subject(recipient, student.sourced_id, s.school_sourced_id)
-        fingerprint = orjson.dumps(
-            [
-                s.school_year,
-                s.as_of.isoformat(),
-                s.days_in_membership,
-                s.days_absent_h,
-                s.excused_h,
-                s.unexcused_h,
-                s.illness_h,
-                s.oss_h,
-                s.tier,
-                student.state_id,
-            ]
-        )
-        key = idempotency_key(rt.destination, recipient, subject, fingerprint)
-        control_id = hashlib.sha256(key.encode()).hexdigest()[:20].upper()
-        try:
-            message = build_oru_r01(
-                s, student, roster.schools[s.school_sourced_id], v2, control_id, datetime.now(UTC), copy_to
-            )
-        except OruError as e:
-            counts.report.add("users.csv", student.line, "", "no-hl7v2-message", f"no ORU^R01 for this student: {e}")
-            continue
-        out.append(
-            Envelope(
-                rt.destination,
-                subject,
-                DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent.consent_id, hl7v2=message),
-            )
-        )
-    return out
 
 
 def fingerprint(resources: list[dict[str, Any]]) -> bytes:

@@ -18,6 +18,7 @@ from sis2fhir.deliver.ndjson import NdjsonDestination
 from sis2fhir.map.organization import school_organization
 from sis2fhir.map.patient import student_patient
 from sis2fhir.records import School, Student
+from tests.support import network
 
 DISTRICT = DistrictSettings(namespace="urn:sis2fhir:district:test")
 RECIPIENT = "1234567893"
@@ -28,6 +29,8 @@ def test_only_the_folder_declares_itself_self_contained(tmp_path: Path) -> None:
     assert not FhirRestDestination.self_contained and not MllpDestination.self_contained
     settings = Settings.model_validate(
         {
+            "district": network.district(),
+            "hl7": network.HL7,
             "recipients": [
                 {
                     "identifier": RECIPIENT,
@@ -37,7 +40,7 @@ def test_only_the_folder_declares_itself_self_contained(tmp_path: Path) -> None:
                         {"type": "mllp", "host": "hie.example.org", "port": 2575},
                     ],
                 }
-            ]
+            ],
         }
     )
     routes, destinations = configured_routes(settings)

@@ -16,13 +16,15 @@ import orjson
 import pytest
 import yaml
 
+from sis2fhir.config import DistrictSettings
 from tests.end_to_end.test_sync_fhir import search_all, seed_patients
 from tests.store.test_store_lock import run
-from tests.support import paths
+from tests.support import network, paths
 
 EXAMPLE = paths.ROOT / "examples" / "district"
 AS_OF = "2026-03-31"
-NAMESPACE = "urn:sis2fhir:district:example"  # the embedded default
+# the CLI runs with the tests' network identity (tests/support/network.py, as tests/store/test_store_lock.run gives it)
+DISTRICT = DistrictSettings(**network.district())
 
 
 def sync(out: Path, *extra: str) -> str:
@@ -93,9 +95,11 @@ def test_the_organizations_are_the_district_its_schools_and_the_recipient(out: P
     for folder in recipient_folders(out):
         orgs = resources(folder, "Organization")
         by_system = {o["identifier"][0]["system"]: o for o in orgs}
-        assert f"{NAMESPACE}:organization" in by_system  # the district, the Consent's custodian
+        assert DISTRICT.system("organization") in by_system  # the district, the Consent's custodian
         assert by_system["http://hl7.org/fhir/sid/us-npi"]["identifier"][0]["value"] == folder.name  # the recipient
-        schools = {o["identifier"][0]["value"] for o in orgs if o["identifier"][0]["system"] == f"{NAMESPACE}:school"}
+        schools = {
+            o["identifier"][0]["value"] for o in orgs if o["identifier"][0]["system"] == DISTRICT.system("school")
+        }
         performers = {obs["performer"][0]["identifier"]["value"] for obs in resources(folder, "Observation")}
         assert schools == performers
         assert len({o["id"] for o in orgs}) == len(orgs)  # one line per Organization, though every item carries it
@@ -129,7 +133,7 @@ def test_the_patient_says_what_matching_needs_from_the_roster(out: Path) -> None
     patient = resources(out / "1582147033", "Patient")[0]
     sourced = next(i["value"] for i in patient["identifier"] if i["system"].endswith("student-sourced-id"))
     user = roster[sourced]
-    assert patient["identifier"][0] == {"system": f"{NAMESPACE}:state-student-id", "value": user["identifier"]}
+    assert patient["identifier"][0] == {"system": DISTRICT.student_id_system, "value": user["identifier"]}
     assert patient["name"][0]["family"] == user["familyName"] and patient["name"][0]["given"][0] == user["givenName"]
     assert patient["birthDate"] == demographics[sourced]["birthDate"]
     assert patient["gender"] == demographics[sourced]["sex"]
@@ -166,7 +170,7 @@ def test_identifier_only_writes_no_name_birth_date_or_gender(tmp_path: Path) -> 
             assert all("name" in p and "birthDate" in p and "gender" in p for p in patients)
             continue
         for p in patients:
-            assert set(p) == {"resourceType", "id", "identifier", "text"}, p
+            assert set(p) == {"resourceType", "id", "meta", "identifier", "text"}, p
         text = (folder / "Patient.ndjson").read_text()
         assert not any(name in text for name in family_names)
         assert '"birthDate"' not in text and '"gender"' not in text
@@ -178,7 +182,7 @@ def test_a_fhir_rest_recipient_gets_no_patient_or_organization_and_its_own_patie
 ) -> None:
     namespace = f"urn:sis2fhir:test:{uuid.uuid4().hex[:8]}"
     config = tmp_path / "sis2fhir.yaml"
-    config.write_text(yaml.safe_dump({"district": {"namespace": namespace}}))
+    config.write_text(yaml.safe_dump({"district": network.district(namespace), "hl7": network.HL7}))
     seeded = seed_patients(fhir_server, f"{namespace}:state-student-id")
     out = tmp_path / "out"
     sync(out, "--config", str(config), "--destination", fhir_server)
@@ -208,7 +212,7 @@ def test_a_recipient_folder_loads_into_a_fhir_server_as_it_is_and_its_references
     """What `$import` does with a folder (sekmet has no `$import`): every resource stored under its own id."""
     namespace = f"urn:sis2fhir:test:{uuid.uuid4().hex[:8]}"  # ids derive from the namespace: unique to the test
     config = tmp_path / "sis2fhir.yaml"
-    config.write_text(yaml.safe_dump({"district": {"namespace": namespace}}))
+    config.write_text(yaml.safe_dump({"district": network.district(namespace), "hl7": network.HL7}))
     out = tmp_path / "out"
     sync(out, "--config", str(config))
     folder = out / "1582147033"

@@ -21,7 +21,15 @@ from sis2fhir.map.patient import student_patient
 from sis2fhir.records import District, School, Student
 from sis2fhir.terminology import NPI_SYSTEM
 from sis2fhir.validate import validate_resource
-from tests.support.attendance_items import DISTRICT, RECIPIENT, SCHOOL, STATE_ID_SYSTEM, consent_record, summary
+from tests.support.attendance_items import (
+    DISTRICT,
+    MEASURED,
+    RECIPIENT,
+    SCHOOL,
+    STATE_ID_SYSTEM,
+    consent_record,
+    summary,
+)
 
 LEA = District(sourced_id="lea-1", name="Example Unified School District")
 
@@ -71,7 +79,7 @@ def test_what_the_roster_does_not_say_is_left_out_not_invented() -> None:
 
 def test_identifier_only_writes_no_name_birth_date_or_gender_anywhere() -> None:
     patient = student_patient(a_student(), DISTRICT, "identifier-only")
-    assert set(patient) == {"resourceType", "id", "identifier", "text"}
+    assert set(patient) == {"resourceType", "id", "meta", "identifier", "text"}
     text = patient["text"]["div"]
     assert "Lopez" not in text and "Ana" not in text and "2014" not in text and "female" not in text
     assert patient["id"] == student_patient(a_student(), DISTRICT)["id"]  # the same Patient, less said
@@ -81,14 +89,14 @@ def test_identifier_only_writes_no_name_birth_date_or_gender_anywhere() -> None:
 def test_a_student_without_a_state_id_is_known_by_the_district_id() -> None:
     patient = student_patient(a_student(state_id=""), DISTRICT)
     assert patient["identifier"] == [{"system": DISTRICT.system("student-sourced-id"), "value": "u-S1"}]
-    obs = attendance_observation(summary("S1"), a_student(state_id=""), SCHOOL, DISTRICT, literal=True)
+    obs = attendance_observation(summary("S1"), a_student(state_id=""), SCHOOL, DISTRICT, MEASURED, literal=True)
     assert obs["subject"]["reference"] == f"Patient/{patient['id']}"
 
 
 def test_literal_references_resolve_to_the_resources_built_for_the_same_identifiers() -> None:
     student = a_student()
     school = School(sourced_id=SCHOOL.sourced_id, name=SCHOOL.name, parent_sourced_id=LEA.sourced_id)
-    obs = attendance_observation(summary("S1"), student, school, DISTRICT, literal=True)
+    obs = attendance_observation(summary("S1"), student, school, DISTRICT, MEASURED, literal=True)
     consent = ferpa_consent(consent_record("S1"), student, LEA, DISTRICT, NPI_SYSTEM, literal=True)
     patient = student_patient(student, DISTRICT)
     lea = district_organization(LEA, DISTRICT)
@@ -110,7 +118,7 @@ def test_literal_references_resolve_to_the_resources_built_for_the_same_identifi
 
 def test_without_literal_the_references_stay_logical_as_fhir_rest_recipients_get_them() -> None:
     student = a_student()
-    obs = attendance_observation(summary("S1"), student, SCHOOL, DISTRICT)
+    obs = attendance_observation(summary("S1"), student, SCHOOL, DISTRICT, MEASURED)
     consent = ferpa_consent(consent_record("S1"), student, LEA, DISTRICT)
     refs = [obs["subject"], obs["performer"][0], consent["patient"], consent["organization"][0],
             consent["provision"]["actor"][0]["reference"]]  # fmt: skip
@@ -131,7 +139,7 @@ def test_a_roster_without_a_district_org_still_gives_a_valid_district_organizati
     lea = district_organization(None, DISTRICT)
     assert lea["identifier"] == [{"system": DISTRICT.system("organization"), "value": "district"}]
     assert "name" not in lea and errors(lea) == []
-    consent = ferpa_consent(consent_record("S1"), a_student(), None, DISTRICT, literal=True)
+    consent = ferpa_consent(consent_record("S1"), a_student(), None, DISTRICT, MEASURED, literal=True)
     assert consent["organization"][0]["reference"] == f"Organization/{lea['id']}"
 
 
