@@ -220,6 +220,13 @@ def test_every_tier_is_a_valid_cwe(tier: str) -> None:
     s = summary(tier=tier)
     obx = obx_by_code(parse_both(build_oru_r01(s, student(), SCHOOL, HIE, "M8", SENT)))
     assert [str(c) for c in obx["chronic-absence-tier"][5][0]] == [tier, TIERS[tier], "L"]
+    # OBX-8 abnormal flag (table 0078) on the tier and the rate: A for chronic absence, N below it, none without data
+    flag = {"moderate-chronic": "A", "severe-chronic": "A", "satisfactory": "N", "at-risk": "N"}.get(tier, "")
+    assert str(obx["chronic-absence-tier"][8]) == flag
+    if ATTENDANCE_SUMMARY in obx:
+        assert str(obx[ATTENDANCE_SUMMARY][8]) == flag
+    assert all(str(obx[code][8]) == "" for code in MEASURES if code != "chronic-absence-tier")
+    assert all(str(seg[11]) == "F" for seg in obx.values())
 
 
 def test_settings_with_oids_processing_id_and_local_coding_system() -> None:

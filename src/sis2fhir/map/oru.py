@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sis2fhir.config import Settings
 from sis2fhir.measure import AttendanceSummary, rate_percent_hundredths
 from sis2fhir.records import School, Student
-from sis2fhir.terminology import ABSENCE_RATE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, NPI_SYSTEM, TIERS
+from sis2fhir.terminology import ABSENCE_RATE_DISPLAY, ATTENDANCE_SUMMARY, MEASURES, NPI_SYSTEM, TIER_FLAG, TIERS
 
 # HL7 table 0001 (Administrative Sex) for the OneRoster demographics `sex` values (1.1: male|female;
 # 1.2 adds other|unspecified). Anything else is left out of PID-8 rather than guessed.
@@ -213,10 +213,14 @@ def build_oru_r01(
     segments = [msh, pid, obr]
     set_id = 0
 
-    def numeric(code: str, display: str, value: str, unit: str) -> None:
+    # OBX-8 (HL7 table 0078, the same A / N as FHIR's v3 ObservationInterpretation) on the rate and the tier, so a
+    # results grid flags chronic absence; insufficient data is neither, and gets no flag.
+    flagged = tail.replace("|||||F", f"||{TIER_FLAG.get(summary.tier, '')}|||F", 1)
+
+    def numeric(code: str, display: str, value: str, unit: str, after: str = tail) -> None:
         nonlocal set_id
         set_id += 1
-        segments.append(f"OBX|{set_id}|NM|{code}^{display}^{cs}||{value}|{unit}{tail}")
+        segments.append(f"OBX|{set_id}|NM|{code}^{display}^{cs}||{value}|{unit}{after}")
 
     numeric("days-in-membership", MEASURES["days-in-membership"], str(summary.days_in_membership), UCUM_DAY)
     numeric("days-absent", MEASURES["days-absent"], hundredths_text(summary.days_absent_h), UCUM_DAY)
@@ -231,11 +235,11 @@ def build_oru_r01(
     numeric("days-absent-oss", MEASURES["days-absent-oss"], hundredths_text(summary.oss_h), UCUM_DAY)
     if summary.days_in_membership > 0:  # with no day in membership there is no rate, and no OBX claims one
         rate = percent_text(summary.days_absent_h, summary.days_in_membership)
-        numeric(ATTENDANCE_SUMMARY, ABSENCE_RATE_DISPLAY, rate, UCUM_PERCENT)
+        numeric(ATTENDANCE_SUMMARY, ABSENCE_RATE_DISPLAY, rate, UCUM_PERCENT, flagged)
     tier = summary.tier
     set_id += 1
     segments.append(
         f"OBX|{set_id}|CWE|chronic-absence-tier^{MEASURES['chronic-absence-tier']}^{cs}||"
-        f"{tier}^{TIERS[tier]}^{cs}|{tail}"
+        f"{tier}^{TIERS[tier]}^{cs}|{flagged}"
     )
     return "\r".join(segments)
