@@ -142,14 +142,22 @@ def file_level(name: str, damage: str) -> Expect:
         return Expect("clean", frozenset({0}), alt_unusable=True, why=MANIFEST)
     if spec.level == "demographics":
         if damage == "header-only":
-            return Expect("clean", frozenset({0}), why="a header-only optional file is a district without the data")
+            return Expect(
+                "clean",
+                frozenset({0}),
+                demographics_may_go=True,
+                why="a header-only optional file is a district without the data (the Patients then carry no birth "
+                "date or gender; nothing else changes)",
+            )
         line = None if damage == "empty" else 1
         return Expect(
             "row",
             frozenset({0, 3} if damage == "empty" else {3}),
             (RowRef(name, line),),
             alt_unusable=True,
-            why=DEMOGRAPHICS + " An unreadable demographics file must be reported (its header line).",
+            demographics_may_go=True,
+            why=DEMOGRAPHICS + " An unreadable demographics file must be reported (its header line); the Patients "
+            "of a self-contained folder then lose birth date and gender, and nothing else changes.",
         )
     if spec.level == "consents" and damage == "header-only":
         return Expect(

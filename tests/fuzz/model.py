@@ -34,6 +34,8 @@ class Expect:
     rows: tuple[RowRef, ...] = ()
     affected: frozenset[str] | None = frozenset()  # students whose resources may differ; None: anyone's
     alt_unusable: bool = False  # refusing the whole export (exit 1, nothing sent) is also correct
+    # the Patient's birth date and gender (demographics.csv) may go for every student; nothing else may change
+    demographics_may_go: bool = False
     why: str = ""  # the reason for this expectation, in a production integration engineer's words
 
 
