@@ -118,8 +118,11 @@ def test_a_revocation_removes_observations_and_patient_with_the_next_sync(url: s
     sync(export, out, config)
     store = ServedStore(open_store(url))
     with store:
-        before = {(r.resource_type, r.resource_id): r for t in ("Patient", "Observation", "Consent", "Organization")
-                  for r in store.export(RIVERBEND, [t], None)}  # fmt: skip
+        before = {
+            (r.resource_type, r.resource_id): r
+            for t in ("Patient", "Observation", "Consent", "Organization")
+            for r in store.export(RIVERBEND, [t], None)
+        }
         student = revoke(export, "CNS-2026-0000003", "2026-03-20")  # stu-0000003's consent to Riverbend
         mine = {k for k, r in before.items() if r.student == student}
         assert {rt for rt, _ in mine} == {"Patient", "Observation", "Consent"}
@@ -138,8 +141,9 @@ def test_a_revocation_removes_observations_and_patient_with_the_next_sync(url: s
         assert patient not in store.group_members(RIVERBEND)
         # everyone else's, and the Organizations, stay as they were; so does the other recipient's set
         after = {(r.resource_type, r.resource_id): r.version_id for r in store.export(RIVERBEND, [], None)}
-        assert {k: before[k].version_id for k in before if k not in mine} == {k: v for k, v in after.items()
-                                                                            if k not in mine}  # fmt: skip
+        assert {k: before[k].version_id for k in before if k not in mine} == {
+            k: v for k, v in after.items() if k not in mine
+        }
         assert served_content(url, NORTHFIELD) == northfield_before
 
     # the revocation notice is in the FERPA log, as the folder's is
