@@ -63,7 +63,7 @@ class Authority:
         self._keys: dict[str, dict[str, ClientKey]] = {
             c.client_id: load_jwks(c.jwks, f"client {c.client_id!r}: jwks") for c in self.api.clients
         }
-        self._loaded_at: dict[str, float] = dict.fromkeys(self._keys, time.monotonic())
+        self._loaded_at: dict[str, float] = {}  # client id -> when an unknown kid last re-read its JWKS
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -78,7 +78,8 @@ class Authority:
         if key is not None or client is None or not isinstance(client.jwks, str) or not client.jwks.startswith("file:"):
             return key
         with self._lock:
-            if time.monotonic() - self._loaded_at.get(client_id, 0.0) >= JWKS_RELOAD_SECONDS:
+            last = self._loaded_at.get(client_id)
+            if last is None or time.monotonic() - last >= JWKS_RELOAD_SECONDS:
                 self._loaded_at[client_id] = time.monotonic()
                 with suppress(ValueError):  # a file caught mid-write or broken: keep the keys read before
                     self._keys[client_id] = load_jwks(client.jwks, f"client {client_id!r}: jwks")
