@@ -23,23 +23,26 @@ ASSERTION_ALGS = ("RS384", "ES384")
 SigningPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-def read_reference(ref: str, what: str) -> str:
-    """The text an `env:NAME` or `file:/path` reference names; ValueError saying which cannot be read."""
+def read_reference(ref: str, what: str = "secret reference") -> str:
+    """The text an `env:NAME` or `file:/path` reference names (secrets and keys never sit in the configuration
+    itself); ValueError naming the variable or the file, never the value. The one reader of such references: the
+    delivery secrets (deliver/factory.py) and the API's keys use it."""
     kind, sep, where = ref.partition(":")
-    if kind == "env" and sep and where.strip():
-        value = os.environ.get(where.strip())
+    where = where.strip()
+    if kind == "env" and sep and where:
+        value = os.environ.get(where)
         if value is None:
-            raise ValueError(f"{what}: the environment variable {where.strip()} is not set")
+            raise ValueError(f"{what}: the environment variable {where} is not set")
         return value
-    if kind == "file" and sep and where.strip():
-        path = Path(where.strip()).expanduser()
+    if kind == "file" and sep and where:
+        path = Path(where).expanduser()
         try:
             return path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ValueError(f"{what}: cannot read {path}: {e.strerror}") from None
+            raise ValueError(f"{what}: cannot read secret file {path}: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ValueError(f"{what}: {path} is not UTF-8 text") from None
-    raise ValueError(f"{what}: must be file:/path, env:NAME or (inline) the value itself")
+    raise ValueError(f"{what}: must be 'env:NAME' or 'file:/path'")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from sis2fhir.deliver.smart_auth import (
     SmartAuthError,
     SmartBackendAuth,
     StaticBearerAuth,
-    load_secret,
 )
+from sis2fhir.keys import read_reference
 from tests.support.oauth_server import OAuthTestServer, running_oauth_server
 
 pytestmark = pytest.mark.integration
@@ -291,8 +291,8 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path: Path, monkeypatch
     monkeypatch.setenv("SIS2FHIR_TEST_SECRET", "from-env")
     key_file = tmp_path / "client.pem"
     key_file.write_text("-----BEGIN PRIVATE KEY-----\n...")
-    assert load_secret("env:SIS2FHIR_TEST_SECRET") == "from-env"
-    assert load_secret(f"file:{key_file}").startswith("-----BEGIN PRIVATE KEY-----")
+    assert read_reference("env:SIS2FHIR_TEST_SECRET") == "from-env"
+    assert read_reference(f"file:{key_file}").startswith("-----BEGIN PRIVATE KEY-----")
 
 
 @pytest.mark.parametrize(
@@ -301,9 +301,9 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path: Path, monkeypatch
         ("plain-secret-in-config", "must be 'env:NAME' or 'file:/path'"),
         ("env:SIS2FHIR_SURELY_UNSET", "is not set"),
         ("file:/nonexistent/key.pem", "cannot read secret file"),
-        ("vault:kv/key", "must start with 'env:' or 'file:'"),
+        ("vault:kv/key", "must be 'env:NAME' or 'file:/path'"),
     ],
 )
 def test_a_bad_secret_reference_says_what_is_wrong(ref: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        load_secret(ref)
+        read_reference(ref)

@@ -16,6 +16,7 @@ from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.ndjson import NdjsonDestination
 from sis2fhir.deliver.routing import Route
 from sis2fhir.deliver.served import ServedDestination, served_recipients
+from sis2fhir.keys import read_reference
 
 if TYPE_CHECKING:
     from sis2fhir.deliver.outbox import Outbox
@@ -46,10 +47,10 @@ def _auth(ds: DestinationSettings) -> Any:
     a = ds.auth
 
     def secret(setting: str, ref: str) -> str:
-        # load_secret's messages name the variable or the file, never the value
+        # read_reference's messages name the variable or the file, never the value
         if not ref:
             raise ConfigError(f"destination {ds.url}: {a.type} auth needs `auth.{setting}` (env:NAME or file:/path)")
-        value = smart_auth.load_secret(ref)
+        value = read_reference(ref)
         if not value.strip():
             raise ConfigError(
                 f"destination {ds.url}: the secret `auth.{setting}` ({ref.partition(':')[0]}:...) is empty"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -24,25 +22,6 @@ DEFAULT_EXPIRES_IN = 300  # when the token response leaves out expires_in (SMART
 
 class SmartAuthError(RuntimeError):
     """No SMART token could be obtained; the message says what the token endpoint or discovery answered."""
-
-
-def load_secret(ref: str) -> str:
-    """Read a secret named by reference: ``env:NAME`` (environment variable) or ``file:/path`` (the file)."""
-    kind, sep, where = ref.partition(":")
-    if not sep or not where:
-        raise ValueError(f"secret reference {ref!r} must be 'env:NAME' or 'file:/path'")
-    if kind == "env":
-        value = os.environ.get(where)
-        if value is None:
-            raise ValueError(f"environment variable {where} (from secret reference) is not set")
-        return value
-    if kind == "file":
-        path = Path(where).expanduser()
-        try:
-            return path.read_text()
-        except OSError as e:
-            raise ValueError(f"cannot read secret file {path}: {e.strerror}") from None
-    raise ValueError(f"secret reference {ref!r} must start with 'env:' or 'file:'")
 
 
 class NoAuth(httpx.Auth):
