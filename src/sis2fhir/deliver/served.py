@@ -103,8 +103,9 @@ def _literal_id(reference: Any, rtype: str) -> str | None:
 
 
 def _revoked(item: DeliveryItem) -> bool:
-    """An item whose Consent is not active: a revocation notice."""
-    return any(r["resourceType"] == "Consent" and r.get("status") != "active" for r in item.resources)
+    """A revocation notice: the Consent alone (disclosure.py sends nothing else with it). Not the Consent's status:
+    a consent revoked after the run's as-of date is still relied on as of then, and goes with the data."""
+    return all(r["resourceType"] == "Consent" for r in item.resources)
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -268,8 +269,8 @@ def _values(row: Row, version: int, ts: datetime) -> dict[str, Any]:
 def _delete(conn: Connection, recipient: str, where: Any) -> None:
     """Delete the recipient's rows that match, with their tokens."""
     t = served_resources
-    keys = [(recipient, rt, rid) for rt, rid in conn.execute(
-        select(t.c.resource_type, t.c.resource_id).where(t.c.recipient == recipient, where))]  # fmt: skip
+    found = conn.execute(select(t.c.resource_type, t.c.resource_id).where(t.c.recipient == recipient, where))
+    keys = [(recipient, rt, rid) for rt, rid in found]
     if keys:
         _delete_tokens(conn, keys)
         conn.execute(delete(t).where(t.c.recipient == recipient, where))

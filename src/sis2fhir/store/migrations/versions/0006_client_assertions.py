@@ -1,7 +1,7 @@
 """Issue 9: the jti of every client assertion the API's token endpoint accepted (replays are refused).
 
 Revision ID: 0006_client_assertions
-Revises: 0004_served_resources (re-chained on i9-api to test; the lead orders 0004, 0005, 0006 at the merge)
+Revises: 0004_served_resources
 """
 
 from __future__ import annotations
