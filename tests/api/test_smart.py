@@ -21,6 +21,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sis2fhir.deliver.smart_auth import SmartBackendAuth, _token_url_from_capabilities
 from tests.support.api_server import serve_app
 from tests.support.sekmet import free_port
 from tests.support.smart import (
@@ -121,6 +122,24 @@ def test_the_discovery_document_says_what_a_backend_service_needs(server: Server
     assert set(doc["capabilities"]) == {"client-confidential-asymmetric", "permission-v2"}
     assert "system/Observation.rs" in doc["scopes_supported"]
     assert "system/Subscription.crud" in doc["scopes_supported"]
+
+
+def test_the_capability_statement_names_the_token_url(server: Server) -> None:
+    capabilities = httpx.get(f"{server.fhir}/metadata").json()
+    security = capabilities["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    assert _token_url_from_capabilities(capabilities) == server.token_url  # as sis2fhir's own client finds it
+
+
+def test_sis2fhirs_own_smart_client_reads_with_a_token_from_it(server: Server, keys: dict[str, ClientKeys]) -> None:
+    """The client sis2fhir delivers with (deliver/smart_auth.py): discovery, assertion, token, the request."""
+    for alg in ("ES384", "RS384"):
+        key = keys[alg]
+        auth = SmartBackendAuth(server.fhir, CLIENT, key.private_pem, key.kid, alg, scope="system/Observation.rs")
+        with httpx.Client(auth=auth) as client:
+            answer = client.get(f"{server.fhir}/Observation")
+        assert answer.status_code == 200
+        assert answer.json()["client_id"] == CLIENT
 
 
 # -- the token flow --

@@ -193,8 +193,8 @@ async def _grant(request: Request) -> dict[str, Any]:
         key_of=auth.key_of,
         now=time.time(),
     )
-    fresh = await run_in_threadpool(
-        remember_jti, auth.engine(), accepted.client_id, accepted.jti, accepted.expires_at, datetime.now(UTC)
+    fresh = await run_in_threadpool(  # the first call opens (and if need be migrates) the store: not in the loop
+        lambda: remember_jti(auth.engine(), accepted.client_id, accepted.jti, accepted.expires_at, datetime.now(UTC))
     )
     if not fresh:
         raise invalid_client("client_assertion: its jti was used before (a replayed assertion)")
