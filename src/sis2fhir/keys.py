@@ -39,7 +39,7 @@ def read_reference(ref: str, what: str = "secret reference") -> str:
         try:
             return path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ValueError(f"{what}: cannot read secret file {path}: {e.strerror}") from None
+            raise ValueError(f"{what}: cannot read {path}: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ValueError(f"{what}: {path} is not UTF-8 text") from None
     raise ValueError(f"{what}: must be 'env:NAME' or 'file:/path'")

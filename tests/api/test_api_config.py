@@ -97,7 +97,7 @@ def _p256_jwk() -> dict[str, Any]:
     [
         ("file:/nonexistent/riverside.jwks.json", "cannot read /nonexistent/riverside.jwks.json"),
         ("env:SIS2FHIR_TEST_NO_SUCH_JWKS", "SIS2FHIR_TEST_NO_SUCH_JWKS is not set"),
-        ("https://riverside.example/jwks.json", "file:/path, env:NAME"),
+        ("https://riverside.example/jwks.json", "must be 'env:NAME' or 'file:/path'"),
         ({"keys": []}, "non-empty list"),
         ({"kty": "EC"}, "non-empty list"),
         ({"keys": [{"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"}]}, "no kid"),

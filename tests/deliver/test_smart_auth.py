@@ -300,7 +300,7 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path: Path, monkeypatch
     [
         ("plain-secret-in-config", "must be 'env:NAME' or 'file:/path'"),
         ("env:SIS2FHIR_SURELY_UNSET", "is not set"),
-        ("file:/nonexistent/key.pem", "cannot read secret file"),
+        ("file:/nonexistent/key.pem", "cannot read /nonexistent/key.pem"),
         ("vault:kv/key", "must be 'env:NAME' or 'file:/path'"),
     ],
 )

@@ -347,7 +347,7 @@ FHIR = "type: fhir, url: 'https://e/fhir'"
         ),
         (
             one("{" + FHIR + ", auth: {type: bearer, token: 'file:/nonexistent/token'}}"),
-            "cannot read secret file /nonexistent/token",
+            "cannot read /nonexistent/token",
         ),
         (
             one(
