@@ -139,3 +139,26 @@ summary_digests = Table(
     Column("digest", LargeBinary, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
+
+# Bulk Data $export jobs (api/bulk.py): who asked (client and its recipient), what (types, since, the kick-off URL),
+# how far, and the files made (JSON list of {type, file, count}: names under export_dir/<id>/, no personal data).
+# A finished job and its files go once expires_at has passed (removed lazily, on access and at server start).
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # uuid4 hex: unguessable, and looked up only with its client id
+    Column("client_id", String(200), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("request", Text, nullable=False),  # the kick-off URL as the client sent it (the manifest's `request`)
+    Column("types", Text, nullable=False),  # JSON list of resource types, in export order
+    Column("since", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),  # running | complete | failed
+    Column("progress", String(200), nullable=False, default=""),
+    Column("transaction_time", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("output", Text, nullable=False, default="[]"),  # JSON: [{type, file, count}]
+    Column("error", Text, nullable=False, default=""),  # a failed job's reason (no personal data)
+    Index("ix_export_jobs_client", "client_id", "status"),
+)

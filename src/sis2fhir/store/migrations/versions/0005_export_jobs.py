@@ -1,0 +1,41 @@
+"""Issue 9: the Bulk Data $export jobs (api/bulk.py).
+
+Revision ID: 0005_export_jobs
+Revises: 0003_measured_summaries (the lead re-chains after 0004 at merge)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005_export_jobs"
+down_revision: str | None = "0003_measured_summaries"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "export_jobs",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("client_id", sa.String(200), nullable=False),
+        sa.Column("recipient", sa.String(200), nullable=False),
+        sa.Column("request", sa.Text, nullable=False),
+        sa.Column("types", sa.Text, nullable=False),
+        sa.Column("since", sa.DateTime(timezone=True)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("progress", sa.String(200), nullable=False),
+        sa.Column("transaction_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("expires_at", sa.DateTime(timezone=True)),
+        sa.Column("output", sa.Text, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+    )
+    op.create_index("ix_export_jobs_client", "export_jobs", ["client_id", "status"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_export_jobs_client", "export_jobs")
+    op.drop_table("export_jobs")
