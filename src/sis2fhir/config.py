@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from sis2fhir.api_config import ApiClientSettings as ApiClientSettings  # re-exported: the `api:` section
+from sis2fhir.api_config import ApiSettings
 from sis2fhir.errors import ConfigError
 from sis2fhir.policy import Policy, resolve_policy
 from sis2fhir.terminology import NPI_SYSTEM
@@ -303,6 +305,7 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, le=256)  # processes for reading attendance and mapping; 0: one per core
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
     hl7: Hl7Settings = Field(default_factory=Hl7Settings)
+    api: ApiSettings = Field(default_factory=ApiSettings)  # sis2fhir serve (sis2fhir.api_config)
 
     @field_validator("store_url")
     @classmethod

@@ -220,6 +220,8 @@ def sync(
         result.quarantined, result.unchanged = counts.quarantined, counts.unchanged
         result.revocation_notices, result.consented_students = counts.revocation_notices, len(counts.consented)
         result.withdrawn = outbox.withdraw(counts.withdraw) if counts.withdraw else 0
+        for name, destination in destinations.items():  # a served set stops holding whom consent no longer permits
+            destination.withdraw((subject.recipient, subject.student) for d, subject in counts.withdraw if d == name)
         clock.lap("gate, map, validate, store and write local files")
         if destinations:
             outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run

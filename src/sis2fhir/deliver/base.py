@@ -67,7 +67,8 @@ class Destination(ABC):
     """Where one recipient's items go. Implementations: NDJSON folder, FHIR REST, HL7 v2 over MLLP.
 
     Like httpx's transports: one abstract method (`deliver`), and defaults for the rest, which a destination
-    overrides where it has something to do (`check`, `remember_students`, `find_held`, `sent_references`, `close`).
+    overrides where it has something to do (`check`, `remember_students`, `find_held`, `sent_references`, `withdraw`,
+    `close`).
     A destination is used in one event loop (the command's): its connections belong to that loop.
 
     `deliver` is an async generator: it yields a list of results each time the recipient confirms something
@@ -115,6 +116,11 @@ class Destination(ABC):
         have received (key -> an empty list: it holds none of the item's resources at all). Items it cannot tell
         about are left out; by default, all of them (an HL7 v2 receiver cannot be asked)."""
         return {}
+
+    def withdraw(self, subjects: Iterable[tuple[str, str]]) -> None:  # noqa: B027 - only a served set forgets
+        """(recipient, student sourcedId) pairs the gate no longer permits (no consent, or it expired): a destination
+        that others read from (the API's served set) stops holding them. By default, nothing: what was sent is the
+        recipient's."""
 
     async def close(self) -> None:  # noqa: B027 - most destinations hold nothing to release
         """Release connections and files."""

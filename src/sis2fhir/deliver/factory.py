@@ -15,6 +15,7 @@ from sis2fhir.config import ConfigError, DestinationSettings, Settings, describe
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.ndjson import NdjsonDestination
 from sis2fhir.deliver.routing import Route
+from sis2fhir.deliver.served import ServedDestination, served_recipients
 
 if TYPE_CHECKING:
     from sis2fhir.deliver.outbox import Outbox
@@ -232,6 +233,11 @@ def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[
             takes, dest = build(ds, settings)
             destinations.setdefault(dest.name, dest)
             routes.setdefault(r.identifier, []).append(Route(dest.name, takes, dict(ds.v2), dest.self_contained))
+    if served := served_recipients(settings):  # what `sis2fhir serve` answers with, for its clients' recipients
+        dest = ServedDestination(settings.store_url)
+        destinations[dest.name] = dest
+        for recipient in sorted(served):
+            routes.setdefault(recipient, []).append(Route(dest.name, "fhir", self_contained=dest.self_contained))
     return routes, destinations
 
 

@@ -31,6 +31,7 @@ class Disclosure:
     outbox_key: str
     latency_seconds: float | None
     certainty: str  # confirmed | sending (an attempt under way, or the process stopped) | in-doubt
+    channel: str  # push (a destination) | api-read | bulk-export (what the API served, one row per request)
 
     @property
     def confirmed(self) -> bool:

@@ -13,7 +13,8 @@ from sis2fhir.store.schema import disclosures
 @dataclass(frozen=True, slots=True)
 class Disclosure:
     """A row of the disclosure log, its fields in the table's column order. `disclosed`: JSON list of what was sent
-    (resource ids and versions, message control ids, files); `certainty`: confirmed | sending | in-doubt."""
+    (resource ids and versions, message control ids, files); `certainty`: confirmed | sending | in-doubt;
+    `channel`: push (a destination) | api-read | bulk-export (the API's reads)."""
 
     id: int
     student_sourced_id: str
@@ -26,6 +27,7 @@ class Disclosure:
     outbox_key: str
     latency_seconds: float | None
     certainty: str
+    channel: str  # push | api-read | bulk-export
 
 
 def disclosures_of(engine: Engine, student: str) -> list[Disclosure]:

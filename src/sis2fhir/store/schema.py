@@ -76,9 +76,56 @@ disclosures = Table(
     Column("outbox_key", String(64), nullable=False),
     Column("latency_seconds", Float),
     Column("certainty", String(16), nullable=False, server_default="confirmed"),  # confirmed | sending | in-doubt
+    # how it left: push (a destination: folder, FHIR REST, MLLP, the served table) | api-read | bulk-export (the
+    # API's reads of the served table, one row per student per request, service/served.py)
+    Column("channel", String(16), nullable=False, server_default="push"),
     Index("ix_disclosures_student", "student_sourced_id"),
     Index("ix_disclosures_state_id", "state_student_id"),
     Index("ix_disclosures_outbox_key", "outbox_key"),
+)
+
+# What the API serves (deliver/served.py writes it, service/served.py reads it): per recipient, the latest version
+# of each resource a `sync --out` folder holds for it (content: the same JSON bytes as the folder's line), with the
+# columns searches filter on. `student` (sourcedId) is NULL for Organizations; `patient_id` is the Patient's id
+# (its own for a Patient, the subject or patient reference for the others); `effective_end` the Observation's
+# effectivePeriod.end (ISO date); `status` the Consent's status; `consent_id` the consent the item relied on.
+served_resources = Table(
+    "served_resources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recipient", String(200), nullable=False),
+    Column("resource_type", String(40), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("student", String(200)),
+    Column("state_student_id", String(200), nullable=False, default=""),
+    Column("consent_id", String(200), nullable=False, default=""),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("digest", String(64), nullable=False),  # sha256 of content: a new version only when it changes
+    Column("content", LargeBinary, nullable=False),
+    Column("patient_id", String(64)),
+    Column("effective_end", String(10)),
+    Column("status", String(32)),
+    UniqueConstraint("recipient", "resource_type", "resource_id", name="uq_served_resource"),
+    Index("ix_served_order", "recipient", "resource_type", "last_updated", "resource_id"),
+    Index("ix_served_student", "recipient", "student"),
+    Index("ix_served_patient", "recipient", "resource_type", "patient_id"),
+)
+
+# The token search terms of each served resource: identifier (its identifiers), code (Observation.code codings),
+# subject-identifier (the identifier in Observation.subject / Consent.patient), system|value pairs.
+served_tokens = Table(
+    "served_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recipient", String(200), nullable=False),
+    Column("resource_type", String(40), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("system", String(500), nullable=False, default=""),
+    Column("value", String(500), nullable=False),
+    Index("ix_served_tokens_term", "recipient", "resource_type", "kind", "value"),
+    Index("ix_served_tokens_resource", "recipient", "resource_type", "resource_id"),
 )
 
 # The sanity gates' verdict on each run (plausibility.py): what the attendance measured (counts only), the findings,
