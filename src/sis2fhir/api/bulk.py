@@ -25,6 +25,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from sis2fhir.api.bulk_params import EXPORT_TYPES, BadKickOff, parse_kick_off
@@ -32,7 +33,7 @@ from sis2fhir.api.export_jobs import Busy, ExportJobs
 from sis2fhir.api.smart import ApiClient, require
 from sis2fhir.config import Settings
 from sis2fhir.map.identity import resource_id
-from sis2fhir.service.served import open_served
+from sis2fhir.scopes import allows
 from sis2fhir.store.exports import COMPLETE, FAILED, ExportJob
 
 FHIR_JSON = "application/fhir+json"
@@ -47,7 +48,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """At server start the export jobs are opened (expired ones and those a stopped server left are removed)."""
     settings: Settings | None = getattr(app.state, "settings", None)
     if settings is not None:
-        app.state.export_jobs = ExportJobs.open(settings)
+        app.state.export_jobs = ExportJobs.open(settings, getattr(app.state, "served", None))
     try:
         yield
     finally:
@@ -67,7 +68,8 @@ def _settings(request: Request) -> Settings:
 def _jobs(request: Request) -> ExportJobs:
     jobs: ExportJobs | None = getattr(request.app.state, "export_jobs", None)
     if jobs is None:  # an app started without its lifespan (a test client)
-        jobs = request.app.state.export_jobs = ExportJobs.open(_settings(request))
+        served = getattr(request.app.state, "served", None)
+        jobs = request.app.state.export_jobs = ExportJobs.open(_settings(request), served)
     return jobs
 
 
@@ -90,8 +92,9 @@ def group_id(settings: Settings, recipient: str) -> str:
     return resource_id(settings.district.system("consented-students"), recipient)
 
 
-def _group(settings: Settings, recipient: str) -> dict[str, Any]:
-    with open_served(settings) as served:
+def _group(request: Request, recipient: str) -> dict[str, Any]:
+    settings = _settings(request)
+    with _jobs(request).served_store() as served:
         members = served.group_members(recipient)
     return {
         "resourceType": "Group",
@@ -112,30 +115,35 @@ def _instant(when: datetime) -> str:
 
 
 def granted(client: ApiClient, resource_type: str) -> bool:
-    """Whether the token's scopes let it read a type: SMART v2 `system/<Type>.rs` (or any v2 set of letters
-    holding r and s), `system/*.rs`, or the v1 `system/<Type>.read` / `system/*.read`."""
-    for scope in _scopes(client):
-        context, _, rest = scope.partition("/")
-        rtype, _, perms = rest.partition(".")
-        if context != "system" or rtype not in (resource_type, "*"):
-            continue
-        if perms == "read" or ("r" in perms and "s" in perms and set(perms) <= set("cruds")):
-            return True
-    return False
+    """Whether the token's scopes let it read and search a type (`system/<Type>.rs`, or what grants as much)."""
+    return allows(client.scopes, f"system/{resource_type}.rs")
 
 
-def _scopes(client: ApiClient) -> list[str]:
-    scopes: Any = client.scopes
-    return scopes.split() if isinstance(scopes, str) else list(scopes)
+_readers = {t: require(f"system/{t}.rs") for t in EXPORT_TYPES}
+
+
+async def exporter(request: Request) -> ApiClient:
+    """The caller of an export request: a valid token (401 otherwise, from api.smart) that grants the read of at
+    least one exported type (403 otherwise); which types it may export is checked at kick-off."""
+    refused: HTTPException | None = None
+    for reader in _readers.values():
+        try:
+            return await reader(request)
+        except HTTPException as e:
+            if e.status_code != 403:
+                raise
+            refused = e
+    assert refused is not None
+    raise refused
 
 
 # -- the Group -------------------------------------------------------------------------------------------------
 
 
 @router.get("/fhir/Group")
-async def search_groups(request: Request, client: ApiClient = Depends(_read_patients)) -> Response:
+def search_groups(request: Request, client: ApiClient = Depends(_read_patients)) -> Response:
     settings = _settings(request)
-    group = _group(settings, client.recipient)
+    group = _group(request, client.recipient)
     wanted = True
     for name, value in request.query_params.multi_items():
         if name == "_id":
@@ -158,11 +166,11 @@ async def search_groups(request: Request, client: ApiClient = Depends(_read_pati
 
 
 @router.get("/fhir/Group/{gid}")
-async def read_group(gid: str, request: Request, client: ApiClient = Depends(_read_patients)) -> Response:
+def read_group(gid: str, request: Request, client: ApiClient = Depends(_read_patients)) -> Response:
     settings = _settings(request)
     if gid != group_id(settings, client.recipient):
         return outcome(404, "not-found", f"Group/{gid} is not known")
-    return JSONResponse(_group(settings, client.recipient), media_type=FHIR_JSON)
+    return JSONResponse(_group(request, client.recipient), media_type=FHIR_JSON)
 
 
 # -- kick-off --------------------------------------------------------------------------------------------------
@@ -215,12 +223,12 @@ def _kick_off(request: Request, client: ApiClient, group: str | None) -> Respons
 
 
 @router.get("/fhir/$export")
-async def export_system(request: Request, client: ApiClient = Depends(require_authenticated)) -> Response:
+def export_system(request: Request, client: ApiClient = Depends(exporter)) -> Response:
     return _kick_off(request, client, None)
 
 
 @router.get("/fhir/Group/{gid}/$export")
-async def export_group(gid: str, request: Request, client: ApiClient = Depends(require_authenticated)) -> Response:
+def export_group(gid: str, request: Request, client: ApiClient = Depends(exporter)) -> Response:
     return _kick_off(request, client, gid)
 
 
@@ -232,7 +240,7 @@ def _gone(job_id: str) -> JSONResponse:
 
 
 @router.get("/fhir/$export-status/{job_id}")
-async def export_status(job_id: str, request: Request, client: ApiClient = Depends(require_authenticated)) -> Response:
+def export_status(job_id: str, request: Request, client: ApiClient = Depends(exporter)) -> Response:
     job = _jobs(request).status(client.client_id, job_id)
     if job is None:
         return _gone(job_id)
@@ -258,15 +266,15 @@ def _manifest(settings: Settings, job: ExportJob) -> dict[str, Any]:
 
 
 @router.delete("/fhir/$export-status/{job_id}")
-async def export_cancel(job_id: str, request: Request, client: ApiClient = Depends(require_authenticated)) -> Response:
+def export_cancel(job_id: str, request: Request, client: ApiClient = Depends(exporter)) -> Response:
     if not _jobs(request).cancel(client.client_id, job_id):
         return _gone(job_id)
     return outcome(202, "informational", f"export {job_id} cancelled: its files are gone", severity="information")
 
 
 @router.get("/fhir/$export-file/{job_id}/{name}")
-async def export_file(
-    job_id: str, name: str, request: Request, client: ApiClient = Depends(require_authenticated)
+def export_file(
+    job_id: str, name: str, request: Request, client: ApiClient = Depends(exporter)
 ) -> Response:
     path = _jobs(request).file(client.client_id, job_id, name)
     if path is None:

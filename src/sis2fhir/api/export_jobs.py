@@ -20,6 +20,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ import orjson
 from sqlalchemy import Engine
 
 from sis2fhir.config import Settings
-from sis2fhir.service.served import open_served
+from sis2fhir.service.served import ServedStore, open_served
 from sis2fhir.store import exports, open_store
 from sis2fhir.store.exports import ExportFile, ExportJob
 
@@ -55,12 +56,13 @@ class ExportJobs:
     engine: Engine
     folder: Path
     expiry: timedelta
+    served: ServedStore | None = None  # the app's open served store (else one is opened per job)
     _cancels: dict[str, threading.Event] = field(default_factory=dict)
     _threads: dict[str, threading.Thread] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def open(cls, settings: Settings) -> ExportJobs:
+    def open(cls, settings: Settings, served: ServedStore | None = None) -> ExportJobs:
         folder = settings.api.export_dir
         if folder is None:
             folder = Path(tempfile.mkdtemp(prefix="sis2fhir-exports-"))
@@ -70,6 +72,7 @@ class ExportJobs:
             engine=open_store(settings.store_url),
             folder=folder,
             expiry=timedelta(seconds=settings.api.export_expiry_seconds),
+            served=served,
         )
         jobs.purge_at_start()
         return jobs
@@ -160,6 +163,9 @@ class ExportJobs:
         exports.remove(self.engine, job_id)
         shutil.rmtree(self.folder / job_id, ignore_errors=True)
 
+    def served_store(self) -> AbstractContextManager[ServedStore]:
+        return nullcontext(self.served) if self.served is not None else open_served(self.settings)
+
     # -- the worker -------------------------------------------------------------------------------------------
 
     def _run(self, job: ExportJob, cancel: threading.Event) -> None:
@@ -186,7 +192,7 @@ class ExportJobs:
         writer = _Files(folder)
         students: set[str] = set()
         try:
-            with open_served(self.settings) as served:
+            with self.served_store() as served:
                 for n, res in enumerate(served.export(job.recipient, job.types, job.since), start=1):
                     writer.add(res.resource_type, _line(res.content))
                     if res.student:
@@ -208,7 +214,7 @@ class ExportJobs:
         if job.since is not None:
             what += f" since {job.since.isoformat()}"
         if students:
-            with open_served(self.settings) as served:
+            with self.served_store() as served:
                 served.record_reads(job.recipient, job.client_id, sorted(students), what, now)
         if cancel.is_set() or not exports.finish(self.engine, job.id, files, now, now + self.expiry):
             shutil.rmtree(self.folder / job.id, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Issue 9: the Bulk Data $export jobs (api/bulk.py).
 
 Revision ID: 0005_export_jobs
-Revises: 0003_measured_summaries (the lead re-chains after 0004 at merge)
+Revises: 0004_served_resources (0003 before the i9-store merge)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_export_jobs"
-down_revision: str | None = "0003_measured_summaries"
+down_revision: str | None = "0004_served_resources"
 branch_labels = None
 depends_on = None
 
