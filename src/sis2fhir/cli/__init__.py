@@ -1,4 +1,4 @@
-"""The `sis2fhir` command line: one module per command group (sync and check, validate, outbox, the records),
+"""The `sis2fhir` command line: one module per command group (sync and check, validate, outbox, the records, serve),
 each calling sis2fhir.service; options.py holds what they share and failures.py the net under them all."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from sis2fhir.cli.failures import GuardedGroup
 from sis2fhir.cli.options import out
 from sis2fhir.cli.outbox import outbox_app
 from sis2fhir.cli.records import disclosures_command, pending_command
+from sis2fhir.cli.serve import serve_command
 from sis2fhir.cli.sync import check_command, sync_command
 from sis2fhir.cli.validate import validate_command
 
@@ -52,6 +53,7 @@ app.command("check")(check_command)
 app.command("validate")(validate_command)
 app.command("pending")(pending_command)
 app.command("disclosures")(disclosures_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:  # pragma: no cover

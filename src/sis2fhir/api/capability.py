@@ -1,0 +1,90 @@
+"""The server's CapabilityStatement (GET /fhir/metadata, no token needed): FHIR R4 4.0.1, JSON, the four resource
+types with read and search-type and the search parameters the store answers, Bulk Data $export (system and
+Group), and the SMART Backend Services security (the token endpoint from api.smart)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sis2fhir.api.smart import security_extension
+
+BULK: Final = "http://hl7.org/fhir/uv/bulkdata"
+SP: Final = "http://hl7.org/fhir/SearchParameter"
+
+# type -> (name, type, definition): only what ServedStore.search answers (subject:identifier is a modifier of
+# Observation.subject, not a parameter of its own)
+SEARCH_PARAMS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
+    "Patient": (
+        ("identifier", "token", f"{SP}/Patient-identifier"),
+        ("_id", "token", f"{SP}/Resource-id"),
+        ("_lastUpdated", "date", f"{SP}/Resource-lastUpdated"),
+    ),
+    "Observation": (
+        ("patient", "reference", f"{SP}/clinical-patient"),
+        ("subject", "reference", f"{SP}/Observation-subject"),
+        ("code", "token", f"{SP}/clinical-code"),
+        ("date", "date", f"{SP}/clinical-date"),
+        ("_lastUpdated", "date", f"{SP}/Resource-lastUpdated"),
+    ),
+    "Consent": (
+        ("patient", "reference", f"{SP}/clinical-patient"),
+        ("status", "token", f"{SP}/Consent-status"),
+    ),
+    "Organization": (("identifier", "token", f"{SP}/Organization-identifier"),),
+}
+SERVED_TYPES: Final = tuple(SEARCH_PARAMS)
+
+
+def capability_statement(base_url: str, software_version: str, published: str) -> dict[str, Any]:
+    """The CapabilityStatement of this server at `base_url` (the public base; the FHIR base is base_url/fhir)."""
+    security = dict(security_extension())
+    security.setdefault(
+        "service",
+        [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+    )
+    resources: list[dict[str, Any]] = [
+        {
+            "type": rtype,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "versioning": "versioned",
+            "readHistory": False,
+            "updateCreate": False,
+            "searchParam": [{"name": n, "type": t, "definition": d} for n, t, d in params],
+        }
+        for rtype, params in SEARCH_PARAMS.items()
+    ]
+    resources.append(
+        {
+            "type": "Group",
+            "operation": [{"name": "export", "definition": f"{BULK}/OperationDefinition/group-export"}],
+        }
+    )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": published,
+        "publisher": "sis2fhir",
+        "kind": "instance",
+        "instantiates": [f"{BULK}/CapabilityStatement/bulk-data"],
+        "software": {"name": "sis2fhir", "version": software_version},
+        "implementation": {"description": "sis2fhir: consented school attendance", "url": f"{base_url}/fhir"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": security,
+                "resource": resources,
+                "operation": [{"name": "export", "definition": f"{BULK}/OperationDefinition/export"}],
+            }
+        ],
+    }
