@@ -147,7 +147,10 @@ def bulk_export(base: str, key: rsa.RSAPrivateKey, into: Path) -> tuple[float, d
             time.sleep(0.2)
         manifest: dict[str, Any] = status.json()
         for n, out in enumerate(manifest["output"]):
-            with client.stream("GET", out["url"], headers=auth) as r, (into / f"{n}-{out['type']}.ndjson").open("wb") as f:
+            with (
+                client.stream("GET", out["url"], headers=auth) as r,
+                (into / f"{n}-{out['type']}.ndjson").open("wb") as f,
+            ):
                 r.raise_for_status()
                 for chunk in r.iter_bytes(1 << 20):
                     f.write(chunk)
@@ -158,8 +161,9 @@ def bulk_export(base: str, key: rsa.RSAPrivateKey, into: Path) -> tuple[float, d
 
 def local_from_store(config: Path, recipient: str, into: Path) -> tuple[float, int]:
     """The same resources written to NDJSON files in this process, straight from the store."""
-    from sis2fhir.config import load_settings
     from sis2fhir.service.served import open_served
+
+    from sis2fhir.config import load_settings
 
     settings = load_settings(config)
     t0 = time.perf_counter()
@@ -232,7 +236,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"machine: {machine()}")
-    print(f"recipient {recipient}: {written:,} lines in its sync --out folder; exported {exported:,} ({size_mb:.0f} MB)")
+    print(
+        f"recipient {recipient}: {written:,} lines in its sync --out folder; exported {exported:,} ({size_mb:.0f} MB)"
+    )
     print(f"files equal the sync --out folder (sets of lines per type): {same}")
     print(f"sync --out (read, measure, map, validate, store, write): {sync_s:.1f} s")
     print(f"local NDJSON from the store, in-process: {local_s:.2f} s, {local_lines / local_s:,.0f} resources/s")

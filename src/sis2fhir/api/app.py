@@ -63,6 +63,7 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
         docs_url=None,
         redoc_url=None,
     )
+    app.state.settings = settings  # api.bulk reads its settings here (export folder, expiry, base URL)
     app.add_middleware(RequestLog)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -22,21 +22,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from starlette.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from sis2fhir.api.bulk_params import EXPORT_TYPES, BadKickOff, parse_kick_off
 from sis2fhir.api.export_jobs import Busy, ExportJobs
+from sis2fhir.api.outcome import FHIR_JSON, FhirResponse, operation_outcome
 from sis2fhir.api.smart import ApiClient, require
 from sis2fhir.config import Settings
 from sis2fhir.map.identity import resource_id
 from sis2fhir.scopes import allows
 from sis2fhir.store.exports import COMPLETE, FAILED, ExportJob
 
-FHIR_JSON = "application/fhir+json"
 NDJSON = "application/fhir+ndjson"
 RETRY_SECONDS = 2  # what a client polling a running job, or kicking off a second one, is told to wait
 # Reading the Group names the recipient's patients: it needs the Patient scope.
@@ -75,12 +75,8 @@ def _jobs(request: Request) -> ExportJobs:
 
 def outcome(
     status: int, code: str, text: str, headers: dict[str, str] | None = None, severity: str = "error"
-) -> JSONResponse:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": severity, "code": code, "diagnostics": text}],
-    }
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+) -> Response:
+    return FhirResponse(operation_outcome(text, code, severity), status_code=status, headers=headers)
 
 
 def _fhir_base(settings: Settings) -> str:
@@ -137,11 +133,15 @@ async def exporter(request: Request) -> ApiClient:
     raise refused
 
 
+Exporter = Annotated[ApiClient, Depends(exporter)]
+PatientReader = Annotated[ApiClient, Depends(_read_patients)]
+
+
 # -- the Group -------------------------------------------------------------------------------------------------
 
 
 @router.get("/fhir/Group")
-def search_groups(request: Request, client: ApiClient = Depends(_read_patients)) -> Response:
+def search_groups(request: Request, client: PatientReader) -> Response:
     settings = _settings(request)
     group = _group(request, client.recipient)
     wanted = True
@@ -162,15 +162,15 @@ def search_groups(request: Request, client: ApiClient = Depends(_read_patients))
         "link": [{"relation": "self", "url": str(request.url)}],
         "entry": [dict(e, search={"mode": "match"}) for e in entries],
     }
-    return JSONResponse(bundle, media_type=FHIR_JSON)
+    return FhirResponse(bundle)
 
 
 @router.get("/fhir/Group/{gid}")
-def read_group(gid: str, request: Request, client: ApiClient = Depends(_read_patients)) -> Response:
+def read_group(gid: str, request: Request, client: PatientReader) -> Response:
     settings = _settings(request)
     if gid != group_id(settings, client.recipient):
         return outcome(404, "not-found", f"Group/{gid} is not known")
-    return JSONResponse(_group(request, client.recipient), media_type=FHIR_JSON)
+    return FhirResponse(_group(request, client.recipient))
 
 
 # -- kick-off --------------------------------------------------------------------------------------------------
@@ -219,28 +219,30 @@ def _kick_off(request: Request, client: ApiClient, group: str | None) -> Respons
             headers={"Retry-After": str(RETRY_SECONDS)},
         )
     location = f"{_fhir_base(settings)}/$export-status/{job.id}"
-    return outcome(202, "informational", f"export started: poll {location}", {"Content-Location": location}, "information")
+    return outcome(
+        202, "informational", f"export started: poll {location}", {"Content-Location": location}, "information"
+    )
 
 
 @router.get("/fhir/$export")
-def export_system(request: Request, client: ApiClient = Depends(exporter)) -> Response:
+def export_system(request: Request, client: Exporter) -> Response:
     return _kick_off(request, client, None)
 
 
 @router.get("/fhir/Group/{gid}/$export")
-def export_group(gid: str, request: Request, client: ApiClient = Depends(exporter)) -> Response:
+def export_group(gid: str, request: Request, client: Exporter) -> Response:
     return _kick_off(request, client, gid)
 
 
 # -- status, cancel, files -------------------------------------------------------------------------------------
 
 
-def _gone(job_id: str) -> JSONResponse:
+def _gone(job_id: str) -> Response:
     return outcome(404, "not-found", f"no export {job_id} for this client: unknown, cancelled or expired")
 
 
 @router.get("/fhir/$export-status/{job_id}")
-def export_status(job_id: str, request: Request, client: ApiClient = Depends(exporter)) -> Response:
+def export_status(job_id: str, request: Request, client: Exporter) -> Response:
     job = _jobs(request).status(client.client_id, job_id)
     if job is None:
         return _gone(job_id)
@@ -266,16 +268,14 @@ def _manifest(settings: Settings, job: ExportJob) -> dict[str, Any]:
 
 
 @router.delete("/fhir/$export-status/{job_id}")
-def export_cancel(job_id: str, request: Request, client: ApiClient = Depends(exporter)) -> Response:
+def export_cancel(job_id: str, request: Request, client: Exporter) -> Response:
     if not _jobs(request).cancel(client.client_id, job_id):
         return _gone(job_id)
     return outcome(202, "informational", f"export {job_id} cancelled: its files are gone", severity="information")
 
 
 @router.get("/fhir/$export-file/{job_id}/{name}")
-def export_file(
-    job_id: str, name: str, request: Request, client: ApiClient = Depends(exporter)
-) -> Response:
+def export_file(job_id: str, name: str, request: Request, client: Exporter) -> Response:
     path = _jobs(request).file(client.client_id, job_id, name)
     if path is None:
         return outcome(404, "not-found", f"no file {name} in export {job_id} for this client")

@@ -243,7 +243,7 @@ class _Files:
         self._count = 0
 
     def add(self, resource_type: str, line: bytes) -> None:
-        if resource_type != self._type or self._size + len(line) > FILE_LIMIT and self._count:
+        if resource_type != self._type or (self._size + len(line) > FILE_LIMIT and self._count):
             self._next(resource_type)
         assert self._out is not None
         self._out.write(line)
