@@ -12,11 +12,14 @@ from rich.table import Table
 
 from sis2fhir.cli.options import ConfigOpt, StoreOpt, out, settings_for
 from sis2fhir.deliver.disclosure_log import CONFIRMED, IN_DOUBT, IN_FLIGHT
+from sis2fhir.deliver.served import SERVED
 from sis2fhir.service import outbox as outbox_service
 from sis2fhir.service import records as service
 
 # "sending": handed over, no answer yet (or the process stopped); "in-doubt": no answer ever came
 CERTAINTY = {CONFIRMED: "confirmed", IN_FLIGHT: "in doubt (in flight)", IN_DOUBT: "in doubt (possibly)"}
+# disclosures.channel: sent by a destination, or read through the API (one row per student per request)
+HOW = {"push": "sent", "api-read": "API read", "bulk-export": "Bulk export"}
 
 
 def pending_command(limit: int = 200, config: ConfigOpt = None, store: StoreOpt = None) -> None:
@@ -35,17 +38,19 @@ def disclosures_command(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of a table.")] = False,
 ) -> None:
-    """What was disclosed about a student, to whom, when, under which consent (FERPA 34 CFR 99.32). Rows whose
+    """What was disclosed about a student, to whom, when, under which consent (FERPA 34 CFR 99.32): sent by a
+    destination, made available to the API (`served`), or read through it (API read, Bulk export). Rows whose
     delivery was never confirmed (a crash, a timeout after sending) are shown as in doubt: possibly disclosed."""
     rows = service.disclosures(settings_for(config, store, None, None), student)
     if as_json:
         for r in rows:
             sys.stdout.write(orjson.dumps(r.as_record(), default=str).decode() + "\n")
         return
-    t = Table("when (UTC)", "recipient", "destination", "consent", "disclosed", "what")
+    t = Table("when (UTC)", "how", "recipient", "destination", "consent", "disclosed", "what")
     for r in rows:
         t.add_row(
             str(r.disclosed_at)[:19],
+            "served to the API" if r.destination == SERVED and r.channel == "push" else HOW.get(r.channel, r.channel),
             r.recipient,
             r.destination,
             r.consent_id,

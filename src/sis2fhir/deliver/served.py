@@ -11,7 +11,7 @@ the table absorbs (same content: no new version).
 Consent: a revocation notice (the student's Consent, inactive, sent to holders) removes that student's
 Observations and Patient for that recipient, and the inactive Consent stays readable; Organizations stay. A
 student the gate no longer permits at all (no consent, or it expired) is withdrawn (`withdraw`): every resource
-of theirs for that recipient goes, but an inactive Consent a revocation left.
+of theirs for that recipient goes, but the Consent a revocation notice left.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Row:
     patient_id: str | None
     effective_end: str | None
     status: str | None
+    permits: bool  # a Consent the gate relied on (not a revocation notice's)
     tokens: tuple[tuple[str, str, str], ...] = field(default=())  # (kind, system, value)
 
     @property
@@ -90,6 +91,7 @@ def row_of(item: DeliveryItem, resource: dict[str, Any]) -> Row:
         patient_id,
         end[:10] if isinstance(end, str) and rtype == "Observation" else None,
         resource.get("status") if rtype == "Consent" else None,
+        rtype == "Consent" and not _revoked(item),
         tuple(dict.fromkeys(tokens)),
     )
 
@@ -160,7 +162,7 @@ class ServedDestination(Destination):
                     _delete(
                         conn,
                         recipient,
-                        and_(t.c.student.in_(part), or_(t.c.status.is_(None), t.c.status == "active")),
+                        and_(t.c.student.in_(part), or_(t.c.resource_type != "Consent", t.c.permits)),
                     )
 
     async def close(self) -> None:
@@ -259,6 +261,7 @@ def _values(row: Row, version: int, ts: datetime) -> dict[str, Any]:
         "patient_id": row.patient_id,
         "effective_end": row.effective_end,
         "status": row.status,
+        "permits": row.permits,
     }
 
 

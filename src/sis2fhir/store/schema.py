@@ -106,6 +106,9 @@ served_resources = Table(
     Column("patient_id", String(64)),
     Column("effective_end", String(10)),
     Column("status", String(32)),
+    # on a Consent: the gate permitted disclosure as of the run that wrote it (not a revocation notice); a student's
+    # Patient and Observations are served only while such a Consent of theirs is there
+    Column("permits", Boolean, nullable=False, default=False),
     UniqueConstraint("recipient", "resource_type", "resource_id", name="uq_served_resource"),
     Index("ix_served_order", "recipient", "resource_type", "last_updated", "resource_id"),
     Index("ix_served_student", "recipient", "student"),

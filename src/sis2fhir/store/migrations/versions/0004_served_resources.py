@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("patient_id", sa.String(64)),
         sa.Column("effective_end", sa.String(10)),
         sa.Column("status", sa.String(32)),
+        sa.Column("permits", sa.Boolean, nullable=False),
         sa.UniqueConstraint("recipient", "resource_type", "resource_id", name="uq_served_resource"),
     )
     op.create_index(
