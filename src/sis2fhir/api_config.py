@@ -1,7 +1,7 @@
-"""The `api:` section of the configuration (`sis2fhir serve`): the clients with the recipient each is bound to.
-
-A minimal stand-in on the i9-store branch, with the names of the shared contract; the i9-auth branch owns this
-module (key, scope and URL checks) and replaces it at the merge.
+"""The `api:` section of the configuration (`sis2fhir serve`): the public base URL, the clients with the recipient
+each is bound to, their JWKS and scopes, and the key access tokens are signed with. Re-exported by sis2fhir.config
+as `Settings.api`. Every key is read and checked when the configuration is loaded (a bad one stops with exit 1,
+naming the client), and read again by the server when it starts.
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sis2fhir.keys import load_jwks, load_signing_key
+from sis2fhir.scopes import check_configured
 
 
 class ApiClientSettings(BaseModel):
@@ -18,15 +21,68 @@ class ApiClientSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     client_id: str = Field(min_length=1)
     recipient: str = Field(min_length=1)  # as in consents.csv recipientOrganization (and `recipients:`)
-    jwks: str | dict[str, Any]
-    scopes: str
+    jwks: str | dict[str, Any]  # "file:/path", "env:NAME" (the JSON) or the JWKS object itself
+    scopes: str  # space separated SMART v2 system scopes; v1 `.read` is taken as `.rs`
+
+    @model_validator(mode="after")
+    def _keys_and_scopes(self) -> ApiClientSettings:
+        what = f"client {self.client_id!r}"
+        load_jwks(self.jwks, f"{what}: jwks")  # ValueError names the client, never the key material
+        try:
+            self.scopes = check_configured(self.scopes)
+        except ValueError as e:
+            raise ValueError(f"{what}: scopes: {e}") from None
+        return self
 
 
 class ApiSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    base_url: str = ""
+    base_url: str = ""  # the public base the clients see (behind a TLS proxy: its https URL); FHIR at <base>/fhir
     clients: list[ApiClientSettings] = Field(default_factory=list)
-    token_lifetime_seconds: int = Field(300, ge=1, le=3600)
+    token_lifetime_seconds: int = Field(300, ge=1, le=3600)  # SMART: access tokens SHOULD live 5 minutes or less
+    # env:NAME, file:/path or the PEM (EC P-256 -> ES256, RSA -> RS256). Absent: a key made per process, so tokens
+    # do not survive a restart and several processes behind one URL refuse each other's tokens: configure it then.
     signing_key: str | None = None
-    export_dir: Path | None = None
+    export_dir: Path | None = None  # where Bulk $export files are written
     export_expiry_seconds: int = Field(3600, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        from sis2fhir.config import check_http_url  # config imports this module
+
+        if not v.strip():
+            return ""
+        url = check_http_url(v, "api.base_url").rstrip("/")
+        if "?" in url or "#" in url:
+            raise ValueError("api.base_url must be a plain base URL, without query or fragment")
+        return url
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_signing_key(v)  # ValueError says what is wrong, without the key
+        return v
+
+    @model_validator(mode="after")
+    def _clients(self) -> ApiSettings:
+        if self.clients and not self.base_url:
+            raise ValueError("api.base_url is needed with clients: the token URL and the audience derive from it")
+        seen: set[str] = set()
+        for client in self.clients:
+            if client.client_id in seen:
+                raise ValueError(f"client {client.client_id!r} is configured twice")
+            seen.add(client.client_id)
+        return self
+
+    @property
+    def fhir_base(self) -> str:
+        return f"{self.base_url}/fhir"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/auth/token"
+
+    def client(self, client_id: str) -> ApiClientSettings | None:
+        return next((c for c in self.clients if c.client_id == client_id), None)

@@ -1,5 +1,6 @@
-"""The state store's tables (SQLAlchemy Core): runs, the outbox, the FERPA disclosure log, the runs' verdicts and
-the measured summaries. A change here needs a migration in store/migrations/versions (the tests compare the two)."""
+"""The state store's tables (SQLAlchemy Core): runs, the outbox, the FERPA disclosure log, the runs' verdicts,
+the measured summaries and the API's accepted client assertions. A change here needs a migration in
+store/migrations/versions (the tests compare the two)."""
 
 from __future__ import annotations
 
@@ -211,4 +212,15 @@ export_jobs = Table(
     Column("output", Text, nullable=False, default="[]"),  # JSON: [{type, file, count}]
     Column("error", Text, nullable=False, default=""),  # a failed job's reason (no personal data)
     Index("ix_export_jobs_client", "client_id", "status"),
+)
+
+# The jti of every client assertion the API's token endpoint accepted, kept until the assertion's own exp (after it
+# the assertion is refused as expired anyway): a jti seen before is a replay (SMART Backend Services).
+client_assertions = Table(
+    "client_assertions",
+    metadata,
+    Column("client_id", String(200), primary_key=True),
+    Column("jti", String(255), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_client_assertions_expiry", "expires_at"),
 )
