@@ -41,7 +41,7 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
         software = version("sis2fhir")
     except PackageNotFoundError:  # pragma: no cover
         software = "unknown"
-    metadata = FhirResponse(capability_statement(base_url, software, started)).body
+    metadata = FhirResponse(capability_statement(settings, software, started)).body
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +53,8 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
                 yield
         finally:
             engine.dispose()
+            if (authority := getattr(app.state, "smart", None)) is not None:
+                authority.close()
 
     app = FastAPI(
         title="sis2fhir",
@@ -63,8 +65,9 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings  # api.bulk reads its settings here (export folder, expiry, base URL)
+    app.state.settings = settings  # api.smart and api.bulk find the clients, keys and export settings here
     app.add_middleware(RequestLog)
+    app.add_exception_handler(smart.Refused, smart.refused_response)  # 401/403: OperationOutcome, WWW-Authenticate
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
 

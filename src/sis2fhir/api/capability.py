@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from sis2fhir.api.smart import security_extension
+from sis2fhir.config import Settings
 
 BULK: Final = "http://hl7.org/fhir/uv/bulkdata"
 SP: Final = "http://hl7.org/fhir/SearchParameter"
@@ -35,9 +36,9 @@ SEARCH_PARAMS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
 SERVED_TYPES: Final = tuple(SEARCH_PARAMS)
 
 
-def capability_statement(base_url: str, software_version: str, published: str) -> dict[str, Any]:
-    """The CapabilityStatement of this server at `base_url` (the public base; the FHIR base is base_url/fhir)."""
-    security = dict(security_extension())
+def capability_statement(settings: Settings, software_version: str, published: str) -> dict[str, Any]:
+    """The CapabilityStatement of this server at `api.base_url` (the public base; the FHIR base is base_url/fhir)."""
+    security = dict(security_extension(settings))
     security.setdefault(
         "service",
         [
@@ -76,7 +77,7 @@ def capability_statement(base_url: str, software_version: str, published: str) -
         "kind": "instance",
         "instantiates": [f"{BULK}/CapabilityStatement/bulk-data"],
         "software": {"name": "sis2fhir", "version": software_version},
-        "implementation": {"description": "sis2fhir: consented school attendance", "url": f"{base_url}/fhir"},
+        "implementation": {"description": "sis2fhir: consented school attendance", "url": settings.api.fhir_base},
         "fhirVersion": "4.0.1",
         "format": ["json"],
         "rest": [

@@ -28,6 +28,8 @@ DEFAULT_COUNT: Final = 50
 MAX_COUNT: Final = 1000
 MAX_OFFSET: Final = 10_000_000
 _JSON_FORMATS: Final = frozenset({"json", "application/json", "application/fhir+json"})
+# R4's _total (none | estimate | accurate) and fhirpy's count() (`_count=0&_totalMethod=count`, Aidbox's name)
+_TOTAL: Final = frozenset({"_total", "_totalMethod"})
 Params = dict[str, list[str]]
 
 
@@ -123,6 +125,8 @@ def parse_search(pairs: Sequence[tuple[str, str]]) -> tuple[Params, int, int, bo
     params: Params = {}
     control: dict[str, str] = {}
     for name, value in pairs:
+        if name in _TOTAL:
+            continue  # `total` is always counted exactly
         if name in ("_count", "_offset", "_summary", "_format"):
             if name in control and control[name] != value:
                 raise BadRequest(f"{name} is given twice with different values")
