@@ -103,8 +103,9 @@ def _literal_id(reference: Any, rtype: str) -> str | None:
 
 
 def _revoked(item: DeliveryItem) -> bool:
-    """An item whose Consent is not active: a revocation notice."""
-    return any(r["resourceType"] == "Consent" and r.get("status") != "active" for r in item.resources)
+    """A revocation notice: the Consent alone (disclosure.py sends nothing else with it). Not the Consent's status:
+    a consent revoked after the run's as-of date is still relied on as of then, and goes with the data."""
+    return all(r["resourceType"] == "Consent" for r in item.resources)
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
