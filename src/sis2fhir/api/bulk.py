@@ -147,7 +147,7 @@ def search_groups(request: Request, client: PatientReader) -> Response:
     wanted = True
     for name, value in request.query_params.multi_items():
         if name == "_id":
-            wanted = wanted and value in {v.strip() for v in value.split(",")} and group["id"] in value.split(",")
+            wanted = wanted and group["id"] in {v.strip() for v in value.split(",")}
         elif name == "identifier":
             system, bar, code = value.rpartition("|")
             ident = group["identifier"][0]

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Engine
 
 from sis2fhir.config import Settings
-from sis2fhir.service.served import ServedStore, open_served
+from sis2fhir.service.served import BULK_EXPORT, ServedStore, open_served
 from sis2fhir.store import exports, open_store
 from sis2fhir.store.exports import ExportFile, ExportJob
 
@@ -210,12 +211,11 @@ class ExportJobs:
     def _finish(self, job: ExportJob, written: tuple[list[ExportFile], set[str]], cancel: threading.Event) -> None:
         files, students = written
         now = _now()
-        what = f"bulk-export {job.id}: {','.join(job.types)}"
-        if job.since is not None:
-            what += f" since {job.since.isoformat()}"
+        asked = urlsplit(job.request)
+        what = f"bulk-export {job.id}: {asked.path}{'?' + asked.query if asked.query else ''} ({','.join(job.types)})"
         if students:
             with self.served_store() as served:
-                served.record_reads(job.recipient, job.client_id, sorted(students), what, now)
+                served.record_reads(job.recipient, job.client_id, sorted(students), what, now, channel=BULK_EXPORT)
         if cancel.is_set() or not exports.finish(self.engine, job.id, files, now, now + self.expiry):
             shutil.rmtree(self.folder / job.id, ignore_errors=True)
             return
