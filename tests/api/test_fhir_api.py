@@ -45,9 +45,12 @@ def sourced_id(patient: dict[str, Any]) -> str:
 
 
 def only_at(district: District, holder: str, other: str) -> dict[str, Any]:
-    """A Patient that `sync --out` wrote for `holder` and not for `other` (consented to one organization only)."""
+    """A Patient that `sync --out` wrote for `holder`, with an active Consent there, and not for `other`."""
     others = {p["id"] for p in district.ndjson(other, "Patient")}
-    return next(p for p in district.ndjson(holder, "Patient") if p["id"] not in others)
+    active = {c["patient"]["reference"] for c in district.ndjson(holder, "Consent") if c["status"] == "active"}
+    return next(
+        p for p in district.ndjson(holder, "Patient") if p["id"] not in others and f"Patient/{p['id']}" in active
+    )
 
 
 def ids(bundle: dict[str, Any]) -> list[str]:

@@ -58,7 +58,7 @@ def client_assertion(
     token_url: str,
     keys: ClientKeys,
     *,
-    exp_in: float = 240,
+    exp_in: float | None = 240,
     jti: str | None = _UNSET,
     iss: str | None = _UNSET,
     sub: str | None = _UNSET,
@@ -68,13 +68,13 @@ def client_assertion(
     signing_key: Any = None,
 ) -> str:
     """A signed client assertion as SMART wants it; any part can be changed (None leaves a claim out) to make
-    a bad one. `signing_key` signs with another key (an HS256 secret, a stranger's PEM)."""
+    a bad one (exp_in=None: no exp). `signing_key` signs with another key (an HS256 secret, a stranger's PEM)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": client_id if iss is _UNSET else iss,
         "sub": client_id if sub is _UNSET else sub,
         "aud": token_url if aud is _UNSET else aud,
-        "exp": int(now + exp_in),
+        "exp": None if exp_in is None else int(now + exp_in),
         "iat": now,
         "jti": str(uuid.uuid4()) if jti is _UNSET else jti,
     }

@@ -20,6 +20,13 @@ def create_test_app() -> FastAPI:
     app.include_router(smart.router)
     app.add_exception_handler(smart.Refused, smart.refused_response)
 
+    @app.get("/fhir/metadata")
+    async def metadata() -> dict[str, Any]:  # what the API's CapabilityStatement carries of SMART
+        return {
+            "resourceType": "CapabilityStatement",
+            "rest": [{"mode": "server", "security": smart.security_extension(settings)}],
+        }
+
     @app.get("/fhir/Observation")
     async def observations(client: Annotated[ApiClient, Depends(require("system/Observation.rs"))]) -> dict[str, Any]:
         return {"client_id": client.client_id, "recipient": client.recipient, "scopes": client.scopes}

@@ -61,6 +61,9 @@ def check_assertion(
     alg = header.get("alg")
     if alg not in ASSERTION_ALGS:
         raise invalid_client(f"client_assertion is signed with {_shown(alg)}; only RS384 and ES384 are accepted")
+    if "jku" in header or "jwk" in header or "x5u" in header:
+        # SMART lets a client name a JWKS URL it registered; this server registers keys, never fetches them
+        raise invalid_client("client_assertion names its key by URL or inline (jku/jwk/x5u); only kid is accepted")
     iss, sub = unverified.get("iss"), unverified.get("sub")
     if not isinstance(iss, str) or not iss:
         raise invalid_client("client_assertion has no iss: it must be the client id")

@@ -12,26 +12,26 @@ from sis2fhir.config import Settings
 BULK: Final = "http://hl7.org/fhir/uv/bulkdata"
 SP: Final = "http://hl7.org/fhir/SearchParameter"
 
-# type -> (name, type, definition): only what ServedStore.search answers (subject:identifier is a modifier of
-# Observation.subject, not a parameter of its own)
+# type -> (name, type, definition): what ServedStore.search answers (subject:identifier and patient:identifier
+# are the :identifier modifier on a reference parameter, not parameters of their own)
+_COMMON: Final = (("_id", "token", f"{SP}/Resource-id"), ("_lastUpdated", "date", f"{SP}/Resource-lastUpdated"))
 SEARCH_PARAMS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
-    "Patient": (
-        ("identifier", "token", f"{SP}/Patient-identifier"),
-        ("_id", "token", f"{SP}/Resource-id"),
-        ("_lastUpdated", "date", f"{SP}/Resource-lastUpdated"),
-    ),
+    "Patient": (("identifier", "token", f"{SP}/Patient-identifier"), *_COMMON),
     "Observation": (
         ("patient", "reference", f"{SP}/clinical-patient"),
         ("subject", "reference", f"{SP}/Observation-subject"),
         ("code", "token", f"{SP}/clinical-code"),
         ("date", "date", f"{SP}/clinical-date"),
-        ("_lastUpdated", "date", f"{SP}/Resource-lastUpdated"),
+        ("identifier", "token", f"{SP}/clinical-identifier"),
+        *_COMMON,
     ),
     "Consent": (
         ("patient", "reference", f"{SP}/clinical-patient"),
         ("status", "token", f"{SP}/Consent-status"),
+        ("identifier", "token", f"{SP}/clinical-identifier"),
+        *_COMMON,
     ),
-    "Organization": (("identifier", "token", f"{SP}/Organization-identifier"),),
+    "Organization": (("identifier", "token", f"{SP}/Organization-identifier"), *_COMMON),
 }
 SERVED_TYPES: Final = tuple(SEARCH_PARAMS)
 

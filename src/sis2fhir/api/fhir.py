@@ -95,7 +95,9 @@ def _read(rtype: str, dependency: Callable[..., Any]) -> Callable[..., Any]:
         if found is None:
             return outcome_response(404, f"no {rtype} with this id for this client")
         if found.student is not None:
-            served.record_reads(client.recipient, client.client_id, [found.student], f"read {rtype}", _now())
+            served.record_reads(
+                client.recipient, client.client_id, [found.student], f"read /fhir/{rtype}/{resource_id}", _now()
+            )
         return FhirResponse(found.content, headers=_version_headers(found))
 
     return read
@@ -114,7 +116,7 @@ def answer_search(
         return outcome_response(400, str(e), code="not-supported")
     students = list(dict.fromkeys(r.student for r in page.resources if r.student is not None))
     if students:
-        what = f"search {rtype}: " + ", ".join(f"{r.resource_type}/{r.resource_id}" for r in page.resources)
+        what = f"search /fhir/{rtype}?{urlencode(pairs)}"  # what was asked; the log of the store, not of the server
         served.record_reads(client.recipient, client.client_id, students, what, _now())
     return FhirResponse(searchset(page, rtype, params, count, offset, summary_count, base_url))
 

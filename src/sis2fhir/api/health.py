@@ -49,7 +49,7 @@ def healthz() -> Health:
     responses={503: {"model": Health, "description": "not ready: the store does not answer or is not current"}},
 )
 def readyz(request: Request) -> Any:
-    problem = store_problem(request.app.state.readiness_engine)
+    problem = store_problem(request.app.state.served.engine)
     if problem:
         return JSONResponse({"status": "not-ready", "detail": problem}, status_code=503)
     return Health(status="ready")

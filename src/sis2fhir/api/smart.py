@@ -63,7 +63,7 @@ class Authority:
         self._keys: dict[str, dict[str, ClientKey]] = {
             c.client_id: load_jwks(c.jwks, f"client {c.client_id!r}: jwks") for c in self.api.clients
         }
-        self._loaded_at: dict[str, float] = dict.fromkeys(self._keys, time.monotonic())
+        self._loaded_at: dict[str, float] = {}  # client id -> when an unknown kid last re-read its JWKS
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -78,7 +78,8 @@ class Authority:
         if key is not None or client is None or not isinstance(client.jwks, str) or not client.jwks.startswith("file:"):
             return key
         with self._lock:
-            if time.monotonic() - self._loaded_at.get(client_id, 0.0) >= JWKS_RELOAD_SECONDS:
+            last = self._loaded_at.get(client_id)
+            if last is None or time.monotonic() - last >= JWKS_RELOAD_SECONDS:
                 self._loaded_at[client_id] = time.monotonic()
                 with suppress(ValueError):  # a file caught mid-write or broken: keep the keys read before
                     self._keys[client_id] = load_jwks(client.jwks, f"client {client_id!r}: jwks")
@@ -192,8 +193,8 @@ async def _grant(request: Request) -> dict[str, Any]:
         key_of=auth.key_of,
         now=time.time(),
     )
-    fresh = await run_in_threadpool(
-        remember_jti, auth.engine(), accepted.client_id, accepted.jti, accepted.expires_at, datetime.now(UTC)
+    fresh = await run_in_threadpool(  # the first call opens (and if need be migrates) the store: not in the loop
+        lambda: remember_jti(auth.engine(), accepted.client_id, accepted.jti, accepted.expires_at, datetime.now(UTC))
     )
     if not fresh:
         raise invalid_client("client_assertion: its jti was used before (a replayed assertion)")
