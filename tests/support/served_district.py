@@ -29,7 +29,7 @@ class District:
     keys: dict[str, smart.ClientKeys]  # recipient -> its client's keys
     served: serve_process.Served
     config: Path
-    store: Path
+    store_url: str
 
     @property
     def fhir(self) -> str:
@@ -50,11 +50,11 @@ class District:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def write_api_config(tmp: Path, port: int, keys: dict[str, smart.ClientKeys], store: Path) -> Path:
+def write_api_config(tmp: Path, port: int, keys: dict[str, smart.ClientKeys], store_url: str) -> Path:
     clients = [smart.api_client_config(CLIENT_IDS[r], r, k, SCOPES) for r, k in keys.items()]
     return network.write_config(
         tmp / "sis2fhir.yaml",
-        store_url=f"sqlite:///{store}",
+        store_url=store_url,
         api={"base_url": f"http://127.0.0.1:{port}", "clients": clients},
     )
 
@@ -70,13 +70,14 @@ def sync(config: Path, out: Path, export: Path = paths.EXAMPLE) -> subprocess.Co
 
 
 @contextmanager
-def served_district(tmp: Path) -> Iterator[District]:
-    """The example district synced (`sync --out`, the config's store) and served until the block ends."""
+def served_district(tmp: Path, store_url: str | None = None) -> Iterator[District]:
+    """The example district synced (`sync --out`, the config's store: `store_url`, else a SQLite file in `tmp`)
+    and served until the block ends."""
     port = serve_process.free_port()
     keys = {RIVERSIDE: smart.make_client_keys("RS384"), HARBOR: smart.make_client_keys("ES384")}
-    store = tmp / "state.sqlite"
-    config = write_api_config(tmp, port, keys, store)
+    store_url = store_url or f"sqlite:///{tmp / 'state.sqlite'}"
+    config = write_api_config(tmp, port, keys, store_url)
     out = tmp / "out"
     sync(config, out)
     with serve_process.serving(config, port, tmp / "serve.log") as served:
-        yield District(served.url, out, keys, served, config, store)
+        yield District(served.url, out, keys, served, config, store_url)
