@@ -7,6 +7,9 @@ into real SQLite and PostgreSQL stores."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -19,6 +22,7 @@ from sis2fhir.store.schema import disclosures, served_resources
 from tests.support.served import (
     NORTHFIELD,
     RIVERBEND,
+    SIS2FHIR,
     copy_example,
     folder_lines,
     served_content,
@@ -156,3 +160,70 @@ def test_a_revocation_removes_observations_and_patient_with_the_next_sync(url: s
         ).all()
     engine.dispose()
     assert [tuple(r) for r in logged].count(("CNS-2026-0000003", "push")) == 2
+
+
+def drop_consents(export: Path, recipient: str, keep: set[str]) -> set[str]:
+    """Remove the consents to `recipient` of every student not in `keep`; returns the students who lost theirs."""
+    path = export / "consents.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    gone = {r["studentSourcedId"] for r in rows if r["recipientOrganization"] == recipient} - keep
+    kept = [r for r in rows if not (r["recipientOrganization"] == recipient and r["studentSourcedId"] in gone)]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    return gone
+
+
+def test_a_consent_gone_from_the_export_takes_everything_of_that_student_away(url: str, tmp_path: Path) -> None:
+    export, out = copy_example(tmp_path), tmp_path / "out"
+    config = write_config(tmp_path / "sis2fhir.yaml", url, [RIVERBEND])
+    sync(export, out, config)
+    store = ServedStore(open_store(url))
+    with store:
+        served = {r.student for r in store.export(RIVERBEND, ["Consent"], None)} - {None}
+        keep = set(sorted(served)[:3])
+        gone = drop_consents(export, RIVERBEND, keep) & served
+        assert gone
+        sync(export, out, config)
+        left = [r for r in store.export(RIVERBEND, [], None)]
+        assert {r.student for r in left} == keep | {None}  # None: the Organizations stay
+        assert len(store.group_members(RIVERBEND)) == len(keep)
+
+
+def test_reads_show_in_the_disclosures_command_beside_pushed_ones(url: str, tmp_path: Path) -> None:
+    export, out = copy_example(tmp_path), tmp_path / "out"
+    sync(export, out, write_config(tmp_path / "sis2fhir.yaml", url, [RIVERBEND]))
+    with ServedStore(open_store(url)) as store:
+        store.record_reads(
+            RIVERBEND,
+            "riverside-ehr",
+            ["stu-0000003"],
+            "Patient?identifier=1000314187",
+            datetime(2026, 4, 1, 9, tzinfo=UTC),
+        )
+    done = subprocess.run(
+        [str(SIS2FHIR), "disclosures", "--student", "stu-0000003", "--store", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [orjson.loads(line) for line in done.stdout.splitlines()]
+    how = {(r["destination"].split(":")[0], r["channel"], r["consent_id"]) for r in rows if r["recipient"] == RIVERBEND}
+    assert how == {
+        ("ndjson", "push", "CNS-2026-0000003"),
+        ("served", "push", "CNS-2026-0000003"),
+        ("api", "api-read", "CNS-2026-0000003"),
+    }
+    table = subprocess.run(
+        [str(SIS2FHIR), "disclosures", "--student", "stu-0000003", "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert table.returncode == 0 and "API read" in table.stdout and "served to the API" in table.stdout

@@ -269,8 +269,8 @@ def _values(row: Row, version: int, ts: datetime) -> dict[str, Any]:
 def _delete(conn: Connection, recipient: str, where: Any) -> None:
     """Delete the recipient's rows that match, with their tokens."""
     t = served_resources
-    keys = [(recipient, rt, rid) for rt, rid in conn.execute(
-        select(t.c.resource_type, t.c.resource_id).where(t.c.recipient == recipient, where))]  # fmt: skip
+    found = conn.execute(select(t.c.resource_type, t.c.resource_id).where(t.c.recipient == recipient, where))
+    keys = [(recipient, rt, rid) for rt, rid in found]
     if keys:
         _delete_tokens(conn, keys)
         conn.execute(delete(t).where(t.c.recipient == recipient, where))
