@@ -48,10 +48,11 @@ class ExportJob:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns: they were written in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    """In UTC: SQLite hands back naive datetimes for timezone-aware columns (they were written in UTC), PostgreSQL
+    aware ones in the session's zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _job(row: Any) -> ExportJob:
