@@ -140,7 +140,7 @@ PatientReader = Annotated[ApiClient, Depends(_read_patients)]
 # -- the Group -------------------------------------------------------------------------------------------------
 
 
-@router.get("/fhir/Group")
+@router.get("/fhir/Group", include_in_schema=False)
 def search_groups(request: Request, client: PatientReader) -> Response:
     settings = _settings(request)
     group = _group(request, client.recipient)
@@ -165,7 +165,7 @@ def search_groups(request: Request, client: PatientReader) -> Response:
     return FhirResponse(bundle)
 
 
-@router.get("/fhir/Group/{gid}")
+@router.get("/fhir/Group/{gid}", include_in_schema=False)
 def read_group(gid: str, request: Request, client: PatientReader) -> Response:
     settings = _settings(request)
     if gid != group_id(settings, client.recipient):
@@ -224,12 +224,12 @@ def _kick_off(request: Request, client: ApiClient, group: str | None) -> Respons
     )
 
 
-@router.get("/fhir/$export")
+@router.get("/fhir/$export", include_in_schema=False)
 def export_system(request: Request, client: Exporter) -> Response:
     return _kick_off(request, client, None)
 
 
-@router.get("/fhir/Group/{gid}/$export")
+@router.get("/fhir/Group/{gid}/$export", include_in_schema=False)
 def export_group(gid: str, request: Request, client: Exporter) -> Response:
     return _kick_off(request, client, gid)
 
@@ -241,7 +241,7 @@ def _gone(job_id: str) -> Response:
     return outcome(404, "not-found", f"no export {job_id} for this client: unknown, cancelled or expired")
 
 
-@router.get("/fhir/$export-status/{job_id}")
+@router.get("/fhir/$export-status/{job_id}", include_in_schema=False)
 def export_status(job_id: str, request: Request, client: Exporter) -> Response:
     job = _jobs(request).status(client.client_id, job_id)
     if job is None:
@@ -267,14 +267,14 @@ def _manifest(settings: Settings, job: ExportJob) -> dict[str, Any]:
     }
 
 
-@router.delete("/fhir/$export-status/{job_id}")
+@router.delete("/fhir/$export-status/{job_id}", include_in_schema=False)
 def export_cancel(job_id: str, request: Request, client: Exporter) -> Response:
     if not _jobs(request).cancel(client.client_id, job_id):
         return _gone(job_id)
     return outcome(202, "informational", f"export {job_id} cancelled: its files are gone", severity="information")
 
 
-@router.get("/fhir/$export-file/{job_id}/{name}")
+@router.get("/fhir/$export-file/{job_id}/{name}", include_in_schema=False)
 def export_file(job_id: str, name: str, request: Request, client: Exporter) -> Response:
     path = _jobs(request).file(client.client_id, job_id, name)
     if path is None:
