@@ -176,6 +176,8 @@ class ExportJobs:
             if files is not None:
                 self._finish(job, files, cancel)
         except Exception as e:  # the job fails, the server goes on; no data in the reason
+            if cancel.is_set():  # cancelled while writing: its folder went from under it
+                return
             reason = f"the export failed: {type(e).__name__}"
             log.error("export %s failed: %s", job.id, type(e).__name__)
             now = _now()
