@@ -1,4 +1,5 @@
-"""Issue 9: the Bulk Data $export jobs (api/bulk.py).
+"""Issue 9: the Bulk Data $export jobs (api/bulk.py), and the index the served set's consent check needs
+(ix_served_consent: without it an export at 100k students is quadratic on SQLite).
 
 Revision ID: 0005_export_jobs
 Revises: 0004_served_resources (0003 before the i9-store merge)
@@ -34,8 +35,10 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=False),
     )
     op.create_index("ix_export_jobs_client", "export_jobs", ["client_id", "status"])
+    op.create_index("ix_served_consent", "served_resources", ["recipient", "resource_type", "student", "permits"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_served_consent", "served_resources")
     op.drop_index("ix_export_jobs_client", "export_jobs")
     op.drop_table("export_jobs")
