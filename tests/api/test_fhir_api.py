@@ -17,7 +17,7 @@ import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
-from tests.support import serve_process
+from tests.support import network, serve_process, smart
 from tests.support.served_district import HARBOR, RIVERSIDE, District, served_district
 
 pytestmark = pytest.mark.integration
@@ -271,14 +271,35 @@ def test_one_log_line_per_request_without_identifiers_or_tokens(district: Distri
     assert "Traceback" not in log
 
 
-def test_serve_refuses_to_start_without_the_api_section(tmp_path: Path) -> None:
-    config = tmp_path / "sis2fhir.yaml"
-    config.write_text(f"store_url: sqlite:///{tmp_path / 'state.sqlite'}\n")
-    done = subprocess.run(
+def serve_refusal(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [serve_process.SIS2FHIR, "serve", "--port", str(serve_process.free_port()), "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_serve_refuses_to_start_without_the_api_section(tmp_path: Path) -> None:
+    config = tmp_path / "sis2fhir.yaml"
+    config.write_text(f"store_url: sqlite:///{tmp_path / 'state.sqlite'}\n")
+    done = serve_refusal(config)
     assert done.returncode == 1, done.stderr
     assert "api.base_url" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_refuses_a_store_no_sync_wrote_and_creates_nothing(tmp_path: Path) -> None:
+    keys = smart.make_client_keys("ES384")
+    store = tmp_path / "state.sqlite"
+    config = network.write_config(
+        tmp_path / "sis2fhir.yaml",
+        store_url=f"sqlite:///{store}",
+        api={
+            "base_url": "https://sis2fhir.example-hie.org",
+            "clients": [smart.api_client_config("riverside-ehr", RIVERSIDE, keys, "system/Patient.rs")],
+        },
+    )
+    done = serve_refusal(config)
+    assert done.returncode == 1, done.stderr
+    assert "no state store that a sync wrote" in done.stderr and "Traceback" not in done.stderr
+    assert not store.exists()

@@ -11,6 +11,7 @@ import typer
 
 from sis2fhir.cli.options import ConfigOpt, err, fail, failing, settings_for
 from sis2fhir.config import Settings
+from sis2fhir.errors import StoreMissing
 
 
 def serve_command(
@@ -32,6 +33,7 @@ def serve_command(
     from sis2fhir.service.served import open_served
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refuse_without_a_synced_store(settings)
     with failing(), open_served(settings) as served:
         app = create_app(settings, served)
         server = uvicorn.Server(
@@ -49,6 +51,21 @@ def serve_command(
         server.run()
     if not server.started:  # the address was taken or cannot be bound: uvicorn said why
         raise typer.Exit(1)
+
+
+def refuse_without_a_synced_store(settings: Settings) -> None:
+    """An empty store would answer every search with nothing, as if no student were consented: exit 1 instead."""
+    from sis2fhir.config import shown_store_url
+    from sis2fhir.service.state import open_existing
+
+    try:
+        with failing():
+            open_existing(settings).dispose()
+    except StoreMissing as e:
+        raise fail(
+            f"no state store that a sync wrote at {shown_store_url(settings.store_url)}: {e}. serve answers from "
+            "what `sis2fhir sync` stored: run it with this configuration (its store_url) first"
+        ) from None
 
 
 def refuse_without_api(settings: Settings) -> None:
