@@ -1,2 +1,3 @@
-"""The API `sis2fhir serve` answers: FHIR R4 read and search, Bulk $export, and the SMART Backend Services
-authorization server that guards them (smart.py). Layer 9, beside the command line: imports service/ and below."""
+"""The FHIR R4 server over what sync measured (`sis2fhir serve`): the app (app.py), the FHIR read and search API
+(fhir.py), SMART Backend Services (smart.py) and Bulk $export (bulk.py). Layer 9, beside cli/: it calls
+sis2fhir.service and below, nothing calls it."""

@@ -68,7 +68,7 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings  # api.smart finds the clients and keys here
+    app.state.settings = settings  # api.smart and api.bulk find the clients, keys and export settings here
     app.add_middleware(RequestLog)
     app.add_exception_handler(smart.Refused, smart.refused_response)  # 401/403: OperationOutcome, WWW-Authenticate
     app.add_exception_handler(HTTPException, _http_error)

@@ -1,7 +1,7 @@
 """Issue 9: the jti of every client assertion the API's token endpoint accepted (replays are refused).
 
 Revision ID: 0006_client_assertions
-Revises: 0004_served_resources
+Revises: 0003_measured_summaries
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_client_assertions"
-down_revision: str | None = "0004_served_resources"
+down_revision: str | None = "0005_export_jobs"
 branch_labels = None
 depends_on = None
 
