@@ -4,38 +4,24 @@ request (api.request_log). One process, one event loop; the store calls run in i
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from sis2fhir.api import health, smart
+from sis2fhir.api import bulk, health, smart
 from sis2fhir.api.capability import SERVED_TYPES, capability_statement
 from sis2fhir.api.fhir import fhir_router
 from sis2fhir.api.outcome import FHIR_JSON, FhirResponse, outcome_response
 from sis2fhir.api.request_log import RequestLog
 from sis2fhir.config import Settings
 from sis2fhir.service.served import ServedStore, open_served
-
-
-def _bulk_router() -> APIRouter | None:
-    """api.bulk's router (i9-bulk). Until that branch is merged beside this one it may be missing; the lead's
-    merge makes this a plain `from sis2fhir.api import bulk`."""
-    try:
-        module = importlib.import_module("sis2fhir.api.bulk")
-    except ModuleNotFoundError as e:
-        if e.name != "sis2fhir.api.bulk":
-            raise
-        return None
-    router: APIRouter = module.router
-    return router
 
 
 def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI:
@@ -80,8 +66,7 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
 
     app.include_router(health.router)
     app.include_router(smart.router)
-    if (bulk := _bulk_router()) is not None:
-        app.include_router(bulk)
+    app.include_router(bulk.router)  # before the FHIR router: Group and $export are its paths
     app.include_router(fhir_router(base_url))  # last: its routes are the served types only
     return app
 
