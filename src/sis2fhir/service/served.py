@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -32,7 +32,7 @@ from sis2fhir.service.search_terms import (
     token,
 )
 from sis2fhir.store import open_store
-from sis2fhir.store.schema import disclosures, served_resources, served_tokens
+from sis2fhir.store.schema import as_utc, disclosures, served_resources, served_tokens
 
 __all__ = [
     "SearchPage",
@@ -144,7 +144,7 @@ class ServedStore:
         for rtype in types or TYPES:
             q = _columns().where(t.c.recipient == recipient, t.c.resource_type == rtype, _visible(recipient))
             if since is not None:
-                q = q.where(t.c.last_updated > _utc(since))
+                q = q.where(t.c.last_updated > as_utc(since))
             with self.engine.connect() as conn:
                 for row in conn.execution_options(yield_per=CHUNK).execute(q.order_by(t.c.resource_id)):
                     yield _resource(row)
@@ -191,10 +191,10 @@ class ServedStore:
                         t.c.student.in_(wanted[i : i + CHUNK]),
                     )
                 ):
-                    candidate = (bool(permits), _utc(updated), consent_id, state_id)
+                    candidate = (bool(permits), as_utc(updated), consent_id, state_id)
                     if student not in relied or candidate[:2] > relied[student][:2]:
                         relied[student] = candidate
-            ts, disclosed = _utc(when), orjson.dumps([what]).decode()
+            ts, disclosed = as_utc(when), orjson.dumps([what]).decode()
             conn.execute(
                 insert(disclosures),
                 [
@@ -223,13 +223,8 @@ def _columns() -> Any:
 
 def _resource(row: Any) -> ServedResource:
     return ServedResource(
-        row.resource_type, row.resource_id, row.student, row.version_id, _utc(row.last_updated), bytes(row.content)
+        row.resource_type, row.resource_id, row.student, row.version_id, as_utc(row.last_updated), bytes(row.content)
     )
-
-
-def _utc(ts: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were written in UTC."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def _visible(recipient: str) -> ColumnElement[bool]:
@@ -298,7 +293,7 @@ def _in_range(column: Any, wanted: DateRange) -> ColumnElement[bool]:
     """FHIR R4 prefixes over a half-open range [low, high) of the value's precision."""
     low, high = wanted.low, wanted.high
     if isinstance(low, datetime) and isinstance(high, datetime):
-        low, high = _utc(low), _utc(high)
+        low, high = as_utc(low), as_utc(high)
     return {
         "eq": and_(column >= low, column < high),
         "ne": or_(column < low, column >= high),

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, delete, insert, select, update
 
-from sis2fhir.store.schema import export_jobs
+from sis2fhir.store.schema import as_utc, export_jobs
 
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
 
@@ -48,11 +48,7 @@ class ExportJob:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """In UTC: SQLite hands back naive datetimes for timezone-aware columns (they were written in UTC), PostgreSQL
-    aware ones in the session's zone."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else as_utc(value)
 
 
 def _job(row: Any) -> ExportJob:

@@ -4,6 +4,8 @@ store/migrations/versions (the tests compare the two)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -236,3 +238,9 @@ client_assertions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_client_assertions_expiry", "expires_at"),
 )
+
+
+def as_utc(ts: datetime) -> datetime:
+    """A timestamp read back from the store, in UTC: SQLite hands back naive datetimes even for timezone=True
+    columns (they were written in UTC), PostgreSQL aware ones in the session's zone."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)

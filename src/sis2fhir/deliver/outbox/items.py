@@ -106,11 +106,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(ts: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 class OutboxTable:
     """The store and settings every part of the outbox works on."""
 

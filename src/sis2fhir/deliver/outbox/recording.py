@@ -23,10 +23,9 @@ from sis2fhir.deliver.outbox.items import (
     SENDING,
     SUPERSEDED,
     OutboxTable,
-    aware,
     now_utc,
 )
-from sis2fhir.store.schema import outbox
+from sis2fhir.store.schema import as_utc, outbox
 
 
 class _FreshRow:
@@ -129,10 +128,10 @@ class Recording(OutboxTable):
                             "disclosed": orjson.dumps(res.disclosed).decode(),
                             "disclosed_at": ts,
                             "outbox_key": row.key,
-                            "latency_seconds": (ts - aware(row.created_at)).total_seconds(),
+                            "latency_seconds": (ts - as_utc(row.created_at)).total_seconds(),
                         }
                     )
-                elif res.outcome is Outcome.DEAD or ts - aware(row.created_at) > max_age:
+                elif res.outcome is Outcome.DEAD or ts - as_utc(row.created_at) > max_age:
                     if res.outcome is not Outcome.DEAD:
                         change["error"] = f"gave up after {attempts} attempts: {res.detail}"[:4000]
                     change["status"] = DEAD
