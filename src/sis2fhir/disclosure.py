@@ -169,7 +169,8 @@ class DisclosureBuilder:
                     continue
                 if rt.takes == "hl7v2":
                     out += map(_Made, v2_envelopes(rt, recipient, student, summaries, self.roster, gate.consent,
-                                                   counts.report, self.settings))  # fmt: skip
+                                                   counts.report, self.settings,
+                                                   self._recipient(recipient).system))  # fmt: skip
                     continue
                 resources = [obs for _, obs in observations[literal]]
                 if literal:  # the Patient and Organizations they refer to go along (privacy: only with consent)

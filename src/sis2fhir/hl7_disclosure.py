@@ -19,7 +19,6 @@ from sis2fhir.map.oru import CopyTo, OruError, build_oru_r01, v2_settings
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
-from sis2fhir.terminology import NPI_SYSTEM
 
 
 def v2_envelopes(
@@ -31,11 +30,12 @@ def v2_envelopes(
     consent: ConsentRecord,
     report: RowReport,
     settings: Settings,
+    recipient_system: str,
 ) -> list[Envelope]:
-    """One ORU^R01 per school the student has a summary at, each keyed by its numbers for the outbox."""
+    """One ORU^R01 per school the student has a summary at, each keyed by its numbers for the outbox;
+    `recipient_system`: the identifier system of the recipient (OBR-28), from its settings."""
     v2 = v2_settings(settings, rt.v2)
-    system = next((r.system for r in settings.recipients if r.identifier == recipient), NPI_SYSTEM)
-    copy_to = CopyTo(recipient, consent.recipient_name, system)
+    copy_to = CopyTo(recipient, consent.recipient_name, recipient_system)
     out = []
     for s in summaries:
         subject = Subject(recipient, student.sourced_id, s.school_sourced_id)
