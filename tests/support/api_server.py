@@ -8,17 +8,14 @@ own tests pass `sis2fhir.api.app:...` once it exists (or use `sis2fhir serve`).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from tests.support.paths import ROOT
 from tests.support.sekmet import free_port
+from tests.support.serve_process import running
 
 STARTUP_LIMIT = 30.0  # seconds for uvicorn to answer: the machine is shared
 
@@ -31,33 +28,8 @@ def serve_app(
     in the config must be http://127.0.0.1:<port> for the token audience to match: pass the port chosen for it."""
     port = port or free_port()
     env = {**os.environ, "SIS2FHIR_TEST_CONFIG": str(config)}
-    log = config.with_suffix(f".{port}.log")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_LIMIT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited {process.returncode}: {log.read_text()[-2000:]}")
-            try:
-                httpx.get(f"{base}/fhir/.well-known/smart-configuration", timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not answer: {log.read_text()[-2000:]}") from None
-                time.sleep(0.1)
+    argv = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1", "--port", str(port)]
+    probe = f"{base}/fhir/.well-known/smart-configuration"
+    with running(argv, probe, config.with_suffix(f".{port}.log"), env, cwd=ROOT, limit=STARTUP_LIMIT):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
