@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.support import network, paths, serve_process, smart
+from tests.support.postgres import new_database
 from tests.support.served_district import AS_OF, HARBOR, RIVERSIDE, served_district
 
 pytestmark = pytest.mark.integration
@@ -350,12 +349,7 @@ def test_files_expire_after_the_configured_time(env: Env, keys: dict[str, smart.
 def test_an_export_from_a_postgresql_store_equals_the_folder(
     postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    name = f"bulk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    url = new_database(postgres_url, "bulk")
     with served_district(tmp_path_factory.mktemp("bulk-pg"), store_url=url) as district:
         auth = {"Authorization": f"Bearer {district.token(RIVERSIDE)}"}
         kicked = httpx.get(f"{district.fhir}/$export", headers={**KICK_OFF, **auth})

@@ -3,18 +3,18 @@ PostgreSQL: a replay is refused across processes sharing the store, and expired 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from sis2fhir.scopes import SUPPORTED, allows, check_configured, granted, parse_scope
 from sis2fhir.store import open_store
 from sis2fhir.store.assertions import remember_jti
 from sis2fhir.store.schema import client_assertions
+from tests.support.postgres import new_database
 
 CONFIGURED = "system/Patient.rs system/Observation.rs system/Consent.rs"
 
@@ -79,12 +79,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'state.sqlite'}"
         return
     base: str = request.getfixturevalue("postgres_url")
-    name = f"jti_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    yield base.rsplit("/", 1)[0] + f"/{name}"
+    yield new_database(base, "jti")
 
 
 def test_a_jti_is_accepted_once_and_pruned_after_its_assertion_expired(store_url: str) -> None:

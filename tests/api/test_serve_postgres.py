@@ -3,15 +3,15 @@ a consented student found by identifier with their Observations, and each answer
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from fhirpy import SyncFHIRClient
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from sis2fhir.store.schema import disclosures
+from tests.support.postgres import new_database
 from tests.support.served_district import RIVERSIDE, District, served_district
 
 pytestmark = pytest.mark.integration
@@ -19,12 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def district(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[District]:
-    name = f"served_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    url = new_database(postgres_url, "served")
     with served_district(tmp_path_factory.mktemp("pg"), store_url=url) as d:
         yield d
 

@@ -4,14 +4,13 @@ a poison item never blocks the others, replay, withdrawal when consent ends, and
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Engine, create_engine, select, text, update
+from sqlalchemy import Engine, select, update
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
@@ -30,6 +29,7 @@ from sis2fhir.deliver.outbox import (
 )
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
+from tests.support.postgres import new_database
 
 DEST = "test:recipient-system"
 
@@ -81,12 +81,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         eng = open_store(f"sqlite:///{tmp_path / 'state.sqlite'}")
     else:
         base = request.getfixturevalue("postgres_url")
-        name = f"outbox_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        eng = open_store(base.rsplit("/", 1)[0] + f"/{name}")
+        eng = open_store(new_database(base, "outbox"))
     yield eng
     eng.dispose()
 

@@ -7,18 +7,18 @@ from __future__ import annotations
 import csv
 import re
 import socket
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine, inspect, select
 from typer.testing import CliRunner
 
 from sis2fhir.cli import app
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import outbox
 from tests.support import network, paths
+from tests.support.postgres import new_database
 
 ROOT = paths.ROOT
 EXAMPLE = ROOT / "examples" / "district"
@@ -77,12 +77,7 @@ def test_a_file_or_database_without_the_tables_is_not_a_store(tmp_path: Path) ->
 
 
 def test_a_postgresql_database_without_the_tables_is_refused_and_left_alone(postgres_url: str) -> None:
-    name = f"empty_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    url = new_database(postgres_url, "empty")
     code, output = invoke(["pending", "--store", url])
     assert code == 1 and "no sis2fhir state store" in output and "table" in output, output
     engine = create_engine(url)

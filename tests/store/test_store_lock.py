@@ -27,6 +27,7 @@ from sis2fhir.store.lock import ADVISORY_KEY, StoreLockError, WriterLock
 from sis2fhir.store.schema import disclosures, outbox
 from tests.end_to_end.test_sync_fhir import identifiers_in_ndjson, identifiers_on_server, seed_patients, write_config
 from tests.support import network, paths
+from tests.support.postgres import new_database
 
 ROOT = paths.ROOT
 EXAMPLE = ROOT / "examples" / "district"
@@ -232,12 +233,7 @@ def test_two_syncs_started_at_once_deliver_everything_once(fhir_server: str, tmp
 @pytest.fixture
 def pg_store(postgres_url: str) -> Iterator[str]:
     """A fresh database, addressed with a password in the URL (trust auth ignores it; messages must not show it)."""
-    name = f"lock_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    yield postgres_url.rsplit("/", 1)[0].replace("postgres@", "postgres:s3cret-pw@") + f"/{name}"
+    yield new_database(postgres_url, "lock").replace("postgres@", "postgres:s3cret-pw@")
 
 
 def pg_holder_running(store: str) -> bool:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from sis2fhir.cli import app
@@ -21,6 +20,7 @@ from sis2fhir.store import open_store
 from sis2fhir.store.schema import attendance_summaries
 from sis2fhir.store.summaries import history, record_changed
 from tests.support import paths
+from tests.support.postgres import new_database
 
 EXAMPLE = paths.EXAMPLE
 DISTRICT = "urn:example:district"
@@ -32,12 +32,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'state.sqlite'}"
         return
     base: str = request.getfixturevalue("postgres_url")
-    name = f"summaries_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    yield base.rsplit("/", 1)[0] + f"/{name}"
+    yield new_database(base, "summaries")
 
 
 def summary(

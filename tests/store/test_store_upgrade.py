@@ -5,7 +5,6 @@ new store, and as its ad-hoc upgrade left an older one, completely or halfway)."
 from __future__ import annotations
 
 import importlib.util
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from sis2fhir.store import StoreMissing, open_store
 from sis2fhir.store.migrate import current_revision, head
 from sis2fhir.store.schema import disclosures, metadata, outbox, runs
 from tests.support import paths
+from tests.support.postgres import new_database
 
 SCHEMAS = paths.FIXTURES / "store"
 TS = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -45,12 +45,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / f'{name}.sqlite'}"
     base: str = request.getfixturevalue("postgres_url")
-    db = f"{name}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    admin.dispose()
-    return base.rsplit("/", 1)[0] + f"/{db}"
+    return new_database(base, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

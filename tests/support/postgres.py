@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,3 +65,15 @@ def running_postgres() -> Iterator[str]:
             run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def new_database(postgres_url: str, prefix: str) -> str:
+    """A fresh, empty database on the suite's PostgreSQL (named `<prefix>_<random>`); its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"

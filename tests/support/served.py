@@ -7,16 +7,16 @@ import base64
 import shutil
 import subprocess
 import sys
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
 from sis2fhir.store.schema import served_resources
 from tests.support import paths
+from tests.support.postgres import new_database
 
 SIS2FHIR = Path(sys.executable).parent / "sis2fhir"
 RIVERBEND, NORTHFIELD = "1582147033", "1904672353"  # recipients in examples/district/consents.csv
@@ -38,12 +38,7 @@ def store_url(kind: str, tmp_path: Path, postgres: str | None) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'state.sqlite'}"
     assert postgres is not None
-    db = f"served_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    admin.dispose()
-    return postgres.rsplit("/", 1)[0] + f"/{db}"
+    return new_database(postgres, "served")
 
 
 def write_config(path: Path, url: str, recipients: list[str]) -> Path:
