@@ -178,6 +178,9 @@ attendance_summaries = Table(
     Column("chronic", Boolean),  # none: too few days in membership to say
     Column("policy", String(100), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    # JSON list, one per calendar month up to the as-of date: [month "YYYY-MM", days in membership, hundredths
+    # absent, excused, unexcused, illness, out-of-school suspension]; none on rows written before migration 0007
+    Column("months", Text),
     Index("ix_attendance_summaries_student", "district", "student_sourced_id", "school_sourced_id", "as_of"),
     Index("ix_attendance_summaries_run", "run_id"),
 )
@@ -190,6 +193,47 @@ summary_digests = Table(
     Column("district", String(500), primary_key=True),
     Column("run_id", Integer, nullable=False),
     Column("digest", LargeBinary, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+# What a sync found changed for a student x school (the notification triggers, transitions.py): one row per
+# trigger and episode, never two (the unique key), so re-runs, replays and restarts record nothing new. sourcedIds
+# and numbers only (detail: JSON of the figures the event is about), never names. Subscriptions fan out from here.
+attendance_events = Table(
+    "attendance_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the order events happened in
+    Column("district", String(500), nullable=False),
+    Column("school_year", Integer, nullable=False),
+    Column("student_sourced_id", String(200), nullable=False),
+    Column("school_sourced_id", String(200), nullable=False),
+    Column("trigger", String(40), nullable=False),  # transitions.Trigger
+    Column("episode", String(100), nullable=False),  # which crossing, streak or warning of the year this is
+    Column("as_of", String(10), nullable=False),  # the sync's as-of date that found it (ISO)
+    Column("occurred_on", String(10), nullable=False),  # the school day it is about (ISO)
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("run_id", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "district",
+        "school_year",
+        "student_sourced_id",
+        "school_sourced_id",
+        "trigger",
+        "episode",
+        name="uq_attendance_events_episode",
+    ),
+)
+
+# Per district, the state the transitions were last judged from (zlib JSON per student x school) and its as-of
+# date: a sync of that date or an older one judges nothing (no event from a replay or an older export).
+transition_states = Table(
+    "transition_states",
+    metadata,
+    Column("district", String(500), primary_key=True),
+    Column("as_of", String(10), nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
