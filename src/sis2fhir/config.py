@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sis2fhir.api_config import ApiClientSettings as ApiClientSettings  # re-exported: the `api:` section
 from sis2fhir.api_config import ApiSettings
 from sis2fhir.errors import ConfigError
+from sis2fhir.notify_config import NotifySettings
 from sis2fhir.policy import Policy, resolve_policy
 from sis2fhir.terminology import NPI_SYSTEM
 
@@ -306,6 +307,7 @@ class Settings(BaseSettings):
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
     hl7: Hl7Settings = Field(default_factory=Hl7Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)  # sis2fhir serve (sis2fhir.api_config)
+    notify: NotifySettings = Field(default_factory=NotifySettings)  # triggers and Subscriptions (notify_config)
 
     @field_validator("store_url")
     @classmethod

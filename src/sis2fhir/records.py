@@ -24,6 +24,20 @@ class AttendanceCategory(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class MonthTally:
+    """One calendar month of a student x school's school year, up to the as-of date: measure.py makes them, the store
+    keeps them (attendance_summaries.months), the chart and the population views read them. Hundredths of a day."""
+
+    month: str  # "YYYY-MM"
+    days_in_membership: int
+    absent_h: int
+    excused_h: int
+    unexcused_h: int
+    illness_h: int
+    oss_h: int  # out-of-school suspension
+
+
+@dataclass(frozen=True, slots=True)
 class School:
     sourced_id: str
     name: str

@@ -181,6 +181,8 @@ attendance_summaries = Table(
     # JSON list, one per calendar month up to the as-of date: [month "YYYY-MM", days in membership, hundredths
     # absent, excused, unexcused, illness, out-of-school suspension]; none on rows written before migration 0007
     Column("months", Text),
+    # the early-warning projection of the year-end absence rate (transitions.py), 0..1; none where it cannot be made
+    Column("projected_rate", Float),
     Index("ix_attendance_summaries_student", "district", "student_sourced_id", "school_sourced_id", "as_of"),
     Index("ix_attendance_summaries_run", "run_id"),
 )

@@ -1,5 +1,5 @@
 """Issue 10: the events the notification triggers found (attendance_events), the state they were judged from
-(transition_states), and the monthly tallies of each measured summary (attendance_summaries.months).
+(transition_states), and the monthly tallies of each measured summary (attendance_summaries.months, .projected_rate).
 
 Revision ID: 0007_attendance_events
 Revises: 0006_client_assertions
@@ -18,6 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("attendance_summaries", sa.Column("months", sa.Text()))
+    op.add_column("attendance_summaries", sa.Column("projected_rate", sa.Float()))
     op.create_table(
         "attendance_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -55,4 +56,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("transition_states")
     op.drop_table("attendance_events")
+    op.drop_column("attendance_summaries", "projected_rate")
     op.drop_column("attendance_summaries", "months")
