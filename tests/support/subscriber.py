@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +21,7 @@ class Received:
     path: str
     headers: dict[str, str]  # as sent (names as the client spelt them)
     body: bytes
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
     def json(self) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(self.body)

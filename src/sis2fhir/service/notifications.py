@@ -219,6 +219,7 @@ def fan_out(engine: Engine, settings: Settings, now: datetime | None = None) -> 
         if not events:
             return made
         last = events[-1].id
+        gate: dict[tuple[str, int], Focus | None] = {}  # (recipient, event id): once however many subscriptions
         with engine.begin() as conn:
             for sub in subs:
                 if cursors[sub.id] >= last:
@@ -227,7 +228,10 @@ def fan_out(engine: Engine, settings: Settings, now: datetime | None = None) -> 
                 for event in events:
                     if event.id <= cursors[sub.id] or event.trigger != sub.trigger or not _allowed(settings, sub):
                         continue
-                    focus = focus_of(conn, sub.recipient, event)
+                    key = (sub.recipient, event.id)
+                    if key not in gate:
+                        gate[key] = focus_of(conn, sub.recipient, event)
+                    focus = gate[key]
                     if focus is not None and _passes(sub, event, focus):
                         wanted.append(event.id)
                 made += add_notifications(conn, sub.id, wanted, last, now)
