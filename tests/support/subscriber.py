@@ -31,6 +31,11 @@ class Received:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # http.server's 5 resets connections when many notifications arrive at once
+    allow_reuse_address = True  # started again on the same port after stop()
+
+
 class Subscriber:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -63,7 +68,7 @@ class Subscriber:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = _Server(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
