@@ -147,7 +147,8 @@ def sync(
     clock.lap("read roster, calendar and consents")
     baseline = verdicts.last_accepted(baseline_store or engine, district.namespace, year.year)
     compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
-    rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until)
+    window = settings.notify.early_warning_window_days
+    rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until, window)
     measured = StreamingTally(settings.workers).measure(export, roster, rules, report)
     if progress is not None:
         progress("attendance rows", measured.counts.events)
