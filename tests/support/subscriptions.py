@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import create_engine, func, insert, select
 
 from sis2fhir.store.schema import attendance_events, runs
-from tests.support import network, serve_process, smart
-from tests.support.served_district import CLIENT_IDS, HARBOR, RIVERSIDE, District, sync
+from tests.support import network, paths, serve_process, smart
+from tests.support.served_district import AS_OF, CLIENT_IDS, HARBOR, RIVERSIDE, District, sync
 
 TOPIC = "http://sis2fhir.org/fhir/SubscriptionTopic/"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -133,13 +133,13 @@ def write_config(tmp: Path, port: int, keys: dict[str, smart.ClientKeys], store_
 
 
 @contextmanager
-def notifying_district(tmp: Path, **notify: Any) -> Iterator[District]:
-    """The example district synced and served (SQLite store in `tmp`) with the notifier on."""
+def notifying_district(tmp: Path, as_of: str = AS_OF, **notify: Any) -> Iterator[District]:
+    """The example district synced as of `as_of` and served (SQLite store in `tmp`) with the notifier on."""
     port = serve_process.free_port()
     keys = {RIVERSIDE: smart.make_client_keys("RS384"), HARBOR: smart.make_client_keys("ES384")}
     store_url = f"sqlite:///{tmp / 'state.sqlite'}"
     config = write_config(tmp, port, keys, store_url, **notify)
     out = tmp / "out"
-    sync(config, out)
+    sync(config, out, paths.EXAMPLE, as_of)
     with serve_process.serving(config, port, tmp / "serve.log") as served:
         yield District(served.url, out, keys, served, config, store_url)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sis2fhir.transitions import Trigger
+
 CANONICAL: Final = "http://sis2fhir.org/fhir"  # profiles/sushi-config.yaml canonical
 TOPIC_BASE: Final = f"{CANONICAL}/SubscriptionTopic"
 R5: Final = "http://hl7.org/fhir/5.0/StructureDefinition"
@@ -15,49 +17,49 @@ TOPIC_VERSION: Final = "1.0.0"
 
 @dataclass(frozen=True, slots=True)
 class Topic:
-    trigger: str  # attendance_events.trigger (transitions.Trigger value)
+    trigger: Trigger  # attendance_events.trigger
     title: str
     description: str
 
     @property
     def url(self) -> str:
-        return f"{TOPIC_BASE}/{self.trigger}"
+        return f"{TOPIC_BASE}/{self.trigger.value}"
 
     @property
     def basic_id(self) -> str:
-        return f"topic-{self.trigger}"
+        return f"topic-{self.trigger.value}"
 
     @property
     def setting(self) -> str:
         """The name of its switch in notify.triggers (notify_config.TriggerSettings)."""
-        return self.trigger.replace("-", "_")
+        return self.trigger.value.replace("-", "_")
 
 
 TOPICS: Final = (
     Topic(
-        "into-chronic",
+        Trigger.INTO_CHRONIC,
         "Student became chronically absent",
         "The student's absence rate at a school crossed the policy's chronic-absence threshold upward (a student "
         "with too few days in membership is not judged). Once per crossing.",
     ),
     Topic(
-        "back-below",
+        Trigger.BACK_BELOW,
         "Student no longer chronically absent",
         "The student's absence rate at a school fell back below the chronic-absence threshold. Once per crossing.",
     ),
     Topic(
-        "tier-changed",
+        Trigger.TIER_CHANGED,
         "Attendance tier changed",
         "The student's attendance tier at a school (satisfactory, at risk, moderate, severe) changed.",
     ),
     Topic(
-        "consecutive-absences",
+        Trigger.CONSECUTIVE_ABSENCES,
         "Consecutive school days absent",
         "The student was absent a number of school days in a row (by the school calendar, days in membership "
         "only; 3 unless configured). Once per streak.",
     ),
     Topic(
-        "early-warning",
+        Trigger.EARLY_WARNING,
         "Projected to become chronically absent",
         "Not chronically absent yet, but the rate of the last school days applied to the days left in the year "
         "puts the year-end rate at or above the threshold. Once per warning.",

@@ -37,6 +37,7 @@ from sis2fhir.map.notification import (
     notification_bundle,
 )
 from sis2fhir.map.topics import BY_URL
+from sis2fhir.store.attendance_events import events_after
 from sis2fhir.store.schema import as_utc, attendance_events, disclosures, runs, served_resources, served_tokens
 from sis2fhir.store.subscriptions import (
     DEAD,
@@ -107,20 +108,37 @@ def _event(row: Any) -> Event:
     )
 
 
-def _finished_events_after(conn: Connection, after: int, limit: int) -> list[Event]:
+def _finished_events_after(engine: Engine, after: int, limit: int) -> list[Event]:
     """Events after id `after`, in order, up to the first of a sync still running (one that has not finished and
     after which no other sync started: a sync that stopped without finishing does not hold them back)."""
-    e, r = attendance_events, runs
-    later = runs.alias("later")
-    done = select(r.c.id).where(
-        r.c.id == e.c.run_id, r.c.finished_at.is_not(None) | exists().where(later.c.id > r.c.id)
-    )
-    rows = conn.execute(select(e, exists(done).label("done")).where(e.c.id > after).order_by(e.c.id).limit(limit))
+    events = events_after(engine, after, limit)
+    if not events:
+        return []
+    r, later = runs, runs.alias("later")
+    wanted = sorted({e.run_id for e in events})
+    with engine.connect() as conn:
+        done = set(
+            conn.scalars(
+                select(r.c.id).where(
+                    r.c.id.in_(wanted), r.c.finished_at.is_not(None) | exists().where(later.c.id > r.c.id)
+                )
+            )
+        )
     out = []
-    for row in rows:
-        if not row.done:
+    for e in events:
+        if e.run_id not in done:
             break
-        out.append(_event(row))
+        out.append(
+            Event(
+                e.id,
+                e.student_sourced_id,
+                e.school_sourced_id,
+                e.school_year,
+                e.trigger,
+                e.occurred_on.isoformat(),
+                e.recorded_at,
+            )
+        )
     return out
 
 
@@ -130,12 +148,17 @@ def events_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, Event]:
 
 
 def _consent_active(content: bytes, on: str) -> bool:
+    """The served Consent was in effect on `on` (ISO date): active with its period holding the day, or revoked
+    since (map/consent.py: status inactive, the period ending on the revocation day, which gate.py no longer
+    permits). Anything else (rejected, an inactive one without an end) is not."""
     consent = orjson.loads(content)
-    if consent.get("status") != "active":
-        return False
     period = (consent.get("provision") or {}).get("period") or {}
-    start, end = period.get("start"), period.get("end")
-    return (not start or str(start)[:10] <= on) and (not end or on <= str(end)[:10])
+    start, end = str(period.get("start") or "")[:10], str(period.get("end") or "")[:10]
+    if start and on < start:
+        return False
+    if consent.get("status") == "active":
+        return not end or on <= end
+    return consent.get("status") == "inactive" and bool(end) and on < end
 
 
 def focus_of(conn: Connection, recipient: str, event: Event) -> Focus | None:
@@ -214,8 +237,7 @@ def fan_out(engine: Engine, settings: Settings, now: datetime | None = None) -> 
     made = 0
     while True:
         low = min(cursors.values())
-        with engine.connect() as conn:
-            events = _finished_events_after(conn, low, FAN_OUT_BATCH)
+        events = _finished_events_after(engine, low, FAN_OUT_BATCH)
         if not events:
             return made
         last = events[-1].id

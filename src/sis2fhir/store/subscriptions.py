@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from sis2fhir.store.schema import as_utc, attendance_events, subscription_notifications, subscriptions
+from sis2fhir.store.attendance_events import last_event_id
+from sis2fhir.store.schema import as_utc, subscription_notifications, subscriptions
 
 QUEUED, DELIVERED, WITHHELD, DEAD = "queued", "delivered", "withheld", "dead"  # subscription_notifications.status
 
@@ -129,15 +130,10 @@ def subscription_values(sub: StoredSubscription) -> dict[str, Any]:
     }
 
 
-def last_event_id(conn: Connection) -> int:
-    """The id of the latest attendance event (0 when none): a new subscription starts after it."""
-    return int(conn.scalar(select(func.max(attendance_events.c.id))) or 0)
-
-
 def insert_subscription(engine: Engine, sub: StoredSubscription) -> StoredSubscription:
     """Store a new subscription; its cursor starts at the latest event (events before it are not its own)."""
+    values = subscription_values(sub) | {"cursor": last_event_id(engine), "events": 0}
     with engine.begin() as conn:
-        values = subscription_values(sub) | {"cursor": last_event_id(conn), "events": 0}
         conn.execute(insert(subscriptions), [values])
     found = get_subscription(engine, sub.id)
     assert found is not None
