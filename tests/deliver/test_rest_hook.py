@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from sis2fhir.deliver.rest_hook import EndpointRefused, check_endpoint, check_he
 from tests.support.subscriber import Subscriber
 
 
-def resolving_to(*addresses: str):  # type: ignore[no-untyped-def]
+def resolving_to(*addresses: str) -> Callable[[str, int], list[str]]:
+    """A resolver answering these addresses for any host (no DNS in the test)."""
     return lambda host, port: list(addresses)
 
 
