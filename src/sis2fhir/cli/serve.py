@@ -34,6 +34,9 @@ def serve_command(
     from sis2fhir.service.served import open_served
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs each request's full URL at INFO: a subscriber's endpoint may carry a token in its query. The
+    # notifier logs its own line per notification (api/notifier.py) without it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     refuse_without_a_synced_store(settings)
     with failing(), open_served(settings) as served:
         app = create_app(settings, served)
