@@ -334,7 +334,7 @@ def test_heartbeats_and_the_signature(district: District, subscriber: Subscriber
         {"url": BACKPORT + "backport-heartbeat-period", "valueUnsignedInt": 1},
         {"url": SIGNING, "valueString": SECRET},
     )
-    resource = subscription(subscriber.url, extensions=extensions)
+    resource = subscription(subscriber.url + "?key=token-in-the-query", extensions=extensions)
     sub = subscribe(district, resource)
     assert SECRET not in str(sub)
     subscriber.wait_for(lambda s: len(s.bundles("heartbeat")) >= 1)
@@ -344,6 +344,7 @@ def test_heartbeats_and_the_signature(district: District, subscriber: Subscriber
         expected = hmac.new(SECRET.encode(), stamp.encode() + b"." + received.body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(mac, expected)
     assert SECRET not in district.served.log_text()
+    assert "token-in-the-query" not in district.served.log_text()  # nor the endpoint's query
     assert SECRET not in httpx.get(f"{district.fhir}/Subscription/{sub['id']}", headers=headers(district)).text
     unsubscribe(district, sub)
 
