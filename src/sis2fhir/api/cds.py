@@ -32,7 +32,7 @@ from sis2fhir.service.chart import CARD, attendance, find_student, record_shown
 from sis2fhir.service.served import ServedStore
 from sis2fhir.store.assertions import remember_jti
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # described by docs/chart.md (and CDS discovery), not OpenAPI
 log = logging.getLogger("sis2fhir.api.cds")
 SERVICE_ID = "sis2fhir-school-attendance"
 HOOK = "patient-view"

@@ -28,7 +28,7 @@ from sis2fhir.present.chart_page import CONTENT_SECURITY_POLICY, chart_page, mes
 from sis2fhir.service.chart import CHART, Student, attendance, find_student, record_shown
 from sis2fhir.service.served import ServedStore
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # described by docs/chart.md, not OpenAPI
 COOKIE = "sis2fhir_chart"
 MAX_SESSIONS = 10_000  # the oldest go first beyond this
 HEADERS = {
