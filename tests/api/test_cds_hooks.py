@@ -113,6 +113,8 @@ def test_medplum_gets_one_card_with_the_observations_numbers_and_none_without_co
     assert f"Excused: {component(observation, 'days-absent-excused'):g} days" in card["detail"]
     assert f"unexcused: {component(observation, 'days-absent-unexcused'):g} days" in card["detail"]
     assert observation["effectivePeriod"]["end"] in card["detail"]
+    assert "Trend, days missed by month: " in card["detail"]  # the monthly tallies the sync recorded
+    assert "March 2026: " in card["detail"]
     [link] = card["links"]
     assert link["type"] == "smart" and link["url"] == f"{district.url}/app/launch"
     assert not_consented["body"]["cards"] == [] and unknown["body"]["cards"] == []

@@ -99,7 +99,7 @@ def test_the_page_has_no_script_no_external_reference_and_the_same_numbers_in_it
     assert "<td>14</td>" in page  # year to date, days missed
     assert "15.56 %" in page and "Moderate chronic absence" in page and "Lincoln Elementary" in page
     assert page.count("<tr><th scope='row'>20") == 5  # a row per month
-    assert "projected 20 %" in page
+    assert "projected year end 20 %" in page
 
 
 def test_chromium_draws_the_bars_and_the_threshold_line() -> None:

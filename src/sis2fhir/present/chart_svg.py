@@ -160,12 +160,16 @@ def _month_bars(frame: _Frame, i: int, row: MonthRow) -> str:
 
 
 def _threshold(frame: _Frame, threshold: float, unit: str) -> str:
+    """The threshold line across the plot; its label below the month names, where no bar or line can cover it."""
     y = frame.y_measure(threshold)
     shown = f"{threshold:g} %" if unit == "%" else f"{threshold:g} days"
+    key_y = TOP + frame.plot_h + 42
     return (
         f'<g id="threshold" class="threshold"><line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
+        f'stroke="{COLOURS["threshold"]}" stroke-width="3"/></g>'
+        f'<g class="threshold-key"><line x1="{LEFT}" y1="{key_y - 4}" x2="{LEFT + 24}" y2="{key_y - 4}" '
         f'stroke="{COLOURS["threshold"]}" stroke-width="3"/>'
-        f'<text x="{LEFT + 4}" y="{y - 6:.1f}" fill="{COLOURS["threshold"]}">chronic absence at {shown}</text></g>'
+        f'<text x="{LEFT + 30}" y="{key_y}" fill="#222222">chronic absence at {shown}</text></g>'
     )
 
 
@@ -187,13 +191,17 @@ def _rate_line(frame: _Frame, measures: list[float | None]) -> str:
 
 
 def _projection(frame: _Frame, last: float | None, projected: float) -> str:
+    """A dashed segment from the last month to the year-end figure at the right edge; its label below the plot."""
     x_end = WIDTH - RIGHT
     x_last, w = frame.slot(frame.months - 1)
     y_end = frame.y_measure(projected)
     start = "" if last is None else f"{x_last + w / 2:.1f},{frame.y_measure(last):.1f} "
     shown = percent_text(round(projected * 100))
+    key_y = TOP + frame.plot_h + 42
     return (
         f'<g id="projection" class="projection"><polyline points="{start}{x_end:.1f},{y_end:.1f}" fill="none" '
         f'stroke="{COLOURS["rate"]}" stroke-width="2" stroke-dasharray="6 4"/>'
-        f'<text x="{x_end - 4}" y="{y_end - 8:.1f}" text-anchor="end" fill="#7a3a00">projected {shown} %</text></g>'
+        f'<line x1="{x_end - 190}" y1="{key_y - 4}" x2="{x_end - 166}" y2="{key_y - 4}" stroke="{COLOURS["rate"]}" '
+        f'stroke-width="2" stroke-dasharray="6 4"/>'
+        f'<text x="{x_end}" y="{key_y}" text-anchor="end" fill="#222222">projected year end {shown} %</text></g>'
     )

@@ -87,11 +87,8 @@ def attendance(served: ServedStore, settings: Settings, recipient: str, student:
             year = _school_year(observation)
             plain = facts_of(observation, policy)
             summary = _latest(recorded, plain.school_sourced_id, year, plain.as_of.isoformat())
-            facts = facts_of(
-                observation,
-                policy,
-                tuple(getattr(summary, "months", ()) or ()) if summary else (),
-                getattr(summary, "projected_rate", None) if summary else None,
+            facts = (
+                facts_of(observation, policy, summary.months, summary.projected_rate) if summary is not None else plain
             )
         except UnreadableObservation:
             unreadable += 1
