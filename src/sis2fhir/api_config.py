@@ -43,6 +43,11 @@ class CdsClientSettings(BaseModel):
     issuer: str = Field(min_length=1)  # the JWT's iss, exactly
     recipient: str = Field(min_length=1)
     jwks: str | dict[str, Any]  # as an API client's: file:/path, env:NAME or the JWKS object
+    # URL prefixes the requests' fhirServer must start with (the EHR's FHIR bases); empty: any http(s) URL
+    fhir_servers: list[str] = Field(default_factory=list)
+
+    def allows_fhir_server(self, url: str) -> bool:
+        return not self.fhir_servers or any(url.startswith(prefix) for prefix in self.fhir_servers)
 
     @model_validator(mode="after")
     def _keys(self) -> CdsClientSettings:

@@ -54,3 +54,13 @@ def test_a_cds_client_needs_the_base_url() -> None:
     keys = smart.make_client_keys("RS384")
     with pytest.raises(ValidationError, match="base_url is needed"):
         Settings.model_validate({"api": {"cds_clients": [{"issuer": "i", "recipient": "1", "jwks": keys.jwks}]}})
+
+
+def test_fhir_servers_limit_where_a_cds_call_may_send_the_service() -> None:
+    keys = smart.make_client_keys("ES384")
+    entry = {"issuer": "https://ehr.example", "recipient": "1", "jwks": keys.jwks}
+    open_client = settings(cds_clients=[entry]).api.cds_clients[0]
+    assert open_client.allows_fhir_server("http://anything.example/fhir")
+    limited = settings(cds_clients=[{**entry, "fhir_servers": ["https://fhir.ehr.example/"]}]).api.cds_clients[0]
+    assert limited.allows_fhir_server("https://fhir.ehr.example/R4")
+    assert not limited.allows_fhir_server("http://169.254.169.254/latest")

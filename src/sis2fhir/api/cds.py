@@ -138,6 +138,9 @@ async def cds_service(service_id: str, request: Request) -> JSONResponse:
         return _error(400, "context.patientId is required")
     if body.get("fhirAuthorization") is not None and not body.get("fhirServer"):
         return _error(400, "fhirAuthorization is sent without fhirServer")
+    server = body.get("fhirServer")
+    if isinstance(server, str) and not call.client.allows_fhir_server(server):
+        return _error(400, "fhirServer is not one of this CDS client's FHIR servers (api.cds_clients.fhir_servers)")
     patient = _prefetched(body, patient_id) or await _fetched(body, patient_id)
     if patient is None:
         return _error(412, "the Patient is neither prefetched (key `patient`) nor readable from fhirServer")
