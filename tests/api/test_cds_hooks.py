@@ -4,11 +4,13 @@ against the CDS Hooks 2.0 rules (tests/support/cds_rules.py); the JWT rules and 
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,11 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from sis2fhir.store.schema import disclosures
-from tests.support import smart
+from tests.support import paths, smart
 from tests.support.cds_rules import discovery_problems, response_problems
 from tests.support.chart_district import SERVICE, ChartDistrict, chart_district
 from tests.support.paths import ROOT
+from tests.support.served_district import RIVERSIDE, sync
 
 MEDPLUM = ROOT / ".tools" / "medplum"
 SCRIPT = ROOT / "tests" / "support" / "medplum_cds.mjs"
@@ -195,3 +198,29 @@ def test_feedback_is_accepted_for_the_service_only(district: ChartDistrict) -> N
     assert post(district, items, district.jwt(), "/feedback").status_code == 401  # aud: the service, not feedback
     wrong = {"feedback": [{"card": "x", "outcome": "liked"}]}
     assert post(district, wrong, district.jwt(aud=feedback_url), "/feedback").status_code == 400
+
+
+def test_a_revoked_consent_takes_the_card_away(district: ChartDistrict, tmp_path: Path) -> None:
+    """Last in this module: the district is synced again with the consented student's Riverside consent revoked."""
+    body = _prefetched(district)
+    assert len(post(district, body, district.jwt()).json()["cards"]) == 1
+    patient_id = district.consented_observation["subject"]["reference"].split("/")[1]
+    [patient] = [p for p in district.ndjson(RIVERSIDE, "Patient") if p["id"] == patient_id]
+    ids = {i["value"] for i in patient["identifier"]}
+    export = tmp_path / "district"
+    shutil.copytree(paths.EXAMPLE, export)
+    with (export / "consents.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    revoked = 0
+    for row in rows:
+        if row["recipientOrganization"] == RIVERSIDE and ids & {row["studentSourcedId"], row["studentIdentifier"]}:
+            row.update(status="revoked", revokedDate="2026-03-02")
+            revoked += 1
+    assert revoked >= 1
+    with (export / "consents.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    sync(district.config, tmp_path / "out", export)
+    answer = post(district, body, district.jwt())
+    assert answer.status_code == 200 and answer.json() == {"cards": []}

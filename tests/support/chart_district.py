@@ -40,6 +40,7 @@ class ChartDistrict:
     not_consented: str  # EHR Patient id: a student consented to Harbor, not Riverside
     unknown: str  # EHR Patient id: no such student
     consented_observation: dict[str, Any]  # what Riverside's folder holds for the consented student
+    config: Path
 
     @property
     def service_url(self) -> str:
@@ -107,5 +108,5 @@ def chart_district(tmp: Path, fhir_base: str) -> Iterator[ChartDistrict]:
         unknown = _seed(fhir_base, "9999999999", "MRN-3")
         with serve_process.serving(config, port, tmp / "serve.log") as served:
             yield ChartDistrict(
-                url, out, ehr, fhir_base, cds_keys, store_url, served, consented, not_consented, unknown, chosen
+                url, out, ehr, fhir_base, cds_keys, store_url, served, consented, not_consented, unknown, chosen, config
             )
