@@ -40,6 +40,8 @@ class NotifySettings(BaseModel):
     max_age_hours: float = Field(72.0, gt=0)  # retried this long, then the subscription is in `error`
     initial_backoff_seconds: float = Field(5.0, gt=0)
     max_backoff_seconds: float = Field(600.0, gt=0)
+    # subscriptions sent to at the same time (one slow or dead endpoint holds one of these, never the others)
+    max_concurrent_deliveries: int = Field(32, ge=1, le=1000)
 
     def triggers_for(self, recipient: str) -> TriggerSettings:
         """The triggers of a recipient: its own entry, else the default."""

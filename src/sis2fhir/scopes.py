@@ -11,13 +11,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-# What this server can grant: the resources it serves (read, search), and Subscription for the next issue.
+# What this server can grant: the resources it serves (read, search), and Subscription (create, read, update,
+# delete, search: the R5 Backport Subscriptions of api/subscriptions.py).
 SUPPORTED: Final = (
     "system/Patient.rs",
     "system/Observation.rs",
     "system/Consent.rs",
     "system/Organization.rs",
-    "system/Subscription.crud",
+    "system/Subscription.cruds",
 )
 PERMISSION_ORDER: Final = "cruds"
 _V1: Final = {"read": "rs", "write": "cud", "*": "cruds"}

@@ -121,7 +121,7 @@ def test_the_discovery_document_says_what_a_backend_service_needs(server: Server
     assert doc["grant_types_supported"] == ["client_credentials"]
     assert set(doc["capabilities"]) == {"client-confidential-asymmetric", "permission-v2"}
     assert "system/Observation.rs" in doc["scopes_supported"]
-    assert "system/Subscription.crud" in doc["scopes_supported"]
+    assert "system/Subscription.cruds" in doc["scopes_supported"]
 
 
 def test_the_capability_statement_names_the_token_url(server: Server) -> None:

@@ -59,9 +59,22 @@ def write_api_config(tmp: Path, port: int, keys: dict[str, smart.ClientKeys], st
     )
 
 
-def sync(config: Path, out: Path, export: Path = paths.EXAMPLE) -> subprocess.CompletedProcess[str]:
+def sync(
+    config: Path, out: Path, export: Path = paths.EXAMPLE, as_of: str = AS_OF, *extra: str
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [serve_process.SIS2FHIR, "sync", str(export), "--as-of", AS_OF, "--config", str(config), "--out", str(out)],
+        [
+            serve_process.SIS2FHIR,
+            "sync",
+            str(export),
+            "--as-of",
+            as_of,
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            *extra,
+        ],
         capture_output=True,
         text=True,
     )

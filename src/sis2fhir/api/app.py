@@ -1,6 +1,7 @@
 """The ASGI app of `sis2fhir serve` (create_app): the health endpoints, SMART Backend Services (api.smart), the
-FHIR read API (api.fhir), Bulk $export (api.bulk), an OperationOutcome for every error and one log line per
-request (api.request_log). One process, one event loop; the store calls run in its thread pool."""
+FHIR read API (api.fhir), Bulk $export (api.bulk), Subscriptions (api.subscriptions) and the notifier that sends
+their notifications (api.notifier), an OperationOutcome for every error and one log line per request
+(api.request_log). One process, one event loop; the store calls run in its thread pool."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from sis2fhir.api import bulk, cds, health, launch, smart
+from sis2fhir.api import bulk, cds, health, launch, smart, subscriptions
 from sis2fhir.api.capability import SERVED_TYPES, capability_statement
 from sis2fhir.api.fhir import fhir_router
+from sis2fhir.api.notifier import Notifier
 from sis2fhir.api.outcome import FHIR_JSON, FhirResponse, outcome_response
 from sis2fhir.api.request_log import RequestLog
 from sis2fhir.config import Settings
@@ -40,7 +42,12 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
         try:
             with nullcontext(served) if served is not None else open_served(settings) as store:
                 app.state.served = store
-                yield
+                notifier = app.state.notifier = Notifier(store.engine, settings)
+                notifier.start()
+                try:
+                    yield
+                finally:
+                    await notifier.stop()
         finally:
             if (authority := getattr(app.state, "smart", None)) is not None:
                 authority.close()
@@ -69,6 +76,7 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
     app.include_router(cds.router)  # CDS Hooks: /cds-services
     app.include_router(launch.router)  # the SMART-launched chart: /app
     app.include_router(bulk.router)  # before the FHIR router: Group and $export are its paths
+    app.include_router(subscriptions.router)  # Subscription and Basic (the SubscriptionTopics)
     app.include_router(fhir_router(base_url))  # last: its routes are the served types only
     return app
 
@@ -83,9 +91,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         kind = FHIR_JSON if detail.get("resourceType") == "OperationOutcome" else "application/json"
         return JSONResponse(detail, status_code=exc.status_code, headers=headers, media_type=kind)
     if exc.status_code == 404:
-        message = f"no such resource type or path here; this server serves {', '.join(SERVED_TYPES)} under /fhir"
+        served = ", ".join((*SERVED_TYPES, "Subscription", "Basic"))
+        message = f"no such resource type or path here; this server serves {served} under /fhir"
     elif exc.status_code == 405:
-        message = "this method is not supported here (the API is read-only: GET, and POST for _search)"
+        message = (
+            "this method is not supported here (the API is read-only: GET, and POST for _search; Subscription "
+            "takes POST, PUT and DELETE)"
+        )
     else:
         message = str(detail)
     return outcome_response(exc.status_code, message, headers=headers)

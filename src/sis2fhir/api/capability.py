@@ -1,6 +1,7 @@
 """The server's CapabilityStatement (GET /fhir/metadata, no token needed): FHIR R4 4.0.1, JSON, the four resource
-types with read and search-type and the search parameters the store answers, Bulk Data $export (system and
-Group), and the SMART Backend Services security (the token endpoint from api.smart)."""
+types with read and search-type and the search parameters the store answers, Subscription (R5 Backport) with its
+topics and Basic (the topics), Bulk Data $export (system and Group), and the SMART Backend Services security (the
+token endpoint from api.smart)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any, Final
 
 from sis2fhir.api.smart import security_extension
 from sis2fhir.config import Settings
+from sis2fhir.map.notification import SUBSCRIPTION_PROFILE
+from sis2fhir.map.topics import TOPICS
 
 BULK: Final = "http://hl7.org/fhir/uv/bulkdata"
 SP: Final = "http://hl7.org/fhir/SearchParameter"
@@ -34,6 +37,38 @@ SEARCH_PARAMS: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
     "Organization": (("identifier", "token", f"{SP}/Organization-identifier"), *_COMMON),
 }
 SERVED_TYPES: Final = tuple(SEARCH_PARAMS)
+BACKPORT: Final = "http://hl7.org/fhir/uv/subscriptions-backport"
+TOPIC_CANONICAL: Final = f"{BACKPORT}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+
+
+def subscription_resources() -> list[dict[str, Any]]:
+    """Subscription (backport-subscription, its topics by canonical URL, $status and $events) and Basic (the
+    topics, as the R5 Backport IG wraps a SubscriptionTopic for R4)."""
+    return [
+        {
+            "extension": [{"url": TOPIC_CANONICAL, "valueCanonical": t.url} for t in TOPICS],
+            "type": "Subscription",
+            "supportedProfile": [SUBSCRIPTION_PROFILE],
+            "interaction": [{"code": c} for c in ("create", "read", "update", "delete", "search-type")],
+            "versioning": "versioned",
+            "readHistory": False,
+            "updateCreate": False,
+            "searchParam": [{"name": "_id", "type": "token", "definition": f"{SP}/Resource-id"}],
+            "operation": [
+                {"name": "status", "definition": f"{BACKPORT}/OperationDefinition/backport-subscription-status"},
+                {"name": "events", "definition": f"{BACKPORT}/OperationDefinition/backport-subscription-events"},
+            ],
+        },
+        {
+            "type": "Basic",
+            "supportedProfile": ["http://hl7.org/fhir/5.0/StructureDefinition/profile-SubscriptionTopic"],
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": "_id", "type": "token", "definition": f"{SP}/Resource-id"},
+                {"name": "code", "type": "token", "definition": f"{SP}/Basic-code"},
+            ],
+        },
+    ]
 
 
 def capability_statement(settings: Settings, software_version: str, published: str) -> dict[str, Any]:
@@ -63,6 +98,7 @@ def capability_statement(settings: Settings, software_version: str, published: s
         }
         for rtype, params in SEARCH_PARAMS.items()
     ]
+    resources += subscription_resources()
     resources.append(
         {
             "type": "Group",

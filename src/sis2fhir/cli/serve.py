@@ -21,8 +21,9 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")] = 8080,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve the consented data as a FHIR R4 API at <api.base_url>/fhir with SMART Backend Services and Bulk
-    $export, until stopped (Ctrl-C or SIGTERM). Needs `api.base_url` and `api.clients` in the configuration and a
+    """Serve the consented data as a FHIR R4 API at <api.base_url>/fhir with SMART Backend Services, Bulk
+    $export and Subscriptions (rest-hook notifications of attendance events, per the notify: settings), until
+    stopped (Ctrl-C or SIGTERM). Needs `api.base_url` and `api.clients` in the configuration and a
     state store that a sync wrote; each request is logged in one line (no personal data, no tokens). Exit 1 when
     the configuration or the store cannot be used."""
     settings = settings_for(config, None, None, None)
@@ -33,6 +34,9 @@ def serve_command(
     from sis2fhir.service.served import open_served
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs each request's full URL at INFO: a subscriber's endpoint may carry a token in its query. The
+    # notifier logs its own line per notification (api/notifier.py) without it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     refuse_without_a_synced_store(settings)
     with failing(), open_served(settings) as served:
         app = create_app(settings, served)

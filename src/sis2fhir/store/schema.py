@@ -274,6 +274,62 @@ Index(
     served_resources.c.permits,
 )
 
+# The Subscriptions (R5 Backport, api/subscriptions.py) of the API's clients: each belongs to the recipient of the
+# client that made it. `resource` is the Subscription as the client sent it (its signing secret taken out: that is
+# in `secret` only, never answered or logged); the other columns are what the notifier acts on. `cursor` is the
+# last attendance_events.id fanned out to it; `events` the number of the last event it was given
+# (events-since-subscription-start). `last_sent_at`: the last notification of any kind it accepted (heartbeats).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # uuid4 hex
+    Column("client_id", String(200), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # requested | active | error | off
+    Column("topic", String(500), nullable=False),  # the SubscriptionTopic canonical URL (criteria)
+    Column("trigger", String(40), nullable=False),  # the attendance_events.trigger the topic stands for
+    Column("filters", Text, nullable=False, default="{}"),  # JSON: {"patient": [Patient ids], "school": [sourcedIds]}
+    Column("endpoint", String(2000), nullable=False),
+    Column("content", String(16), nullable=False),  # empty | id-only | full-resource
+    Column("headers", Text, nullable=False, default="[]"),  # JSON list of "Name: value", sent verbatim
+    Column("heartbeat_seconds", Integer),
+    Column("timeout_seconds", Integer),
+    Column("max_count", Integer),
+    Column("secret", Text),  # the HMAC-SHA256 key the subscriber chose (channel extension), or none
+    Column("resource", Text, nullable=False),  # JSON: the Subscription as sent (without the secret)
+    Column("events", Integer, nullable=False, default=0),
+    Column("cursor", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=False, default=""),  # why it is in `error` (no personal data)
+    Column("version_id", Integer, nullable=False, default=1),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_sent_at", DateTime(timezone=True)),
+    Index("ix_subscriptions_recipient", "recipient", "status"),
+)
+
+# The event notifications of each subscription: one row per attendance event it was given, numbered in order
+# (event_number: 1, 2, ... per subscription, never reused: a retry re-sends the same number). queued | delivered |
+# withheld (the consent gate said no at send time: the number is a gap the subscriber can see) | dead (retried
+# past notify.max_age_hours).
+subscription_notifications = Table(
+    "subscription_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("event_number", Integer, nullable=False),
+    Column("attendance_event_id", Integer, nullable=False),
+    Column("kind", String(24), nullable=False, default="event-notification"),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text, nullable=False, default=""),
+    UniqueConstraint("subscription_id", "attendance_event_id", name="uq_subscription_notifications_event"),
+    UniqueConstraint("subscription_id", "event_number", name="uq_subscription_notifications_number"),
+    Index("ix_subscription_notifications_due", "subscription_id", "status", "event_number"),
+)
+
 # The jti of every client assertion the API's token endpoint accepted, kept until the assertion's own exp (after it
 # the assertion is refused as expired anyway): a jti seen before is a replay (SMART Backend Services).
 client_assertions = Table(
