@@ -17,6 +17,8 @@ from typing import Any
 
 from sis2fhir import terminology as t
 from sis2fhir.population.aggregate import DISTRICT, GRADE, MONTH, SCHOOL, Group
+from sis2fhir.population.evaluate import AFTER, BEFORE, COHORT, COMPARISON
+from sis2fhir.population.evaluation import Evaluation
 from sis2fhir.population.publish import Published
 from sis2fhir.population.table import grade_key
 
@@ -139,7 +141,10 @@ def population_reports(
                 period,
                 as_of,
                 proportion(published, Group(DISTRICT)),
-                [stratifier("school", strata(schools, "school")), stratifier("grade", strata(district_grades, "grade"))],
+                [
+                    stratifier("school", strata(schools, "school")),
+                    stratifier("grade", strata(district_grades, "grade")),
+                ],
                 f"Chronic absence, the district, school year {school_year} to {as_of}",
             )
         )
@@ -170,6 +175,36 @@ def population_reports(
                 proportion(published, m),
                 [stratifier("school", strata(in_month, "school"))],
                 f"Chronic absence in {m.month} (that month's days), the district and its schools",
+            )
+        )
+    return out
+
+
+def evaluation_reports(
+    e: Evaluation, identifier_system: str, period: tuple[date, date], start: date, made: date
+) -> list[Resource]:
+    """One report per group (the cohort, the others of its schools and grades): strata before and after."""
+    out = []
+    for group in (COHORT, COMPARISON):
+        strata = [
+            (
+                _code(t.POPULATION_CS, p, t.POPULATION_CODES[p]),
+                Proportion(
+                    e.count(group, p, "initial"), e.count(group, p, "chronic"), e.rate(group, p, "chronic_rate")
+                ),
+            )
+            for p in (BEFORE, AFTER)
+        ]
+        who = "the cohort" if group == COHORT else "the other students of the cohort's schools and grades"
+        out.append(
+            measure_report(
+                f"evaluate/{e.label}/{start.isoformat()}/{period[1].isoformat()}/{group}",
+                identifier_system,
+                period,
+                made,
+                None,
+                [stratifier("period", strata)],
+                f"Chronic absence of {who} ({e.label}), before and after {start.isoformat()}",
             )
         )
     return out
