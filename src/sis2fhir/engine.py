@@ -53,6 +53,7 @@ class Rules:
     compare_until: int | None = None
     calendar: dict[str, list[date]] | None = None  # calendar.csv as read (school -> sorted days)
     style: str = ""  # positive | exception-only | edfi (read.attendance.attendance_style)
+    window: int = 20  # school days of the early-warning window (notify.early_warning_window_days)
 
     @classmethod
     def of(
@@ -64,8 +65,10 @@ class Rules:
         policy: Policy,
         style: str = "",
         compare_until: date | None = None,
+        window: int = 20,
     ) -> Rules:
-        """The rules of one run; `compare_until`: the last accepted run's as-of date, if any."""
+        """The rules of one run; `compare_until`: the last accepted run's as-of date, if any; `window`: the school
+        days whose absences are projected to the year's end (notify.early_warning_window_days)."""
         base = year.start.toordinal()
         return cls(
             year=year,
@@ -78,6 +81,7 @@ class Rules:
             compare_until=None if compare_until is None else compare_until.toordinal() - base,
             calendar=calendar,
             style=style,
+            window=window,
         )
 
     @property

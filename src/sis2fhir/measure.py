@@ -14,7 +14,7 @@ from datetime import date
 from fractions import Fraction
 
 from sis2fhir.policy import Policy
-from sis2fhir.records import AttendanceCategory
+from sis2fhir.records import AttendanceCategory, MonthTally
 from sis2fhir.terminology import CHRONIC_TIERS, Tier
 
 HUNDREDTHS = 100  # one school day
@@ -53,10 +53,11 @@ class AbsenceTally:
     illness: int = 0
     oss: int = 0
 
-    def add(self, category: AttendanceCategory, duration_h: int, reason: str, policy: Policy) -> None:
+    def add(self, category: AttendanceCategory, duration_h: int, reason: str, policy: Policy) -> int:
+        """Count one event; returns the hundredths it made absent (0: none)."""
         w = absence_weight(category, duration_h, reason, policy)
         if not w:
-            return
+            return 0
         self.absent += w
         if category is AttendanceCategory.EXCUSED_ABSENCE:
             self.excused += w
@@ -66,6 +67,7 @@ class AbsenceTally:
             self.illness += w
         elif reason == OSS:
             self.oss += w
+        return w
 
 
 def days_in_membership(school_days: Sequence[date], begin: date, end: date, as_of: date) -> int:
@@ -74,6 +76,35 @@ def days_in_membership(school_days: Sequence[date], begin: date, end: date, as_o
     if last < begin:
         return 0
     return bisect_right(school_days, last) - bisect_left(school_days, begin)
+
+
+def months_in_membership(school_days: Sequence[date], begin: date, end: date, as_of: date) -> list[tuple[str, int]]:
+    """Per calendar month ("YYYY-MM", ascending), the school's instructional days (sorted) from `begin` to the earlier
+    of `end` and `as_of`; only months with at least one such day. The counts add up to `days_in_membership`."""
+    last = min(end, as_of)
+    lo, hi = bisect_left(school_days, begin), bisect_right(school_days, last)
+    months: list[tuple[str, int]] = []
+    i = lo
+    while i < hi:
+        d = school_days[i]
+        first_of_next = date(d.year + d.month // 12, d.month % 12 + 1, 1)
+        j = min(hi, bisect_left(school_days, first_of_next, i, hi))
+        months.append((f"{d.year:04d}-{d.month:02d}", j - i))
+        i = j
+    return months
+
+
+def school_days_left(calendar_days: Sequence[date] | None, after: date, until: date) -> int:
+    """The school days after `after` up to `until`: from the school's calendar.csv days (sorted), or, without a
+    calendar, the weekdays (a school calendar is not known, so holidays are not taken off)."""
+    if until <= after:
+        return 0
+    if calendar_days is not None:
+        return bisect_right(calendar_days, until) - bisect_right(calendar_days, after)
+    first, last = after.toordinal() + 1, until.toordinal()  # Monday..Friday: isoweekday 1..5
+    weeks, rest = divmod(last - first + 1, 7)
+    start = date.fromordinal(first).isoweekday()
+    return weeks * 5 + sum(1 for k in range(rest) if (start + k - 1) % 7 < 5)
 
 
 def last_instructional_day(calendar_days: Sequence[date] | None, year_start: date, year_end: date) -> date:
@@ -144,6 +175,14 @@ class AttendanceSummary:
     illness_h: int
     oss_h: int
     tier: Tier  # a plain code string (as read back from the store) compares equal
+    # what notifications and the chart need besides the totals (absence_days.py; docs/notifications.md)
+    months: tuple[MonthTally, ...] = ()  # one per calendar month with a school day in membership; they add up
+    absence_runs: tuple[tuple[date, ...], ...] = ()  # runs of 2+ absent days in a row among the days in membership
+    run_is_running: bool = False  # the last run goes on up to the last school day up to the as-of date
+    window_days: int = 0  # the last school days in membership (up to notify.early_warning_window_days)
+    window_absent_h: int = 0  # hundredths absent on them
+    days_left: int = 0  # school days after the as-of date up to the earlier of the membership's and the year's end
+    projected_rate: float | None = None  # transitions.projected_rate: the year-end rate projected from the window
 
     @property
     def days_absent(self) -> float:
@@ -167,8 +206,17 @@ def summarize(
     membership_days: int,
     tally: AbsenceTally,
     policy: Policy,
+    *,
+    months: tuple[MonthTally, ...] = (),
+    absence_runs: tuple[tuple[date, ...], ...] = (),
+    run_is_running: bool = False,
+    window_days: int = 0,
+    window_absent_h: int = 0,
+    days_left: int = 0,
+    projected_rate: float | None = None,
 ) -> AttendanceSummary:
-    """The summary for one student at one school from the membership count and the absence tally."""
+    """The summary for one student at one school from the membership count and the absence tally (and the per-day
+    facts the engine found: AttendanceSummary's fields of the same names)."""
     return AttendanceSummary(
         student_sourced_id=student_sourced_id,
         school_sourced_id=school_sourced_id,
@@ -182,4 +230,11 @@ def summarize(
         illness_h=tally.illness,
         oss_h=tally.oss,
         tier=chronic_absence_tier(tally.absent, membership_days, policy),
+        months=months,
+        absence_runs=absence_runs,
+        run_is_running=run_is_running,
+        window_days=window_days,
+        window_absent_h=window_absent_h,
+        days_left=days_left,
+        projected_rate=projected_rate,
     )

@@ -37,9 +37,11 @@ from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import Roster, SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.store import verdicts
+from sis2fhir.store.attendance_events import record_transitions
 from sis2fhir.store.runs import finish_run, start_run
 from sis2fhir.store.summaries import record_changed
 from sis2fhir.tally import StreamingTally
+from sis2fhir.transitions import DistrictState, judge_district
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
 Progress = Callable[[str, int], None]  # (stage, count so far)
@@ -68,6 +70,7 @@ class SyncResult:
     revocation_notices: int = 0  # revoked Consents sent to recipients that held the student's data
     delivery: Counter[str] = field(default_factory=Counter)  # what this run's deliveries came to
     outstanding: Counter[str] = field(default_factory=Counter)  # after the run: queued / pending / dead in the outbox
+    events: Counter[str] = field(default_factory=Counter)  # attendance events newly recorded, by trigger
     report: RowReport = field(default_factory=RowReport)
     verdict: Verdict | None = None  # the sanity gates' findings (plausibility.py)
     measures: Measures | None = None
@@ -147,7 +150,8 @@ def sync(
     clock.lap("read roster, calendar and consents")
     baseline = verdicts.last_accepted(baseline_store or engine, district.namespace, year.year)
     compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
-    rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until)
+    window = settings.notify.early_warning_window_days
+    rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until, window)
     measured = StreamingTally(settings.workers).measure(export, roster, rules, report)
     if progress is not None:
         progress("attendance rows", measured.counts.events)
@@ -177,6 +181,7 @@ def sync(
         _finish_run(engine, result)
         raise GateStopped(result.verdict)
     record_changed(engine, run_id, district.namespace, policy.name, result.summaries)  # for notifications, charts
+    result.events.update(_record_events(engine, run_id, settings, year, as_of, result.summaries, policy))
 
     all_routes = recipient_routes(routes, recipients_from_consents or [], consents, report)
     outbox = Outbox(engine, settings.outbox)
@@ -237,6 +242,27 @@ def sync(
     return result
 
 
+def _record_events(
+    engine: Engine,
+    run_id: int,
+    settings: Settings,
+    year: SchoolYear,
+    as_of: date,
+    summaries: list[AttendanceSummary],
+    policy: Policy,
+) -> dict[str, int]:
+    """The run's transitions (transitions.py) judged against the stored state and recorded (store.attendance_events),
+    in one transaction; the events newly recorded, by trigger (none for a re-run or an older as-of date)."""
+    lengths = settings.notify.consecutive_days_wanted()
+
+    def judge(stored: Any) -> tuple[list[Any], Any] | None:
+        previous = None if stored is None else DistrictState.from_json(stored)
+        judged = judge_district(previous, year.year, as_of, summaries, policy, lengths)
+        return None if judged is None else (judged[0], judged[1].as_json())
+
+    return record_transitions(engine, settings.district.namespace, as_of, run_id, judge).events
+
+
 # -- the run's record in the store (the one place this module writes `runs`) ---------------------------------
 
 
@@ -267,6 +293,7 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "revocation_notices": result.revocation_notices,
         "delivery": dict(result.delivery),
         "outstanding": dict(result.outstanding),
+        "events": dict(result.events),
         "rows_rejected": dict(result.report.rows_rejected()),
         "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
         "issues_by_code": dict(result.report.by_code()),

@@ -2,7 +2,9 @@
 
 Each event is checked against the school year, the as-of date, the student's membership at the school and the
 calendar, and at most one event counts per student, school and day (a second one is a conflict to report, not to
-sum). Memory: a few integers and a bitmask of school days per student x school, never the rows.
+sum). Memory: a few integers and a bitmask of school days per student x school, never the rows; a student x school
+with absences also has the eleven bitmasks of absence_days.py (the weight and kind of each day's absence), from
+which the monthly tallies, the streaks and the recent absences are read at the end.
 
 A large attendance.csv in a folder export is cut into byte ranges at line starts and tallied in one process per
 core (fork: the roster is shared, not copied). Tallies of the parts add up; the only thing a part cannot see is a
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from sis2fhir.absence_days import DayMasks, absorb_masks, add_day, day_facts, new_masks
 from sis2fhir.engine import (
     CONFLICTING_EVENT,
     NOT_A_SCHOOL_DAY,
@@ -30,13 +33,22 @@ from sis2fhir.engine import (
     is_positive,
     report_undated,
 )
-from sis2fhir.measure import OSS, AbsenceTally, AttendanceSummary, day_hundredths, days_in_membership, summarize
+from sis2fhir.measure import (
+    OSS,
+    AbsenceTally,
+    AttendanceSummary,
+    day_hundredths,
+    days_in_membership,
+    school_days_left,
+    summarize,
+)
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.read.attendance import ATTENDANCE_FILE, attendance_parts, iter_attendance
 from sis2fhir.read.csvfile import FilePart
 from sis2fhir.read.export import Export
 from sis2fhir.records import AttendanceEvent, RejectedAttendance, Roster
 from sis2fhir.report import RowReport
+from sis2fhir.transitions import projected_rate
 from sis2fhir.withhold import withhold_incomplete
 
 __all__ = ["Key", "Rules", "StreamingTally", "Tallies", "summaries_of", "tally_attendance"]
@@ -46,6 +58,7 @@ __all__ = ["Key", "Rules", "StreamingTally", "Tallies", "summaries_of", "tally_a
 class Tallies:
     tallies: dict[Key, AbsenceTally] = field(default_factory=dict)
     seen: dict[Key, int] = field(default_factory=dict)  # bitmask of school-year days with a counted event
+    days: dict[Key, DayMasks] = field(default_factory=dict)  # which days were absent, how much, what kind
     derived_days: dict[str, set[int]] = field(default_factory=dict)  # school -> days seen (no calendar.csv)
     # for the plausibility gates: rows counted per school and day offset (schools x days, never rows), rows that
     # say In Attendance/Present, and per student x school the hundredths absent up to `Rules.compare_until`
@@ -75,7 +88,7 @@ class Tallies:
 
     def consume(self, events: Iterable[AttendanceEvent], rules: Rules, report: RowReport) -> None:
         policy, memberships, calendar_days, year = rules.policy, rules.memberships, rules.calendar_days, rules.year
-        derived_days, tallies, seen = self.derived_days, self.tallies, self.seen
+        derived_days, tallies, seen, absent_days = self.derived_days, self.tallies, self.seen, self.days
         rows_by_school, absent_until, until = self.rows_by_school, self.absent_until, rules.compare_until
         may_be_absent = policy.absence_categories
         presence = 0
@@ -138,10 +151,14 @@ class Tallies:
                 tally = tallies.get(key)
                 if tally is None:
                     tally = tallies[key] = AbsenceTally()
-                before = tally.absent
-                tally.add(category, day_hundredths(duration), reason, policy)
-                if until is not None and offset <= until and tally.absent != before:
-                    absent_until[key] = absent_until.get(key, 0) + tally.absent - before
+                w = tally.add(category, day_hundredths(duration), reason, policy)
+                if w:
+                    masks = absent_days.get(key)
+                    if masks is None:
+                        masks = absent_days[key] = new_masks()
+                    add_day(masks, offset, w, category, reason)
+                    if until is not None and offset <= until:
+                        absent_until[key] = absent_until.get(key, 0) + w
             elif category in PRESENCE:
                 presence += 1
         self.events += n
@@ -161,6 +178,12 @@ class Tallies:
                 self.tallies[key] = t
             else:
                 _add(mine_t, t, +1)
+        for key, masks in later.days.items():
+            mine_m = self.days.get(key)
+            if mine_m is None:
+                self.days[key] = masks
+            else:  # on a day both parts counted, this part's row is the one that counts: undo has nothing to do
+                absorb_masks(mine_m, masks, overlaps.get(key, 0))
         for school, days in later.derived_days.items():
             self.derived_days.setdefault(school, set()).update(days)
         for school, counts in later.rows_by_school.items():
@@ -235,7 +258,8 @@ def _undo_duplicates(
     This reads `part` again, and only a part whose tallies overlap an earlier part's (a duplicate across a cut,
     rare in real exports) is read again. Not reading it would take, per counted student-day, the row's line and
     what it added (category, duration, reason): that is per-row memory, and a duplicate may be anywhere in a part
-    (a correction batch appended to the file), so keeping only the first rows of each part would not do."""
+    (a correction batch appended to the file), so keeping only the first rows of each part would not do. The day
+    masks (absence_days.py) need nothing taken back: `Tallies.absorb` kept the earlier part's bits on those days."""
     base, policy = rules.base, rules.policy
     done: set[tuple[Key, int]] = set()
     for ev in iter_attendance(export, roster, RowReport(), part):
@@ -304,17 +328,41 @@ def school_days_of(tallies: Tallies, rules: Rules) -> dict[str, list[date]]:
 
 
 def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[date]]) -> list[AttendanceSummary]:
-    """A summary per student x school with at least one school day in membership up to the as-of date."""
-    year, policy = rules.year, rules.policy
+    """A summary per student x school with at least one school day in membership up to the as-of date, with its
+    monthly tallies, streaks, recent absences and the year-end projection (absence_days.py, transitions.py)."""
+    year, policy, calendar, base = rules.year, rules.policy, rules.calendar, rules.base
     last_day = min(rules.as_of, year.end)
     summaries = []
     for (student, school), m in rules.memberships.items():
         begin, end = max(m.begin, year.start), min(m.end, year.end)
-        dim = days_in_membership(days_by_school[school], begin, end, last_day)
+        school_days = days_by_school[school]
+        dim = days_in_membership(school_days, begin, end, last_day)
         if dim == 0:
             continue  # not (yet) in membership on any school day of this year
-        tally = tallies.tallies.get((student, school), AbsenceTally())
-        summaries.append(summarize(student, school, year.year, year.start, last_day, dim, tally, policy))
+        key = (student, school)
+        tally = tallies.tallies.get(key, AbsenceTally())
+        facts = day_facts(tallies.days.get(key), school_days, begin, end, last_day, base, rules.window)
+        left = school_days_left(None if calendar is None else calendar.get(school, []), last_day, end)
+        projected = projected_rate(dim, tally.absent, facts.window_days, facts.window_absent_h, left, policy)
+        summaries.append(
+            summarize(
+                student,
+                school,
+                year.year,
+                year.start,
+                last_day,
+                dim,
+                tally,
+                policy,
+                months=facts.months,
+                absence_runs=facts.absence_runs,
+                run_is_running=facts.running,
+                window_days=facts.window_days,
+                window_absent_h=facts.window_absent_h,
+                days_left=left,
+                projected_rate=projected,
+            )
+        )
     return summaries
 
 

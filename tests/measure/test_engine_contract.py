@@ -69,9 +69,37 @@ def numbers(measured: MeasuredAttendance) -> dict[tuple[str, str], tuple[object,
             s.illness_h,
             s.oss_h,
             s.tier,
+            s.months,
+            s.absence_runs,
+            s.run_is_running,
+            s.window_days,
+            s.window_absent_h,
         )
         for s in measured.every_summary
     }
+
+
+def assert_months_add_up(measured: MeasuredAttendance) -> None:
+    """The monthly tallies of every summary add up to its year-to-date totals, one per month in membership."""
+    for s in measured.every_summary:
+        where = f"{s.student_sourced_id} at {s.school_sourced_id}"
+        assert s.months, where
+        assert [m.month for m in s.months] == sorted({m.month for m in s.months}), where
+        assert all(m.days_in_membership > 0 for m in s.months), where
+        for month_field, total in (
+            ("days_in_membership", s.days_in_membership),
+            ("absent_h", s.days_absent_h),
+            ("excused_h", s.excused_h),
+            ("unexcused_h", s.unexcused_h),
+            ("illness_h", s.illness_h),
+            ("oss_h", s.oss_h),
+        ):
+            assert sum(getattr(m, month_field) for m in s.months) == total, (where, month_field)
+        assert all(m.month <= s.as_of.isoformat()[:7] for m in s.months), where
+        assert s.window_days == min(20, s.days_in_membership), where
+        assert 0 <= s.window_absent_h <= min(s.days_absent_h, s.window_days * 100), where
+        for run in s.absence_runs:
+            assert len(run) >= 2 and list(run) == sorted(set(run)), where
 
 
 # -- the known district: numbers computed by hand ------------------------------------------------------------
@@ -80,6 +108,7 @@ def numbers(measured: MeasuredAttendance) -> dict[tuple[str, str], tuple[object,
 @pytest.mark.parametrize(("preset", "expected_file"), [("essa", "expected.csv"), ("crdc", "expected-crdc.csv")])
 def test_hand_computed_numbers(engine: AttendanceEngine, preset: str, expected_file: str) -> None:
     measured, _ = measure(engine, KNOWN, known_as_of(), PRESETS[preset])
+    assert_months_add_up(measured)
     got = {(s.student_sourced_id, s.school_sourced_id): s for s in measured.every_summary}
     expected = expected_rows(expected_file)
     assert set(got) == {(r["student_sourced_id"], r["school_sourced_id"]) for r in expected}
@@ -114,6 +143,7 @@ def generate(out: Path, seed: int, students: int, *options: str) -> Path:
 def style_numbers(engine: AttendanceEngine, path: Path, as_of: date, preset: str) -> dict[Any, Any]:
     measured, report = measure(engine, path, as_of, PRESETS[preset])
     assert report.errors == 0, [i for i in report.issues if i.severity == "error"][:3]
+    assert_months_add_up(measured)
     return numbers(measured)
 
 
@@ -173,9 +203,13 @@ def test_it_gives_exactly_what_the_reference_gives(
     district_with_duplicates: Path,  # noqa: F811
 ) -> None:
     until = date(2025, 12, 1)  # a last accepted run's as-of date: days absent up to it are kept apart
-    got = everything(*measure(engine, district_with_duplicates, AS_OF, PRESETS["essa"], until))
+    measured = measure(engine, district_with_duplicates, AS_OF, PRESETS["essa"], until)
+    got = everything(*measured)
     want = everything(*measure(REFERENCE(), district_with_duplicates, AS_OF, PRESETS["essa"], until))
-    assert got == want
+    assert got == want  # the monthly tallies, streaks and window of every summary included
+    assert_months_add_up(measured[0])
+    summaries = got["summaries"]
+    assert any(s.absence_runs for s in summaries) and any(s.window_absent_h for s in summaries)
     assert sum(1 for i in got["report"] if i.code == "conflicting-event") >= 50  # the duplicates are reported
     assert 0 < got["presence_rows"] < got["rows_counted"]  # the duplicates taken back are not counted twice
     absent = {(s.student_sourced_id, s.school_sourced_id): s.days_absent_h for s in got["summaries"]}

@@ -61,6 +61,8 @@ def print_summary(result: SyncResult, report_path: Path) -> None:
         t.add_row("revoked Consents sent to recipients holding data", f"{result.revocation_notices:,}")
     if result.withdrawn:
         t.add_row("undelivered items withdrawn (consent ended)", f"{result.withdrawn:,}")
+    for trigger, n in sorted(result.events.items()):  # store.attendance_events: what notifications fan out from
+        t.add_row(f"attendance events recorded: {trigger}", f"{n:,}")
     for outcome, n in sorted(result.delivery.items()):
         t.add_row(f"deliveries {outcome}", f"{n:,}")
     for status, n in sorted(result.outstanding.items()):

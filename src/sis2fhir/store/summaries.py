@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from sis2fhir.records import MonthTally
 from sis2fhir.store.schema import attendance_summaries, summary_digests
 
 CHUNK = 5000  # rows per INSERT
@@ -54,6 +55,10 @@ class MeasuredSummary(Protocol):
     def rate(self) -> float | None: ...
     @property
     def chronic(self) -> bool | None: ...
+    @property
+    def months(self) -> tuple[MonthTally, ...]: ...
+    @property
+    def projected_rate(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,8 @@ class RecordedSummary:
     tier: str
     chronic: bool | None
     policy: str
+    months: tuple[MonthTally, ...] = ()  # one per calendar month in membership (none on rows before migration 0007)
+    projected_rate: float | None = None  # transitions.projected_rate: the early-warning projection, 0..1
 
 
 def numbers_of(s: MeasuredSummary, policy: str) -> Numbers:
@@ -140,9 +147,19 @@ def history(engine: Engine, district: str, student_sourced_id: str) -> list[Reco
             tier=r.tier,
             chronic=r.chronic,
             policy=r.policy,
+            months=_months(r.months),
+            projected_rate=r.projected_rate,
         )
         for r in found
     ]
+
+
+def _months(stored: str | None) -> tuple[MonthTally, ...]:
+    """attendance_summaries.months as written by `_row`: [month, days in membership, absent, excused, unexcused,
+    illness, out-of-school suspension] per month."""
+    if not stored:
+        return ()
+    return tuple(MonthTally(str(m[0]), *(int(x) for x in m[1:7])) for m in orjson.loads(stored))
 
 
 def _row(s: MeasuredSummary, run_id: int, district: str, policy: str, now: datetime) -> dict[str, Any]:
@@ -164,6 +181,13 @@ def _row(s: MeasuredSummary, run_id: int, district: str, policy: str, now: datet
         "chronic": s.chronic,
         "policy": policy,
         "recorded_at": now,
+        "months": orjson.dumps(
+            [
+                [m.month, m.days_in_membership, m.absent_h, m.excused_h, m.unexcused_h, m.illness_h, m.oss_h]
+                for m in s.months
+            ]
+        ).decode(),
+        "projected_rate": s.projected_rate,
     }
 
 
