@@ -59,7 +59,7 @@ def _settings(config: Path | None, store: str | None, policy: str | None, out_di
 
 def _exit(report: RowReport, report_path: Path) -> None:
     if report.errors:
-        out.print(f"Rows rejected: {len(report.errors)} (see {report_path}).")
+        out.print(f"Rows rejected: {report.errors:,} (see {report_path}).")
         raise typer.Exit(int(Exit.ROWS_REJECTED))
 
 

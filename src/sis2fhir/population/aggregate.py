@@ -27,15 +27,16 @@ from sis2fhir.terminology import CHRONIC_TIERS, Tier
 DISTRICT, SCHOOL, GRADE, MONTH = "district", "school", "grade", "month"
 LEVELS = (DISTRICT, SCHOOL, GRADE, MONTH)
 
-# counts of students (suppressed below population.min_cell)
-COUNTS = ("students", "chronic", "satisfactory", "at_risk", "moderate", "severe")
+# counts of students (suppressed below population.min_cell): `enrolled` with any day in membership, `students` of
+# them with enough days for a tier (the initial population, the rate's denominator)
+COUNTS = ("enrolled", "students", "chronic", "satisfactory", "at_risk", "moderate", "severe")
 TIER_COUNT = {
     Tier.SATISFACTORY: "satisfactory",
     Tier.AT_RISK: "at_risk",
     Tier.MODERATE_CHRONIC: "moderate",
     Tier.SEVERE_CHRONIC: "severe",
 }
-# days (hundredths, except membership_days): withheld together, wherever the group's students are too few
+# days (hundredths, except membership_days): withheld together, wherever the group's enrolled students are too few
 DAYS = ("membership_days", "absent_days", "excused_days", "unexcused_days", "illness_days", "oss_days")
 VARIABLES = COUNTS + DAYS
 
@@ -91,8 +92,7 @@ def totals_of(s: AttendanceSummary | MonthTally) -> Totals:
 
 def months_of(s: AttendanceSummary) -> tuple[MonthTally, ...]:
     """The summary's monthly tallies (measure.py / tally.py make them; none from an engine that does not)."""
-    months: tuple[MonthTally, ...] = getattr(s, "months", ())
-    return months
+    return s.months
 
 
 def grade_of(grades: str) -> str:
@@ -107,6 +107,7 @@ def _add(fig: Figures, t: Totals, tier: str) -> None:
     fig["unexcused_days"] += t.unexcused_h
     fig["illness_days"] += t.illness_h
     fig["oss_days"] += t.oss_h
+    fig["enrolled"] += 1
     if tier == Tier.INSUFFICIENT_DATA:
         return
     fig["students"] += 1

@@ -91,17 +91,14 @@ def population_html(
     return page("Chronic absence: district, schools, grades and months", body)
 
 
-def table(data: Sequence[Mapping[str, str]], school_names: Mapping[str, str]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in ("school name", *COLUMNS))
+def table(data: Sequence[Mapping[str, str]], school_names: Mapping[str, str], names: Sequence[str] = COLUMNS) -> str:
+    text = ("level", "school", "grade", "month", "withheld", "cohort", "group", "period")
+    shown = ["school name", *names] if school_names else list(names)
+    head = "".join(f"<th>{escape(c)}</th>" for c in shown)
     out = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
     for r in data:
-        cells = [f'<td class="t">{escape(school_names.get(r["school"], ""))}</td>']
-        cells += [
-            f'<td class="t">{escape(r[c])}</td>'
-            if c in ("level", "school", "grade", "month", "withheld")
-            else f"<td>{escape(r[c])}</td>"
-            for c in COLUMNS
-        ]
+        cells = [f'<td class="t">{escape(school_names.get(r["school"], ""))}</td>'] if school_names else []
+        cells += [f'<td class="t">{escape(r[c])}</td>' if c in text else f"<td>{escape(r[c])}</td>" for c in names]
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)

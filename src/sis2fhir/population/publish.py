@@ -3,8 +3,9 @@ rates and the ranking of schools computed from the published counts only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from sis2fhir.population.aggregate import (
     COUNTS,
@@ -57,25 +58,25 @@ class Published:
 
 
 def primary(figures: Mapping[Group, Figures], min_cell: int) -> Iterable[Cell]:
-    """Every count below the minimum, and the days of a group whose students are below it."""
+    """Every count below the minimum, and the days of a group whose enrolled students are below it."""
     for group, fig in figures.items():
         for v in COUNTS:
             if fig[v] < min_cell:
                 yield group, v
-        if fig["students"] < min_cell:
+        if fig["enrolled"] < min_cell:
             yield group, DAYS[0]  # its bundle: all the group's days
 
 
 def publish(figures: Mapping[Group, Figures], min_cell: int) -> Published:
     """Apply the rule (suppress.py) to every figure."""
-    values = {(g, v): n for g, fig in figures.items() for v, n in fig.items()}
+    values: dict[Hashable, int] = {(g, v): n for g, fig in figures.items() for v, n in fig.items()}
 
-    def bundle(cell: Cell) -> list[Cell]:
-        group, variable = cell
+    def bundle(cell: Hashable) -> list[Hashable]:
+        group, variable = cast(Cell, cell)
         return [(group, d) for d in DAYS] if variable in DAYS else [cell]
 
-    def residual_min(cell: Cell) -> int:
-        return 1 if cell[1] in DAYS else min_cell
+    def residual_min(cell: Hashable) -> int:
+        return 1 if cast(Cell, cell)[1] in DAYS else min_cell
 
     withheld = suppress(values, primary(figures, min_cell), relations(figures), bundle, residual_min)
-    return Published(figures, frozenset(withheld), min_cell)
+    return Published(figures, frozenset(cast(set[Cell], withheld)), min_cell)

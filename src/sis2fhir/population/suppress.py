@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
-C = TypeVar("C", bound=Hashable)
+C = Hashable  # a cell: any hashable name
 PRIME = (1 << 61) - 1  # a Mersenne prime: a rank over it is the rank over the rationals for these 0/1 sums
 
 
@@ -41,7 +41,7 @@ def determined(sums: Iterable[Sum], unknown: set[C]) -> set[C]:
         row: dict[int, int] = {}
         for cell, coeff in ((s.total, 1), *((p, PRIME - 1) for p in s.parts)):
             if cell in order:
-                col = order[cell]  # type: ignore[index]
+                col = order[cell]
                 row[col] = (row.get(col, 0) + coeff) % PRIME
         row = {c: v for c, v in row.items() if v}
         for pivot in [c for c in row if c in rows]:  # reduce by the rows already found
@@ -103,7 +103,7 @@ def suppress(
     while True:
         added = _short_residuals(values, sums, withheld, withhold, residual_min)
         touched: set[Sum] = set()
-        for cell in sorted(determined(sums, withheld), key=repr):  # type: ignore[arg-type]
+        for cell in sorted(determined(sums, withheld), key=repr):
             if touched.intersection(holding[cell]):
                 continue  # one complement per sum and round; the next round checks again
             choice = _smallest_published(values, _reaching(holding, cell, withheld), withheld, cell)
@@ -131,7 +131,7 @@ def _short_residuals(
         if not hidden:
             continue
         # while the withheld parts are too small together, withhold the next smallest (or the total)
-        while sum(values[p] for p in hidden) < residual_min(s.total):  # type: ignore[index]
+        while sum(values[p] for p in hidden) < residual_min(s.total):
             choice = _smallest_published(values, [s], withheld, None)
             if choice is None:
                 break
@@ -163,9 +163,9 @@ def _smallest_published(values: Mapping[C, int], sums: Iterable[Sum], withheld: 
     parts: list[C] = []
     totals: list[C] = []
     for s in sums:
-        parts += [p for p in s.parts if p not in withheld and p != but]  # type: ignore[misc]
+        parts += [p for p in s.parts if p not in withheld and p != but]
         if s.total not in withheld and s.total != but:
-            totals.append(s.total)  # type: ignore[arg-type]
+            totals.append(s.total)
     pool = parts or totals
     if not pool:
         return None

@@ -14,6 +14,7 @@ COLUMNS = (
     "school",
     "grade",
     "month",
+    "enrolled",
     "students",
     "chronic",
     "rate_percent",
@@ -61,7 +62,16 @@ def rows(published: Published) -> Iterator[dict[str, str]]:
     for g in sorted(published.figures, key=group_key):
         v = published.value
         row = {"level": g.level, "school": g.school, "grade": g.grade, "month": g.month}
-        for name in ("students", "chronic", "satisfactory", "at_risk", "moderate", "severe", "membership_days"):
+        for name in (
+            "enrolled",
+            "students",
+            "chronic",
+            "satisfactory",
+            "at_risk",
+            "moderate",
+            "severe",
+            "membership_days",
+        ):
             row[name] = whole(v(g, name))
         for name in DAYS[1:]:
             row[name] = hundredths(v(g, name))
