@@ -129,7 +129,7 @@ def _rates(sums: Sequence[int]) -> list[list[float | None]]:
     out = []
     for k in (0, 5):
         dim, absent, illness, initial, chronic = sums[k : k + 5]
-        per = lambda x, d=dim: 100.0 * x / d if d else None  # noqa: E731
+        per = lambda x, d=dim: x / d if d else None  # noqa: E731  (hundredths of a day per day: per 100 days)
         out.append([per(absent), per(absent - illness), per(illness), 100.0 * chronic / initial if initial else None])
     return out
 
