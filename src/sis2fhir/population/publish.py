@@ -10,6 +10,9 @@ from typing import cast
 from sis2fhir.population.aggregate import (
     COUNTS,
     DAYS,
+    DISTRICT,
+    GRADE,
+    MONTH,
     SCHOOL,
     Cell,
     Figures,
@@ -57,6 +60,13 @@ class Published:
         return {s: 1 + sum(1 for other in rates.values() if other > r) for s, r in rates.items()}
 
 
+# complements are taken where they cost readers least: tier counts and days before the headline counts, the rows of
+# a school's grades and months before the district's, those before the schools' and the district's own, then the
+# smallest value
+HEADLINE = frozenset({"enrolled", "students", "chronic"})
+LEVEL_COST = {GRADE: 0, MONTH: 0, SCHOOL: 2, DISTRICT: 2}
+
+
 def primary(figures: Mapping[Group, Figures], min_cell: int) -> Iterable[Cell]:
     """Every count below the minimum, and the days of a group whose enrolled students are below it."""
     for group, fig in figures.items():
@@ -78,5 +88,9 @@ def publish(figures: Mapping[Group, Figures], min_cell: int) -> Published:
     def residual_min(cell: Hashable) -> int:
         return 1 if cast(Cell, cell)[1] in DAYS else min_cell
 
-    withheld = suppress(values, primary(figures, min_cell), relations(figures), bundle, residual_min)
+    def cost(cell: Hashable) -> tuple[int, ...]:
+        group, variable = cast(Cell, cell)
+        return (variable in HEADLINE, LEVEL_COST[group.level] + (not group.school), values[cell])
+
+    withheld = suppress(values, primary(figures, min_cell), relations(figures), bundle, residual_min, cost)
     return Published(figures, frozenset(cast(set[Cell], withheld)), min_cell)

@@ -30,39 +30,51 @@ class Sum(NamedTuple):
     parts: tuple[Hashable, ...]
 
 
-def determined(sums: Iterable[Sum], unknown: set[C]) -> set[C]:
+def determined(sums: Sequence[Sum], unknown: set[C]) -> set[C]:
     """The unknown cells whose value the sums fix, given every other cell. A cell is fixed exactly when its unit
     vector lies in the row space of the sums restricted to the unknown cells: in the reduced row echelon form, a row
     holding that cell alone."""
+    return set(certificates(sums, unknown))
+
+
+def certificates(sums: Sequence[Sum], unknown: set[C]) -> dict[C, dict[int, int]]:
+    """Each fixed cell with the combination of sums (index -> coefficient, mod PRIME) that gives its value."""
     order = {c: i for i, c in enumerate(sorted(unknown, key=repr))}
     rows: dict[int, dict[int, int]] = {}  # pivot column -> fully reduced row (pivot coefficient 1)
+    combos: dict[int, dict[int, int]] = {}  # pivot column -> the sums the row is made of
     holding: dict[int, set[int]] = defaultdict(set)  # column -> pivots of the rows that hold it
-    for s in sums:
+    for index, s in enumerate(sums):
         row: dict[int, int] = {}
         for cell, coeff in ((s.total, 1), *((p, PRIME - 1) for p in s.parts)):
             if cell in order:
                 col = order[cell]
                 row[col] = (row.get(col, 0) + coeff) % PRIME
         row = {c: v for c, v in row.items() if v}
+        combo = {index: 1}
         for pivot in [c for c in row if c in rows]:  # reduce by the rows already found
-            _subtract(row, rows[pivot], row.get(pivot, 0))
+            factor = row.get(pivot, 0)
+            _subtract(row, rows[pivot], factor)
+            _subtract(combo, combos[pivot], factor)
         if not row:
             continue
         pivot = min(row)
         inverse = pow(row[pivot], PRIME - 2, PRIME)
         row = {c: v * inverse % PRIME for c, v in row.items()}
+        combo = {c: v * inverse % PRIME for c, v in combo.items()}
         for other in list(holding.get(pivot, ())):  # keep every row free of the new pivot
             target = rows[other]
+            factor = target.get(pivot, 0)
             for c in target:
                 holding[c].discard(other)
-            _subtract(target, row, target.get(pivot, 0))
+            _subtract(target, row, factor)
+            _subtract(combos[other], combo, factor)
             for c in target:
                 holding[c].add(other)
-        rows[pivot] = row
+        rows[pivot], combos[pivot] = row, combo
         for c in row:
             holding[c].add(pivot)
     cells = {i: c for c, i in order.items()}
-    return {cells[p] for p, row in rows.items() if len(row) == 1}
+    return {cells[p]: combos[p] for p, row in rows.items() if len(row) == 1}
 
 
 def _subtract(row: dict[int, int], pivot_row: Mapping[int, int], factor: int) -> None:
@@ -84,11 +96,13 @@ def suppress(
     sums: Sequence[Sum],
     bundle: Callable[[C], Iterable[C]],
     residual_min: Callable[[C], int],
+    cost: Callable[[C], tuple[int, ...]] | None = None,
 ) -> set[C]:
     """The cells to withhold: the primary ones, and the complementary ones the rule above adds. `bundle(cell)`: the
     cells withheld with it (itself included); `residual_min(cell)`: the least the withheld parts of a sum over that
-    kind of cell must add up to."""
+    kind of cell must add up to; `cost(cell)`: which complement to prefer (the least; default: the smallest value)."""
     withheld: set[C] = set()
+    price = cost or (lambda c: (values[c],))
 
     def withhold(cell: C) -> None:
         withheld.update(bundle(cell))
@@ -96,24 +110,42 @@ def suppress(
     for cell in primary:
         withhold(cell)
     sums = [s for s in sums if s.total in values and all(p in values for p in s.parts)]
-    holding: dict[Hashable, list[Sum]] = defaultdict(list)
-    for s in sums:
-        for cell in (s.total, *s.parts):
-            holding[cell].append(s)
     while True:
-        added = _short_residuals(values, sums, withheld, withhold, residual_min)
-        touched: set[Sum] = set()
-        for cell in sorted(determined(sums, withheld), key=repr):
-            if touched.intersection(holding[cell]):
-                continue  # one complement per sum and round; the next round checks again
-            choice = _smallest_published(values, _reaching(holding, cell, withheld), withheld, cell)
-            if choice is None:
-                continue  # cannot happen: a fixed cell is fixed by some published cell
-            withhold(choice)
-            touched.update(holding[cell])
-            added = True
-        if not added:
+        if _short_residuals(values, sums, withheld, withhold, residual_min, price):
+            continue
+        fixed = certificates(sums, withheld)
+        if not fixed:
             return withheld
+        cell = min(fixed, key=repr)
+        withhold(_unfixing(cell, fixed[cell], sums, withheld, bundle, price))
+
+
+TRIALS = 16  # complements tried, cheapest first, for one that leaves the cell unfixed on its own
+
+
+def _unfixing(
+    cell: C,
+    certificate: Mapping[int, int],
+    sums: Sequence[Sum],
+    withheld: set[C],
+    bundle: Callable[[C], Iterable[C]],
+    price: Callable[[C], tuple[int, ...]],
+) -> C:
+    """The cheapest published cell that the combination fixing `cell` uses (so that withholding it breaks that
+    combination) and that leaves the cell unfixed; the cheapest of them when none does alone."""
+    weight: dict[C, int] = defaultdict(int)
+    for index, coeff in certificate.items():
+        s = sums[index]
+        for c, sign in ((s.total, 1), *((p, -1) for p in s.parts)):
+            if c not in withheld:
+                weight[c] = (weight[c] + sign * coeff) % PRIME
+    pool = sorted((c for c, w in weight.items() if w), key=lambda c: (price(c), repr(c)))
+    if not pool:  # cannot happen: what fixes a cell is published; fail closed
+        raise RuntimeError("suppression: a withheld cell is fixed by nothing published")
+    for candidate in pool[:TRIALS]:
+        if cell not in determined(sums, withheld | set(bundle(candidate))):
+            return candidate
+    return pool[0]
 
 
 def _short_residuals(
@@ -122,7 +154,9 @@ def _short_residuals(
     withheld: set[C],
     withhold: Callable[[C], None],
     residual_min: Callable[[C], int],
+    price: Callable[[C], tuple[int, ...]],
 ) -> bool:
+    """Withhold more parts of every sum whose withheld parts are too small together; True if any was."""
     added = False
     for s in sums:
         if s.total in withheld:
@@ -132,7 +166,7 @@ def _short_residuals(
             continue
         # while the withheld parts are too small together, withhold the next smallest (or the total)
         while sum(values[p] for p in hidden) < residual_min(s.total):
-            choice = _smallest_published(values, [s], withheld, None)
+            choice = _cheapest([s], withheld, None, price, parts_only=True)
             if choice is None:
                 break
             withhold(choice)
@@ -143,30 +177,18 @@ def _short_residuals(
     return added
 
 
-def _reaching(holding: Mapping[Hashable, list[Sum]], cell: C, withheld: set[C]) -> list[Sum]:
-    """The sums holding `cell`; when none of them has a published cell, the sums reached through their withheld
-    cells, nearest first, until one has (what fixes the cell is published somewhere in that web)."""
-    seen: set[Sum] = set()
-    frontier = list(holding[cell])
-    while frontier:
-        seen.update(frontier)
-        if any(c not in withheld for s in frontier for c in (s.total, *s.parts)):
-            return frontier
-        cells = {c for s in frontier for c in (s.total, *s.parts)}
-        frontier = [s for c in cells for s in holding[c] if s not in seen]
-        frontier = list(dict.fromkeys(frontier))
-    return []
-
-
-def _smallest_published(values: Mapping[C, int], sums: Iterable[Sum], withheld: set[C], but: C | None) -> C | None:
-    """The published part with the smallest value in these sums (a total only when no part is published)."""
+def _cheapest(
+    sums: Iterable[Sum], withheld: set[C], but: C | None, price: Callable[[C], tuple[int, ...]], parts_only: bool
+) -> C | None:
+    """The published cell of these sums that costs least to withhold. `parts_only`: a part if any is published,
+    else the total (a short residual); otherwise any cell of the sums (a fixed cell: any of them unfixes it)."""
     parts: list[C] = []
     totals: list[C] = []
     for s in sums:
         parts += [p for p in s.parts if p not in withheld and p != but]
         if s.total not in withheld and s.total != but:
             totals.append(s.total)
-    pool = parts or totals
+    pool = (parts or totals) if parts_only else parts + totals
     if not pool:
         return None
-    return min(pool, key=lambda c: (values[c], repr(c)))
+    return min(pool, key=lambda c: (price(c), repr(c)))
