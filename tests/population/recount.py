@@ -153,9 +153,9 @@ def cells(d: District) -> dict[tuple[str, str, str, str], Cell]:
     for student, u in d.students().items():
         put(("district", "", "", ""), u)
         put(("grade", "", d.grade[student], ""), u)
-    for (student, school, month), u in d.stay_months.items():
+    for (_, school, month), u in d.stay_months.items():
         put(("month", school, "", month), u)
-    for (student, month), u in d.student_months().items():
+    for (_, month), u in d.student_months().items():
         put(("month", "", "", month), u)
     return dict(out)
 

@@ -123,7 +123,7 @@ def test_schools_are_ranked_by_chronic_absence_rate(published: list[dict[str, st
     schools = sorted((r for r in published if r["level"] == "school"), key=lambda r: int(r["rank"]))
     rates = [float(r["rate_percent"]) for r in schools]
     assert rates == sorted(rates, reverse=True)
-    assert [int(r["rank"]) for r in schools][0] == 1
+    assert int(schools[0]["rank"]) == 1
 
 
 def test_no_withheld_cell_can_be_recovered_from_the_published_ones(published: list[dict[str, str]]) -> None:

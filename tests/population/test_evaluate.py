@@ -1,0 +1,205 @@
+"""`sis2fhir evaluate` on a generated district whose cohort's absences were taken away after the program start: the
+difference in differences is the test's own, its 95 % interval holds the planted drop and excludes no effect; the
+command refuses without a written agreement, records its runs, and writes no student identifier."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from datetime import date, timedelta
+from hashlib import sha256
+from pathlib import Path
+
+import pytest
+
+from tests.population.recount import generate, rate_hundredths, recount, rows
+from tests.population.test_population import run
+
+AS_OF = date(2026, 3, 31)
+START = date(2026, 1, 5)
+AGREEMENT = "FERPA studies exception, 34 CFR 99.31(a)(6); agreement 2026-014 with the county health department"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, set[str], int]:
+    """(export, cohort file, cohort students, hundredths of days taken away): every third student is in the
+    cohort, and from the start on every absence of theirs is gone (exception-only: no row is a day present)."""
+    base = tmp_path_factory.mktemp("evaluate")
+    export = generate(
+        base / "district", "--students", "800", "--schools", "3", "--seed", "21", "--style", "exception-only"
+    )
+    students = sorted(r["sourcedId"] for r in rows(export / "users.csv") if r["role"] == "student")
+    cohort = set(students[::3])
+    attendance = rows(export / "attendance.csv")
+    kept, removed = [], 0
+    for r in attendance:
+        day = date.fromisoformat(r["date"])
+        if r["studentSourcedId"] in cohort and START <= day <= AS_OF and r["category"].endswith("Absence"):
+            removed += round(float(r["duration"] or 1) * 100)
+            continue
+        kept.append(r)
+    with (export / "attendance.csv").open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(attendance[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(kept)
+    state = {r["sourcedId"]: r["identifier"] for r in rows(export / "users.csv")}
+    cohort_file = base / "registry.csv"
+    cohort_file.write_text(
+        "studentIdentifier,cohort\n" + "".join(f"{state[s]},asthma-program\n" for s in sorted(cohort)), "utf-8"
+    )
+    return export, cohort_file, cohort, removed
+
+
+def config(folder: Path, agreement: str = AGREEMENT) -> Path:
+    path = folder / "sis2fhir.yaml"
+    path.write_text(f"population:\n  agreement: {json.dumps(agreement)}\n", encoding="utf-8")
+    return path
+
+
+def evaluate(export: Path, cohort: Path, out: Path, *extra: str) -> tuple[int, str]:
+    done = run(
+        "evaluate",
+        str(export),
+        "--cohort",
+        str(cohort),
+        "--program-start",
+        START.isoformat(),
+        "--as-of",
+        AS_OF.isoformat(),
+        "--out",
+        str(out),
+        "--report",
+        str(out.parent / f"{out.name}-rows.csv"),
+        *extra,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def result(planted: tuple[Path, Path, set[str], int]) -> Path:
+    export, cohort, _, _ = planted
+    out = export.parent / "out"
+    code, said = evaluate(export, cohort, out, "--config", str(config(export.parent)))
+    assert code == 0, said
+    return out
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_planted_drop_is_within_the_interval_and_the_interval_excludes_zero(
+    planted: tuple[Path, Path, set[str], int], result: Path
+) -> None:
+    export, _, cohort, removed = planted
+    whole, before = recount(export, AS_OF), recount(export, AS_OF, upto=START - timedelta(days=1))
+    after_days = sum(u.days for s, u in whole.students().items() if s in cohort) - sum(
+        u.days for s, u in before.students().items() if s in cohort
+    )
+    planted_drop = -removed / after_days  # hundredths of a day per day: days per 100 school days
+    assert planted_drop < -3  # a real effect: the cohort's absences after the start are all gone
+    did = {r["metric"]: r for r in read(result / "difference-in-differences.csv")}
+    row = did["absent_per_100"]
+    low, high, estimate = float(row["ci_low"]), float(row["ci_high"]), float(row["estimate"])
+    assert low <= planted_drop <= high
+    assert high < 0
+    assert low <= estimate <= high
+    assert row["replicates"] == "2000" and row["seed"] == "13"
+
+
+def test_the_groups_and_the_difference_equal_the_tests_own_arithmetic(
+    planted: tuple[Path, Path, set[str], int], result: Path
+) -> None:
+    export, _, cohort, _ = planted
+    whole = recount(export, AS_OF).students()
+    before = recount(export, AS_OF, upto=START - timedelta(days=1)).students()
+    others = set(whole) - cohort  # every third student of every school and grade: the others are all the rest
+    rates: dict[tuple[str, str], int] = {}
+    published = {(r["group"], r["period"]): r for r in read(result / "evaluation.csv")}
+    for group, members in (("cohort", cohort), ("comparison", others)):
+        for period in ("before", "after"):
+            days = absent = students = 0
+            for s in members:
+                b = before.get(s)
+                w = whole[s]
+                d = (b.days if b else 0) if period == "before" else w.days - (b.days if b else 0)
+                a = (b.absent if b else 0) if period == "before" else w.absent - (b.absent if b else 0)
+                if d > 0:
+                    students += 1
+                    days += d
+                    absent += a
+            rates[(group, period)] = rate_hundredths(absent, days * 100)
+            row = published[(group, period)]
+            assert int(row["students"]) == students
+            assert row["absent_per_100"] == f"{rates[(group, period)] / 100:.2f}"
+    want = (rates[("cohort", "after")] - rates[("cohort", "before")]) - (
+        rates[("comparison", "after")] - rates[("comparison", "before")]
+    )
+    did = {r["metric"]: r for r in read(result / "difference-in-differences.csv")}
+    assert round(float(did["absent_per_100"]["estimate"]) * 100) == want
+
+
+def test_one_measure_report_per_group_valid(result: Path) -> None:
+    done = run("validate", str(result / "MeasureReport.ndjson"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    reports = [json.loads(line) for line in (result / "MeasureReport.ndjson").read_text().splitlines()]
+    assert [r["identifier"][0]["value"].rsplit("/", 1)[1] for r in reports] == ["cohort", "comparison"]
+    strata = reports[0]["group"][0]["stratifier"][0]["stratum"]
+    assert [s["value"]["coding"][0]["code"] for s in strata] == ["before", "after"]
+
+
+def test_no_student_identifier_in_any_output(planted: tuple[Path, Path, set[str], int], result: Path) -> None:
+    export = planted[0]
+    ids = {r["sourcedId"] for r in rows(export / "users.csv") if r["role"] == "student"}
+    ids |= {r["identifier"] for r in rows(export / "users.csv") if r["role"] == "student"}
+    assert len(ids) == 1600
+    files = [p for p in result.iterdir() if p.name != "state.sqlite"]
+    assert {p.name for p in files} >= {"evaluation.csv", "difference-in-differences.csv", "evaluation.html"}
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not [i for i in ids if i in text], path.name
+
+
+def test_the_run_is_recorded_with_its_agreement(planted: tuple[Path, Path, set[str], int], result: Path) -> None:
+    cohort_file = planted[1]
+    with sqlite3.connect(result / "state.sqlite") as db:
+        found = db.execute("SELECT command, program_start, agreement, cohort, cohort_sha256 FROM population_runs")
+        recorded = found.fetchall()
+    assert recorded == [
+        ("evaluate", START.isoformat(), AGREEMENT, "asthma-program", sha256(cohort_file.read_bytes()).hexdigest())
+    ]
+
+
+def test_refused_without_an_agreement(planted: tuple[Path, Path, set[str], int], tmp_path: Path) -> None:
+    export, cohort, _, _ = planted
+    code, said = evaluate(export, cohort, tmp_path / "out")
+    assert code == 1
+    assert "population.agreement" in said and "Traceback" not in said
+    assert not (tmp_path / "out").exists() or not [p for p in (tmp_path / "out").iterdir() if p.suffix != ".sqlite"]
+
+
+def test_a_small_cohort_publishes_nothing_of_either_group(
+    planted: tuple[Path, Path, set[str], int], tmp_path: Path
+) -> None:
+    export, cohort, _, _ = planted
+    small = tmp_path / "small.csv"
+    small.write_text("".join(cohort.read_text().splitlines(keepends=True)[:6]), encoding="utf-8")  # 5 students
+    code, said = evaluate(export, small, tmp_path / "out", "--config", str(config(tmp_path)))
+    assert code == 0, said
+    for r in read(tmp_path / "out" / "evaluation.csv"):
+        assert r["students"] == r["chronic"] == r["absent_per_100"] == "" and r["suppressed"] == "true"
+    assert all(r["estimate"] == "" for r in read(tmp_path / "out" / "difference-in-differences.csv"))
+
+
+def test_unknown_cohort_rows_are_reported_by_line_without_the_id(
+    planted: tuple[Path, Path, set[str], int], tmp_path: Path
+) -> None:
+    export, cohort, _, _ = planted
+    odd = tmp_path / "odd.csv"
+    odd.write_text(cohort.read_text() + "4999999999,asthma-program\n", encoding="utf-8")
+    code, _ = evaluate(export, odd, tmp_path / "out", "--config", str(config(tmp_path)))
+    assert code == 3
+    report = (tmp_path / "out-rows.csv").read_text()
+    assert "odd.csv" in report and "unknown-student" in report and "4999999999" not in report
