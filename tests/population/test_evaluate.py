@@ -7,82 +7,12 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from datetime import date, timedelta
+from datetime import timedelta
 from hashlib import sha256
 from pathlib import Path
 
-import pytest
-
-from tests.population.recount import generate, rate_hundredths, recount, rows
-from tests.population.test_population import run
-
-AS_OF = date(2026, 3, 31)
-START = date(2026, 1, 5)
-AGREEMENT = "FERPA studies exception, 34 CFR 99.31(a)(6); agreement 2026-014 with the county health department"
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, set[str], int]:
-    """(export, cohort file, cohort students, hundredths of days taken away): every third student is in the
-    cohort, and from the start on every absence of theirs is gone (exception-only: no row is a day present)."""
-    base = tmp_path_factory.mktemp("evaluate")
-    export = generate(
-        base / "district", "--students", "800", "--schools", "3", "--seed", "21", "--style", "exception-only"
-    )
-    students = sorted(r["sourcedId"] for r in rows(export / "users.csv") if r["role"] == "student")
-    cohort = set(students[::3])
-    attendance = rows(export / "attendance.csv")
-    kept, removed = [], 0
-    for r in attendance:
-        day = date.fromisoformat(r["date"])
-        if r["studentSourcedId"] in cohort and START <= day <= AS_OF and r["category"].endswith("Absence"):
-            removed += round(float(r["duration"] or 1) * 100)
-            continue
-        kept.append(r)
-    with (export / "attendance.csv").open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(attendance[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(kept)
-    state = {r["sourcedId"]: r["identifier"] for r in rows(export / "users.csv")}
-    cohort_file = base / "registry.csv"
-    cohort_file.write_text(
-        "studentIdentifier,cohort\n" + "".join(f"{state[s]},asthma-program\n" for s in sorted(cohort)), "utf-8"
-    )
-    return export, cohort_file, cohort, removed
-
-
-def config(folder: Path, agreement: str = AGREEMENT) -> Path:
-    path = folder / "sis2fhir.yaml"
-    path.write_text(f"population:\n  agreement: {json.dumps(agreement)}\n", encoding="utf-8")
-    return path
-
-
-def evaluate(export: Path, cohort: Path, out: Path, *extra: str) -> tuple[int, str]:
-    done = run(
-        "evaluate",
-        str(export),
-        "--cohort",
-        str(cohort),
-        "--program-start",
-        START.isoformat(),
-        "--as-of",
-        AS_OF.isoformat(),
-        "--out",
-        str(out),
-        "--report",
-        str(out.parent / f"{out.name}-rows.csv"),
-        *extra,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-@pytest.fixture(scope="module")
-def result(planted: tuple[Path, Path, set[str], int]) -> Path:
-    export, cohort, _, _ = planted
-    out = export.parent / "out"
-    code, said = evaluate(export, cohort, out, "--config", str(config(export.parent)))
-    assert code == 0, said
-    return out
+from tests.population.commands import AGREEMENT, AS_OF, START, config, evaluate, run
+from tests.population.recount import rate_hundredths, recount, rows
 
 
 def read(path: Path) -> list[dict[str, str]]:

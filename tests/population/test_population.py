@@ -7,47 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-import subprocess
-import sys
-from datetime import date
 from pathlib import Path
 
 import pytest
 
 from tests.population import attack
-from tests.population.recount import Cell, cells, generate, rate_hundredths, recount
+from tests.population.commands import AS_OF, run
+from tests.population.recount import Cell, cells, rate_hundredths, recount
 
-AS_OF = date(2026, 3, 31)
 MIN_CELL = 10
-SIS2FHIR = [sys.executable, "-m", "sis2fhir"]
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SIS2FHIR, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def district(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(
-        tmp_path_factory.mktemp("population") / "district", "--students", "700", "--schools", "4", "--seed", "13"
-    )
-
-
-@pytest.fixture(scope="module")
-def out(district: Path) -> Path:
-    folder = district.parent / "out"
-    done = run(
-        "population",
-        str(district),
-        "--as-of",
-        AS_OF.isoformat(),
-        "--out",
-        str(folder),
-        "--report",
-        str(district.parent / "rows.csv"),
-    )
-    assert done.returncode == 0, done.stderr
-    return folder
 
 
 @pytest.fixture(scope="module")
