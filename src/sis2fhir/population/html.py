@@ -109,7 +109,7 @@ def evaluation_html(e: Evaluation, policy: Policy, start: date, as_of: date, agr
 
     def bars(metric: str) -> list[Bar]:
         return [
-            (f"{group[:6]} {period}", e.rate(group, period, metric))
+            (f"{'cohort' if group == COHORT else 'others'} {period}", e.rate(group, period, metric))
             for group in (COHORT, COMPARISON)
             for period in (BEFORE, AFTER)
         ]

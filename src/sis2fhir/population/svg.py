@@ -50,14 +50,15 @@ def horizontal_bars(title: str, bars: Sequence[Bar], lines: Sequence[Line] = (),
 
 def columns(title: str, bars: Sequence[Bar], lines: Sequence[Line] = (), unit: str = "%") -> str:
     """One column per label, left to right; reference lines across."""
-    col, bottom, plot = 46, 230, 180
+    bottom, plot = 230, 180
+    col = max(46, 7 * max((len(label[:16]) for label, _ in bars), default=0) + 10)  # labels side by side
     width = 60 + col * len(bars) + 120
     top = _scale([v for _, v in bars], lines)
     y = lambda v: bottom - plot * v / top  # noqa: E731
     parts = [_open(title, width, bottom + 40), _title(title)]
     for i, (label, value) in enumerate(bars):
         x0 = 50 + i * col
-        parts.append(f'<text x="{x0 + col / 2:.1f}" y="{bottom + 16}" text-anchor="middle">{escape(label[:9])}</text>')
+        parts.append(f'<text x="{x0 + col / 2:.1f}" y="{bottom + 16}" text-anchor="middle">{escape(label[:16])}</text>')
         if value is None:
             parts.append(
                 f'<rect class="withheld" x="{x0 + 6}" y="{bottom - 30}" width="{col - 12}" height="30" fill="none" '
