@@ -23,7 +23,8 @@ demo: $(VENV)/.runtime
 	$(BIN)/sis2fhir sync $(EXAMPLE) --as-of $(AS_OF) --out $(OUT)
 	$(BIN)/sis2fhir validate $(OUT)
 
-## Everything the tests need (profile compiler, FHIR core package, Medplum's validator, a real FHIR server), then the whole suite
+## Everything the tests need (profile compiler, FHIR core package, Medplum's validator and CDS client, a real FHIR server,
+## PostgreSQL, Chromium for the chart), then the whole suite
 ## (with a fixed sample of the fuzz variants, tests/fuzz: about 30 across every kind).
 test: $(VENV)/.test test-tools
 	$(BIN)/ruff check src tests scripts examples
@@ -40,6 +41,7 @@ test-tools:
 	bash scripts/install-medplum.sh
 	bash scripts/install-sekmet.sh
 	bash scripts/install-postgres.sh
+	bash scripts/install-chromium.sh
 
 ## kill -9 at every seeded moment of FHIR REST and MLLP delivery, revoke, re-run (`make test` runs a sample).
 crash: $(VENV)/.test test-tools

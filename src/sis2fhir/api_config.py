@@ -35,6 +35,44 @@ class ApiClientSettings(BaseModel):
         return self
 
 
+class CdsClientSettings(BaseModel):
+    """A CDS Hooks client (an EHR calling the patient-view service), known by the `iss` of its JWTs and bound to one
+    recipient organization like an API client. Its JWKS is configured (a `jku` in its JWTs is never fetched)."""
+
+    model_config = ConfigDict(extra="forbid")
+    issuer: str = Field(min_length=1)  # the JWT's iss, exactly
+    recipient: str = Field(min_length=1)
+    jwks: str | dict[str, Any]  # as an API client's: file:/path, env:NAME or the JWKS object
+    # URL prefixes the requests' fhirServer must start with (the EHR's FHIR bases); empty: any http(s) URL
+    fhir_servers: list[str] = Field(default_factory=list)
+
+    def allows_fhir_server(self, url: str) -> bool:
+        return not self.fhir_servers or any(url.startswith(prefix) for prefix in self.fhir_servers)
+
+    @model_validator(mode="after")
+    def _keys(self) -> CdsClientSettings:
+        load_jwks(self.jwks, f"CDS client {self.issuer!r}: jwks")
+        return self
+
+
+class EhrLaunchSettings(BaseModel):
+    """An EHR that may launch the chart (SMART App Launch, EHR launch): its FHIR base as it sends it in `iss`, the
+    client id it registered this app under, and the recipient organization it stands for."""
+
+    model_config = ConfigDict(extra="forbid")
+    iss: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    recipient: str = Field(min_length=1)
+    scope: str = "launch openid fhirUser patient/Patient.rs"
+
+    @field_validator("iss")
+    @classmethod
+    def _iss(cls, v: str) -> str:
+        from sis2fhir.config import check_http_url  # config imports this module
+
+        return check_http_url(v, "api.ehr_launch.iss").rstrip("/")
+
+
 class ApiSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base_url: str = ""  # the public base the clients see (behind a TLS proxy: its https URL); FHIR at <base>/fhir
@@ -45,6 +83,9 @@ class ApiSettings(BaseModel):
     signing_key: str | None = None
     export_dir: Path | None = None  # where Bulk $export files are written
     export_expiry_seconds: int = Field(3600, ge=1)
+    cds_clients: list[CdsClientSettings] = Field(default_factory=list)  # CDS Hooks (api/cds.py)
+    ehr_launch: list[EhrLaunchSettings] = Field(default_factory=list)  # SMART EHR launch of the chart (api/launch.py)
+    session_seconds: int = Field(900, ge=60, le=43200)  # a launched chart's session
 
     @field_validator("base_url")
     @classmethod
@@ -67,8 +108,12 @@ class ApiSettings(BaseModel):
 
     @model_validator(mode="after")
     def _clients(self) -> ApiSettings:
-        if self.clients and not self.base_url:
+        if (self.clients or self.cds_clients or self.ehr_launch) and not self.base_url:
             raise ValueError("api.base_url is needed with clients: the token URL and the audience derive from it")
+        if len({c.issuer for c in self.cds_clients}) < len(self.cds_clients):
+            raise ValueError("api.cds_clients: an issuer is configured twice")
+        if len({e.iss for e in self.ehr_launch}) < len(self.ehr_launch):
+            raise ValueError("api.ehr_launch: an iss is configured twice")
         seen: set[str] = set()
         for client in self.clients:
             if client.client_id in seen:
@@ -83,6 +128,12 @@ class ApiSettings(BaseModel):
     @property
     def token_url(self) -> str:
         return f"{self.base_url}/auth/token"
+
+    def cds_client(self, issuer: str) -> CdsClientSettings | None:
+        return next((c for c in self.cds_clients if c.issuer == issuer), None)
+
+    def ehr(self, iss: str) -> EhrLaunchSettings | None:
+        return next((e for e in self.ehr_launch if e.iss == iss.rstrip("/")), None)
 
     def client(self, client_id: str) -> ApiClientSettings | None:
         return next((c for c in self.clients if c.client_id == client_id), None)

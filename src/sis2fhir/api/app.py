@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from sis2fhir.api import bulk, health, smart
+from sis2fhir.api import bulk, cds, health, launch, smart
 from sis2fhir.api.capability import SERVED_TYPES, capability_statement
 from sis2fhir.api.fhir import fhir_router
 from sis2fhir.api.outcome import FHIR_JSON, FhirResponse, outcome_response
@@ -66,6 +66,8 @@ def create_app(settings: Settings, served: ServedStore | None = None) -> FastAPI
 
     app.include_router(health.router)
     app.include_router(smart.router)
+    app.include_router(cds.router)  # CDS Hooks: /cds-services
+    app.include_router(launch.router)  # the SMART-launched chart: /app
     app.include_router(bulk.router)  # before the FHIR router: Group and $export are its paths
     app.include_router(fhir_router(base_url))  # last: its routes are the served types only
     return app

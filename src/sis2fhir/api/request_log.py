@@ -47,6 +47,7 @@ _WORDS: Final = frozenset(
         "files",
         "status",
         "jobs",
+        *("cds-services", "sis2fhir-school-attendance", "feedback", "app", "launch", "callback", "chart"),  # issue 11
     }
 )
 _TYPE: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}$")  # a FHIR resource type: shown (it is not data)

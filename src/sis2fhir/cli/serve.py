@@ -76,8 +76,9 @@ def refuse_without_api(settings: Settings) -> None:
             "api.base_url is not set: give the public https URL the clients use (e.g. "
             "https://sis2fhir.example-hie.org, the reverse proxy's address); the FHIR base is <base_url>/fhir"
         )
-    if not getattr(api, "clients", None):
+    if not any(getattr(api, name, None) for name in ("clients", "cds_clients", "ehr_launch")):
         raise fail(
-            "api.clients is empty: configure at least one client (client_id, recipient, jwks, scopes); "
+            "api.clients is empty: configure at least one client (client_id, recipient, jwks, scopes), CDS Hooks "
+            "client (api.cds_clients) or launching EHR (api.ehr_launch); "
             "without one, nothing can be served"
         )

@@ -38,8 +38,14 @@ STUDENT_BOUND_ON_REVOCATION = ("Observation", "Patient")  # what a revocation ta
 
 
 def served_recipients(settings: Settings) -> set[str]:
-    """The recipients the API serves: every one an `api.clients` entry is bound to."""
-    return {client.recipient for client in settings.api.clients}
+    """The recipients the API serves: every one an `api.clients`, `api.cds_clients` or `api.ehr_launch` entry is
+    bound to."""
+    api = settings.api
+    return (
+        {c.recipient for c in api.clients}
+        | {c.recipient for c in api.cds_clients}
+        | {e.recipient for e in api.ehr_launch}
+    )
 
 
 @dataclass(frozen=True, slots=True)
