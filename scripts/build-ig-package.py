@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 Resource = dict[str, Any]
-CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet")
+CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet", "Measure")
 EXAMPLE_FOLDER = "example"
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compiles profiles/ with SUSHI (--snapshot), copies the generated StructureDefinitions, ValueSets and
-# CodeSystems (not the examples) into src/sis2fhir/data/profiles/, the package data the validator reads, and
+# Compiles profiles/ with SUSHI (--snapshot), copies the generated StructureDefinitions, ValueSets, CodeSystems
+# and the Measure (not the examples) into src/sis2fhir/data/profiles/, the package data the validator reads, and
 # assembles the FHIR NPM package (profiles/package/ and profiles/package.tgz, scripts/build-ig-package.py).
 # Usage: scripts/build-profiles.sh [PROFILES_DIR] [PACKAGE_DATA_DIR]
 set -euo pipefail
@@ -40,7 +40,8 @@ mkdir -p "$DATA"
 find "$DATA" -maxdepth 1 -name '*.json' -delete
 shopt -s nullglob
 copied=0
-for f in "$generated"/StructureDefinition-*.json "$generated"/ValueSet-*.json "$generated"/CodeSystem-*.json; do
+for f in "$generated"/StructureDefinition-*.json "$generated"/ValueSet-*.json "$generated"/CodeSystem-*.json \
+  "$generated"/Measure-*.json; do
   cp "$f" "$DATA/"
   copied=$((copied + 1))
 done

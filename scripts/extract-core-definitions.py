@@ -41,6 +41,8 @@ RESOURCES = (
     "Subscription",
     "AuditEvent",
     "Basic",
+    "Measure",
+    "MeasureReport",
 )
 # Abstract bases and datatypes the engine always needs (contained resources, primitive extensions).
 ALWAYS = ("Resource", "DomainResource", "Element", "BackboneElement", "Extension", "Narrative", "Meta")

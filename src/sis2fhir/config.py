@@ -21,6 +21,7 @@ from sis2fhir.api_config import ApiSettings
 from sis2fhir.errors import ConfigError
 from sis2fhir.notify_config import NotifySettings
 from sis2fhir.policy import Policy, resolve_policy
+from sis2fhir.population_config import PopulationSettings
 from sis2fhir.terminology import NPI_SYSTEM
 
 
@@ -308,6 +309,7 @@ class Settings(BaseSettings):
     hl7: Hl7Settings = Field(default_factory=Hl7Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)  # sis2fhir serve (sis2fhir.api_config)
     notify: NotifySettings = Field(default_factory=NotifySettings)  # triggers and Subscriptions (notify_config)
+    population: PopulationSettings = Field(default_factory=PopulationSettings)  # population, evaluate
 
     @field_validator("store_url")
     @classmethod

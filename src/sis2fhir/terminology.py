@@ -151,3 +151,17 @@ PURPOSE_TO_ACT_REASON: Final[dict[str, tuple[str, str]]] = {
     "care-coordination": ("CAREMGT", "care management"),
     "public-health": ("PUBHLTH", "public health"),
 }
+
+# The population measure (`sis2fhir population`, `sis2fhir evaluate`; profiles/input/fsh/ChronicAbsenceMeasure.fsh)
+CHRONIC_ABSENCE_MEASURE: Final = f"{CANONICAL}/Measure/chronic-absence"
+POPULATION_CS: Final = f"{CANONICAL}/CodeSystem/population-measure"
+POPULATION_CODES: Final[dict[str, str]] = {
+    "chronic-absence": "Chronic absence",
+    "school": "School",
+    "grade": "Grade",
+    "month": "Month",
+    "period": "Evaluation period",
+    "before": "Before the program start",
+    "after": "After the program start",
+}
+MEASURE_POPULATION_CS: Final = "http://terminology.hl7.org/CodeSystem/measure-population"

@@ -134,7 +134,7 @@ def test_package_holds_our_profiles_code_systems_and_value_sets_with_publisher_a
     by_url = {r["url"]: r for r in resources}
 
     assert {t.OBSERVATION_PROFILE, t.CONSENT_PROFILE, t.ATTENDANCE_CS, t.TIER_CS, t.TIER_VS} <= by_url.keys()
-    assert {r["resourceType"] for r in resources} == {"StructureDefinition", "CodeSystem", "ValueSet"}
+    assert {r["resourceType"] for r in resources} == {"StructureDefinition", "CodeSystem", "ValueSet", "Measure"}
     assert all(r["publisher"] and r["contact"] and r["jurisdiction"] for r in resources)
     assert all("date" not in r for r in resources)
 

@@ -98,7 +98,7 @@ def test_install_script_is_quiet_when_the_tools_are_installed() -> None:
 def test_package_data_holds_definitions_not_examples() -> None:
     kinds = sorted(r["resourceType"] for r in package_resources().values())
 
-    assert kinds == ["CodeSystem"] * 4 + ["StructureDefinition"] * 2 + ["ValueSet"] * 5
+    assert kinds == ["CodeSystem"] * 5 + ["Measure"] + ["StructureDefinition"] * 2 + ["ValueSet"] * 5
 
 
 @pytest.mark.parametrize(

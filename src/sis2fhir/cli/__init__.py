@@ -1,4 +1,5 @@
-"""The `sis2fhir` command line: one module per command group (sync and check, validate, outbox, the records, serve),
+"""The `sis2fhir` command line: one module per command group (sync and check, validate, outbox, the records, serve,
+population and evaluate),
 each calling sis2fhir.service; options.py holds what they share and failures.py the net under them all."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import typer
 from sis2fhir.cli.failures import GuardedGroup
 from sis2fhir.cli.options import out
 from sis2fhir.cli.outbox import outbox_app
+from sis2fhir.cli.population import evaluate_command, population_command
 from sis2fhir.cli.records import disclosures_command, pending_command
 from sis2fhir.cli.serve import serve_command
 from sis2fhir.cli.sync import check_command, sync_command
@@ -54,6 +56,8 @@ app.command("validate")(validate_command)
 app.command("pending")(pending_command)
 app.command("disclosures")(disclosures_command)
 app.command("serve")(serve_command)
+app.command("population")(population_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:  # pragma: no cover

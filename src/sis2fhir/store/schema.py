@@ -1,5 +1,5 @@
 """The state store's tables (SQLAlchemy Core): runs, the outbox, the FERPA disclosure log, the runs' verdicts,
-the measured summaries and the API's accepted client assertions. A change here needs a migration in
+the measured summaries, the API's accepted client assertions and the population runs. A change here needs a migration in
 store/migrations/versions (the tests compare the two)."""
 
 from __future__ import annotations
@@ -339,6 +339,28 @@ client_assertions = Table(
     Column("jti", String(255), primary_key=True),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_client_assertions_expiry", "expires_at"),
+)
+
+
+# The runs of `sis2fhir population` and `sis2fhir evaluate` (store/population_runs.py): the command, the as-of date
+# and program start, the written agreement a cohort file was used under, the cohort's label and the SHA-256 of the
+# file (which file, never its contents), and the counts written (JSON). No student identifier. Revision 0009.
+population_runs = Table(
+    "population_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("command", String(20), nullable=False),  # population | evaluate
+    Column("district", String(500), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("as_of", String(10), nullable=False),
+    Column("program_start", String(10)),
+    Column("export", Text, nullable=False),
+    Column("out", Text, nullable=False),
+    Column("agreement", Text, nullable=False, server_default=""),
+    Column("cohort", Text, nullable=False, server_default=""),
+    Column("cohort_sha256", String(64), nullable=False, server_default=""),
+    Column("summary", Text),  # JSON: counts only
 )
 
 
