@@ -13,6 +13,7 @@ The XHTML is XML: HTML entities such as &nbsp; do not parse (R4: use the Unicode
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 from xml.etree import ElementTree
@@ -114,3 +115,39 @@ def txt_2(value: Any, resource: dict[str, Any], root: dict[str, Any]) -> bool:
 
 def txt_1_detail(value: Any) -> str:
     return (txt_1_problem(value) or "") if isinstance(value, str) else ""
+
+
+# -- narratives of one template ----------------------------------------------------------------------------------
+# A generated narrative is the same markup with other text in it. Text without markup in it changes neither whether
+# the <div> is well-formed XML nor txt-1 (which reads elements and attributes only); txt-2 reads only whether there
+# is any text. So a div with the template's tags, and text of XML characters with no markup, gets the template's
+# verdict. Text is safe when it has no "<", no "]]>", no character XML 1.0 refuses, and "&" only in the references
+# html.escape writes (&amp; &lt; &gt; &quot; &#x27;).
+_TAG = re.compile(r"""(<(?:[^<>"']|"[^"]*"|'[^']*')*>)""")
+_UNSAFE_TEXT = re.compile("[<\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]|]]>|&(?!(?:amp|lt|gt|quot|#x27);)")
+
+# (the tags, the text before the first and after the last, whether there is any text between)
+NarrativeShape = tuple[list[str], str, str, bool]
+
+
+def narrative_shape(div: str) -> NarrativeShape | None:
+    """What a narrative's verdict depends on, if it is a template's: a well-formed <div>...</div> of safe text."""
+    if xhtml_problem(div) is not None or not div.lstrip().startswith("<div"):
+        return None
+    shape = _shape(div)
+    if shape is None or not shape[0] or shape[0][-1] != "</div>" or shape[0][0].endswith("/>"):
+        return None
+    return shape
+
+
+def _shape(div: str) -> NarrativeShape | None:
+    parts = _TAG.split(div)
+    text = "".join(parts[2:-1:2])
+    if _UNSAFE_TEXT.search(text) is not None or _UNSAFE_TEXT.search(parts[0] + parts[-1]) is not None:
+        return None
+    return parts[1::2], parts[0], parts[-1], bool(text.strip())
+
+
+def same_narrative(template: NarrativeShape, div: Any) -> bool:
+    """Whether `div` gets the verdict of the template narrative whose shape is `template`."""
+    return type(div) is str and _shape(div) == template
