@@ -212,8 +212,16 @@ def _parent(resource: Resource, position: tuple[Any, ...]) -> Any:
     return node
 
 
+# what may be written into a narrative's text: entities XML has or has not, markup, characters XML refuses
+IN_NARRATIVE = ["&amp;", "&#x27;", "&nbsp;", "&", "<b>x</b>", "<script>x</script>", "</p>", "]]>", "]]", ">", "'",
+                '"', "\x01", "\x7f", "\ufffe", "é", "\u00a0", " ", "\n", "", "<!-- c -->", "<br/>"]  # fmt: skip
+
+
 def _new_value(rng: random.Random, old: Any) -> Any:
     pick = rng.random()
+    if isinstance(old, str) and old.startswith("<div") and pick < 0.8:
+        at = rng.randint(0, len(old))
+        return old[:at] + rng.choice(IN_NARRATIVE) + old[at:]
     if isinstance(old, str) and pick < 0.35:
         if "-" in old[:8] and old[:4].isdigit():
             return rng.choice(DATES)
@@ -289,3 +297,24 @@ def test_a_string_subclass_takes_the_full_way_and_gets_the_full_verdict() -> Non
     odd["status"] = Status.ACTIVE
     assert_same(fast, odd, t.CONSENT_PROFILE)
     assert any(i.expression == "Consent.status" for i in FULL.validate(odd, t.CONSENT_PROFILE))
+
+
+def test_narratives_with_text_markup_and_characters_written_into_them_get_the_full_verdicts(
+    district: list[Resource],
+) -> None:
+    rng = random.Random(7)
+    bases = [(r, SYNC_PROFILES[r["resourceType"]]) for r in district[:: len(district) // 40]]
+    fast = TemplateValidator(default_validator())
+    for base, profile in bases:
+        assert_same(fast, base, profile)
+    hits_before = fast.hits
+    for _ in range(2_000):
+        base, profile = rng.choice(bases)
+        resource = copy.deepcopy(base)
+        div = resource["text"]["div"]
+        for _ in range(rng.choice([1, 1, 2])):
+            at = rng.randint(0, len(div))
+            div = div[:at] + rng.choice(IN_NARRATIVE) + div[at:]
+        resource["text"]["div"] = div
+        assert_same(fast, resource, profile)
+    assert fast.hits - hits_before > 200  # safe text in the template's markup: the fast path's

@@ -87,29 +87,34 @@ def _compile(name: str, source: str, namespace: dict[str, Any]) -> Any:
 
 
 def _make_probe(free: tuple[Position, ...], kinds: tuple[str, ...]) -> Probe:
-    """A function that reads the free values (None if one is missing or of another kind), blanks them, takes the
-    resource's bytes as the key, and puts every value back, in reverse (two positions may share a parent)."""
+    """A function that reads the free values (None if one is missing or of another kind) and makes the key: the
+    resource's bytes with those values null. The resource is not changed: the objects on the way to a free value
+    are copied (a shallow copy each), and the copies blanked, so resources that share parts are safe."""
     lines = ["def probe(r):", "    try:", "        pass"]
     names: dict[Position, str] = {(): "r"}
     for i, position in enumerate(free):
-        for depth in range(1, len(position)):  # each parent read once
+        for depth in range(1, len(position)):  # each object on the way read once
             prefix = position[:depth]
             if prefix not in names:
                 names[prefix] = f"a{len(names)}"
                 lines.append(f"        {names[prefix]} = {names[prefix[:-1]]}[{prefix[-1]!r}]")
         lines.append(f"        v{i} = {names[position[:-1]]}[{position[-1]!r}]")
     lines += ["    except (KeyError, IndexError, TypeError):", "        return None"]
-    if free:
-        tests = [_KIND_TEST[kind].format(v=f"v{i}") for i, kind in enumerate(kinds)]
-        # what a value is put back into must take it back: a dict by key, a list by index (not a str or tuple)
-        parents = {p[:-1]: "dict" if type(p[-1]) is str else "list" for p in free}
-        tests += [f"type({names[parent]}) is {kind}" for parent, kind in parents.items()]
+    tests = [_KIND_TEST[kind].format(v=f"v{i}") for i, kind in enumerate(kinds)]
+    # each object on the way is a dict (read by key) or a list (by index): not a str or a tuple read by index
+    kind_of = {prefix: "dict" for prefix in names}
+    kind_of.update({p[:depth]: "dict" if type(p[depth]) is str else "list" for p in free for depth in range(len(p))})
+    tests += [f"type({names[prefix]}) is {kind_of[prefix]}" for prefix in names if prefix]
+    if tests:
         lines += [f"    if not ({' and '.join(tests)}):", "        return None"]
-    lines += [f"    {names[p[:-1]]}[{p[-1]!r}] = None" for p in free]
-    lines += ["    try:", "        key = dumps(r, option=OPTIONS)", "    except TypeError:", "        key = None"]
-    lines.append("    finally:")
-    lines += [f"        {names[free[i][:-1]]}[{free[i][-1]!r}] = v{i}" for i in reversed(range(len(free)))]
-    lines += ["        pass", "    if key is None:", "        return None"]
+    lines.append("    c = r.copy()")
+    copies = {(): "c"}
+    for prefix, name in names.items():  # parents before children: names was filled in that order
+        if prefix:
+            copies[prefix] = "b" + name[1:]
+            lines.append(f"    {copies[prefix]} = {copies[prefix[:-1]]}[{prefix[-1]!r}] = {name}.copy()")
+    lines += [f"    {copies[p[:-1]]}[{p[-1]!r}] = None" for p in free]
+    lines += ["    try:", "        key = dumps(c, option=OPTIONS)", "    except TypeError:", "        return None"]
     values = "".join(f"v{i}, " for i in range(len(free)))
     lines.append(f"    return key, ({values})")
     return _compile("probe", "\n".join(lines), {"dumps": orjson.dumps, "OPTIONS": _DUMPS_OPTIONS})
@@ -335,7 +340,7 @@ class TemplateValidator:
             return
         key, _ = probed
         # Every null in the key must be a blanked value: a null (or a NaN, which orjson writes as null) at a pinned
-        # position, or a value shared by a free and a pinned position, could give another resource this key.
+        # position could give another resource this key.
         if key.count(b"null") != len(positions) or recording.unfit is not None:
             group.templates[key] = None
             return
