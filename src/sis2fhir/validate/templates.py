@@ -108,7 +108,7 @@ def _make_probe(free: tuple[Position, ...], kinds: tuple[str, ...]) -> Probe:
     if tests:
         lines += [f"    if not ({' and '.join(tests)}):", "        return None"]
     lines.append("    c = r.copy()")
-    copies = {(): "c"}
+    copies: dict[Position, str] = {(): "c"}
     for prefix, name in names.items():  # parents before children: names was filled in that order
         if prefix:
             copies[prefix] = "b" + name[1:]
