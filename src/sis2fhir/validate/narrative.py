@@ -161,8 +161,9 @@ def _shape(div: str) -> NarrativeShape | None:
 
 
 def _safe(text: str) -> bool:
-    """Text that is character data in XML as it stands (printable ASCII needs no search for characters)."""
-    if not (text.isascii() and text.isprintable()) and _UNSAFE_CHARACTER.search(text) is not None:
+    """Text that is character data in XML as it stands. Printable text (no control, format, surrogate, private
+    or unassigned character, hence no U+FFFE, U+FFFF) needs no search for characters XML refuses."""
+    if not text.isprintable() and _UNSAFE_CHARACTER.search(text) is not None:
         return False
     return "]]>" not in text and ("&" not in text or _UNSAFE_REFERENCE.search(text) is None)
 

@@ -20,27 +20,17 @@ TEMPLATE_LIMIT per validator, and only while they are reused (a run of unique sh
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import orjson
-
-from sis2fhir.validate.engine import Validator, _Walk, default_validator
-from sis2fhir.validate.invariants import NATIVE
+from sis2fhir.validate.engine import Validator, default_validator
 from sis2fhir.validate.issues import Issue
-from sis2fhir.validate.narrative import NarrativeShape, narrative_shape, same_narrative
-from sis2fhir.validate.recorder import CheckSlot, InvariantSlot, Position, Recorder, Recording, ReferenceSlot
-from sis2fhir.validate.values import reference_target_issue
+from sis2fhir.validate.recorder import CheckSlot, Position, Recorder, Recording
+from sis2fhir.validate.template_checks import MISSING, Probe, Verify, kind_of, make_probe, make_verify, value_at
 
 TEMPLATE_LIMIT = 4_096  # templates kept per validator (each holds its key: a few KB)
 LEARN_TRIAL = 256  # after this many templates learnt, learn more only while hits outnumber what was learnt
-# str subclasses (an enum), datetimes and dataclasses are not JSON: orjson refuses them, so they take the full way
-_DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-Probe = Callable[[dict[str, Any]], tuple[bytes, tuple[Any, ...]] | None]
-Verify = Callable[[dict[str, Any], tuple[Any, ...]], bool]
 
 
 @dataclass(slots=True)
@@ -56,217 +46,6 @@ class _Group:
     free: tuple[Position, ...]
     probe: Probe
     templates: dict[bytes, _Template | None] = field(default_factory=dict)  # None: not a template (unfit)
-
-
-def _kind(value: Any) -> str | None:
-    """The JSON kind a free value must keep (a number may be integer or decimal: its check tells them apart)."""
-    kind = type(value)
-    if kind is str:
-        return "str"
-    if kind is int or kind is float:
-        return "num"
-    if kind is bool:
-        return "bool"
-    return None
-
-
-_KIND_TEST = {
-    "str": "type({v}) is str",
-    "num": "(type({v}) is int or type({v}) is float)",
-    "bool": "type({v}) is bool",
-}
-
-
-def _access(position: Position, base: str = "r") -> str:
-    return base + "".join(f"[{step!r}]" for step in position)
-
-
-def _compile(name: str, source: str, namespace: dict[str, Any]) -> Any:
-    exec(compile(source, f"<sis2fhir.validate.templates {name}>", "exec"), namespace)  # our own generated code
-    return namespace[name]
-
-
-def _make_probe(free: tuple[Position, ...], kinds: tuple[str, ...]) -> Probe:
-    """A function that reads the free values (None if one is missing or of another kind) and makes the key: the
-    resource's bytes with those values null. The resource is not changed: the objects on the way to a free value
-    are copied (a shallow copy each), and the copies blanked, so resources that share parts are safe."""
-    lines = ["def probe(r):", "    try:", "        pass"]
-    names: dict[Position, str] = {(): "r"}
-    for i, position in enumerate(free):
-        for depth in range(1, len(position)):  # each object on the way read once
-            prefix = position[:depth]
-            if prefix not in names:
-                names[prefix] = f"a{len(names)}"
-                lines.append(f"        {names[prefix]} = {names[prefix[:-1]]}[{prefix[-1]!r}]")
-        lines.append(f"        v{i} = {names[position[:-1]]}[{position[-1]!r}]")
-    lines += ["    except (KeyError, IndexError, TypeError):", "        return None"]
-    tests = [_KIND_TEST[kind].format(v=f"v{i}") for i, kind in enumerate(kinds)]
-    # each object on the way is a dict (read by key) or a list (by index): not a str or a tuple read by index
-    kind_of = {prefix: "dict" for prefix in names}
-    kind_of.update({p[:depth]: "dict" if type(p[depth]) is str else "list" for p in free for depth in range(len(p))})
-    tests += [f"type({names[prefix]}) is {kind_of[prefix]}" for prefix in names if prefix]
-    if tests:
-        lines += [f"    if not ({' and '.join(tests)}):", "        return None"]
-    lines.append("    c = r.copy()")
-    copies: dict[Position, str] = {(): "c"}
-    for prefix, name in names.items():  # parents before children: names was filled in that order
-        if prefix:
-            copies[prefix] = "b" + name[1:]
-            lines.append(f"    {copies[prefix]} = {copies[prefix[:-1]]}[{prefix[-1]!r}] = {name}.copy()")
-    lines += [f"    {copies[p[:-1]]}[{p[-1]!r}] = None" for p in free]
-    lines += ["    try:", "        key = dumps(c, option=OPTIONS)", "    except TypeError:", "        return None"]
-    values = "".join(f"v{i}, " for i in range(len(free)))
-    lines.append(f"    return key, ({values})")
-    return _compile("probe", "\n".join(lines), {"dumps": orjson.dumps, "OPTIONS": _DUMPS_OPTIONS})
-
-
-# primitive types whose check costs more than looking its verdict up (regexes with alternatives, the calendar)
-_WORTH_REMEMBERING = frozenset({"date", "dateTime", "instant", "time"})
-# invariants that read nothing but the element they are on (not %resource, not contained resources)
-_OWN_ELEMENT_ONLY = frozenset({"per-1", "qty-3", "sqty-1", "att-1", "cpt-2", "obs-3", "obs-6", "ext-1"})
-MEMO_LIMIT = 4_096  # remembered verdicts per slot, then it starts over
-
-
-def _simple(slot: CheckSlot) -> bool:
-    """A check slot whose issues come from the type's check alone (no fixed value, pattern, binding, invariant)."""
-    element = slot.element
-    return element.fixed is None and element.pattern is None and element.binding is None and not element.invariants
-
-
-def _narrative(slot: CheckSlot, template_value: Any) -> NarrativeShape | None:
-    """The template narrative's shape when its div's issues depend on nothing else (xhtml, txt-1, txt-2)."""
-    element = slot.element
-    if next(iter(element.types.values())).code != "xhtml" or type(template_value) is not str:
-        return None
-    if element.fixed is not None or element.pattern is not None or element.binding is not None:
-        return None
-    natives = {key: NATIVE[key].check for key in ("txt-1", "txt-2")}
-    if any(natives.get(i.key) is not i.native for i in element.invariants):
-        return None
-    return narrative_shape(template_value)
-
-
-class _Verifier:
-    """Writes the verify function of one template: one line per check, no loop, no lookup by name."""
-
-    def __init__(self, validator: Validator, resource: dict[str, Any], free: tuple[tuple[Position, str], ...]) -> None:
-        self.resource = resource
-        self.free = {position: i for i, (position, _) in enumerate(free)}
-        self.kinds = [kind for _, kind in free]
-        self.lines = ["def verify(r, v):"]
-        if free:
-            self.lines.append("    " + "".join(f"v{i}, " for i in range(len(free))) + "= v")
-        self.namespace: dict[str, Any] = {
-            "Walk": _Walk,
-            "ref_issue": reference_target_issue,
-            "same_narrative": same_narrative,
-            "check": validator._check_item,
-            "invariants": validator._invariants,
-            "types": validator.definitions.resource_types,
-            "LIMIT": MEMO_LIMIT,
-        }
-
-    def remembered(self, n: int, key: str, test: str) -> None:
-        """`test` (true when the check says what it said in the template), remembered by `key`."""
-        self.namespace[f"memo{n}"] = {}
-        self.lines += [
-            f"    ok = memo{n}.get({key})",
-            "    if ok is None:",
-            f"        ok = {test}",
-            f"        if len(memo{n}) >= LIMIT: memo{n}.clear()",
-            f"        memo{n}[{key}] = ok",
-            "    if not ok: return False",
-        ]
-
-    def check(self, n: int, slot: CheckSlot) -> None:
-        index = self.free.get(slot.position)
-        if index is None and not slot.element.invariants:
-            return  # a pinned value: the same value, the same checks, the same issues
-        value = f"v{index}" if index is not None else _access(slot.position)
-        type_rule = slot.element.types.get(slot.key) or next(iter(slot.element.types.values()))
-        shape = _narrative(slot, _at(self.resource, slot.position)) if index is not None else None
-        self.namespace[f"s{n}"], self.namespace[f"i{n}"] = slot, slot.issues
-        if shape is not None:
-            self.namespace[f"n{n}"] = shape
-            self.lines.append(f"    if not same_narrative(n{n}, {value}): return False")
-        elif _simple(slot) and type_rule.primitive is not None:
-            self.namespace[f"c{n}"] = type_rule.primitive
-            self.namespace[f"m{n}"] = slot.issues[0].message if slot.issues else None
-            test = f"c{n}({value}) == m{n}"
-            if type_rule.code in _WORTH_REMEMBERING and index is not None and self.kinds[index] == "str":
-                self.remembered(n, value, test)
-            else:
-                self.lines.append(f"    if not {test}: return False")
-        else:
-            run = f"check(s{n}.element, s{n}.key, {value}, s{n}.path, w)"
-            self.lines.append(f"    w = Walk(r, r); {run}")
-            test = "tuple(w.issues) == i{n}"
-            if index is not None and self.kinds[index] == "str" and not self._reads_resource(slot):
-                self.lines.pop()
-                self.namespace[f"run{n}"] = self._runner(slot)
-                self.remembered(n, value, f"run{n}(r, {value})")
-            else:
-                self.lines.append(f"    if not {test.format(n=n)}: return False")
-
-    @staticmethod
-    def _reads_resource(slot: CheckSlot) -> bool:
-        return any(i.uses_context or i.key == "ref-1" for i in slot.element.invariants)
-
-    def _runner(self, slot: CheckSlot) -> Callable[[dict[str, Any], Any], bool]:
-        check = self.namespace["check"]
-
-        def run(resource: dict[str, Any], value: Any) -> bool:
-            walk = _Walk(resource, resource)
-            check(slot.element, slot.key, value, slot.path, walk)
-            return tuple(walk.issues) == slot.issues
-
-        return run
-
-    def invariant(self, n: int, slot: InvariantSlot) -> None:
-        self.namespace[f"s{n}"], self.namespace[f"i{n}"] = slot, slot.issues
-        context = _access(slot.position)
-        if not slot.issues and slot.invariant.native is not None:
-            self.namespace[f"c{n}"] = slot.invariant.native
-            test = f"c{n}({context}, r, r)"
-            if slot.invariant.key in _OWN_ELEMENT_ONLY and slot.position:
-                self.lines.append(f"    x = {context}")
-                self.remembered(n, "dumps(x)", f"c{n}(x, r, r)")
-                self.namespace["dumps"] = orjson.dumps
-            else:
-                self.lines.append(f"    if not {test}: return False")
-            return
-        self.lines.append(f"    w = Walk(r, r); invariants([s{n}.invariant], {context}, s{n}.path, w)")
-        self.lines.append(f"    if tuple(w.issues) != i{n}: return False")
-
-    def reference(self, n: int, slot: ReferenceSlot) -> None:
-        self.namespace[f"s{n}"] = slot
-        call = f"ref_issue({_access(slot.position)}, s{n}.targets, s{n}.element, s{n}.path, types)"
-        self.lines.append(f"    if {call} != s{n}.issue: return False")
-
-
-def _make_verify(
-    validator: Validator, resource: dict[str, Any], recording: Recording, free: tuple[tuple[Position, str], ...]
-) -> Verify:
-    """A function of (resource, its free values) that runs every slot's checks on the resource and says whether
-    each said exactly what it said in the template."""
-    writer = _Verifier(validator, resource, free)
-    for n, slot in enumerate(recording.slots):
-        if isinstance(slot, CheckSlot):
-            writer.check(n, slot)
-        elif isinstance(slot, InvariantSlot):
-            writer.invariant(n, slot)
-        else:
-            writer.reference(n, slot)
-    writer.lines.append("    return True")
-    verify = _compile("verify", "\n".join(writer.lines), writer.namespace)
-
-    def guarded(resource: dict[str, Any], values: tuple[Any, ...]) -> bool:
-        try:
-            return bool(verify(resource, values))
-        except Exception:  # a check that raises on a value the template did not have: the full way says what
-            return False
-
-    return guarded
 
 
 class TemplateValidator:
@@ -333,7 +112,7 @@ class TemplateValidator:
         groups = self._groups.setdefault(profile, [])
         group = next((g for g in groups if g.free == positions), None)
         if group is None:
-            group = _Group(positions, _make_probe(positions, tuple(kind for _, kind in free)))
+            group = _Group(positions, make_probe(positions, tuple(kind for _, kind in free)))
             groups.append(group)
         probed = group.probe(resource)
         if probed is None:
@@ -344,7 +123,7 @@ class TemplateValidator:
         if key.count(b"null") != len(positions) or recording.unfit is not None:
             group.templates[key] = None
             return
-        verify = _make_verify(self.validator, resource, recording, tuple(free))
+        verify = make_verify(self.validator, resource, recording, tuple(free))
         group.templates[key] = _Template(tuple(recording.issues), verify)
 
     @staticmethod
@@ -359,29 +138,14 @@ class TemplateValidator:
             position = slot.position
             if any(position[: len(p)] == p for p in pinned):
                 continue
-            value = _at(resource, position)
-            if value is _MISSING:
+            value = value_at(resource, position)
+            if value is MISSING:
                 return None  # a path the walk made up (an object where an array belongs): not a template
-            kind = _kind(value)
+            kind = kind_of(value)
             if kind is not None:
                 seen.add(position)
                 free.append((position, kind))
         return free
-
-
-_MISSING = object()
-
-
-def _at(resource: Any, position: Position) -> Any:
-    node = resource
-    for step in position:
-        if type(step) is int:
-            if type(node) is not list or step >= len(node):
-                return _MISSING
-        elif type(node) is not dict or step not in node:
-            return _MISSING
-        node = node[step]
-    return node
 
 
 @cache
