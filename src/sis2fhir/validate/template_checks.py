@@ -94,6 +94,9 @@ def make_probe(free: tuple[Position, ...], kinds: tuple[str, ...]) -> Probe:
 _WORTH_REMEMBERING = frozenset({"date", "dateTime", "instant", "time"})
 # invariants that read nothing but the element they are on (not %resource, not contained resources)
 _OWN_ELEMENT_ONLY = frozenset({"per-1", "qty-3", "sqty-1", "att-1", "cpt-2", "obs-3", "obs-6", "ext-1"})
+# ...and those that read beyond it only what every template pins: ref-1 a "#id" among contained resources (a
+# template has none), txt-1 and txt-2 the div they are on
+_OWN_AND_PINNED = _OWN_ELEMENT_ONLY | {"ref-1", "txt-1", "txt-2"}
 MEMO_LIMIT = 4_096  # remembered verdicts per slot, then it starts over
 LONG_TEXT = 32  # characters: a template's text longer than this is probably the same in every resource
 
@@ -151,7 +154,7 @@ class _Verifier:
 
     def check(self, n: int, slot: CheckSlot) -> None:
         index = self.free.get(slot.position)
-        if index is None and not slot.element.invariants:
+        if index is None and all(i.key in _OWN_AND_PINNED for i in slot.element.invariants):
             return  # a pinned value: the same value, the same checks, the same issues
         value = f"v{index}" if index is not None else _access(slot.position)
         type_rule = slot.element.types.get(slot.key) or next(iter(slot.element.types.values()))
@@ -199,7 +202,13 @@ class _Verifier:
 
         return run
 
+    def _pinned(self, position: Position) -> bool:
+        """No free value under this position: what is there is the template's."""
+        return not any(free[: len(position)] == position for free in self.free)
+
     def invariant(self, n: int, slot: InvariantSlot) -> None:
+        if slot.invariant.key in _OWN_AND_PINNED and self._pinned(slot.position):
+            return  # it reads only pinned values: it says what it said in the template
         self.namespace[f"s{n}"], self.namespace[f"i{n}"] = slot, slot.issues
         context = _access(slot.position)
         if not slot.issues and slot.invariant.native is not None:
@@ -216,6 +225,8 @@ class _Verifier:
         self.lines.append(f"    if tuple(w.issues) != i{n}: return False")
 
     def reference(self, n: int, slot: ReferenceSlot) -> None:
+        if self._pinned(slot.position):
+            return  # reference_target_issue reads the Reference's reference and type only
         self.namespace[f"s{n}"] = slot
         call = f"ref_issue({_access(slot.position)}, s{n}.targets, s{n}.element, s{n}.path, types)"
         self.lines.append(f"    if {call} != s{n}.issue: return False")

@@ -31,6 +31,8 @@ from sis2fhir.validate.template_checks import MISSING, Probe, Verify, kind_of, m
 
 TEMPLATE_LIMIT = 4_096  # templates kept per validator (each holds its key: a few KB)
 LEARN_TRIAL = 256  # after this many templates learnt, learn more only while hits outnumber what was learnt
+WATCH = 256  # hits of a group watched for free values that never change (pinned in the group refined from it)
+REFINED_LIMIT = 64  # templates a refined group learns (a full validation each); then the group it came from serves
 
 
 @dataclass(slots=True)
@@ -39,13 +41,23 @@ class _Template:
     verify: Verify
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Group:
-    """Templates with the same free positions: one probe blanks them and makes the key."""
+    """Templates with the same free positions: one probe blanks them and makes the key.
+
+    A free value that is the same in every resource (an identifier's system, a unit, the school year's period)
+    need not be checked for each: after WATCH hits, the values that never changed are pinned in a refined group,
+    tried first, whose probe and checks skip them. Pinning more is always sound (the key holds more); a resource
+    whose pinned value differs misses the refined group and is served by this one."""
 
     free: tuple[Position, ...]
+    kinds: tuple[str, ...]
     probe: Probe
     templates: dict[bytes, _Template | None] = field(default_factory=dict)  # None: not a template (unfit)
+    watched: int = 0  # hits seen (refined groups are not watched)
+    first: tuple[Any, ...] = ()  # the free values of the first hit
+    varies: list[bool] = field(default_factory=list)  # per free position: another value was seen
+    refined: _Group | None = None
 
 
 class TemplateValidator:
@@ -75,9 +87,12 @@ class TemplateValidator:
                 template = group.templates[key]
                 if template is not None and template.verify(resource, values):
                     self.hits += 1
-                    if groups[0] is not group:  # the shape most resources have is tried first
-                        groups.remove(group)
-                        groups.insert(0, group)
+                    if group.watched < WATCH:
+                        self._watch(groups, group, values)
+                    elif group.refined is not None and len(group.refined.templates) < REFINED_LIMIT:
+                        self._keep(resource, profile, self.recorder.record(resource, profile), group.refined)
+                    if groups[0] is not (group.refined or group):  # the shape most resources have first
+                        _promote(groups, group)
                     return list(template.issues)
                 break  # its template is unfit, or a value says something the template's did not
             else:
@@ -104,15 +119,36 @@ class TemplateValidator:
         self._keep(resource, profile, recording)
         return issues
 
-    def _keep(self, resource: dict[str, Any], profile: str | None, recording: Recording) -> None:
+    def _watch(self, groups: list[_Group], group: _Group, values: tuple[Any, ...]) -> None:
+        if not group.first:
+            group.first, group.varies = values, [False] * len(values)
+        for i, (value, first) in enumerate(zip(values, group.first, strict=True)):
+            if not group.varies[i] and (type(value) is not type(first) or value != first):
+                group.varies[i] = True
+        group.watched += 1
+        if group.watched == WATCH and not all(group.varies):
+            free = tuple((p, k) for p, k, v in zip(group.free, group.kinds, group.varies, strict=True) if v)
+            group.refined = _group(free)
+            group.refined.watched = WATCH
+            groups.insert(groups.index(group), group.refined)
+
+    def _keep(
+        self, resource: dict[str, Any], profile: str | None, recording: Recording, into: _Group | None = None
+    ) -> None:
+        """Keep the resource's template: in its group (made if new), or `into` (a refined group: its free
+        positions are some of the resource's)."""
         free = self._free(resource, recording)
         if free is None:
             return
+        if into is not None:
+            if recording.unfit is not None or not set(into.free) <= {position for position, _ in free}:
+                return
+            free = [(p, k) for p, k in zip(into.free, into.kinds, strict=True)]
         positions = tuple(position for position, _ in free)
         groups = self._groups.setdefault(profile, [])
-        group = next((g for g in groups if g.free == positions), None)
+        group = into or next((g for g in groups if g.free == positions), None)
         if group is None:
-            group = _Group(positions, make_probe(positions, tuple(kind for _, kind in free)))
+            group = _group(tuple(free))
             groups.append(group)
         probed = group.probe(resource)
         if probed is None:
@@ -146,6 +182,19 @@ class TemplateValidator:
                 seen.add(position)
                 free.append((position, kind))
         return free
+
+
+def _group(free: tuple[tuple[Position, str], ...]) -> _Group:
+    positions, kinds = tuple(p for p, _ in free), tuple(k for _, k in free)
+    return _Group(positions, kinds, make_probe(positions, kinds))
+
+
+def _promote(groups: list[_Group], group: _Group) -> None:
+    """Try this group first, its refined group before it."""
+    order = [group] if group.refined is None else [group.refined, group]
+    for member in order:
+        groups.remove(member)
+    groups[0:0] = order
 
 
 @cache
