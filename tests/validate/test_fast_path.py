@@ -19,7 +19,7 @@ from sis2fhir import terminology as t
 from sis2fhir.cli import app
 from sis2fhir.validate import Issue, Validator
 from sis2fhir.validate.engine import default_validator
-from sis2fhir.validate.templates import TemplateValidator
+from sis2fhir.validate.templates import WATCH, TemplateValidator
 from tests.support import paths
 from tests.validate.test_medplum import VARIANTS
 from tests.validate.test_validate_cases import BROKEN_CORE, BROKEN_PROFILE, VALID_PROFILE, Broken
@@ -318,3 +318,29 @@ def test_narratives_with_text_markup_and_characters_written_into_them_get_the_fu
         resource["text"]["div"] = div
         assert_same(fast, resource, profile)
     assert fast.hits - hits_before > 200  # safe text in the template's markup: the fast path's
+
+
+def test_values_pinned_after_they_never_changed_still_get_the_full_verdict_when_they_change() -> None:
+    fast = TemplateValidator(default_validator())
+    students = []
+    for n in range(WATCH + 50):  # the same identifier system, units and period in each: pinned after WATCH hits
+        observation = VALID_PROFILE["attendance observation, tier at-risk"]()
+        observation["id"] = f"obs-{n}"
+        observation["subject"]["identifier"]["value"] = f"S{n:07d}"
+        students.append(observation)
+        assert_same(fast, observation, t.OBSERVATION_PROFILE)
+    changed = [
+        ("identifier", 0, "system", "urn:example:other"),  # another valid system
+        ("identifier", 0, "system", "not a uri"),
+        ("effectivePeriod", "start", "2025-02-30"),
+        ("effectivePeriod", "start", "2026-12-01"),  # after the end: per-1
+        ("valueQuantity", "unit", ""),
+        ("status", "amended"),
+        ("status", "bogus"),
+    ]
+    for *where, value in changed:
+        resource = copy.deepcopy(students[-1])
+        _parent(resource, tuple(where))[where[-1]] = value
+        for _ in range(2):
+            assert_same(fast, resource, t.OBSERVATION_PROFILE)
+    assert fast.hits > WATCH
