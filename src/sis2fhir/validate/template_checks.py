@@ -97,6 +97,10 @@ _OWN_ELEMENT_ONLY = frozenset({"per-1", "qty-3", "sqty-1", "att-1", "cpt-2", "ob
 # ...and those that read beyond it only what every template pins: ref-1 a "#id" among contained resources (a
 # template has none), txt-1 and txt-2 the div they are on
 _OWN_AND_PINNED = _OWN_ELEMENT_ONLY | {"ref-1", "txt-1", "txt-2"}
+# what an invariant on a resource's root reads beyond which keys are present (None: any array index)
+_ROOT_READS: dict[str, tuple[tuple[str | None, ...], ...]] = {
+    "obs-7": (("code",), ("component", None, "code")),  # the codings of the code and of each component's code
+}
 MEMO_LIMIT = 4_096  # remembered verdicts per slot, then it starts over
 LONG_TEXT = 32  # characters: a template's text longer than this is probably the same in every resource
 
@@ -206,9 +210,27 @@ class _Verifier:
         """No free value under this position: what is there is the template's."""
         return not any(free[: len(position)] == position for free in self.free)
 
+    def _read_pinned(self, reads: tuple[tuple[str | None, ...], ...]) -> bool:
+        """No free value under any of these parts of the resource."""
+        return not any(
+            len(free) >= len(read) and all(step is None or step == at for step, at in zip(read, free, strict=False))
+            for free in self.free
+            for read in reads
+        )
+
     def invariant(self, n: int, slot: InvariantSlot) -> None:
         if slot.invariant.key in _OWN_AND_PINNED and self._pinned(slot.position):
             return  # it reads only pinned values: it says what it said in the template
+        native = NATIVE.get(slot.invariant.key)
+        reads = _ROOT_READS.get(slot.invariant.key)
+        if (
+            reads
+            and not slot.position
+            and native
+            and slot.invariant.native is native.check
+            and self._read_pinned(reads)
+        ):
+            return
         self.namespace[f"s{n}"], self.namespace[f"i{n}"] = slot, slot.issues
         context = _access(slot.position)
         if not slot.issues and slot.invariant.native is not None:
