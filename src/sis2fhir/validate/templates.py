@@ -61,7 +61,8 @@ class _Group:
 
 
 class TemplateValidator:
-    """Validator.validate with the fast path for resources of a known template (same verdicts, same issues)."""
+    """Validator.validate with the fast path for resources of a known template (same verdicts, same issues). It
+    learns as it validates: one per process or thread (the sync's mapping workers are processes)."""
 
     def __init__(self, validator: Validator | None = None, limit: int = TEMPLATE_LIMIT) -> None:
         self.validator = validator or default_validator()
@@ -90,7 +91,7 @@ class TemplateValidator:
                     if group.watched < WATCH:
                         self._watch(groups, group, values)
                     elif group.refined is not None and len(group.refined.templates) < REFINED_LIMIT:
-                        self._keep(resource, profile, self.recorder.record(resource, profile), group.refined)
+                        self._refine(resource, profile, template, group.refined)
                     if groups[0] is not (group.refined or group):  # the shape most resources have first
                         _promote(groups, group)
                     return list(template.issues)
@@ -118,6 +119,12 @@ class TemplateValidator:
             return issues
         self._keep(resource, profile, recording)
         return issues
+
+    def _refine(self, resource: dict[str, Any], profile: str | None, template: _Template, into: _Group) -> None:
+        """Keep the template of a resource that missed the refined group in it (a pinned value is new)."""
+        recording = self.recorder.record(resource, profile)
+        if recording.issues == list(template.issues):
+            self._keep(resource, profile, recording, into)
 
     def _watch(self, groups: list[_Group], group: _Group, values: tuple[Any, ...]) -> None:
         if not group.first:
