@@ -9,6 +9,7 @@ import pickle
 import random
 from collections.abc import Callable, Iterator
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from sis2fhir import terminology as t
 from sis2fhir.cli import app
 from sis2fhir.validate import Issue, Validator
 from sis2fhir.validate.engine import default_validator
-from sis2fhir.validate.templates import WATCH, TemplateValidator
+from sis2fhir.validate.templates import WATCH, TemplateValidator, default_template_validator
 from tests.support import paths
 from tests.validate.test_medplum import VARIANTS
 from tests.validate.test_validate_cases import BROKEN_CORE, BROKEN_PROFILE, VALID_PROFILE, Broken
@@ -344,3 +345,37 @@ def test_values_pinned_after_they_never_changed_still_get_the_full_verdict_when_
         for _ in range(2):
             assert_same(fast, resource, t.OBSERVATION_PROFILE)
     assert fast.hits > WATCH
+
+
+def test_the_sync_quarantines_a_resource_whose_value_breaks_a_known_template_as_the_full_validator_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sis2fhir.disclosure as disclosure
+
+    real = disclosure.attendance_observation
+    made: list[str] = []
+
+    def mapper_with_a_bug(summary, student, school, district, measured, literal=False):  # type: ignore[no-untyped-def]
+        observation = real(summary, student, school, district, measured, literal)
+        made.append(student.sourced_id)
+        if len(made) == 30:  # long after its template was learnt: only a value differs
+            observation = copy.deepcopy(observation)  # the mapper shares constant parts between resources
+            observation["effectivePeriod"]["end"] = "2026-02-30"
+        return observation
+
+    monkeypatch.setattr(disclosure, "attendance_observation", mapper_with_a_bug)
+    out = tmp_path / "out"
+    hits = default_template_validator().hits  # the sync's (one process: --workers 1)
+    result = CliRunner().invoke(app, ["sync", str(paths.ROOT / "examples" / "district"), "--as-of", "2026-03-31",
+                                      "--out", str(out), "--workers", "1"])  # fmt: skip
+    assert result.exit_code == 3, result.output  # completed, with something to look at
+    assert default_template_validator().hits > hits + 100  # the others by the fast path
+    lines = (out / "quarantine" / "Observation.ndjson").read_bytes().splitlines()
+    (quarantined,) = [orjson.loads(line) for line in lines]
+    resource, outcome = quarantined["resource"], quarantined["outcome"]
+    assert resource["effectivePeriod"]["end"] == "2026-02-30"
+    full = FULL.validate(resource, t.OBSERVATION_PROFILE)
+    assert [(i["code"], i["expression"], i["details"]["text"]) for i in outcome["issue"]] == [
+        (i.code, [i.expression], i.message) for i in full
+    ]
+    assert ["Observation.effectivePeriod.end"] in [i["expression"] for i in outcome["issue"]]
