@@ -31,8 +31,8 @@ from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
-from sis2fhir.validate import operation_outcome, validate_resource
-from sis2fhir.validate.engine import default_validator
+from sis2fhir.validate import operation_outcome
+from sis2fhir.validate.templates import default_template_validator, validate_fast
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
@@ -283,7 +283,7 @@ class DisclosureBuilder:
 
     def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
         """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
-        issues = validate_resource(resource, profile=profile)
+        issues = validate_fast(resource, profile)  # the full validator's verdict; once per template the full way
         if not any(i.severity == "error" for i in issues):
             return True
         self.counts.quarantined += 1
@@ -325,7 +325,7 @@ def build_disclosures(
         for chunk in chunks:
             yield len(chunk), builder.envelopes_for(chunk, by_student, consents)
         return
-    default_validator()  # compiled once here; the workers inherit it
+    default_template_validator()  # compiled once here; the workers inherit it
     for part in fork_map(_map_chunk, (builder, by_student, consents), chunks, workers):
         builder.counts.absorb(part.counts)
         yield part.students, part.envelopes

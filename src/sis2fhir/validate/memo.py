@@ -87,14 +87,15 @@ class VerdictMemo:
 
     def item_content(self, element: ElementRule, item: Any) -> bytes | None:
         """The item's content as a memo key, or None when its verdict may depend on more than its content: an
-        element that reads %resource (Compiler.context_free) or a local "#id" reference (ref-1)."""
+        element that reads %resource (Compiler.context_free) or a local "#id" reference (ref-1), or one holding a
+        null: orjson writes NaN and infinities as null too, and a null is not a number."""
         if type(item) is not dict or not self.items_on(element):
             return None
         try:
             blob = orjson.dumps(item)
         except TypeError:
             return None
-        return None if b'"#' in blob else blob
+        return None if b'"#' in blob or b"null" in blob else blob
 
     def array_content(self, element: ElementRule, value: list[Any]) -> bytes | None:
         """A whole array's content as a memo key (the two categories, the performer, the interpretation recur

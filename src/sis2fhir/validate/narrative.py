@@ -13,6 +13,7 @@ The XHTML is XML: HTML entities such as &nbsp; do not parse (R4: use the Unicode
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 from xml.etree import ElementTree
@@ -114,3 +115,59 @@ def txt_2(value: Any, resource: dict[str, Any], root: dict[str, Any]) -> bool:
 
 def txt_1_detail(value: Any) -> str:
     return (txt_1_problem(value) or "") if isinstance(value, str) else ""
+
+
+# -- narratives of one template ----------------------------------------------------------------------------------
+# A generated narrative is the same markup with other text in it. Text without markup in it changes neither whether
+# the <div> is well-formed XML nor txt-1 (which reads elements and attributes only); txt-2 reads only whether there
+# is any text. So a div with the template's tags, and text of XML characters with no markup, gets the template's
+# verdict. Text is safe when it has no "<", no "]]>", no character XML 1.0 refuses, and "&" only in the references
+# html.escape writes (&amp; &lt; &gt; &quot; &#x27;). A template's tags are plain start and end tags whose
+# attribute values hold no "<" or ">" (no comments, CDATA or processing instructions), so each ends at its first ">".
+_UNSAFE_CHARACTER = re.compile("[<\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_UNSAFE_REFERENCE = re.compile("&(?!(?:amp|lt|gt|quot|#x27);)")
+_PLAIN_TAG = re.compile(r"""/?[A-Za-z_][\w.:-]*(?:\s+[A-Za-z_][\w.:-]*\s*=\s*(?:"[^"<>]*"|'[^'<>]*'))*\s*/?""")
+
+# (the tags without their < and >, the text before the first and after the last, whether there is text between)
+NarrativeShape = tuple[list[str], str, str, bool]
+
+
+def narrative_shape(div: str) -> NarrativeShape | None:
+    """What a narrative's verdict depends on, if it is a template's: a well-formed <div>...</div> of safe text."""
+    if xhtml_problem(div) is not None or not div.lstrip().startswith("<div"):
+        return None
+    shape = _shape(div)
+    if shape is None or shape[0][-1] != "/div" or shape[0][0].endswith("/"):
+        return None
+    return shape if all(_PLAIN_TAG.fullmatch(tag) for tag in shape[0]) else None
+
+
+def _shape(div: str) -> NarrativeShape | None:
+    first, *pieces = div.split("<")
+    if not pieces:
+        return None
+    tags: list[str] = []
+    texts: list[str] = []
+    for piece in pieces:
+        tag, end, text = piece.partition(">")
+        if not end:
+            return None
+        tags.append(tag)
+        texts.append(text)
+    between = "".join(texts[:-1])
+    if not _safe(between) or not _safe(first + texts[-1]):
+        return None
+    return tags, first, texts[-1], bool(between.strip())
+
+
+def _safe(text: str) -> bool:
+    """Text that is character data in XML as it stands. Printable text (no control, format, surrogate, private
+    or unassigned character, hence no U+FFFE, U+FFFF) needs no search for characters XML refuses."""
+    if not text.isprintable() and _UNSAFE_CHARACTER.search(text) is not None:
+        return False
+    return "]]>" not in text and ("&" not in text or _UNSAFE_REFERENCE.search(text) is None)
+
+
+def same_narrative(template: NarrativeShape, div: Any) -> bool:
+    """Whether `div` gets the verdict of the template narrative whose shape is `template`."""
+    return type(div) is str and _shape(div) == template
