@@ -3,8 +3,9 @@ the fast path (validate/templates.py) against the full validator on the resource
 
 Usage: .venv/bin/python scripts/bench_validate.py [--count 20000] [--seed 7] [--only-fast-path]
 
-Every resource is distinct (student, identifiers, day counts, rate, tier), as in a real district run;
-25 schools and one school year, so codings, units and periods recur as they do in production.
+Every resource is distinct (student, identifiers, day counts, rate, tier), as in a real district run, and made by
+the real mapper (map/observation.py), so it is what the sync validates; codings, units and periods recur as they do
+in production.
 Prints resources per CPU-second for each validator (single-threaded: one core); nothing else is timed.
 
 The fast path is measured on what the real mapper makes (map/observation.py, map/consent.py, map/patient.py: the
@@ -23,85 +24,11 @@ from typing import Any, TypeVar
 
 from fhir.resources.R4B.observation import Observation
 
-from sis2fhir.terminology import (
-    ATTENDANCE_CS,
-    ATTENDANCE_DISPLAY,
-    MEASURES,
-    OBSERVATION_CATEGORY_CS,
-    OBSERVATION_PROFILE,
-    TIER_CS,
-    TIERS,
-    UCUM,
-    US_CORE_CATEGORY_CS,
-)
+from sis2fhir.terminology import OBSERVATION_PROFILE
 from sis2fhir.validate.engine import Validator
 from sis2fhir.validate.templates import TemplateValidator
 
 T = TypeVar("T")
-
-
-def _coded(system: str, code: str, display: str) -> dict[str, Any]:
-    return {"coding": [{"system": system, "code": code, "display": display}]}
-
-
-def _days(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "d", "system": UCUM, "code": "d"}
-
-
-def attendance_observation(rng: random.Random, n: int) -> dict[str, Any]:
-    membership = rng.randint(20, 120)
-    absent = rng.randint(0, membership * 2) / 4
-    excused = min(absent, rng.randint(0, 8) / 2)
-    illness = min(excused, rng.randint(0, 4) / 2)
-    oss = rng.choice([0, 0, 0, 1, 2])
-    rate = round(100 * absent / membership, 1)
-    tier = (
-        "satisfactory"
-        if rate < 5
-        else "at-risk"
-        if rate < 10
-        else "moderate-chronic"
-        if rate < 20
-        else ("severe-chronic")
-    )
-    school = f"sch-{n % 25:03d}"
-    values = {
-        "days-in-membership": membership,
-        "days-absent": absent,
-        "days-absent-excused": excused,
-        "days-absent-unexcused": absent - excused,
-        "days-absent-illness": illness,
-        "days-absent-oss": oss,
-    }
-    components: list[dict[str, Any]] = [
-        {"code": _coded(ATTENDANCE_CS, code, MEASURES[code]), "valueQuantity": _days(value)}
-        for code, value in values.items()
-    ]
-    components.append(
-        {
-            "code": _coded(ATTENDANCE_CS, "chronic-absence-tier", MEASURES["chronic-absence-tier"]),
-            "valueCodeableConcept": _coded(TIER_CS, tier, TIERS[tier]),
-        }
-    )
-    return {
-        "resourceType": "Observation",
-        "id": f"att-{n:07d}",
-        "meta": {"profile": [OBSERVATION_PROFILE]},
-        "identifier": [{"system": "http://sis2fhir.org/fhir/sid/attendance-summary", "value": f"lea|{school}|{n}"}],
-        "status": "final",
-        "category": [
-            _coded(OBSERVATION_CATEGORY_CS, "social-history", "Social History"),
-            _coded(US_CORE_CATEGORY_CS, "sdoh", "SDOH"),
-        ],
-        "code": _coded(ATTENDANCE_CS, "attendance-summary", ATTENDANCE_DISPLAY["attendance-summary"]),
-        "subject": {"reference": f"Patient/stu-{n:07d}"},
-        "effectivePeriod": {"start": "2025-08-25", "end": "2026-02-27"},
-        "issued": "2026-02-28T06:00:00Z",
-        "performer": [{"reference": f"Organization/{school}"}],
-        "valueQuantity": {"value": rate, "unit": "%", "system": UCUM, "code": "%"},
-        "interpretation": [_coded(TIER_CS, tier, TIERS[tier])],
-        "component": components,
-    }
 
 
 def rate(label: str, check: Callable[[T], int], resources: Sequence[T]) -> float:
@@ -256,14 +183,18 @@ def main() -> None:
     fast_path(args.count, args.seed)
     if args.only_fast_path:
         return
-    rng = random.Random(args.seed)
-    resources = [attendance_observation(rng, n) for n in range(args.count)]
+    # the real mapper's Observations (map/observation.py), as the sync validates them against the profile
+    resources = [
+        resource
+        for mapped in student_mappers(random.Random(args.seed), args.count)
+        for resource, profile in mapped()
+        if profile == OBSERVATION_PROFILE
+    ]
 
     memoised = Validator()
     plain = Validator(memo=False)
-    warm = attendance_observation(random.Random(0), 0)
-    memoised.validate(warm)  # compiles the profile once, as a long-running pipeline does
-    plain.validate(warm)
+    memoised.validate(resources[0])  # compiles the profile once, as a long-running pipeline does
+    plain.validate(resources[0])
 
     def sis2fhir_errors(validator: Validator) -> Callable[[dict[str, Any]], int]:
         return lambda r: int(any(i.severity == "error" for i in validator.validate(r)))
