@@ -1,0 +1,62 @@
+"""Whether attendance.csv has the plain shape the columnar engine reads: else the streaming engine reads it.
+
+The columnar engine hands every row that does not count cleanly to the Python reader, by its line; the line of a
+row is its position in the file (header: line 1) only when no row spans lines and no line is blank. So the file is
+read columnar only when it holds no quote at all (a quoted field may hold a line break or a comma), no NUL, no
+blank line, no bare carriage return (CRLF is fine), and its header names exactly the columns of the format (no
+BOM, alias, typo, padding or duplicate: those the Python reader resolves and warns about). Anything else (and a
+zip, Ed-Fi XML, a file beside Ed-Fi files) is read by the streaming engine: `unfit` says why, for the run's log.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from pathlib import Path
+
+from sis2fhir.engine import Rules
+from sis2fhir.read.attendance import ATTENDANCE, ATTENDANCE_FILE, edfi_files
+from sis2fhir.read.export import Export
+
+COLUMNS = frozenset((*ATTENDANCE.required, *ATTENDANCE.optional, *ATTENDANCE.one_of))
+_ODD_BYTES = ((b'"', "a quote"), (b"\x00", "a NUL byte"), (b"\n\n", "a blank line"), (b"\n\r\n", "a blank line"))
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def unfit(export: Export, rules: Rules) -> str | None:
+    """Why the export's attendance is not for the columnar engine (None: it is)."""
+    if rules.style == "edfi" or not export.has(ATTENDANCE_FILE):
+        return "the attendance is Ed-Fi XML"
+    if edfi_files(export):
+        return "attendance.csv comes with Ed-Fi files (the streaming reader warns about those)"
+    if export.is_zip:
+        return "the export is a zip"
+    return odd_file(export.path_of(ATTENDANCE_FILE))
+
+
+def header_of(path: Path) -> list[str] | None:
+    """The header's column names, when the header is plain (see the module's docstring); None otherwise."""
+    with path.open("rb") as f:
+        first = f.readline(1 << 16)
+    if not first.endswith(b"\n"):
+        return None  # no data row, or an overlong header
+    try:
+        names = first.rstrip(b"\n").removesuffix(b"\r").decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        return None
+    if len(set(names)) != len(names) or not set(names) <= COLUMNS or "studentSourcedId" not in names:
+        return None
+    return names
+
+
+def odd_file(path: Path) -> str | None:
+    """What makes the file odd for the columnar engine (None: nothing)."""
+    if header_of(path) is None:
+        return "its header is not exactly the format's column names"
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for pattern, what in _ODD_BYTES:
+            if data.find(pattern) >= 0:
+                return f"it holds {what}"
+        if data.find(b"\r") >= 0 and _BARE_CR.search(data) is not None:
+            return "it holds a bare carriage return"
+    return None
