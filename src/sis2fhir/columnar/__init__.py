@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sis2fhir.columnar.choice import AUTO_MIN_BYTES, choose_engine
 from sis2fhir.columnar.engine import ColumnarTally
 
-__all__ = ["ColumnarTally"]
+__all__ = ["AUTO_MIN_BYTES", "ColumnarTally", "choose_engine"]
