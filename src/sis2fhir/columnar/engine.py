@@ -22,7 +22,7 @@ from pathlib import Path
 from sis2fhir.absence_days import MASKS, PLANES
 from sis2fhir.columnar.shape import header_of, unfit
 from sis2fhir.columnar.table import AFTER, COUNTED, OUTSIDE, REJECTED, UNCLEAN, AttendanceTable, Unfit
-from sis2fhir.engine import Key, MeasuredAttendance, Rules
+from sis2fhir.engine import MeasuredAttendance, Rules
 from sis2fhir.measure import AbsenceTally
 from sis2fhir.read.attendance import ATTENDANCE_FILE
 from sis2fhir.read.attendance_csv import iter_csv
@@ -53,16 +53,18 @@ class ColumnarTally:
             names = header_of(path)
             assert names is not None  # unfit() checked it
             with tempfile.TemporaryDirectory(prefix="sis2fhir-columnar-") as tmp:
-                try:
+                table = None
+                try:  # nothing is reported before the file is known to be plain
                     table = AttendanceTable(path, names, Path(tmp), self.workers, self.memory_limit)
+                    table.resolve(roster, rules, Resolver(roster, RowReport()))
                 except Unfit as exc:
                     why = f"DuckDB cannot read it as plain CSV ({exc})"
                 else:
-                    try:
-                        tallies = columnar_tallies(table, export, roster, rules, report)
-                    finally:
-                        table.close()
+                    tallies = columnar_tallies(table, export, roster, rules, report)
                     return measured_of(tallies, export, rules, report, "columnar")
+                finally:
+                    if table is not None:
+                        table.close()
         measured = StreamingTally(self.workers).measure(export, roster, rules, report)
         measured.fallback = why or ""
         return measured
@@ -100,69 +102,78 @@ def _mask(bits: str | None) -> int:
 def columnar_tallies(
     table: AttendanceTable, export: Export, roster: Roster, rules: Rules, report: RowReport
 ) -> Tallies:
+    """The tallies of the resolved table (`AttendanceTable.resolve`): the clean students x schools from SQL, the
+    others from the Python tally of their rows, added up."""
     file = export.actual_name(ATTENDANCE_FILE)
-    table.resolve(roster, rules, Resolver(roster, RowReport()))
-    con = table.con
+    con, keys, schools = table.con, table.keys, table.schools
+    kid_of = {key: kid for kid, key in enumerate(keys)}
     # the students x schools the Python reader finds in the rows the tables did not resolve (a padded id, a state
     # id, an unknown reason): all their rows go to the Python tally (their duplicates may be across the two)
-    python_keys: set[Key] = {
-        (e.student_sourced_id, e.school_sourced_id)
+    python_kids = {
+        kid
         for e in rare_events(table, f"status = {UNCLEAN}", roster, file, RowReport(), None)
+        if (kid := kid_of.get((e.student_sourced_id, e.school_sourced_id))) is not None
     }
     last = (rules.year.end - rules.year.start).days
     until = -1 if rules.compare_until is None else rules.compare_until
+    counted = f"FROM t JOIN combos x ON x.id = t.x WHERE t.status = {COUNTED}"
+    columnar = Tallies()
+    presence: dict[int, int] = {}
+    cur = con.execute(
+        f"SELECT t.kid, count(*), bit_count(bitstring_agg(t.o, 0, {last})), count(*) FILTER (WHERE x.presence) "
+        f"{counted} GROUP BY t.kid"
+    )
+    seen = columnar.seen
+    while batch := cur.fetchmany(50_000):
+        for kid, n, days, pres in batch:
+            if n != days:  # a second row for a day: first-row-wins is decided by line, in the Python tally
+                python_kids.add(kid)
+            else:  # non-zero: a row counted (the count of days, not the streaming tally's mask)
+                seen[keys[kid]] = n
+                presence[kid] = pres
 
     def bits(where: str) -> str:
         return f"bitstring_agg(t.o, 0, {last}) FILTER (WHERE {where})"
 
     masks = [bits(f"x.w & {1 << b} <> 0") for b in range(PLANES)] + [bits(f"x.{k}") for k in KINDS]
+    assert len(masks) == MASKS
     cur = con.execute(
-        f"""SELECT t.sid, t.school, count(*), bit_count(bitstring_agg(t.o, 0, {last})),
-        count(*) FILTER (WHERE x.presence), count(*) FILTER (WHERE x.absent_kind),
-        sum(x.absent), sum(x.excused), sum(x.unexcused), sum(x.illness), sum(x.oss),
+        f"""SELECT t.kid, sum(x.absent), sum(x.excused), sum(x.unexcused), sum(x.illness), sum(x.oss),
         sum(x.w) FILTER (WHERE x.w > 0 AND t.o <= {until}), {", ".join(masks)}
-        FROM t JOIN combos x ON x.cat = t.cat AND x.h = t.h AND x.reason = t.reason
-        WHERE t.status = {COUNTED} GROUP BY t.sid, t.school"""
+        {counted} AND x.absent_kind GROUP BY t.kid"""
     )
-    columnar = Tallies()
-    presence: dict[Key, int] = {}
     while batch := cur.fetchmany(10_000):
-        for sid, school, n, days, pres, absent_kind, absent, exc, unexc, ill, oss, until_h, *planes in batch:
-            key = (sid, school)
-            if n != days:  # a second row for a day: first-row-wins is decided by line, in the Python tally
-                python_keys.add(key)
+        for kid, absent, exc, unexc, ill, oss, until_h, *planes in batch:
+            if kid in python_kids:
                 continue
-            columnar.seen[key] = n  # non-zero: a row counted (the count of days, not the streaming tally's mask)
-            presence[key] = pres
-            if absent_kind:
-                columnar.tallies[key] = AbsenceTally(int(absent), int(exc), int(unexc), int(ill), int(oss))
+            key = keys[kid]
+            columnar.tallies[key] = AbsenceTally(int(absent), int(exc), int(unexc), int(ill), int(oss))
             if any(p is not None for p in planes[:PLANES]):
                 columnar.days[key] = [_mask(p) for p in planes]
             if until_h:
                 columnar.absent_until[key] = int(until_h)
-    assert len(masks) == MASKS
-    for key in python_keys:
-        for d in (columnar.seen, presence, columnar.tallies, columnar.days, columnar.absent_until):
-            d.pop(key, None)
+    for kid in python_kids:
+        seen.pop(keys[kid], None)
+        presence.pop(kid, None)
     columnar.presence_rows = sum(presence.values())
-    table.load("k", {"sid": "VARCHAR", "school": "VARCHAR"}, python_keys)
-    by_day = f"SELECT school, o, count(*) FROM t WHERE status = {COUNTED}"
-    for school, offset, n in con.execute(f"{by_day} GROUP BY school, o").fetchall():
-        columnar.rows_by_school.setdefault(school, {})[offset] = n
-    if python_keys:  # their rows are the Python tally's: take them out
-        for school, offset, n in con.execute(f"{by_day} AND (sid, school) IN (FROM k) GROUP BY school, o").fetchall():
-            per_day = columnar.rows_by_school[school]
+    table.load("pk", {"kid": "INTEGER"}, ((kid,) for kid in python_kids))
+    by_day = f"SELECT sch, o, count(*) FROM t WHERE status = {COUNTED}"
+    for sch, offset, n in con.execute(f"{by_day} GROUP BY sch, o").fetchall():
+        columnar.rows_by_school.setdefault(schools[sch], {})[offset] = n
+    if python_kids:  # their rows are the Python tally's: take them out
+        for sch, offset, n in con.execute(f"{by_day} AND kid IN (FROM pk) GROUP BY sch, o").fetchall():
+            per_day = columnar.rows_by_school[schools[sch]]
             per_day[offset] -= n
             if not per_day[offset]:
                 del per_day[offset]
     if rules.calendar_days is None:  # the school days the rows show, as consume() learns them
-        for school, offset in con.execute(f"SELECT DISTINCT school, o FROM t WHERE status = {COUNTED}").fetchall():
-            columnar.derived_days.setdefault(school, set()).add(offset)
+        for sch, offset in con.execute(f"SELECT DISTINCT sch, o FROM t WHERE status = {COUNTED}").fetchall():
+            columnar.derived_days.setdefault(schools[sch], set()).add(offset)
     # the rows for the Python tally: the unclean and rejected ones, all rows of its students x schools, and the
     # first rows outside the year (among them are the first OUTSIDE_LISTED of the file that the reader resolves)
     first_outside = f"SELECT rn FROM t WHERE status = {OUTSIDE} ORDER BY rn LIMIT {OUTSIDE_LISTED}"
     con.execute(
-        f"CREATE TABLE m AS SELECT rn FROM t WHERE status IN ({REJECTED}, {UNCLEAN}) OR (sid, school) IN (FROM k) "
+        f"CREATE TABLE m AS SELECT rn FROM t WHERE status IN ({REJECTED}, {UNCLEAN}) OR kid IN (FROM pk) "
         f"OR rn IN ({first_outside})"
     )
     python = Tallies(rejected=rules.rejected())

@@ -71,7 +71,9 @@ class AttendanceTable:
         except duckdb.Error as exc:
             self.close()
             raise Unfit(str(exc).splitlines()[0]) from None
-        lengths = ", ".join(f"strlen(coalesce({q(n)}, ''))" for n in names)
+        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning;
+        # the low-cardinality columns are checked on their distinct values (distinct())
+        lengths = ", ".join(f"strlen(coalesce({q(n)}, ''))" for n in names if n.startswith("student"))
         longest = self.one(f"SELECT max(greatest({lengths}, 0)) FROM att")
         if longest is not None and longest >= FIELD_LIMIT:
             self.close()
@@ -92,7 +94,10 @@ class AttendanceTable:
     def distinct(self, name: str) -> list[str]:
         if name not in self.names:
             return []
-        return [r[0] for r in self.con.execute(f"SELECT DISTINCT coalesce({q(name)}, '') FROM att").fetchall()]
+        found = [r[0] for r in self.con.execute(f"SELECT DISTINCT coalesce({q(name)}, '') FROM att").fetchall()]
+        if any(len(v) >= FIELD_LIMIT for v in found):
+            raise Unfit("a value is longer than the csv module's field limit")
+        return found
 
     def load(self, table: str, columns: dict[str, str], rows: Iterable[tuple[Any, ...]]) -> None:
         """A table from Python rows (through a CSV file: DuckDB has no faster way in without numpy or arrow)."""
@@ -110,58 +115,78 @@ class AttendanceTable:
         path.unlink()
 
     def resolve(self, roster: Roster, rules: Rules, resolver: Resolver) -> None:
-        """Make `t`: each row's keys, values and status (the module's docstring)."""
+        """Make `t`: each row's student x school (`kid`, an index of `keys`), school (`sch`, of `schools`), day
+        offset `o`, combination of values `x` (values.Combo, table `combos`) and status (the module's docstring).
+
+        A row whose student, school and membership do not match exactly (a padded or state id, an identifier the
+        roster does not know, no enrollment there) is UNCLEAN: the Python reader resolves and reports it."""
         c = self.col
+        spellings: dict[str, list[str]] = {}
+        for raw, school in schools_of(self.distinct("schoolSourcedId"), resolver):
+            spellings.setdefault(school, []).append(raw)
+        self.keys = list(rules.memberships)
+        self.schools = sorted({school for _, school in self.keys})
+        sch = {school: i for i, school in enumerate(self.schools)}
+        base, students = rules.base, roster.students
+
+        def memberships() -> Iterable[tuple[Any, ...]]:
+            for kid, (sid, school) in enumerate(self.keys):
+                student = students.get(sid)
+                if student is None:
+                    continue  # enrollments of a student users.csv does not have: the reader reports its rows
+                m = rules.memberships[(sid, school)]
+                for raw in spellings.get(school, ()):
+                    yield (
+                        kid,
+                        sid,
+                        student.state_id or "",
+                        raw,
+                        sch[school],
+                        m.begin.toordinal() - base,
+                        (m.end.toordinal() - base),
+                    )
+
         self.load(
-            "students",
-            {"sid": "VARCHAR", "state": "VARCHAR"},
-            ((sid, st.state_id or "") for sid, st in roster.students.items()),
-        )
-        self.load(
-            "vschool", {"raw": "VARCHAR", "school": "VARCHAR"}, schools_of(self.distinct("schoolSourcedId"), resolver)
-        )
+            "sm",
+            {"kid": "INTEGER", "sid": "VARCHAR", "state": "VARCHAR", "raw": "VARCHAR", "sch": "INTEGER",
+             "b": "INTEGER", "e": "INTEGER"},
+            memberships(),
+        )  # fmt: skip
         self.load("vdate", {"raw": "VARCHAR", "o": "INTEGER", "v": "INTEGER"}, dates_of(self.distinct("date"), rules))
         cats = categories_of(self.distinct("category"))
-        self.load("vcat", {"raw": "VARCHAR", "cat": "VARCHAR"}, cats)
         durations = durations_of(self.distinct("duration"), resolver) if "duration" in self.names else [("", 100)]
-        self.load("vdur", {"raw": "VARCHAR", "h": "INTEGER"}, durations)
         reasons = reasons_of(self.distinct("reason"), resolver) if "reason" in self.names else [("", "")]
-        self.load("vreason", {"raw": "VARCHAR", "reason": "VARCHAR"}, reasons)
+        found = combos((v for _, v in cats), (h for _, h in durations), (r for _, r in reasons), rules)
+        index = {(x.cat, x.h, x.reason): i for i, x in enumerate(found)}
         types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
         types.update(cat="VARCHAR", reason="VARCHAR")
-        found = combos((v for _, v in cats), (h for _, h in durations), (r for _, r in reasons), rules)
-        self.load("combos", types, (x.row() for x in found))
-        base = rules.base
+        self.load("combos", {"id": "INTEGER", **types}, ((i, *x.row()) for i, x in enumerate(found)))
         self.load(
-            "mem",
-            {"sid": "VARCHAR", "school": "VARCHAR", "b": "INTEGER", "e": "INTEGER"},
-            ((s, sc, m.begin.toordinal() - base, m.end.toordinal() - base) for (s, sc), m in rules.memberships.items()),
+            "craw",
+            {"cat": "VARCHAR", "dur": "VARCHAR", "reason": "VARCHAR", "id": "INTEGER"},
+            ((rc, rd, rr, index[(vc, h, vr)]) for rc, vc in cats for rd, h in durations for rr, vr in reasons),
         )
         calendar = rules.calendar_days
         if calendar is not None:
             self.load(
-                "cal", {"school": "VARCHAR", "o": "INTEGER"}, ((s, o) for s, os_ in calendar.items() for o in os_)
+                "cal",
+                {"sch": "INTEGER", "o": "INTEGER"},
+                ((sch[s], o) for s, offsets in calendar.items() if s in sch for o in offsets),
             )
-        state = f"({c('studentIdentifier', '')} = '' OR {c('studentIdentifier', '')} = s.state)"
-        clean = (
-            "s.sid IS NOT NULL AND sc.school IS NOT NULL AND d.o IS NOT NULL AND k.cat IS NOT NULL "
-            "AND du.h IS NOT NULL AND re.reason IS NOT NULL"
-        )
-        on_calendar = "" if calendar is None else "OR c.o IS NULL"
-        join_calendar = "" if calendar is None else "LEFT JOIN cal c ON c.school = sc.school AND c.o = d.o"
+        state = c("studentIdentifier", "")
+        on_calendar = "" if calendar is None else "OR cal.o IS NULL"
+        join_calendar = "" if calendar is None else "LEFT JOIN cal ON cal.sch = sm.sch AND cal.o = d.o"
         self.con.execute(
-            f"""CREATE TABLE t AS SELECT a.rowid AS rn, s.sid, sc.school, d.o, k.cat, du.h, re.reason,
-            CASE WHEN NOT ({clean}) THEN {UNCLEAN} WHEN d.v = -1 THEN {OUTSIDE} WHEN d.v = -2 THEN {AFTER}
-                 WHEN m.sid IS NULL OR d.o < m.b OR d.o > m.e {on_calendar} THEN {REJECTED} ELSE {COUNTED} END
-                 :: TINYINT AS status
+            f"""CREATE TABLE t AS SELECT a.rowid AS rn, sm.kid, sm.sch, d.o :: SMALLINT AS o, cr.id AS x,
+            CASE WHEN sm.kid IS NULL OR d.o IS NULL OR cr.id IS NULL THEN {UNCLEAN}
+                 WHEN d.v = -1 THEN {OUTSIDE} WHEN d.v = -2 THEN {AFTER}
+                 WHEN d.o < sm.b OR d.o > sm.e {on_calendar} THEN {REJECTED} ELSE {COUNTED} END :: TINYINT AS status
             FROM att a
-            LEFT JOIN students s ON s.sid = {c("studentSourcedId", "")} AND {state}
-            LEFT JOIN vschool sc ON sc.raw = {c("schoolSourcedId", "")}
+            LEFT JOIN sm ON sm.sid = {c("studentSourcedId", "")} AND sm.raw = {c("schoolSourcedId", "")}
+                AND ({state} = '' OR {state} = sm.state)
             LEFT JOIN vdate d ON d.raw = {c("date", "")}
-            LEFT JOIN vcat k ON k.raw = {c("category", "")}
-            LEFT JOIN vdur du ON du.raw = {c("duration", "")}
-            LEFT JOIN vreason re ON re.raw = {c("reason", "")}
-            LEFT JOIN mem m ON m.sid = s.sid AND m.school = sc.school
+            LEFT JOIN craw cr ON cr.cat = {c("category", "")} AND cr.dur = {c("duration", "")}
+                AND cr.reason = {c("reason", "")}
             {join_calendar}"""
         )
 
