@@ -45,9 +45,7 @@ class ColumnarTally:
     memory_limit: str = "1GB"
 
     def measure(self, export: Export, roster: Roster, rules: Rules, report: RowReport) -> MeasuredAttendance:
-        why = unfit(export, rules)
-        if why is None and export.path_of(ATTENDANCE_FILE).stat().st_size < self.min_bytes:
-            why = f"attendance.csv is under {self.min_bytes} bytes"
+        why = unfit(export, rules, self.min_bytes)
         if why is None:
             path = export.path_of(ATTENDANCE_FILE)
             names = header_of(path)

@@ -23,15 +23,18 @@ _ODD_BYTES = ((b'"', "a quote"), (b"\x00", "a NUL byte"), (b"\n\n", "a blank lin
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
-def unfit(export: Export, rules: Rules) -> str | None:
-    """Why the export's attendance is not for the columnar engine (None: it is)."""
+def unfit(export: Export, rules: Rules, min_bytes: int = 0) -> str | None:
+    """Why the export's attendance is not for the columnar engine (None: it is); `min_bytes`: its smallest size."""
     if rules.style == "edfi" or not export.has(ATTENDANCE_FILE):
         return "the attendance is Ed-Fi XML"
     if edfi_files(export):
         return "attendance.csv comes with Ed-Fi files (the streaming reader warns about those)"
     if export.is_zip:
         return "the export is a zip"
-    return odd_file(export.path_of(ATTENDANCE_FILE))
+    path = export.path_of(ATTENDANCE_FILE)
+    if path.stat().st_size < min_bytes:
+        return f"attendance.csv is under {min_bytes} bytes"
+    return odd_file(path)
 
 
 def header_of(path: Path) -> list[str] | None:
