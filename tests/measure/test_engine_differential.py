@@ -161,3 +161,10 @@ def test_every_fuzz_variant_of_the_attendance(variant: Any, tmp_path: Path) -> N
     call = variant.build(tmp_path, generated())
     assert isinstance(call.export, Path)
     same_answers(call.export, date.fromisoformat(call.as_of or "2026-03-31"))
+
+
+def test_a_file_duckdb_reads_in_parallel_pieces_keeps_every_line(tmp_path: Path) -> None:
+    """About 30 MB: DuckDB splits the file between its threads; rows (and so lines) must keep the file's order."""
+    folder = _defective(generate(tmp_path / "d", 9, 3000), 13)
+    assert (folder / "attendance.csv").stat().st_size > 24 << 20
+    assert same_answers(folder, date(2026, 3, 31)) == "columnar"
