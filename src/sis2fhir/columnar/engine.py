@@ -42,7 +42,7 @@ class ColumnarTally:
 
     workers: int = 0
     min_bytes: int = 0
-    memory_limit: str = "1GB"
+    memory_limit: str = "256MB"  # 100k students: 817 MB peak RSS with it, 1.5 GB with 1 GB (BENCHMARKS.md)
 
     def measure(self, export: Export, roster: Roster, rules: Rules, report: RowReport) -> MeasuredAttendance:
         why = unfit(export, rules, self.min_bytes)

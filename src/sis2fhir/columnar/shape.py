@@ -10,7 +10,6 @@ zip, Ed-Fi XML, a file beside Ed-Fi files) is read by the streaming engine: `unf
 
 from __future__ import annotations
 
-import mmap
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sis2fhir.read.export import Export
 COLUMNS = frozenset((*ATTENDANCE.required, *ATTENDANCE.optional, *ATTENDANCE.one_of))
 _ODD_BYTES = ((b'"', "a quote"), (b"\x00", "a NUL byte"), (b"\n\n", "a blank line"), (b"\n\r\n", "a blank line"))
 _BARE_CR = re.compile(rb"\r(?!\n)")
+CHUNK = 8 << 20
 
 
 def unfit(export: Export, rules: Rules, min_bytes: int = 0) -> str | None:
@@ -53,13 +53,23 @@ def header_of(path: Path) -> list[str] | None:
 
 
 def odd_file(path: Path) -> str | None:
-    """What makes the file odd for the columnar engine (None: nothing)."""
+    """What makes the file odd for the columnar engine (None: nothing). Read in chunks, not mapped: the pages of a
+    mapped file would count in the process's resident memory."""
     if header_of(path) is None:
         return "its header is not exactly the format's column names"
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for pattern, what in _ODD_BYTES:
-            if data.find(pattern) >= 0:
-                return f"it holds {what}"
-        if data.find(b"\r") >= 0 and _BARE_CR.search(data) is not None:
-            return "it holds a bare carriage return"
+    tail = b""  # the end of the previous chunk: a pattern may straddle two
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            data = tail + chunk
+            for pattern, what in _ODD_BYTES:
+                if data.find(pattern) >= 0:
+                    return f"it holds {what}"
+            if data.find(b"\r") >= 0:
+                # a CR at the very end of the chunk is judged with the next one (it carries over in `tail`)
+                whole = data[:-1] if data.endswith(b"\r") else data
+                if _BARE_CR.search(whole) is not None:
+                    return "it holds a bare carriage return"
+            tail = data[-2:]
+    if tail.endswith(b"\r"):
+        return "it holds a bare carriage return"
     return None

@@ -60,6 +60,7 @@ class AttendanceTable:
                 "preserve_insertion_order": True,  # rowid follows the file: the line of a row
             },
         )
+        self.con.execute("SET enable_progress_bar = false")  # DuckDB draws one on stdout for a long query
         columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in names)
         try:
             self.con.execute(
