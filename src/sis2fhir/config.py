@@ -305,6 +305,8 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     workers: int = Field(0, ge=0, le=256)  # processes for reading attendance and mapping; 0: one per core
+    # the attendance engine: auto (columnar for a large attendance.csv, else streaming), streaming or columnar
+    engine: Literal["auto", "streaming", "columnar"] = "auto"
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
     hl7: Hl7Settings = Field(default_factory=Hl7Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)  # sis2fhir serve (sis2fhir.api_config)

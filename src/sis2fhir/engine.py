@@ -223,6 +223,8 @@ class MeasuredAttendance:
     school_days: dict[str, list[date]]  # per school of a membership, its school days up to the as-of date
     counts: AttendanceCounts
     files: list[str] = field(default_factory=list)  # the attendance files read
+    engine: str = "streaming"  # the engine that read them: streaming | columnar
+    fallback: str = ""  # why the columnar engine, asked, left them to the streaming one
 
 
 class AttendanceEngine(Protocol):

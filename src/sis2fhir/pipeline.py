@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from sis2fhir.columnar.choice import choose_engine
 from sis2fhir.config import Settings
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.flush import Flushed, drain_and_close, flush, settle_and_close
@@ -40,7 +41,6 @@ from sis2fhir.store import verdicts
 from sis2fhir.store.attendance_events import record_transitions
 from sis2fhir.store.runs import finish_run, start_run
 from sis2fhir.store.summaries import record_changed
-from sis2fhir.tally import StreamingTally
 from sis2fhir.transitions import DistrictState, judge_district
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
@@ -53,6 +53,8 @@ class SyncResult:
     as_of: date
     school_year: SchoolYear | None = None
     attendance_style: str = ""
+    attendance_engine: str = ""  # the engine that read the attendance (settings.engine; columnar/choice.py)
+    engine_fallback: str = ""  # why the columnar engine, asked, left the file to the streaming one
     students: int = 0
     summaries: list[AttendanceSummary] = field(default_factory=list)  # the ones that may be sent (none withheld)
     withheld: list[Withheld] = field(default_factory=list)  # student x school summaries not sent in this run
@@ -152,10 +154,11 @@ def sync(
     compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
     window = settings.notify.early_warning_window_days
     rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until, window)
-    measured = StreamingTally(settings.workers).measure(export, roster, rules, report)
+    measured = choose_engine(settings.engine, settings.workers).measure(export, roster, rules, report)
     if progress is not None:
         progress("attendance rows", measured.counts.events)
     result.summaries, result.withheld = measured.summaries, measured.withheld
+    result.attendance_engine, result.engine_fallback = measured.engine, measured.fallback
     clock.lap("read and tally attendance")
     result.tiers.update(str(s.tier) for s in result.summaries)  # plain codes: the counts go to JSON
     result.measures, result.verdict = sanity_gates(measured, rules, baseline, settings, report, accept_change)
@@ -280,6 +283,7 @@ def _counts(result: SyncResult) -> dict[str, Any]:
     """The run's figures for the store: counts only, never PHI."""
     return {
         "students": result.students,
+        "attendance_engine": {"engine": result.attendance_engine, "fallback": result.engine_fallback},
         "summaries": len(result.summaries),
         "withheld": {code: sum(1 for w in result.withheld if w.code == code) for code in (WITHHELD, MISSING)},
         "tiers": dict(result.tiers),

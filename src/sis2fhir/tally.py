@@ -51,7 +51,7 @@ from sis2fhir.report import RowReport
 from sis2fhir.transitions import projected_rate
 from sis2fhir.withhold import withhold_incomplete
 
-__all__ = ["Key", "Rules", "StreamingTally", "Tallies", "summaries_of", "tally_attendance"]
+__all__ = ["Key", "Rules", "StreamingTally", "Tallies", "measured_of", "summaries_of", "tally_attendance"]
 
 
 @dataclass(slots=True)
@@ -376,12 +376,17 @@ class StreamingTally:
 
     def measure(self, export: Export, roster: Roster, rules: Rules, report: RowReport) -> MeasuredAttendance:
         tallies = tally_attendance(export, roster, rules, report, self.workers, self.min_bytes)
-        report_undated(report, tallies, rules)
-        school_days = school_days_of(tallies, rules)
-        every = summaries_of(tallies, rules, school_days)
-        files = attendance_files(export, rules.style)
-        positive = is_positive(rules.style, tallies.presence_rows, tallies.rows_counted)
-        kept, held = withhold_incomplete(
-            every, tallies.rejected, tallies.seen, positive, (files or [ATTENDANCE_FILE])[0], report
-        )
-        return MeasuredAttendance(every, kept, held, school_days, tallies, files)
+        return measured_of(tallies, export, rules, report, "streaming")
+
+
+def measured_of(tallies: Tallies, export: Export, rules: Rules, report: RowReport, engine: str) -> MeasuredAttendance:
+    """An engine's result from its tallies: the summaries, and the students whose attendance is withheld."""
+    report_undated(report, tallies, rules)
+    school_days = school_days_of(tallies, rules)
+    every = summaries_of(tallies, rules, school_days)
+    files = attendance_files(export, rules.style)
+    positive = is_positive(rules.style, tallies.presence_rows, tallies.rows_counted)
+    kept, held = withhold_incomplete(
+        every, tallies.rejected, tallies.seen, positive, (files or [ATTENDANCE_FILE])[0], report
+    )
+    return MeasuredAttendance(every, kept, held, school_days, tallies, files, engine)

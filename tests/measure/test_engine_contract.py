@@ -1,10 +1,10 @@
 """The contract of an attendance engine (engine.py): what any engine must give, parametrised over the engines.
 
-Today there is one engine, the streaming tally, on one core and on several (a file cut in parts); a columnar
-engine joins ENGINES and must pass the same tests: the hand-computed numbers of the known district, the same
-numbers from an exception-only file with its calendar, the equivalent positive file and the Ed-Fi XML, and
-exactly what the reference engine gives (summaries, withheld students, the row report, the gates' counts) on a
-district with duplicate rows across the parts of its file.
+The engines: the streaming tally, on one core and on several (a file cut in parts), and the columnar engine
+(DuckDB, columnar/) on one thread and two; each must pass the same tests: the hand-computed numbers of the known
+district, the same numbers from an exception-only file with its calendar, the equivalent positive file and the
+Ed-Fi XML, and exactly what the reference engine gives (summaries, withheld students, the row report, the gates'
+counts) on a district with duplicate rows across the parts of its file.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sis2fhir.columnar import ColumnarTally
 from sis2fhir.engine import AttendanceEngine, MeasuredAttendance, Rules, choose_school_year
 from sis2fhir.policy import PRESETS, Policy
 from sis2fhir.read.attendance import attendance_style
@@ -38,6 +39,8 @@ ENGINES: dict[str, Callable[[], AttendanceEngine]] = {
     "streaming": lambda: StreamingTally(workers=1),
     "streaming-2-cores": lambda: StreamingTally(workers=2, min_bytes=1),
     "streaming-3-cores": lambda: StreamingTally(workers=3, min_bytes=1),
+    "columnar": lambda: ColumnarTally(workers=1),  # DuckDB; Ed-Fi XML: it hands the files to the streaming one
+    "columnar-2-threads": lambda: ColumnarTally(workers=2),
 }
 REFERENCE = ENGINES["streaming"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sis2fhir.read.attendance_values import Resolver
@@ -29,7 +29,10 @@ def iter_csv(
     report: RowReport,
     part: FilePart | None = None,
     rejected: RejectedAttendance | None = None,
+    lines: Sequence[int] | None = None,
 ) -> Iterator[AttendanceEvent]:
+    """`lines`: when this file is an extract of the export's attendance.csv (the columnar engine's rare rows), the
+    line in the export of each of its lines (index: the extract's line); reports and events name those lines."""
     r = Resolver(roster, report, rejected)
     file = export.actual_name(ATTENDANCE_FILE)
     damaged = None if rejected is None else lambda line, fields: r.damaged_row(file, line, fields)
@@ -68,6 +71,8 @@ def iter_csv(
                         if fixed is None:
                             continue
                         row = fixed
+                    if lines is not None:
+                        line = lines[line]
                     n += 1
                     student = row[i_sid] if i_sid is not None else ""
                     if student not in students:

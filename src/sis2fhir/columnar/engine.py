@@ -1,0 +1,192 @@
+"""The columnar engine: attendance.csv tallied by DuckDB, the rare rows that do not count cleanly by the Python reader.
+
+Most rows of a real export are clean: a known student, school, ISO date, category, duration and reason, counted on
+a school day in membership, the only row of its student, school and day. DuckDB resolves and sums those, in
+parallel, per student x school (table.py, values.py). Every other row, and every row of a student x school that
+has such a row or a second row for a day, goes by its line through the Python reader and the streaming tally's own
+`Tallies.consume`, in file order: so the row report (file, line, column, message), the first-row-wins rule for
+duplicates, the rejected rows that withhold a student and the first OUTSIDE_LISTED rows outside the year listed
+by line are exactly the streaming engine's. The two tallies cover disjoint students x schools and add up.
+
+A file whose shape is odd (shape.py), a zip, Ed-Fi XML, or a file under `min_bytes` is read by the streaming
+engine instead; `MeasuredAttendance.engine` and `.fallback` say which engine read it and why.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sis2fhir.absence_days import MASKS, PLANES
+from sis2fhir.columnar.shape import header_of, unfit
+from sis2fhir.columnar.table import AFTER, COUNTED, OUTSIDE, REJECTED, UNCLEAN, AttendanceTable, Unfit
+from sis2fhir.engine import MeasuredAttendance, Rules
+from sis2fhir.measure import AbsenceTally
+from sis2fhir.read.attendance import ATTENDANCE_FILE
+from sis2fhir.read.attendance_csv import iter_csv
+from sis2fhir.read.attendance_values import Resolver
+from sis2fhir.read.export import Export
+from sis2fhir.records import AttendanceEvent, RejectedAttendance, Roster
+from sis2fhir.report import RowReport
+from sis2fhir.tally import OUTSIDE_LISTED, StreamingTally, Tallies, measured_of
+
+KINDS = ("m_excused", "m_unexcused", "m_illness", "m_suspension")  # absence_days' masks after the weight planes
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnarTally:
+    """The columnar engine on `workers` threads (0: one per core), DuckDB within `memory_limit` (it spills to a
+    temporary folder beyond it); attendance.csv under `min_bytes` goes to the streaming engine."""
+
+    workers: int = 0
+    min_bytes: int = 0
+    memory_limit: str = "256MB"  # 100k students: 817 MB peak RSS with it, 1.5 GB with 1 GB (BENCHMARKS.md)
+
+    def measure(self, export: Export, roster: Roster, rules: Rules, report: RowReport) -> MeasuredAttendance:
+        why = unfit(export, rules, self.min_bytes)
+        if why is None:
+            path = export.path_of(ATTENDANCE_FILE)
+            names = header_of(path)
+            assert names is not None  # unfit() checked it
+            with tempfile.TemporaryDirectory(prefix="sis2fhir-columnar-") as tmp:
+                table = None
+                try:  # nothing is reported before the file is known to be plain
+                    table = AttendanceTable(path, names, Path(tmp), self.workers, self.memory_limit)
+                    table.resolve(roster, rules, Resolver(roster, RowReport()))
+                except Unfit as exc:
+                    why = f"DuckDB cannot read it as plain CSV ({exc})"
+                else:
+                    tallies = columnar_tallies(table, export, roster, rules, report)
+                    return measured_of(tallies, export, rules, report, "columnar")
+                finally:
+                    if table is not None:
+                        table.close()
+        measured = StreamingTally(self.workers).measure(export, roster, rules, report)
+        measured.fallback = why or ""
+        return measured
+
+
+def rare_events(
+    table: AttendanceTable,
+    where: str,
+    roster: Roster,
+    file: str,
+    report: RowReport,
+    rejected: RejectedAttendance | None,
+) -> Iterator[AttendanceEvent]:
+    """The rows of `t` matching `where`, read by the Python reader at their lines (an extract of the file)."""
+    lines = [0, 1]
+    path = table.workdir / file
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write(",".join(table.names) + "\n")
+        for line, fields in table.raw_rows(where):
+            lines.append(line)
+            f.write(",".join(fields) + "\n")
+    extract = Export(table.workdir, {ATTENDANCE_FILE: file}, None)
+    try:
+        yield from iter_csv(extract, roster, report, None, rejected, lines)
+    finally:
+        extract.close()
+        path.unlink()
+
+
+def _mask(bits: str | None) -> int:
+    """A DuckDB bitstring (bit 0 leftmost) as a bitmask of day offsets."""
+    return 0 if bits is None else int(bits[::-1], 2)
+
+
+def columnar_tallies(
+    table: AttendanceTable, export: Export, roster: Roster, rules: Rules, report: RowReport
+) -> Tallies:
+    """The tallies of the resolved table (`AttendanceTable.resolve`): the clean students x schools from SQL, the
+    others from the Python tally of their rows, added up."""
+    file = export.actual_name(ATTENDANCE_FILE)
+    con, keys, schools = table.con, table.keys, table.schools
+    kid_of = {key: kid for kid, key in enumerate(keys)}
+    # the students x schools the Python reader finds in the rows the tables did not resolve (a padded id, a state
+    # id, an unknown reason): all their rows go to the Python tally (their duplicates may be across the two)
+    python_kids = {
+        kid
+        for e in rare_events(table, f"status = {UNCLEAN}", roster, file, RowReport(), None)
+        if (kid := kid_of.get((e.student_sourced_id, e.school_sourced_id))) is not None
+    }
+    last = (rules.year.end - rules.year.start).days
+    until = -1 if rules.compare_until is None else rules.compare_until
+    counted = f"FROM t JOIN combos x ON x.id = t.x WHERE t.status = {COUNTED}"
+    columnar = Tallies()
+    presence: dict[int, int] = {}
+    cur = con.execute(
+        f"SELECT t.kid, count(*), bit_count(bitstring_agg(t.o, 0, {last})), count(*) FILTER (WHERE x.presence) "
+        f"{counted} GROUP BY t.kid"
+    )
+    seen = columnar.seen
+    while batch := cur.fetchmany(50_000):
+        for kid, n, days, pres in batch:
+            if n != days:  # a second row for a day: first-row-wins is decided by line, in the Python tally
+                python_kids.add(kid)
+            else:  # non-zero: a row counted (the count of days, not the streaming tally's mask)
+                seen[keys[kid]] = n
+                presence[kid] = pres
+
+    def bits(where: str) -> str:
+        return f"bitstring_agg(t.o, 0, {last}) FILTER (WHERE {where})"
+
+    masks = [bits(f"x.w & {1 << b} <> 0") for b in range(PLANES)] + [bits(f"x.{k}") for k in KINDS]
+    assert len(masks) == MASKS
+    cur = con.execute(
+        f"""SELECT t.kid, sum(x.absent), sum(x.excused), sum(x.unexcused), sum(x.illness), sum(x.oss),
+        sum(x.w) FILTER (WHERE x.w > 0 AND t.o <= {until}), {", ".join(masks)}
+        {counted} AND x.absent_kind GROUP BY t.kid"""
+    )
+    while batch := cur.fetchmany(10_000):
+        for kid, absent, exc, unexc, ill, oss, until_h, *planes in batch:
+            if kid in python_kids:
+                continue
+            key = keys[kid]
+            columnar.tallies[key] = AbsenceTally(int(absent), int(exc), int(unexc), int(ill), int(oss))
+            if any(p is not None for p in planes[:PLANES]):
+                columnar.days[key] = [_mask(p) for p in planes]
+            if until_h:
+                columnar.absent_until[key] = int(until_h)
+    for kid in python_kids:
+        seen.pop(keys[kid], None)
+        presence.pop(kid, None)
+    columnar.presence_rows = sum(presence.values())
+    table.load("pk", {"kid": "INTEGER"}, ((kid,) for kid in python_kids))
+    by_day = f"SELECT sch, o, count(*) FROM t WHERE status = {COUNTED}"
+    for sch, offset, n in con.execute(f"{by_day} GROUP BY sch, o").fetchall():
+        columnar.rows_by_school.setdefault(schools[sch], {})[offset] = n
+    if python_kids:  # their rows are the Python tally's: take them out
+        for sch, offset, n in con.execute(f"{by_day} AND kid IN (FROM pk) GROUP BY sch, o").fetchall():
+            per_day = columnar.rows_by_school[schools[sch]]
+            per_day[offset] -= n
+            if not per_day[offset]:
+                del per_day[offset]
+    if rules.calendar_days is None:  # the school days the rows show, as consume() learns them
+        for sch, offset in con.execute(f"SELECT DISTINCT sch, o FROM t WHERE status = {COUNTED}").fetchall():
+            columnar.derived_days.setdefault(schools[sch], set()).add(offset)
+    # the rows for the Python tally: the unclean and rejected ones, all rows of its students x schools, and the
+    # first rows outside the year (among them are the first OUTSIDE_LISTED of the file that the reader resolves)
+    first_outside = f"SELECT rn FROM t WHERE status = {OUTSIDE} ORDER BY rn LIMIT {OUTSIDE_LISTED}"
+    con.execute(
+        f"CREATE TABLE m AS SELECT rn FROM t WHERE status IN ({REJECTED}, {UNCLEAN}) OR kid IN (FROM pk) "
+        f"OR rn IN ({first_outside})"
+    )
+    python = Tallies(rejected=rules.rejected())
+    python.consume(rare_events(table, "rn IN (SELECT rn FROM m)", roster, file, report, python.rejected), rules, report)
+    in_python = int(table.one("SELECT count(*) FROM m") or 0)
+    report.count_read(file, table.rows - in_python)  # the extract counted its own rows
+    for status, n in con.execute(
+        "SELECT status, count(*) FROM t WHERE rn NOT IN (SELECT rn FROM m) GROUP BY status"
+    ).fetchall():
+        columnar.events += n
+        if status == OUTSIDE:
+            columnar.outside_year += n
+        elif status == AFTER:
+            columnar.after_as_of += n
+    if columnar.outside_year or columnar.after_as_of:
+        columnar.file = file
+    python.absorb(columnar)  # disjoint students x schools: nothing overlaps
+    return python

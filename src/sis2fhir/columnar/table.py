@@ -1,0 +1,206 @@
+"""attendance.csv in DuckDB: read once in parallel, each row resolved onto roster keys and given a status.
+
+`att` holds the file's rows as text (DuckDB's rowid is the row's position: line = rowid + 2, header line 1, as the
+file's shape is plain: shape.py); `t` holds, per row, the resolved student, school, day offset, category,
+hundredths and reason (values.py) and one status: COUNTED (a school day in membership up to the as-of date),
+OUTSIDE (dated outside the school year), AFTER (after the as-of date), REJECTED (not enrolled, outside the
+membership, not a school day) or UNCLEAN (a value the tables do not resolve: the Python reader reads that row).
+The database lives in a temporary folder with a memory limit and spills there: memory does not grow with rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sis2fhir.columnar.values import (
+    COMBO_COLUMNS,
+    categories_of,
+    combos,
+    dates_of,
+    durations_of,
+    reasons_of,
+    schools_of,
+)
+from sis2fhir.engine import Rules
+from sis2fhir.read.attendance_values import Resolver
+from sis2fhir.read.lines import MAX_LINE_BYTES
+from sis2fhir.read.quotes import FIELD_LIMIT
+from sis2fhir.records import Roster
+
+COUNTED, OUTSIDE, AFTER, REJECTED, UNCLEAN = 0, 1, 2, 3, 4
+
+
+class Unfit(Exception):
+    """DuckDB could not read the file as plain CSV (ragged row, not UTF-8, overlong value): the streaming reader
+    reads it and reports what is wrong, row by row."""
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class AttendanceTable:
+    """One attendance.csv loaded; `names` its header's columns (shape.header_of)."""
+
+    def __init__(self, path: Path, names: list[str], workdir: Path, threads: int, memory_limit: str) -> None:
+        self.names = names
+        self.workdir = workdir
+        self.con = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": threads or os.cpu_count() or 1,
+                "memory_limit": memory_limit,
+                "temp_directory": str(workdir / "spill"),
+                "preserve_insertion_order": True,  # rowid follows the file: the line of a row
+            },
+        )
+        self.con.execute("SET enable_progress_bar = false")  # DuckDB draws one on stdout for a long query
+        columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in names)
+        try:
+            self.con.execute(
+                f"CREATE TABLE att AS SELECT * FROM read_csv(?, header = true, columns = {{{columns}}}, "
+                "auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
+                f"null_padding = false, max_line_size = {MAX_LINE_BYTES}, parallel = true)",
+                [str(path)],
+            )
+        except duckdb.Error as exc:
+            self.close()
+            raise Unfit(str(exc).splitlines()[0]) from None
+        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning;
+        # the low-cardinality columns are checked on their distinct values (distinct())
+        lengths = ", ".join(f"strlen(coalesce({q(n)}, ''))" for n in names if n.startswith("student"))
+        longest = self.one(f"SELECT max(greatest({lengths}, 0)) FROM att")
+        if longest is not None and longest >= FIELD_LIMIT:
+            self.close()
+            raise Unfit("a value is longer than the csv module's field limit")
+        self.rows = int(self.one("SELECT count(*) FROM att") or 0)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def one(self, sql: str) -> Any:
+        row = self.con.execute(sql).fetchone()
+        return None if row is None else row[0]
+
+    def col(self, name: str, default: str) -> str:
+        """The column as text ('' for an empty field), or a constant when the file has no such column."""
+        return f"coalesce(a.{q(name)}, '')" if name in self.names else _literal(default)
+
+    def distinct(self, name: str) -> list[str]:
+        if name not in self.names:
+            return []
+        found = [r[0] for r in self.con.execute(f"SELECT DISTINCT coalesce({q(name)}, '') FROM att").fetchall()]
+        if any(len(v) >= FIELD_LIMIT for v in found):
+            raise Unfit("a value is longer than the csv module's field limit")
+        return found
+
+    def load(self, table: str, columns: dict[str, str], rows: Iterable[tuple[Any, ...]]) -> None:
+        """A table from Python rows (through a CSV file: DuckDB has no faster way in without numpy or arrow)."""
+        path = self.workdir / f"{table}.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+                tuple(int(v) if isinstance(v, bool) else v for v in r) for r in rows
+            )
+        spec = ", ".join(f"{_literal(c)}: {_literal(t)}" for c, t in columns.items())
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_csv(?, header = false, columns = {{{spec}}}, "
+            "auto_detect = false, delim = ',', quote = '\"', escape = '\"', allow_quoted_nulls = false)",
+            [str(path)],
+        )
+        path.unlink()
+
+    def resolve(self, roster: Roster, rules: Rules, resolver: Resolver) -> None:
+        """Make `t`: each row's student x school (`kid`, an index of `keys`), school (`sch`, of `schools`), day
+        offset `o`, combination of values `x` (values.Combo, table `combos`) and status (the module's docstring).
+
+        A row whose student, school and membership do not match exactly (a padded or state id, an identifier the
+        roster does not know, no enrollment there) is UNCLEAN: the Python reader resolves and reports it."""
+        c = self.col
+        spellings: dict[str, list[str]] = {}
+        for raw, school in schools_of(self.distinct("schoolSourcedId"), resolver):
+            spellings.setdefault(school, []).append(raw)
+        self.keys = list(rules.memberships)
+        self.schools = sorted({school for _, school in self.keys})
+        sch = {school: i for i, school in enumerate(self.schools)}
+        base, students = rules.base, roster.students
+
+        def memberships() -> Iterable[tuple[Any, ...]]:
+            for kid, (sid, school) in enumerate(self.keys):
+                student = students.get(sid)
+                if student is None:
+                    continue  # enrollments of a student users.csv does not have: the reader reports its rows
+                m = rules.memberships[(sid, school)]
+                for raw in spellings.get(school, ()):
+                    yield (
+                        kid,
+                        sid,
+                        student.state_id or "",
+                        raw,
+                        sch[school],
+                        m.begin.toordinal() - base,
+                        (m.end.toordinal() - base),
+                    )
+
+        self.load(
+            "sm",
+            {"kid": "INTEGER", "sid": "VARCHAR", "state": "VARCHAR", "raw": "VARCHAR", "sch": "INTEGER",
+             "b": "INTEGER", "e": "INTEGER"},
+            memberships(),
+        )  # fmt: skip
+        self.load("vdate", {"raw": "VARCHAR", "o": "INTEGER", "v": "INTEGER"}, dates_of(self.distinct("date"), rules))
+        cats = categories_of(self.distinct("category"))
+        durations = durations_of(self.distinct("duration"), resolver) if "duration" in self.names else [("", 100)]
+        reasons = reasons_of(self.distinct("reason"), resolver) if "reason" in self.names else [("", "")]
+        found = combos((v for _, v in cats), (h for _, h in durations), (r for _, r in reasons), rules)
+        index = {(x.cat, x.h, x.reason): i for i, x in enumerate(found)}
+        types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
+        types.update(cat="VARCHAR", reason="VARCHAR")
+        self.load("combos", {"id": "INTEGER", **types}, ((i, *x.row()) for i, x in enumerate(found)))
+        self.load(
+            "craw",
+            {"cat": "VARCHAR", "dur": "VARCHAR", "reason": "VARCHAR", "id": "INTEGER"},
+            ((rc, rd, rr, index[(vc, h, vr)]) for rc, vc in cats for rd, h in durations for rr, vr in reasons),
+        )
+        calendar = rules.calendar_days
+        if calendar is not None:
+            self.load(
+                "cal",
+                {"sch": "INTEGER", "o": "INTEGER"},
+                ((sch[s], o) for s, offsets in calendar.items() if s in sch for o in offsets),
+            )
+        state = c("studentIdentifier", "")
+        on_calendar = "" if calendar is None else "OR cal.o IS NULL"
+        join_calendar = "" if calendar is None else "LEFT JOIN cal ON cal.sch = sm.sch AND cal.o = d.o"
+        self.con.execute(
+            f"""CREATE TABLE t AS SELECT a.rowid AS rn, sm.kid, sm.sch, d.o :: SMALLINT AS o, cr.id AS x,
+            CASE WHEN sm.kid IS NULL OR d.o IS NULL OR cr.id IS NULL THEN {UNCLEAN}
+                 WHEN d.v = -1 THEN {OUTSIDE} WHEN d.v = -2 THEN {AFTER}
+                 WHEN d.o < sm.b OR d.o > sm.e {on_calendar} THEN {REJECTED} ELSE {COUNTED} END :: TINYINT AS status
+            FROM att a
+            LEFT JOIN sm ON sm.sid = {c("studentSourcedId", "")} AND sm.raw = {c("schoolSourcedId", "")}
+                AND ({state} = '' OR {state} = sm.state)
+            LEFT JOIN vdate d ON d.raw = {c("date", "")}
+            LEFT JOIN craw cr ON cr.cat = {c("category", "")} AND cr.dur = {c("duration", "")}
+                AND cr.reason = {c("reason", "")}
+            {join_calendar}"""
+        )
+
+    def raw_rows(self, where: str) -> Iterator[tuple[int, list[str]]]:
+        """(line, fields) of the rows of `t` matching `where`, in file order."""
+        fields = ", ".join(f"coalesce(a.{q(n)}, '')" for n in self.names)
+        cur = self.con.execute(
+            f"SELECT a.rowid, {fields} FROM att a WHERE a.rowid IN (SELECT rn FROM t WHERE {where}) ORDER BY a.rowid"
+        )
+        while batch := cur.fetchmany(10_000):
+            for r in batch:
+                yield int(r[0]) + 2, list(r[1:])
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
