@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sis2fhir.keys import load_jwks, load_signing_key
+from sis2fhir.keys import CDS_JWT_ALGS, load_jwks, load_signing_key
 from sis2fhir.scopes import check_configured
 
 
@@ -51,7 +51,7 @@ class CdsClientSettings(BaseModel):
 
     @model_validator(mode="after")
     def _keys(self) -> CdsClientSettings:
-        load_jwks(self.jwks, f"CDS client {self.issuer!r}: jwks")
+        load_jwks(self.jwks, f"CDS client {self.issuer!r}: jwks", CDS_JWT_ALGS)
         return self
 
 

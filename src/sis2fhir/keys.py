@@ -20,6 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 # What SMART Backend Services lets a client sign its assertion with, and the key type each needs.
 ASSERTION_ALGS = ("RS384", "ES384")
+# What a CDS Hooks client's JWT may be signed with: the two above, and ES256, which the CDS Hooks sandbox (and
+# clients built from it) sign with.
+CDS_JWT_ALGS = ("RS384", "ES384", "ES256")
+_CURVE_ALGS = {"P-384": "ES384", "P-256": "ES256"}
 SigningPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -54,20 +58,23 @@ class ClientKey:
     key: Any  # cryptography public key
 
     def accepts(self, alg: str) -> bool:
-        """True when an assertion signed with `alg` (RS384 or ES384) may be checked with this key."""
+        """True when a JWT signed with `alg` (RS384, ES384 or ES256) may be checked with this key."""
         if self.alg is not None and self.alg != alg:
             return False
         if alg == "RS384":
             return isinstance(self.key, rsa.RSAPublicKey)
         if alg == "ES384":
             return isinstance(self.key, ec.EllipticCurvePublicKey) and isinstance(self.key.curve, ec.SECP384R1)
+        if alg == "ES256":
+            return isinstance(self.key, ec.EllipticCurvePublicKey) and isinstance(self.key.curve, ec.SECP256R1)
         return False
 
 
-def load_jwks(value: str | dict[str, Any], what: str) -> dict[str, ClientKey]:
+def load_jwks(value: str | dict[str, Any], what: str, algs: tuple[str, ...] = ASSERTION_ALGS) -> dict[str, ClientKey]:
     """A client's JWKS (`file:PATH`, `env:NAME` holding the JSON, or the JWKS object itself) as keys by kid.
 
-    Every key needs a kid, must be an RSA or EC P-384 public key, and must not hold private parts."""
+    Every key needs a kid, must be an RSA or EC public key for one of `algs` (SMART Backend Services: RS384 or
+    ES384, so EC on P-384; CDS Hooks clients also ES256 on P-256), and must not hold private parts."""
     if isinstance(value, str):
         text = read_reference(value, what)
         try:
@@ -93,15 +100,19 @@ def load_jwks(value: str | dict[str, Any], what: str) -> dict[str, ClientKey]:
         if any(part in jwk for part in ("d", "p", "q", "dp", "dq", "qi")):
             raise ValueError(f"{keys_n} ({kid!r}) holds private key parts: register only the client's public keys")
         alg = jwk.get("alg")
-        if alg is not None and alg not in ASSERTION_ALGS:
-            raise ValueError(f"{keys_n} ({kid!r}) has alg {alg!r}; SMART Backend Services allows RS384 or ES384")
+        if alg is not None and alg not in algs:
+            raise ValueError(f"{keys_n} ({kid!r}) has alg {alg!r}; allowed: {' or '.join(algs)}")
+        implied = "RS384" if jwk["kty"] == "RSA" else _CURVE_ALGS.get(str(jwk.get("crv")), "ES384")
+        if implied not in algs:
+            implied = "ES384"  # then the curve check below says which curves are allowed
         try:
-            key = jwt.PyJWK(jwk, algorithm=alg or ("RS384" if jwk["kty"] == "RSA" else "ES384")).key
+            key = jwt.PyJWK(jwk, algorithm=alg or implied).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             raise ValueError(f"{keys_n} ({kid!r}) is not a usable {jwk['kty']} public key") from None
         entry = ClientKey(kid=kid, alg=alg, key=key)
-        if not entry.accepts(alg or ("RS384" if jwk["kty"] == "RSA" else "ES384")):
-            raise ValueError(f"{keys_n} ({kid!r}): an EC key must be on P-384 (ES384)")
+        if not entry.accepts(alg or implied):
+            curves = " or ".join(f"{c} ({a})" for c, a in _CURVE_ALGS.items() if a in algs)
+            raise ValueError(f"{keys_n} ({kid!r}): an EC key must be on {curves}")
         keys[kid] = entry
     return keys
 

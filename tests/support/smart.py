@@ -24,7 +24,7 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True)
 class ClientKeys:
-    alg: str  # RS384 or ES384
+    alg: str  # RS384, ES384 or ES256 (CDS Hooks clients only)
     kid: str
     private_pem: str
     public_jwk: dict[str, Any]
@@ -36,13 +36,13 @@ class ClientKeys:
 
 
 def make_client_keys(alg: str = "ES384", kid: str | None = None) -> ClientKeys:
-    """A fresh key pair: RS384 (RSA 2048) or ES384 (EC P-384)."""
+    """A fresh key pair: RS384 (RSA 2048), ES384 (EC P-384) or ES256 (EC P-256: CDS Hooks clients only)."""
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if alg == "RS384":
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         public = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    elif alg == "ES384":
-        private = ec.generate_private_key(ec.SECP384R1())
+    elif alg in ("ES384", "ES256"):
+        private = ec.generate_private_key(ec.SECP384R1() if alg == "ES384" else ec.SECP256R1())
         public = jwt.algorithms.ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
     else:
         raise ValueError(alg)

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sis2fhir.api.cds_auth import CdsCall, CdsRefused, bearer, check_cds_jwt
 from sis2fhir.config import Settings
-from sis2fhir.keys import ClientKey, load_jwks
+from sis2fhir.keys import CDS_JWT_ALGS, ClientKey, load_jwks
 from sis2fhir.present import card as texts
 from sis2fhir.present.facts import AttendanceFacts
 from sis2fhir.service.chart import CARD, attendance, find_student, record_shown
@@ -68,7 +68,8 @@ class _Keys:
 
     def __init__(self, settings: Settings) -> None:
         self.keys: dict[str, dict[str, ClientKey]] = {
-            c.issuer: load_jwks(c.jwks, f"CDS client {c.issuer!r}: jwks") for c in settings.api.cds_clients
+            c.issuer: load_jwks(c.jwks, f"CDS client {c.issuer!r}: jwks", CDS_JWT_ALGS)
+            for c in settings.api.cds_clients
         }
 
     def key_of(self, issuer: str, kid: str) -> ClientKey | None:

@@ -2,8 +2,9 @@
 client (so the recipient organization) it binds the call to.
 
 Rules (CDS Hooks 2.0, "Trusting CDS Clients"): signed with a key of the JWKS configured for its `iss` (an
-allow-list: `api.cds_clients`; a `jku` in the header is never fetched, the configured keys decide), RS384 or
-ES384, `aud` = the URL of the service called, `exp` present, not past and at most five minutes ahead, `jti`
+allow-list: `api.cds_clients`; a `jku` in the header is never fetched, the configured keys decide), RS384, ES384 or
+ES256 (what the CDS Hooks sandbox signs with), `aud` = the URL of the service called, `exp` present, not past and at
+most five minutes ahead, `jti`
 present and never seen before for that issuer (the store's client_assertions table, shared with the token
 endpoint under a `cds:` prefix, so a replay is refused across processes and restarts). Messages name the rule,
 never the token or a key.
@@ -21,7 +22,7 @@ import jwt
 
 from sis2fhir.api.assertion import CLOCK_SKEW, MAX_ASSERTION_LIFETIME
 from sis2fhir.api_config import CdsClientSettings
-from sis2fhir.keys import ASSERTION_ALGS, ClientKey
+from sis2fhir.keys import CDS_JWT_ALGS, ClientKey
 from sis2fhir.store.assertions import MAX_JTI_LENGTH
 
 KeyLookup = Callable[[str, str], ClientKey | None]  # (issuer, kid) -> the key, or None
@@ -70,8 +71,8 @@ def check_cds_jwt(
     except jwt.PyJWTError:
         raise CdsRefused("the bearer token is not a signed JWT") from None
     alg = header.get("alg")
-    if alg not in ASSERTION_ALGS:
-        raise CdsRefused("the JWT must be signed with RS384 or ES384")
+    if alg not in CDS_JWT_ALGS:
+        raise CdsRefused("the JWT must be signed with RS384, ES384 or ES256")
     iss = unverified.get("iss")
     client = client_of(iss) if isinstance(iss, str) and iss else None
     if client is None:
