@@ -42,9 +42,67 @@ class AcceptedAssertion:
     expires_at: datetime
 
 
+class BrokenRule(Exception):
+    """A signed JWT broke one of the rules `verified_claims` checks: `rule` names it (signature, expired, missing,
+    audience, exp-type, exp-ahead, jti-empty, jti-long, other), `detail` the claim or the exception's name."""
+
+    def __init__(self, rule: str, detail: str = "") -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.detail = detail
+
+
+def verified_claims(token: str, key: ClientKey, alg: str, audience: str, now: float) -> tuple[dict[str, Any], str]:
+    """The claims of a JWT and its jti, once its signature verifies with `key` and `aud` is `audience`, `exp` is
+    present, not past and at most five minutes ahead, and `jti` a non-empty string of at most MAX_JTI_LENGTH: the
+    rules a SMART client assertion and a CDS Hooks JWT share. BrokenRule says which one failed."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.key,
+            algorithms=[alg],
+            audience=audience,
+            options={"require": ["exp", "jti", "aud"], "verify_iat": False},
+            leeway=0,
+        )
+    except jwt.InvalidSignatureError:
+        raise BrokenRule("signature") from None
+    except jwt.ExpiredSignatureError:
+        raise BrokenRule("expired") from None
+    except jwt.MissingRequiredClaimError as e:
+        raise BrokenRule("missing", e.claim) from None
+    except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+        raise BrokenRule("audience") from None
+    except jwt.PyJWTError as e:
+        raise BrokenRule("other", type(e).__name__) from None
+    exp, jti = claims["exp"], claims["jti"]
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise BrokenRule("exp-type")
+    if exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
+        raise BrokenRule("exp-ahead")
+    if not isinstance(jti, str) or not jti.strip():
+        raise BrokenRule("jti-empty")
+    if len(jti) > MAX_JTI_LENGTH:
+        raise BrokenRule("jti-long")
+    return claims, jti
+
+
 def _shown(value: object) -> str:
     text = str(value)
     return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+_ASSERTION_RULES = {
+    "signature": "client_assertion: the signature does not verify with the key {kid}",
+    "expired": "client_assertion has expired (exp is past)",
+    "missing": "client_assertion has no {detail} claim",
+    "audience": "client_assertion: aud must be the token URL {url}",
+    "other": "client_assertion cannot be accepted: {detail}",
+    "exp-type": "client_assertion: exp must be a number of seconds since the epoch",
+    "exp-ahead": "client_assertion: exp is more than five minutes ahead",
+    "jti-empty": "client_assertion: jti must be a non-empty string",
+    "jti-long": f"client_assertion: jti is longer than {MAX_JTI_LENGTH} characters",
+}
 
 
 def check_assertion(
@@ -80,31 +138,8 @@ def check_assertion(
     if not key.accepts(alg):
         raise invalid_client(f"client_assertion: the key {_shown(kid)} is not a key for {alg}")
     try:
-        claims: dict[str, Any] = jwt.decode(
-            assertion,
-            key.key,
-            algorithms=[alg],
-            audience=token_url,
-            options={"require": ["exp", "jti", "aud"], "verify_iat": False},
-            leeway=0,
-        )
-    except jwt.InvalidSignatureError:
-        raise invalid_client(f"client_assertion: the signature does not verify with the key {_shown(kid)}") from None
-    except jwt.ExpiredSignatureError:
-        raise invalid_client("client_assertion has expired (exp is past)") from None
-    except jwt.MissingRequiredClaimError as e:
-        raise invalid_client(f"client_assertion has no {e.claim} claim") from None
-    except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
-        raise invalid_client(f"client_assertion: aud must be the token URL {token_url}") from None
-    except jwt.PyJWTError as e:
-        raise invalid_client(f"client_assertion cannot be accepted: {type(e).__name__}") from None
-    exp, jti = claims["exp"], claims["jti"]
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise invalid_client("client_assertion: exp must be a number of seconds since the epoch")
-    if exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
-        raise invalid_client("client_assertion: exp is more than five minutes ahead")
-    if not isinstance(jti, str) or not jti.strip():
-        raise invalid_client("client_assertion: jti must be a non-empty string")
-    if len(jti) > MAX_JTI_LENGTH:
-        raise invalid_client(f"client_assertion: jti is longer than {MAX_JTI_LENGTH} characters")
+        claims, jti = verified_claims(assertion, key, alg, token_url, now)
+    except BrokenRule as e:
+        raise invalid_client(_ASSERTION_RULES[e.rule].format(kid=_shown(kid), url=token_url, detail=e.detail)) from None
+    exp = claims["exp"]
     return AcceptedAssertion(client_id=iss, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC))

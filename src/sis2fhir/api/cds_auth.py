@@ -20,7 +20,7 @@ from typing import Any
 
 import jwt
 
-from sis2fhir.api.assertion import CLOCK_SKEW, MAX_ASSERTION_LIFETIME
+from sis2fhir.api.assertion import BrokenRule, verified_claims
 from sis2fhir.api_config import CdsClientSettings
 from sis2fhir.keys import CDS_JWT_ALGS, ClientKey
 from sis2fhir.store.assertions import MAX_JTI_LENGTH
@@ -54,6 +54,20 @@ def bearer(authorization: str) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+_JTI = f"the JWT's jti must be a non-empty string of at most {MAX_JTI_LENGTH} characters"
+_CDS_RULES = {
+    "signature": "the JWT's signature does not verify with its issuer's key",
+    "expired": "the JWT has expired (exp is past)",
+    "missing": "the JWT has no {detail} claim",
+    "audience": "the JWT's aud must be the service URL {url}",
+    "other": "the JWT cannot be accepted: {detail}",
+    "exp-type": "the JWT's exp must be a number of seconds since the epoch",
+    "exp-ahead": "the JWT's exp is more than five minutes ahead",
+    "jti-empty": _JTI,
+    "jti-long": _JTI,
+}
+
+
 def check_cds_jwt(
     token: str | None,
     *,
@@ -84,29 +98,8 @@ def check_cds_jwt(
     if not key.accepts(alg):
         raise CdsRefused(f"the JWT's key is not a key for {alg}")
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.key,
-            algorithms=[alg],
-            audience=service_url,
-            options={"require": ["exp", "jti", "aud"], "verify_iat": False},
-            leeway=0,
-        )
-    except jwt.InvalidSignatureError:
-        raise CdsRefused("the JWT's signature does not verify with its issuer's key") from None
-    except jwt.ExpiredSignatureError:
-        raise CdsRefused("the JWT has expired (exp is past)") from None
-    except jwt.MissingRequiredClaimError as e:
-        raise CdsRefused(f"the JWT has no {e.claim} claim") from None
-    except jwt.InvalidAudienceError:
-        raise CdsRefused(f"the JWT's aud must be the service URL {service_url}") from None
-    except jwt.PyJWTError as e:
-        raise CdsRefused(f"the JWT cannot be accepted: {type(e).__name__}") from None
-    exp, jti = claims["exp"], claims["jti"]
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise CdsRefused("the JWT's exp must be a number of seconds since the epoch")
-    if exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
-        raise CdsRefused("the JWT's exp is more than five minutes ahead")
-    if not isinstance(jti, str) or not jti.strip() or len(jti) > MAX_JTI_LENGTH:
-        raise CdsRefused(f"the JWT's jti must be a non-empty string of at most {MAX_JTI_LENGTH} characters")
+        claims, jti = verified_claims(token, key, alg, service_url, now)
+    except BrokenRule as e:
+        raise CdsRefused(_CDS_RULES[e.rule].format(url=service_url, detail=e.detail)) from None
+    exp = claims["exp"]
     return CdsCall(client=client, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC))
