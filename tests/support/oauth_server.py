@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -28,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.support.sekmet import free_port
+from tests.support.threaded_app import serving_in_thread
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALLOWED_ALGS = ("RS384", "ES384")
@@ -227,17 +226,5 @@ def running_oauth_server(upstream: str, **options: Any) -> Iterator[OAuthTestSer
     """Serve an OAuthTestServer on a free loopback port in a thread; yield it; stop it after."""
     port = free_port()
     server = OAuthTestServer(upstream=upstream.rstrip("/"), root=f"http://127.0.0.1:{port}", **options)
-    config = uvicorn.Config(server.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("OAuth test server did not start")
-        time.sleep(0.02)
-    try:
+    with serving_in_thread(server.app(), port, "OAuth test server"):
         yield server
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)

@@ -13,8 +13,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,13 +20,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.support.sekmet import free_port
+from tests.support.threaded_app import serving_in_thread
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 4.1
@@ -165,17 +163,5 @@ def running_ehr(upstream: str, **options: Any) -> Iterator[TestEhr]:
     """A TestEhr on a free loopback port (a thread of this process) until the block ends."""
     port = free_port()
     ehr = TestEhr(upstream=upstream.rstrip("/"), root=f"http://127.0.0.1:{port}", **options)
-    config = uvicorn.Config(ehr.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test EHR did not start")
-        time.sleep(0.02)
-    try:
+    with serving_in_thread(ehr.app(), port, "the test EHR"):
         yield ehr
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
