@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.pool import AsyncResult
 from typing import Any, Generic, TypeVar
 
 J = TypeVar("J")  # the job shared by every task
@@ -59,8 +61,17 @@ def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int
     """`fn(job, item)` for each item, in forked worker processes, yielded in the items' order as they are done.
 
     `fn` and `job` reach the workers by fork, unpickled; each item and result is pickled. The pool lives while the
-    iterator is consumed."""
+    iterator is consumed. At most two items per process are in hand at a time: with `Pool.imap`, workers that
+    outran the consumer (mappers ahead of the process writing the store) left their results waiting here, up to
+    the whole run's (at 20k students the parent's traced memory rose by 124 MB while mapping, measured)."""
     job_id = next(_job_ids)
     context = multiprocessing.get_context("fork")
+    window = 2 * processes
     with context.Pool(processes, initializer=_enter, initargs=(job_id, _Task(fn, job))) as pool:
-        yield from pool.imap(_run, ((job_id, item) for item in items))
+        pending: deque[AsyncResult[R]] = deque()
+        for item in items:
+            pending.append(pool.apply_async(_run, ((job_id, item),)))
+            if len(pending) >= window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

@@ -212,6 +212,7 @@ def sync(
             by_student.setdefault(s.student_sourced_id, [])
         for s in result.summaries:
             by_student[s.student_sourced_id].append(s)
+        del every_summary  # the withheld summaries: counted already, never mapped
         envelopes: list[Envelope] = []
         mapped = 0
         for students_done, batch in build_disclosures(builder, by_student, consents, settings.workers):

@@ -23,10 +23,15 @@ class AttendanceCategory(StrEnum):
     PARTIAL = "Partial"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MonthTally:
     """One calendar month of a student x school's school year, up to the as-of date: measure.py makes them, the store
-    keeps them (attendance_summaries.months), the chart and the population views read them. Hundredths of a day."""
+    keeps them (attendance_summaries.months), the chart and the population views read them. Hundredths of a day.
+
+    Equal tallies are one object: most students' months repeat (a month with no absence at a school is the same
+    for all its full-year students), and every summary holds about ten of them, each with its own "YYYY-MM"
+    string: at 20k students they were 33 MB of the 186 MB after the tally (measured). A value cannot change, so
+    sharing it is safe; the table of them is bounded (`_SHARED_MAX`)."""
 
     month: str  # "YYYY-MM"
     days_in_membership: int
@@ -35,6 +40,36 @@ class MonthTally:
     unexcused_h: int
     illness_h: int
     oss_h: int  # out-of-school suspension
+
+    def __new__(
+        cls,
+        month: str,
+        days_in_membership: int,
+        absent_h: int,
+        excused_h: int,
+        unexcused_h: int,
+        illness_h: int,
+        oss_h: int,
+    ) -> MonthTally:
+        key = (month, days_in_membership, absent_h, excused_h, unexcused_h, illness_h, oss_h)
+        shared = _SHARED.get(key)
+        if shared is not None:
+            return shared
+        made = object.__new__(cls)
+        for name, value in zip(_MONTH_FIELDS, key, strict=True):
+            object.__setattr__(made, name, value)
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[key] = made
+        return made
+
+    def __reduce__(self) -> tuple[type[MonthTally], tuple[str | int, ...]]:
+        return MonthTally, tuple(getattr(self, name) for name in _MONTH_FIELDS)
+
+
+_MONTH_FIELDS = ("month", "days_in_membership", "absent_h", "excused_h", "unexcused_h", "illness_h", "oss_h")
+_SHARED: dict[tuple[str | int, ...], MonthTally] = {}
+_SHARED_MAX = 1 << 16  # distinct month tallies kept for sharing; beyond it the table starts again
 
 
 @dataclass(frozen=True, slots=True)

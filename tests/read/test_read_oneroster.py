@@ -165,6 +165,21 @@ def test_status_in_a_bulk_file_is_a_warning_and_tobedeleted_is_not_used(tmp_path
     assert [(i.line, i.severity) for i in report.issues if i.code == "deleted-in-bulk"] == [(3, "error")]
 
 
+def test_a_bulk_file_uses_the_first_row_of_an_id_and_reports_its_own_issues_before_the_readers(
+    tmp_path: Path,
+) -> None:
+    folder = shutil.copytree(EXPORTS / "district-1.1", tmp_path / "e")
+    users = (folder / "users.csv").read_text().splitlines()
+    again = users[1].replace("Alex", "Alexis")  # stu-1 a second time, below stu-4: not used
+    stu_3 = users[3].replace(",,,true", ",active,,true").replace(",student,", ",studnet,")  # status, bad role
+    (folder / "users.csv").write_text("\n".join([*users[:3], stu_3, *users[4:], again]) + "\n")
+    roster, report = roster_of(folder)
+    assert roster.students["stu-1"].given_name == "Alex"
+    assert "stu-3" not in roster.students
+    users_issues = [(i.code, i.line) for i in report.issues if i.file == "users.csv" and i.line > 1]
+    assert users_issues == [("duplicate-id", len(users) + 1), ("status-in-bulk", 4), ("unknown-role", 4)]
+
+
 def test_a_delta_honours_tobedeleted_and_the_latest_date_last_modified(tmp_path: Path) -> None:
     folder = shutil.copytree(EXPORTS / "district-1.1", tmp_path / "e")
     edit(folder, "manifest.csv", "file.users,bulk", "file.users,delta")

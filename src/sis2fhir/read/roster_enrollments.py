@@ -26,6 +26,12 @@ def _year_of(day: date, years: list[SchoolYear]) -> SchoolYear | None:
     return None
 
 
+def _day(days: dict[str, date | None], raw: str) -> date | None:
+    if raw not in days:
+        days[raw] = parse_date(raw)
+    return days[raw]
+
+
 def read_enrollments(
     export: Export,
     report: RowReport,
@@ -41,6 +47,7 @@ def read_enrollments(
     other_roles: Counter[str] = Counter()
     other_first: dict[str, int] = {}
     latest = years[-1] if years else None
+    days: dict[str, date | None] = {}  # one date object per distinct date (every row repeats a few)
     for line, row in rows:
         role = row["role"].strip().lower()
         if role != "student":
@@ -84,7 +91,7 @@ def read_enrollments(
                 )
             continue
         raw_begin, raw_end = row.get("beginDate", "").strip(), row.get("endDate", "").strip()
-        begin, end = parse_date(raw_begin), parse_date(raw_end)
+        begin, end = _day(days, raw_begin), _day(days, raw_end)
         if (raw_begin and begin is None) or (raw_end and end is None):
             col = "beginDate" if raw_begin and begin is None else "endDate"
             out.error(line, col, "bad-date", bad_date(row[col], col) + " The enrollment is not used.")
@@ -112,7 +119,7 @@ def read_enrollments(
                 "endDate is before beginDate; the enrollment is not used. Correct the dates.",
             )
             continue
-        key = (uid, school)
+        key = (students[uid].sourced_id, schools[school].sourced_id)  # the roster's own strings, not the row's
         prior = spans.get(key)
         spans[key] = (min(prior[0], begin), max(prior[1], end)) if prior else (begin, end)
     for role, count in sorted(other_roles.items()):
