@@ -39,8 +39,12 @@ def projected_rate(
 
         projected = (absent_h + window_absent_h / window_days x days_left) / ((days_in_membership + days_left) x 100)
     """
-    p = _projection(days_in_membership, days_absent_h, window_days, window_absent_h, days_left, policy)
-    return None if p is None else float(p)
+    if days_in_membership < max(1, policy.minimum_days_in_membership) or window_days <= 0:
+        return None  # as _projection: its Fraction is (a x w + b x l) / (w x (m + l) x 100), at most 1
+    numerator = days_absent_h * window_days + window_absent_h * days_left
+    denominator = window_days * (days_in_membership + days_left) * HUNDREDTHS
+    # int / int is correctly rounded, as float(Fraction) is (it divides the same ratio in lowest terms)
+    return 1.0 if numerator >= denominator else numerator / denominator
 
 
 class Trigger(StrEnum):
