@@ -109,7 +109,7 @@ class Span:
     no_absence: DayFacts  # the facts of a membership without any absence
     # the month tallies made so far, by (month, hundredths absent, excused, ...): many students' months are the
     # same, and a MonthTally made once costs less than one made per student (measured: 230k made at 20k students)
-    made: dict[tuple[str, int, int, int, int, int], MonthTally]
+    made: dict[tuple[object, ...], MonthTally]
 
 
 def span_of(school: SchoolDays, begin: date, end: date, last_day: date, window: int) -> Span:

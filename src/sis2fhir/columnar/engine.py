@@ -92,11 +92,6 @@ def rare_events(
         path.unlink()
 
 
-def _mask(bits: str | None) -> int:
-    """A DuckDB bitstring (bit 0 leftmost) as a bitmask of day offsets."""
-    return 0 if bits is None else int(bits[::-1], 2)
-
-
 def columnar_tallies(
     table: AttendanceTable, export: Export, roster: Roster, rules: Rules, report: RowReport
 ) -> Tallies:
@@ -113,6 +108,7 @@ def columnar_tallies(
         if (kid := kid_of.get((e.student_sourced_id, e.school_sourced_id))) is not None
     }
     last = (rules.year.end - rules.year.start).days
+    year_days = (1 << (last + 1)) - 1  # the day offsets 0..last of the year
     until = -1 if rules.compare_until is None else rules.compare_until
     counted = f"FROM t JOIN combos x ON x.id = t.x WHERE t.status = {COUNTED}"
     columnar = Tallies()
@@ -131,7 +127,9 @@ def columnar_tallies(
                 presence[kid] = pres
 
     def bits(where: str) -> str:
-        return f"bitstring_agg(t.o, 0, {last}) FILTER (WHERE {where})"
+        # the last day's bit leftmost, as a BLOB: the mask's bytes, big-endian, after up to 7 padding bits (masked
+        # off below); 37 bytes a mask at 292 days, not 292 characters of '0' and '1' (DuckDB 1.x and 2.0)
+        return f"(bitstring_agg({last} - t.o, 0, {last}) FILTER (WHERE {where}))::BLOB"
 
     masks = [bits(f"x.w & {1 << b} <> 0") for b in range(PLANES)] + [bits(f"x.{k}") for k in KINDS]
     assert len(masks) == MASKS
@@ -146,8 +144,8 @@ def columnar_tallies(
                 continue
             key = keys[kid]
             columnar.tallies[key] = AbsenceTally(int(absent), int(exc), int(unexc), int(ill), int(oss))
-            if any(p is not None for p in planes[:PLANES]):
-                columnar.days[key] = [_mask(p) for p in planes]
+            if planes[:PLANES].count(None) < PLANES:  # any weight plane: a day absent
+                columnar.days[key] = [0 if p is None else int.from_bytes(p, "big") & year_days for p in planes]
             if until_h:
                 columnar.absent_until[key] = int(until_h)
     for kid in python_kids:
