@@ -332,9 +332,8 @@ def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[
     monthly tallies, streaks, recent absences and the year-end projection (absence_days.py, transitions.py)."""
     year, policy, calendar, base = rules.year, rules.policy, rules.calendar, rules.base
     last_day = min(rules.as_of, year.end)
-    # most memberships of a school share their begin and end (the year's): what depends on those alone is made
-    # once per (school, begin, end), in dicts that live for this call (schools x distinct spans, not students)
-    schools: dict[str, SchoolDays] = {}
+    # most memberships share their school, begin and end: what those decide is made once per call (absence_days)
+    schools = {school: SchoolDays(days, base) for school, days in days_by_school.items()}
     spans: dict[tuple[str, date, date], tuple[int, Span | None, int]] = {}
     no_absence = AbsenceTally()
     days_of, tallies_of, year_of, start = tallies.days.get, tallies.tallies.get, year.year, year.start
@@ -343,20 +342,15 @@ def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[
         begin, end = max(m.begin, year.start), min(m.end, year.end)
         found = spans.get((school, begin, end))
         if found is None:
-            school_days = days_by_school[school]
-            at = schools.get(school)
-            if at is None:
-                at = schools[school] = SchoolDays(school_days, base)
-            dim = days_in_membership(school_days, begin, end, last_day)
+            dim = days_in_membership(days_by_school[school], begin, end, last_day)
             left = school_days_left(None if calendar is None else calendar.get(school, []), last_day, end)
-            span = span_of(at, begin, end, last_day, rules.window) if dim else None
+            span = span_of(schools[school], begin, end, last_day, rules.window) if dim else None
             found = spans[(school, begin, end)] = (dim, span, left)
         dim, span, left = found
         if span is None:
             continue  # not (yet) in membership on any school day of this year
-        key = (student, school)
-        tally = tallies_of(key) or no_absence
-        facts = facts_of(days_of(key), schools[school], span, base)
+        tally = tallies_of((student, school)) or no_absence
+        facts = facts_of(days_of((student, school)), schools[school], span, base)
         projected = projected_rate(dim, tally.absent, facts.window_days, facts.window_absent_h, left, policy)
         summaries.append(
             summarize(
