@@ -169,16 +169,17 @@ def columnar_tallies(
     # first rows outside the year (among them are the first OUTSIDE_LISTED of the file that the reader resolves)
     first_outside = f"SELECT rn FROM t WHERE status = {OUTSIDE} ORDER BY rn LIMIT {OUTSIDE_LISTED}"
     con.execute(
-        f"CREATE TABLE m AS SELECT rn FROM t WHERE status IN ({REJECTED}, {UNCLEAN}) OR kid IN (FROM pk) "
+        f"CREATE TABLE m AS SELECT rn, status FROM t WHERE status IN ({REJECTED}, {UNCLEAN}) OR kid IN (FROM pk) "
         f"OR rn IN ({first_outside})"
     )
     python = Tallies(rejected=rules.rejected())
     python.consume(rare_events(table, "rn IN (SELECT rn FROM m)", roster, file, report, python.rejected), rules, report)
     in_python = int(table.one("SELECT count(*) FROM m") or 0)
     report.count_read(file, table.rows - in_python)  # the extract counted its own rows
-    for status, n in con.execute(
-        "SELECT status, count(*) FROM t WHERE rn NOT IN (SELECT rn FROM m) GROUP BY status"
-    ).fetchall():
+    # the rows not in m, per status: all rows less m's (an anti-join of every row with m costs more, measured)
+    in_m = dict(con.execute("SELECT status, count(*) FROM m GROUP BY status").fetchall())
+    for status, every in con.execute("SELECT status, count(*) FROM t GROUP BY status").fetchall():
+        n = every - in_m.get(status, 0)
         columnar.events += n
         if status == OUTSIDE:
             columnar.outside_year += n
