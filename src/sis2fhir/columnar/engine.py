@@ -19,20 +19,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sis2fhir.absence_days import MASKS, PLANES
+from sis2fhir.absence_days import PLANES, add_day, new_masks
 from sis2fhir.columnar.shape import header_of, unfit
 from sis2fhir.columnar.table import AFTER, COUNTED, OUTSIDE, REJECTED, UNCLEAN, AttendanceTable, Unfit
+from sis2fhir.columnar.values import Combo
 from sis2fhir.engine import MeasuredAttendance, Rules
 from sis2fhir.measure import AbsenceTally
 from sis2fhir.read.attendance import ATTENDANCE_FILE
 from sis2fhir.read.attendance_csv import iter_csv
 from sis2fhir.read.attendance_values import Resolver
 from sis2fhir.read.export import Export
-from sis2fhir.records import AttendanceEvent, RejectedAttendance, Roster
+from sis2fhir.records import AttendanceCategory, AttendanceEvent, RejectedAttendance, Roster
 from sis2fhir.report import RowReport
 from sis2fhir.tally import OUTSIDE_LISTED, StreamingTally, Tallies, measured_of
-
-KINDS = ("m_excused", "m_unexcused", "m_illness", "m_suspension")  # absence_days' masks after the weight planes
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +91,15 @@ def rare_events(
         path.unlink()
 
 
+def _masks_of(c: Combo) -> list[int]:
+    """The masks (absence_days.DayMasks) a counted day of this combination goes into, as add_day puts it there."""
+    if not c.w:
+        return []
+    masks = new_masks()
+    add_day(masks, 0, c.w, AttendanceCategory(c.cat), c.reason)
+    return [i for i, m in enumerate(masks) if m]
+
+
 def columnar_tallies(
     table: AttendanceTable, export: Export, roster: Roster, rules: Rules, report: RowReport
 ) -> Tallies:
@@ -126,28 +134,50 @@ def columnar_tallies(
                 seen[keys[kid]] = n
                 presence[kid] = pres
 
-    def bits(where: str) -> str:
-        # the last day's bit leftmost, as a BLOB: the mask's bytes, big-endian, after up to 7 padding bits (masked
-        # off below); 37 bytes a mask at 292 days, not 292 characters of '0' and '1' (DuckDB 1.x and 2.0)
-        return f"(bitstring_agg({last} - t.o, 0, {last}) FILTER (WHERE {where}))::BLOB"
-
-    masks = [bits(f"x.w & {1 << b} <> 0") for b in range(PLANES)] + [bits(f"x.{k}") for k in KINDS]
-    assert len(masks) == MASKS
+    # what each (category, hundredths, reason) adds (values.Combo): the tally's five sums, its weight, and the
+    # masks its days go into (the weight's bit planes, then its kinds)
+    adds = [
+        (
+            (c.absent, c.excused, c.unexcused, c.illness, c.oss, c.w),
+            _masks_of(c),
+        )
+        for c in table.combos
+    ]
+    # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
+    # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
     cur = con.execute(
-        f"""SELECT t.kid, sum(x.absent), sum(x.excused), sum(x.unexcused), sum(x.illness), sum(x.oss),
-        sum(x.w) FILTER (WHERE x.w > 0 AND t.o <= {until}), {", ".join(masks)}
-        {counted} AND x.absent_kind GROUP BY t.kid"""
+        f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
+        bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind GROUP BY t.kid, t.x"""
     )
-    while batch := cur.fetchmany(10_000):
-        for kid, absent, exc, unexc, ill, oss, until_h, *planes in batch:
+    sums: dict[int, list[int]] = {}  # kid -> absent, excused, unexcused, illness, oss, absent up to compare_until
+    day_masks: dict[int, list[int]] = {}
+    while batch := cur.fetchmany(50_000):
+        for kid, x, n, n_until, blob in batch:
             if kid in python_kids:
                 continue
-            key = keys[kid]
-            columnar.tallies[key] = AbsenceTally(int(absent), int(exc), int(unexc), int(ill), int(oss))
-            if planes[:PLANES].count(None) < PLANES:  # any weight plane: a day absent
-                columnar.days[key] = [0 if p is None else int.from_bytes(p, "big") & year_days for p in planes]
-            if until_h:
-                columnar.absent_until[key] = int(until_h)
+            (absent, exc, unexc, ill, oss, w), into = adds[x]
+            total = sums.get(kid)
+            if total is None:
+                total = sums[kid] = [0, 0, 0, 0, 0, 0]
+                day_masks[kid] = new_masks()
+            total[0] += n * absent
+            total[1] += n * exc
+            total[2] += n * unexc
+            total[3] += n * ill
+            total[4] += n * oss
+            total[5] += n_until * w
+            if into:
+                mask = int.from_bytes(blob, "big") & year_days
+                kid_masks = day_masks[kid]
+                for i in into:
+                    kid_masks[i] |= mask
+    for kid, total in sums.items():
+        key = keys[kid]
+        columnar.tallies[key] = AbsenceTally(*total[:5])
+        if any(day_masks[kid][:PLANES]):  # a day absent
+            columnar.days[key] = day_masks[kid]
+        if total[5]:
+            columnar.absent_until[key] = total[5]
     for kid in python_kids:
         seen.pop(keys[kid], None)
         presence.pop(kid, None)

@@ -167,6 +167,7 @@ class AttendanceTable:
         durations = durations_of(duration_raws, resolver) if "duration" in self.names else [("", 100)]
         reasons = reasons_of(reason_raws, resolver) if "reason" in self.names else [("", "")]
         found = combos((v for _, v in cats), (h for _, h in durations), (r for _, r in reasons), rules)
+        self.combos = found  # by id (table `combos`)
         index = {(x.cat, x.h, x.reason): i for i, x in enumerate(found)}
         types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
         types.update(cat="VARCHAR", reason="VARCHAR")
