@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
+from functools import lru_cache
 
 from sis2fhir.policy import Policy
 from sis2fhir.records import AttendanceCategory, MonthTally
@@ -134,22 +135,28 @@ def chronic_absence_tier(days_absent_h: int, days_in_membership: int, policy: Po
     """The tier for these totals under `policy`."""
     if days_in_membership < max(1, policy.minimum_days_in_membership):
         return Tier.INSUFFICIENT_DATA
-    if policy.measure == "percent":  # exact: 18 of 180 days is 10 %, not 9.999999999 % (no floats on the way)
-        value = Fraction(days_absent_h * 100, days_in_membership * HUNDREDTHS)
+    # exact: 18 of 180 days is 10 %, not 9.999999999 % (no floats on the way). The value is a / b and a bound
+    # n / d (b, d > 0), so value >= bound is a * d >= n * b in integers, as Fraction compares them
+    if policy.measure == "percent":
+        a, b = days_absent_h * 100, days_in_membership * HUNDREDTHS
     else:
-        value = Fraction(days_absent_h, HUNDREDTHS)
-    if value >= _as_written(policy.severe_bound):
-        return Tier.SEVERE_CHRONIC
-    if value >= _as_written(policy.chronic_bound):
-        return Tier.MODERATE_CHRONIC
-    if value >= _as_written(policy.at_risk_bound):
-        return Tier.AT_RISK
+        a, b = days_absent_h, HUNDREDTHS
+    for bound, tier in (
+        (policy.severe_bound, Tier.SEVERE_CHRONIC),
+        (policy.chronic_bound, Tier.MODERATE_CHRONIC),
+        (policy.at_risk_bound, Tier.AT_RISK),
+    ):
+        n, d = _as_written(bound)
+        if a * d >= n * b:
+            return tier
     return Tier.SATISFACTORY
 
 
-def _as_written(bound: float) -> Fraction:
-    """A policy's bound as the configuration writes it: 10.1 is 101/10, not its binary neighbour."""
-    return Fraction(str(bound))
+@lru_cache(maxsize=64)  # a run has a policy or two: three bounds each
+def _as_written(bound: float) -> tuple[int, int]:
+    """A policy's bound as the configuration writes it: 10.1 is 101/10, not its binary neighbour (numerator,
+    denominator > 0)."""
+    return Fraction(str(bound)).as_integer_ratio()
 
 
 def is_chronic(tier: str) -> bool | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sis2fhir.absence_days import DayMasks, absorb_masks, add_day, day_facts, new_masks
+from sis2fhir.absence_days import DayMasks, SchoolDays, Span, absorb_masks, add_day, facts_of, new_masks, span_of
 from sis2fhir.engine import (
     CONFLICTING_EVENT,
     NOT_A_SCHOOL_DAY,
@@ -332,24 +332,32 @@ def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[
     monthly tallies, streaks, recent absences and the year-end projection (absence_days.py, transitions.py)."""
     year, policy, calendar, base = rules.year, rules.policy, rules.calendar, rules.base
     last_day = min(rules.as_of, year.end)
+    # most memberships share their school, begin and end: what those decide is made once per call (absence_days)
+    schools = {school: SchoolDays(days, base) for school, days in days_by_school.items()}
+    spans: dict[tuple[str, date, date], tuple[int, Span | None, int]] = {}
+    no_absence = AbsenceTally()
+    days_of, tallies_of, year_of, start = tallies.days.get, tallies.tallies.get, year.year, year.start
     summaries = []
     for (student, school), m in rules.memberships.items():
         begin, end = max(m.begin, year.start), min(m.end, year.end)
-        school_days = days_by_school[school]
-        dim = days_in_membership(school_days, begin, end, last_day)
-        if dim == 0:
+        found = spans.get((school, begin, end))
+        if found is None:
+            dim = days_in_membership(days_by_school[school], begin, end, last_day)
+            left = school_days_left(None if calendar is None else calendar.get(school, []), last_day, end)
+            span = span_of(schools[school], begin, end, last_day, rules.window) if dim else None
+            found = spans[(school, begin, end)] = (dim, span, left)
+        dim, span, left = found
+        if span is None:
             continue  # not (yet) in membership on any school day of this year
-        key = (student, school)
-        tally = tallies.tallies.get(key, AbsenceTally())
-        facts = day_facts(tallies.days.get(key), school_days, begin, end, last_day, base, rules.window)
-        left = school_days_left(None if calendar is None else calendar.get(school, []), last_day, end)
+        tally = tallies_of((student, school)) or no_absence
+        facts = facts_of(days_of((student, school)), schools[school], span, base)
         projected = projected_rate(dim, tally.absent, facts.window_days, facts.window_absent_h, left, policy)
         summaries.append(
             summarize(
                 student,
                 school,
-                year.year,
-                year.start,
+                year_of,
+                start,
                 last_day,
                 dim,
                 tally,

@@ -22,12 +22,13 @@ from sis2fhir.terminology import Tier
 
 def _projection(
     days_in_membership: int, days_absent_h: int, window_days: int, window_absent_h: int, days_left: int, policy: Policy
-) -> Fraction | None:
+) -> tuple[int, int] | None:
+    """The projected rate, not capped, as (numerator, denominator > 0) in exact integers; None: it cannot be made."""
     if days_in_membership < max(1, policy.minimum_days_in_membership) or window_days <= 0:
         return None
-    # (absent so far + window rate x days left) / (days in membership + days left), in exact fractions
-    absent = Fraction(days_absent_h) + Fraction(window_absent_h * days_left, window_days)
-    return min(Fraction(1), absent / ((days_in_membership + days_left) * HUNDREDTHS))
+    # (absent so far + window rate x days left) / (days in membership + days left): (a w + b l) / (w (m + l) 100)
+    numerator = days_absent_h * window_days + window_absent_h * days_left
+    return numerator, window_days * (days_in_membership + days_left) * HUNDREDTHS
 
 
 def projected_rate(
@@ -40,7 +41,10 @@ def projected_rate(
         projected = (absent_h + window_absent_h / window_days x days_left) / ((days_in_membership + days_left) x 100)
     """
     p = _projection(days_in_membership, days_absent_h, window_days, window_absent_h, days_left, policy)
-    return None if p is None else float(p)
+    if p is None:
+        return None
+    numerator, denominator = p  # at most 1; int / int is correctly rounded, as float(Fraction) is
+    return 1.0 if numerator >= denominator else numerator / denominator
 
 
 class Trigger(StrEnum):
@@ -94,10 +98,11 @@ def _reaches_bound(summary: AttendanceSummary, policy: Policy) -> bool | None:
                     summary.days_left, policy)  # fmt: skip
     if p is None:
         return None
+    projected = min(Fraction(1), Fraction(*p))
     bound = Fraction(str(policy.chronic_bound))  # as written: 10.1 is 101/10
     if policy.measure == "percent":
-        return p * 100 >= bound
-    return p * (summary.days_in_membership + summary.days_left) >= bound  # projected days absent
+        return projected * 100 >= bound
+    return projected * (summary.days_in_membership + summary.days_left) >= bound  # projected days absent
 
 
 def _figures(s: AttendanceSummary) -> dict[str, Any]:

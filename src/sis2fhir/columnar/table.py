@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,9 @@ class AttendanceTable:
         except duckdb.Error as exc:
             self.close()
             raise Unfit(str(exc).splitlines()[0]) from None
-        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning;
-        # the low-cardinality columns are checked on their distinct values (distinct())
-        lengths = ", ".join(f"strlen(coalesce({q(n)}, ''))" for n in names if n.startswith("student"))
-        longest = self.one(f"SELECT max(greatest({lengths}, 0)) FROM att")
-        if longest is not None and longest >= FIELD_LIMIT:
-            self.close()
-            raise Unfit("a value is longer than the csv module's field limit")
+        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning:
+        # the student columns are measured in resolve's first scan, the others checked on their distinct values
+        self.long_columns = [n for n in names if n.startswith("student")]
         self.rows = int(self.one("SELECT count(*) FROM att") or 0)
 
     def close(self) -> None:
@@ -92,13 +88,24 @@ class AttendanceTable:
         """The column as text ('' for an empty field), or a constant when the file has no such column."""
         return f"coalesce(a.{q(name)}, '')" if name in self.names else _literal(default)
 
-    def distinct(self, name: str) -> list[str]:
-        if name not in self.names:
-            return []
-        found = [r[0] for r in self.con.execute(f"SELECT DISTINCT coalesce({q(name)}, '') FROM att").fetchall()]
-        if any(len(v) >= FIELD_LIMIT for v in found):
+    def distinct(self, *names: str, measured: Sequence[str] = ()) -> list[list[str]]:
+        """The distinct values of each column of `names` ([] for a column the file does not have), from one scan of
+        their combinations (a few low-cardinality columns together cost less than each on its own: measured), in
+        which the longest value of each column of `measured` is found too. Unfit: a value over csv's limit."""
+        present = [n for n in names if n in self.names]
+        found: dict[str, set[str]] = {n: set() for n in present}
+        columns = [f"coalesce({q(n)}, '')" for n in present]
+        lengths = [f"max(strlen(coalesce({q(n)}, '')))" for n in measured]
+        longest = 0
+        if columns or lengths:
+            group = f" GROUP BY {', '.join(columns)}" if columns else ""
+            for row in self.con.execute(f"SELECT {', '.join(columns + lengths)} FROM att{group}").fetchall():
+                for n, v in zip(present, row[: len(present)], strict=True):
+                    found[n].add(v)
+                longest = max([longest, *(n or 0 for n in row[len(present) :])])
+        if longest >= FIELD_LIMIT or any(len(v) >= FIELD_LIMIT for values in found.values() for v in values):
             raise Unfit("a value is longer than the csv module's field limit")
-        return found
+        return [sorted(found.get(n, ())) for n in names]
 
     def load(self, table: str, columns: dict[str, str], rows: Iterable[tuple[Any, ...]]) -> None:
         """A table from Python rows (through a CSV file: DuckDB has no faster way in without numpy or arrow)."""
@@ -123,7 +130,8 @@ class AttendanceTable:
         roster does not know, no enrollment there) is UNCLEAN: the Python reader resolves and reports it."""
         c = self.col
         spellings: dict[str, list[str]] = {}
-        for raw, school in schools_of(self.distinct("schoolSourcedId"), resolver):
+        school_raws, date_raws = self.distinct("schoolSourcedId", "date", measured=self.long_columns)
+        for raw, school in schools_of(school_raws, resolver):
             spellings.setdefault(school, []).append(raw)
         self.keys = list(rules.memberships)
         self.schools = sorted({school for _, school in self.keys})
@@ -153,11 +161,13 @@ class AttendanceTable:
              "b": "INTEGER", "e": "INTEGER"},
             memberships(),
         )  # fmt: skip
-        self.load("vdate", {"raw": "VARCHAR", "o": "INTEGER", "v": "INTEGER"}, dates_of(self.distinct("date"), rules))
-        cats = categories_of(self.distinct("category"))
-        durations = durations_of(self.distinct("duration"), resolver) if "duration" in self.names else [("", 100)]
-        reasons = reasons_of(self.distinct("reason"), resolver) if "reason" in self.names else [("", "")]
+        self.load("vdate", {"raw": "VARCHAR", "o": "INTEGER", "v": "INTEGER"}, dates_of(date_raws, rules))
+        category_raws, duration_raws, reason_raws = self.distinct("category", "duration", "reason")
+        cats = categories_of(category_raws)
+        durations = durations_of(duration_raws, resolver) if "duration" in self.names else [("", 100)]
+        reasons = reasons_of(reason_raws, resolver) if "reason" in self.names else [("", "")]
         found = combos((v for _, v in cats), (h for _, h in durations), (r for _, r in reasons), rules)
+        self.combos = found  # by id (table `combos`)
         index = {(x.cat, x.h, x.reason): i for i, x in enumerate(found)}
         types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
         types.update(cat="VARCHAR", reason="VARCHAR")
