@@ -51,6 +51,9 @@ class DeliveryItem:
     consent_id: str  # the consent the disclosure relies on (FERPA 99.32)
     resources: list[dict[str, Any]] = field(default_factory=list)  # FHIR R4 resources, validated
     hl7v2: str = ""  # an ER7 message (segments separated by \r), for HL7 v2 destinations
+    # each resource as its JSON bytes, when the maker has them (what fingerprints the item): a folder writes them
+    # as they are. Empty: the destination serialises the resources itself
+    lines: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -20,11 +20,16 @@ _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 ID_CACHE = 8_192
 
 
-@lru_cache(maxsize=ID_CACHE)
 def resource_id(system: str, value: str) -> str:
-    """A stable FHIR id for a business identifier: `str(uuid.uuid5(_ID_NAMESPACE, f"{system}|{value}"))`, spelt
-    out (the SHA-1 of namespace and name, version 5 and the variant set in it) at a quarter of uuid5's cost."""
-    h = hashlib.sha1(_NAMESPACE_BYTES + f"{system}|{value}".encode()).hexdigest()
+    """A stable FHIR id (uuid5) for a business identifier."""
+    return _uuid5(f"{system}|{value}")
+
+
+@lru_cache(maxsize=ID_CACHE)
+def _uuid5(name: str) -> str:
+    """`str(uuid.uuid5(_ID_NAMESPACE, name))`, spelt out (the SHA-1 of namespace and name, with the version and
+    variant set in it) at a quarter of uuid5's cost."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
