@@ -26,7 +26,7 @@ from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.hl7_disclosure import v2_envelopes
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import Measured, attendance_observation
-from sis2fhir.map.organization import set_organizations
+from sis2fhir.map.organization import SetOrganizations
 from sis2fhir.map.patient import student_patient
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
@@ -114,6 +114,8 @@ class DisclosureBuilder:
     counts: DisclosureCounts
     measured: Measured  # the run's policy and each school's last instructional day
     valid_organizations: dict[str, bool] = field(default_factory=dict)  # id -> valid (each validated once)
+    organizations: SetOrganizations | None = None  # made once per run (each school's, each recipient's)
+    recipients: dict[str, RecipientSettings] = field(default_factory=dict)  # each recipient's, looked up once
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -222,8 +224,10 @@ class DisclosureBuilder:
 
     def _recipient(self, recipient: str) -> RecipientSettings:
         """The recipient's settings (a one-off run's recipients are not configured: the defaults)."""
-        found = next((r for r in self.settings.recipients if r.identifier == recipient), None)
-        return found if found is not None else RecipientSettings(identifier=recipient)
+        if recipient not in self.recipients:
+            found = next((r for r in self.settings.recipients if r.identifier == recipient), None)
+            self.recipients[recipient] = found if found is not None else RecipientSettings(identifier=recipient)
+        return self.recipients[recipient]
 
     def _context(self, student: Student, observations: Observations, recipient: str, consent: ConsentRecord
                  ) -> list[dict[str, Any]] | None:  # fmt: skip
@@ -236,7 +240,9 @@ class DisclosureBuilder:
         self.counts.resources_built["Patient"] += 1
         schools = (self.roster.schools[school] for school, _ in observations)
         named = settings.name or consent.recipient_name
-        orgs = set_organizations(schools, self.roster.district, district, (settings.system, recipient, named))
+        if self.organizations is None:
+            self.organizations = SetOrganizations(self.roster.district, district)
+        orgs = self.organizations(schools, (settings.system, recipient, named))
         for org in orgs:
             if org["id"] not in self.valid_organizations:  # the same for every student
                 self.valid_organizations[org["id"]] = self._passes(org, None, student, "Organization")
