@@ -54,3 +54,22 @@ def test_a_folder_writes_an_items_lines_as_it_would_write_its_resources(tmp_path
         "1234567893/Consent.ndjson",
         "other_recipient/Basic.ndjson",
     }
+
+
+def test_an_attempt_discloses_each_resource_by_its_first_complete_identifier(tmp_path: Path) -> None:
+    item = delivery_item("S9")
+    item.resources += [
+        {"resourceType": "Patient", "id": "p1",
+         "identifier": [{"system": "s"}, {"value": "v"}, {"system": "a", "value": "b"}]},
+        {"resourceType": "Organization", "id": "o1", "identifier": [{"system": "s", "value": ""}]},
+        {"resourceType": "Organization", "id": "o2"},
+    ]  # fmt: skip
+    refs = NdjsonDestination(tmp_path).sent_references(item)
+    observation, consent = item.resources[0]["identifier"][0], item.resources[1]["identifier"][0]
+    assert refs == [
+        f"Observation?identifier={observation['system']}|{observation['value']}",
+        f"Consent?identifier={consent['system']}|{consent['value']}",
+        "Patient?identifier=a|b",
+        "Organization/o1",
+        "Organization/o2",
+    ]
