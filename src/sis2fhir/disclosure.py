@@ -318,6 +318,7 @@ class DisclosureBuilder:
 
 MAP_CHUNK = 500  # students per task when mapping on several cores
 PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
+MAP_AHEAD = 4  # chunks per worker mapped ahead of this process (each result waits pickled until it is taken)
 COLLECT_EVERY = 20  # chunks of students between two collections of reference cycles while mapping
 
 
@@ -349,7 +350,8 @@ def build_disclosures(
                 if n % COLLECT_EVERY == 0:
                     gc.collect(0)
             return
-        for n, part in enumerate(fork_map(_map_chunk, (builder, by_student, consents), chunks, workers), 1):
+        job = (builder, by_student, consents)  # at most MAP_AHEAD chunks a worker ahead: results do not pile up here
+        for n, part in enumerate(fork_map(_map_chunk, job, chunks, workers, ahead=MAP_AHEAD * workers), 1):
             builder.counts.absorb(part.counts)
             yield part.students, part.envelopes
             if n % COLLECT_EVERY == 0:

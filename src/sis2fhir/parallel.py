@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -55,12 +56,28 @@ def _run(job_and_item: tuple[int, Any]) -> Any:
     return task.fn(task.job, item)
 
 
-def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int) -> Iterator[R]:
+def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int, ahead: int = 0) -> Iterator[R]:
     """`fn(job, item)` for each item, in forked worker processes, yielded in the items' order as they are done.
 
     `fn` and `job` reach the workers by fork, unpickled; each item and result is pickled. The pool lives while the
-    iterator is consumed."""
+    iterator is consumed. `ahead` (0: no limit): at most this many items are handed to the workers before their
+    results are taken; otherwise results a slower consumer has not taken yet pile up in its memory."""
     job_id = next(_job_ids)
     context = multiprocessing.get_context("fork")
+    window, stop = threading.Semaphore(ahead), threading.Event()
+
+    def feed() -> Iterator[tuple[int, T]]:  # run by the pool's task thread
+        for item in items:
+            while ahead and not window.acquire(timeout=0.1):
+                if stop.is_set():
+                    return
+            yield job_id, item
+
     with context.Pool(processes, initializer=_enter, initargs=(job_id, _Task(fn, job))) as pool:
-        yield from pool.imap(_run, ((job_id, item) for item in items))
+        try:
+            for result in pool.imap(_run, feed()):
+                if ahead:
+                    window.release()
+                yield result
+        finally:
+            stop.set()
