@@ -57,16 +57,17 @@ def _run(job_and_item: tuple[int, Any]) -> Any:
     return task.fn(task.job, item)
 
 
-def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int) -> Iterator[R]:
+def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int, ahead: int = 0) -> Iterator[R]:
     """`fn(job, item)` for each item, in forked worker processes, yielded in the items' order as they are done.
 
     `fn` and `job` reach the workers by fork, unpickled; each item and result is pickled. The pool lives while the
-    iterator is consumed. At most two items per process are in hand at a time: with `Pool.imap`, workers that
-    outran the consumer (mappers ahead of the process writing the store) left their results waiting here, up to
-    the whole run's (at 20k students the parent's traced memory rose by 124 MB while mapping, measured)."""
+    iterator is consumed. At most `ahead` items (0: two per process) are in hand at a time: with `Pool.imap`,
+    workers that outran the consumer (mappers ahead of the process writing the store) left their results waiting
+    here, up to the whole run's (at 20k students the parent's traced memory rose by 124 MB while mapping,
+    measured)."""
     job_id = next(_job_ids)
     context = multiprocessing.get_context("fork")
-    window = 2 * processes
+    window = ahead or 2 * processes
     with context.Pool(processes, initializer=_enter, initargs=(job_id, _Task(fn, job))) as pool:
         pending: deque[AsyncResult[R]] = deque()
         for item in items:

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from sis2fhir.map import organization
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import attendance_observation
 from sis2fhir.map.organization import (
+    SetOrganizations,
     district_organization,
     recipient_organization,
     school_organization,
@@ -133,6 +135,21 @@ def test_the_district_and_schools_are_educational_organizations_each_listed_once
     assert [o["type"][0]["coding"][0]["code"] for o in orgs[:3]] == ["edu"] * 3
     for org in orgs:
         assert errors(org) == []
+
+
+def test_a_runs_sets_share_organizations_made_once_and_equal_to_fresh_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = School(sourced_id="sch-2", name="Jefferson Middle School")
+    made = SetOrganizations(LEA, DISTRICT)
+    clinic, hie = (NPI_SYSTEM, RECIPIENT, "Pediatric Clinic"), (NPI_SYSTEM, "1999999992", "State HIE")
+    asked = [([SCHOOL], clinic), ([other, SCHOOL], hie), ([SCHOOL, other, SCHOOL], clinic), ([other], hie)]
+    sets = [made(schools, recipient) for schools, recipient in asked]
+    assert sets == [set_organizations(schools, LEA, DISTRICT, recipient) for schools, recipient in asked]
+    assert sets[0][0] is sets[3][0] and sets[0][1] is sets[2][1]  # the district's, a school's: the same object
+    monkeypatch.setattr(organization, "ORGANIZATIONS_KEPT", 2)
+    small = SetOrganizations(LEA, DISTRICT)
+    assert [small([SCHOOL, other], r) for _, r in asked] == [set_organizations([SCHOOL, other], LEA, DISTRICT, r)
+                                                             for _, r in asked]  # fmt: skip
+    assert len(small._made) <= 2
 
 
 def test_a_roster_without_a_district_org_still_gives_a_valid_district_organization() -> None:

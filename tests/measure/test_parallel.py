@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,3 +29,23 @@ def test_two_jobs_at_once_do_not_see_each_others_state() -> None:
     inner = [r for r, _ in fork_map(_scaled, {"factor": 10}, range(5), 2)]
     assert inner == [0, 10, 20, 30, 40]
     assert [first[0]] + [r for r, _ in outer] == [0, 2, 4, 6, 8]
+
+
+def test_a_slow_consumer_is_handed_at_most_ahead_items_and_can_stop_early() -> None:
+    drawn: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(30):
+            drawn.append(i)
+            yield i
+
+    taken = 0
+    for result, _ in fork_map(_scaled, {"factor": 1}, items(), 2, ahead=3):
+        assert result == taken
+        taken += 1
+        time.sleep(0.02)  # slower than the workers: without the window they would be handed every item
+        assert len(drawn) <= taken + 3 + 1  # + the one drawn while the window is full
+    assert taken == 30
+    stopped = fork_map(_scaled, {"factor": 1}, range(1000), 2, ahead=1)
+    assert next(stopped)[0] == 0
+    stopped.close()  # the pool ends; the items are not all handed over

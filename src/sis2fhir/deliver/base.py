@@ -51,6 +51,9 @@ class DeliveryItem:
     consent_id: str  # the consent the disclosure relies on (FERPA 99.32)
     resources: list[dict[str, Any]] = field(default_factory=list)  # FHIR R4 resources, validated
     hl7v2: str = ""  # an ER7 message (segments separated by \r), for HL7 v2 destinations
+    # each resource as its JSON bytes, when the maker has them (what fingerprints the item): a folder writes them
+    # as they are. Empty: the destination serialises the resources itself
+    lines: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -101,13 +104,13 @@ class Destination(ABC):
         disclosure log while the outcome is not known. Resources by business identifier, by default."""
         refs = []
         for resource in item.resources:
-            ident = next((i for i in resource.get("identifier") or [] if i.get("system") and i.get("value")), None)
             rtype = resource.get("resourceType", "")
-            refs.append(
-                f"{rtype}?identifier={ident['system']}|{ident['value']}"
-                if ident
-                else f"{rtype}/{resource.get('id', '')}"
-            )
+            for ident in resource.get("identifier") or ():  # the first with a system and a value
+                if ident.get("system") and ident.get("value"):
+                    refs.append(f"{rtype}?identifier={ident['system']}|{ident['value']}")
+                    break
+            else:
+                refs.append(f"{rtype}/{resource.get('id', '')}")
         return refs
 
     async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:

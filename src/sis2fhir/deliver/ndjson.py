@@ -67,6 +67,15 @@ class NdjsonDestination(Destination):
         self._run = f"{time.time_ns():020d}.{os.getpid()}"  # segments of later runs sort after earlier ones
         self._seq = 0
         self._touched: set[Path] = set()
+        # (recipient, resource type) -> its target file, and what the disclosure log names a resource in it by
+        self._targets: dict[tuple[str, str], tuple[Path, str]] = {}
+
+    def _target(self, recipient: str, rtype: str) -> tuple[Path, str]:
+        found = self._targets.get((recipient, rtype))
+        if found is None:
+            name = f"{recipient_folder_name(recipient)}/{rtype}.ndjson"
+            found = self._targets[(recipient, rtype)] = (self.folder / name, f"{name}#{rtype}/")
+        return found
 
     async def deliver(self, items: Sequence[DeliveryItem]) -> AsyncIterator[list[DeliveryResult]]:
         # per target, resource id -> line: one line per id (the merge's rule: the last version, in first-seen
@@ -75,11 +84,15 @@ class NdjsonDestination(Destination):
         written: list[tuple[DeliveryItem, list[str]]] = []
         for item in items:
             paths = []
-            for resource in item.resources:
-                rtype = resource["resourceType"]
-                target = self.folder / recipient_folder_name(item.recipient) / f"{rtype}.ndjson"
-                lines.setdefault(target, {})[resource["id"]] = orjson.dumps(resource)
-                paths.append(f"{recipient_folder_name(item.recipient)}/{rtype}.ndjson#{rtype}/{resource['id']}")
+            encoded = item.lines or tuple(map(orjson.dumps, item.resources))  # the item's own bytes, when it has them
+            for resource, line in zip(item.resources, encoded, strict=True):
+                rtype, rid = resource["resourceType"], resource["id"]
+                target, named = self._target(item.recipient, rtype)
+                in_target = lines.get(target)
+                if in_target is None:
+                    in_target = lines[target] = {}
+                in_target[rid] = line
+                paths.append(named + rid)
             written.append((item, paths))
         segments = []
         for target in lines:

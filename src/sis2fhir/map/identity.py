@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from sis2fhir.config import DistrictSettings
@@ -10,11 +12,25 @@ from sis2fhir.records import District, School, Student
 
 # A fixed namespace for uuid5: changing it would change every id ever issued.
 _ID_NAMESPACE = uuid.UUID("6f0d6d52-3a4e-5b8e-9a52-5f1c2b7d0a11")
+_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+# RFC 4122 variant: the 17th hex digit keeps its low two bits and gets 10 above them
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+# Ids a run asks for again and again: every student's Patient (3 references and the resource), the district, the
+# schools, the recipients. A few thousand cover them; a student's own ids are asked for while it is being mapped.
+ID_CACHE = 8_192
 
 
 def resource_id(system: str, value: str) -> str:
     """A stable FHIR id (uuid5) for a business identifier."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{system}|{value}"))
+    return _uuid5(f"{system}|{value}")
+
+
+@lru_cache(maxsize=ID_CACHE)
+def _uuid5(name: str) -> str:
+    """`str(uuid.uuid5(_ID_NAMESPACE, name))`, spelt out (the SHA-1 of namespace and name, with the version and
+    variant set in it) at a quarter of uuid5's cost."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def identifier(system: str, value: str) -> dict[str, Any]:

@@ -73,6 +73,10 @@ def _measure_code(code: str) -> dict[str, Any]:
     return {"coding": coding}
 
 
+# each measure's code, made once and shared by every Observation (like _CATEGORIES and _CODE: never changed)
+_MEASURE_CODES = {code: _measure_code(code) for code in t.MEASURES}
+
+
 def _days(hundredths: int) -> dict[str, Any]:
     value: int | float = hundredths // HUNDREDTHS if hundredths % HUNDREDTHS == 0 else hundredths / HUNDREDTHS
     return {"value": value, "unit": "d", "system": t.UCUM, "code": "d"}
@@ -197,15 +201,15 @@ def attendance_observation(
     ident = summary_identifier(summary, district)
     components = [
         {
-            "code": _measure_code("days-in-membership"),
+            "code": _MEASURE_CODES["days-in-membership"],
             "valueQuantity": _days(summary.days_in_membership * HUNDREDTHS),
         },
-        {"code": _measure_code("days-absent"), "valueQuantity": _days(summary.days_absent_h)},
-        {"code": _measure_code("days-absent-excused"), "valueQuantity": _days(summary.excused_h)},
-        {"code": _measure_code("days-absent-unexcused"), "valueQuantity": _days(summary.unexcused_h)},
-        {"code": _measure_code("days-absent-illness"), "valueQuantity": _days(summary.illness_h)},
-        {"code": _measure_code("days-absent-oss"), "valueQuantity": _days(summary.oss_h)},
-        {"code": _measure_code("chronic-absence-tier"), "valueCodeableConcept": _tier(summary.tier)},
+        {"code": _MEASURE_CODES["days-absent"], "valueQuantity": _days(summary.days_absent_h)},
+        {"code": _MEASURE_CODES["days-absent-excused"], "valueQuantity": _days(summary.excused_h)},
+        {"code": _MEASURE_CODES["days-absent-unexcused"], "valueQuantity": _days(summary.unexcused_h)},
+        {"code": _MEASURE_CODES["days-absent-illness"], "valueQuantity": _days(summary.illness_h)},
+        {"code": _MEASURE_CODES["days-absent-oss"], "valueQuantity": _days(summary.oss_h)},
+        {"code": _MEASURE_CODES["chronic-absence-tier"], "valueCodeableConcept": _tier(summary.tier)},
     ]
     obs: dict[str, Any] = {
         "resourceType": "Observation",

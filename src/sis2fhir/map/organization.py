@@ -8,7 +8,8 @@ is the resource here. FHIR REST recipients get none of these: there, organizatio
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from sis2fhir import terminology as t
@@ -68,9 +69,34 @@ def set_organizations(
 ) -> list[dict[str, Any]]:
     """What a self-contained set refers to: the district, these schools (each once, in order) and the recipient
     (system, identifier, name)."""
-    unique = {s.sourced_id: s for s in schools}
-    return [
-        district_organization(district_org, district),
-        *(school_organization(s, district_org, district) for s in unique.values()),
-        recipient_organization(*recipient),
-    ]
+    return SetOrganizations(district_org, district)(schools, recipient)
+
+
+ORGANIZATIONS_KEPT = 4_096  # Organizations one run's SetOrganizations keeps made (a district's schools and recipients)
+
+
+class SetOrganizations:
+    """What a self-contained set refers to (`set_organizations`), for one run's district: each Organization made
+    once and shared by every set that carries it (every student's carries the district, the recipient and the
+    student's schools)."""
+
+    def __init__(self, district_org: District | None, district: DistrictSettings) -> None:
+        self.district_org, self.district = district_org, district
+        self._made: dict[object, dict[str, Any]] = {}
+
+    def __call__(self, schools: Iterable[School], recipient: tuple[str, str, str]) -> list[dict[str, Any]]:
+        unique = {s.sourced_id: s for s in schools}
+        d_org, d = self.district_org, self.district
+        return [
+            self._kept("district", partial(district_organization, d_org, d)),
+            *(self._kept(s, partial(school_organization, s, d_org, d)) for s in unique.values()),
+            self._kept(recipient, partial(recipient_organization, *recipient)),
+        ]
+
+    def _kept(self, key: object, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        org = self._made.get(key)
+        if org is None:
+            if len(self._made) >= ORGANIZATIONS_KEPT:
+                self._made.clear()
+            org = self._made[key] = make()
+        return org

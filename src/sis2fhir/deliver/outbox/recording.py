@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, bindparam, case, func, select, update
+from sqlalchemy import Connection, DateTime, bindparam, case, func, select, update
 from tenacity import RetryCallState, Retrying
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
@@ -140,22 +140,7 @@ class Recording(OutboxTable):
                     change["next"] = ts + self._backoff(attempts, res.retry_after)
                 counts[change["status"].value] += 1  # plain str keys: the counts end up in JSON (orjson)
                 changes.append(change)
-            if changes:
-                # one statement, many parameter sets: a batch of thousands costs one round of SQL compilation
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.key == bindparam("k"))
-                    .values(
-                        status=bindparam("status"),
-                        attempts=bindparam("attempts"),
-                        updated_at=ts,
-                        last_error=bindparam("error"),
-                        next_attempt_at=func.coalesce(
-                            bindparam("next", type_=DateTime(timezone=True)), outbox.c.next_attempt_at
-                        ),
-                    ),
-                    changes,
-                )
+            _write_changes(conn, changes, ts)
             # this attempt's provisional rows: in doubt when the item may have arrived, else replaced or dropped
             log_answers(
                 conn,
@@ -164,3 +149,38 @@ class Recording(OutboxTable):
                 settled=[r.key for r in results if r.outcome is not Outcome.IN_DOUBT],
             )
         return counts
+
+
+SAME_CHANGE = 50  # items given the same change (a batch delivered at its first attempt): one UPDATE per CHUNK keys
+
+
+def _write_changes(conn: Connection, changes: list[dict[str, Any]], ts: datetime) -> None:
+    """The items' new status, attempts, error and due time: items that all get the same change by key lists, the
+    rest by one statement with many parameter sets (a batch of thousands costs one round of SQL compilation)."""
+    alike: dict[tuple[Any, ...], list[str]] = {}
+    for c in changes:
+        alike.setdefault((c["status"], c["attempts"], c["error"], c["next"]), []).append(c["k"])
+    several = [c for c in changes if len(alike[(c["status"], c["attempts"], c["error"], c["next"])]) < SAME_CHANGE]
+    for (status, attempts, error, due), keys in alike.items():
+        if len(keys) < SAME_CHANGE:
+            continue
+        values: dict[str, Any] = {"status": status, "attempts": attempts, "updated_at": ts, "last_error": error}
+        if due is not None:  # else the due time stays (coalesce below)
+            values["next_attempt_at"] = due
+        for i in range(0, len(keys), CHUNK):
+            conn.execute(update(outbox).where(outbox.c.key.in_(keys[i : i + CHUNK])).values(values))
+    if several:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.key == bindparam("k"))
+            .values(
+                status=bindparam("status"),
+                attempts=bindparam("attempts"),
+                updated_at=ts,
+                last_error=bindparam("error"),
+                next_attempt_at=func.coalesce(
+                    bindparam("next", type_=DateTime(timezone=True)), outbox.c.next_attempt_at
+                ),
+            ),
+            several,
+        )
