@@ -18,6 +18,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import duckdb
 
 from sis2fhir.absence_days import PLANES, add_day, new_masks
 from sis2fhir.columnar.shape import header_of, unfit
@@ -100,6 +103,21 @@ def _masks_of(c: Combo) -> list[int]:
     return [i for i, m in enumerate(masks) if m]
 
 
+# students x schools per pass of the GROUP BYs that keep a bitstring per group: DuckDB cannot spill those states, and
+# one pass over 1M students ran out of its 256 MB (OutOfMemoryException, measured at 1M students x 180 days);
+# a pass of 200k fits, so memory stays flat however many students the district has
+KEYS_PER_PASS = 200_000
+
+
+def _in_passes(con: duckdb.DuckDBPyConnection, sql: str, keys: int) -> Iterator[list[Any]]:
+    """The rows of `sql` (with `$lo`, `$hi` bounding t.kid) over every student x school, a pass of KEYS_PER_PASS
+    at a time, in batches."""
+    for lo in range(0, max(keys, 1), KEYS_PER_PASS):
+        cur = con.execute(sql, {"lo": lo, "hi": lo + KEYS_PER_PASS})
+        while batch := cur.fetchmany(50_000):
+            yield batch
+
+
 def columnar_tallies(
     table: AttendanceTable, export: Export, roster: Roster, rules: Rules, report: RowReport
 ) -> Tallies:
@@ -121,12 +139,12 @@ def columnar_tallies(
     counted = f"FROM t JOIN combos x ON x.id = t.x WHERE t.status = {COUNTED}"
     columnar = Tallies()
     presence: dict[int, int] = {}
-    cur = con.execute(
-        f"SELECT t.kid, count(*), bit_count(bitstring_agg(t.o, 0, {last})), count(*) FILTER (WHERE x.presence) "
-        f"{counted} GROUP BY t.kid"
-    )
     seen = columnar.seen
-    while batch := cur.fetchmany(50_000):
+    by_kid = (
+        f"SELECT t.kid, count(*), bit_count(bitstring_agg(t.o, 0, {last})), count(*) FILTER (WHERE x.presence) "
+        f"{counted} AND t.kid >= $lo AND t.kid < $hi GROUP BY t.kid"
+    )
+    for batch in _in_passes(con, by_kid, len(keys)):
         for kid, n, days, pres in batch:
             if n != days:  # a second row for a day: first-row-wins is decided by line, in the Python tally
                 python_kids.add(kid)
@@ -145,13 +163,12 @@ def columnar_tallies(
     ]
     # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
     # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
-    cur = con.execute(
-        f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
-        bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind GROUP BY t.kid, t.x"""
-    )
+    by_combo = f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
+        bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind AND t.kid >= $lo AND t.kid < $hi
+        GROUP BY t.kid, t.x"""
     sums: dict[int, list[int]] = {}  # kid -> absent, excused, unexcused, illness, oss, absent up to compare_until
     day_masks: dict[int, list[int]] = {}
-    while batch := cur.fetchmany(50_000):
+    for batch in _in_passes(con, by_combo, len(keys)):
         for kid, x, n, n_until, blob in batch:
             if kid in python_kids:
                 continue
