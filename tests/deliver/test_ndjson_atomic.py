@@ -15,7 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from sis2fhir.deliver.ndjson import repair_folder
+from sis2fhir.deliver.ndjson import compact_ndjson, repair_folder
 from sis2fhir.store.schema import disclosures, outbox
 from tests.store.test_store_lock import (
     changes,
@@ -76,6 +76,24 @@ def test_a_writer_killed_mid_batch_leaves_whole_batches_and_no_broken_line(tmp_p
         f"o{i}": max(b for b in range(last + 1) if b * 200 <= i < b * 200 + BATCH) for i in range(last * 200 + BATCH)
     }
     assert {r["id"]: r["batch"] for r in resources} == expected  # whole batches only: the latest version of each
+
+
+def test_compaction_keeps_each_ids_last_line_in_first_seen_order_and_drops_damage(tmp_path: Path) -> None:
+    target = tmp_path / "Observation.ndjson"
+
+    def line(rid: str, v: int) -> bytes:
+        return orjson.dumps({"resourceType": "Observation", "id": rid, "v": v}) + b"\n"
+
+    target.write_bytes(line("a", 1) + line("b", 1) + b'{"resourceType": "Obs')  # a last line cut short
+    (tmp_path / ".Observation.ndjson.00000000000000000001.1.00000001.seg").write_bytes(
+        line("c", 1) + b"\n" + b"[1, 2]\r\n" + line("a", 2) + b'{"id": 7}\n'
+    )
+    (tmp_path / ".Observation.ndjson.00000000000000000002.1.00000001.seg").write_bytes(line("b", 3) + line("d", 1))
+    compact_ndjson(target)
+    got = [orjson.loads(x) for x in target.read_bytes().splitlines()]
+    assert [(r["id"], r["v"]) for r in got] == [("a", 2), ("b", 3), ("c", 1), ("d", 1)]
+    assert target.read_bytes().endswith(b"\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Observation.ndjson"]
 
 
 def test_the_next_run_repairs_what_a_crash_left(tmp_path: Path, reference: dict[str, bytes]) -> None:

@@ -27,8 +27,9 @@ import errno
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -160,22 +161,28 @@ def segments_of(target: Path) -> list[Path]:
 def compact_ndjson(path: Path) -> None:
     """Merge the target and its segments: the last line for each resource id, in first-seen order; lines that are
     not a JSON object with an id (damage) are dropped. The new file replaces the target atomically; then the
-    segments are removed, oldest first, so a crash in between leaves only newer ones, which merge the same again."""
+    segments are removed, oldest first, so a crash in between leaves only newer ones, which merge the same again.
+
+    Two passes, so memory holds one position per resource id, not its line (the largest file of a 1M-student
+    district is about a gigabyte): the first finds where each id's last line is, the second copies those lines."""
     segments = segments_of(path)
-    latest: dict[str, bytes] = {}
-    for source in ([path] if path.exists() else []) + segments:
+    sources = ([path] if path.exists() else []) + segments
+    latest: dict[str, int] = {}  # id -> (source index << OFFSET_BITS) | offset of its last line (first-seen order)
+    for i, source in enumerate(sources):
         with source.open("rb") as f:
-            for line in f:
-                line = line.strip()
+            offset = 0
+            for raw in f:
+                line = raw.strip()
                 try:
                     resource = orjson.loads(line) if line else None
                 except orjson.JSONDecodeError:
-                    continue
+                    resource = None
                 if isinstance(resource, dict) and isinstance(resource.get("id"), str):
-                    latest[resource["id"]] = line
+                    latest[resource["id"]] = (i << OFFSET_BITS) | offset
+                offset += len(raw)
     tmp = path.with_name(f".{path.name}.compact{PARTIAL}")
     try:
-        _write_durably(tmp, latest.values())
+        _write_durably(tmp, _lines_at(sources, latest.values()))
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
@@ -185,6 +192,25 @@ def compact_ndjson(path: Path) -> None:
         segment.unlink()
     if segments:
         _fsync_folder(path.parent)
+
+
+OFFSET_BITS = 48  # a line's byte offset within its file (256 TB)
+
+
+def _lines_at(sources: list[Path], positions: Iterable[int]) -> Iterator[bytes]:
+    """The (stripped) lines at these positions, in their order; each source opened once."""
+    files: dict[int, BinaryIO] = {}
+    try:
+        for at in positions:
+            i = at >> OFFSET_BITS
+            f = files.get(i)
+            if f is None:
+                f = files[i] = sources[i].open("rb")
+            f.seek(at & ((1 << OFFSET_BITS) - 1))
+            yield f.readline().strip()
+    finally:
+        for f in files.values():
+            f.close()
 
 
 def _write_durably(path: Path, lines: Iterable[bytes]) -> None:
