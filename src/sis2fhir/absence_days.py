@@ -106,10 +106,7 @@ class Span:
     hi: int  # index after the last school day in membership
     window_days: int
     window_from: int  # index of the window's first school day
-    no_absence: DayFacts  # the facts of a membership without any absence
-    # the month tallies made so far, by (month, hundredths absent, excused, ...): many students' months are the
-    # same, and a MonthTally made once costs less than one made per student (measured: 230k made at 20k students)
-    made: dict[tuple[object, ...], MonthTally]
+    no_absence: DayFacts  # the facts of a membership without any absence (equal MonthTally values are one object)
 
 
 def span_of(school: SchoolDays, begin: date, end: date, last_day: date, window: int) -> Span:
@@ -120,7 +117,7 @@ def span_of(school: SchoolDays, begin: date, end: date, last_day: date, window: 
     hi = bisect_right(days, min(end, last_day))
     window_days = min(window, hi - lo)
     zero = tuple(MonthTally(m, n, 0, 0, 0, 0, 0) for m, n in months)
-    return Span(months, hi, window_days, hi - window_days, DayFacts(zero, (), False, window_days, 0), {})
+    return Span(months, hi, window_days, hi - window_days, DayFacts(zero, (), False, window_days, 0))
 
 
 def day_facts(
@@ -184,15 +181,5 @@ def facts_of(masks: DayMasks | None, school: SchoolDays, span: Span, base: int) 
     hi = span.hi
     last_school_day = school_days[-1] if school_days else None
     running = len(run) >= 2 and last_index == hi - 1 and school_days[hi - 1] == last_school_day
-    made = span.made
-    tallies = []
-    for m, n in span.months:
-        totals = by_month[m]
-        key = (m, *totals)
-        tally = made.get(key)
-        if tally is None:
-            tally = made[key] = MonthTally(m, n, *totals)
-        tallies.append(tally)
-    return DayFacts(
-        tuple(tallies), tuple(tuple(r) for r in runs if len(r) >= 2), running, span.window_days, window_absent
-    )
+    tallies = tuple(MonthTally(m, n, *by_month[m]) for m, n in span.months)  # shared by MonthTally itself
+    return DayFacts(tallies, tuple(tuple(r) for r in runs if len(r) >= 2), running, span.window_days, window_absent)
