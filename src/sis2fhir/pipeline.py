@@ -81,10 +81,22 @@ class SyncResult:
     measures: Measures | None = None
     run_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds (per-stage latency, for operators)
+    # a re-run of identical input (service/rerun.py): the run whose outputs it stands on, and that run's figures
+    identical_to: int | None = None
+    counted: dict[str, Any] = field(default_factory=dict)
 
     @property
     def changes(self) -> int:
         return self.enqueued
+
+    def summary_count(self) -> int:
+        """Student x school summaries that may be sent (for a re-run of identical input: the earlier run's)."""
+        return len(self.summaries) if self.identical_to is None else int(self.counted.get("summaries", 0))
+
+    def withheld_counts(self) -> Counter[str]:
+        if self.identical_to is None:
+            return Counter(w.code for w in self.withheld)
+        return Counter({k: int(v) for k, v in (self.counted.get("withheld") or {}).items()})
 
 
 class _StageClock:
@@ -260,11 +272,49 @@ def sync(
     finally:
         if loop is None:
             run_loop.close()
+    _count_outstanding(outbox, destinations, result)
+    _finish_run(engine, result)
+    return result
+
+
+def deliver_pending(
+    export_path: Path,
+    as_of: date,
+    settings: Settings,
+    engine: Engine,
+    destinations: dict[str, Destination],
+    identical_to: int,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> SyncResult:
+    """A run whose input is identical to run `identical_to` (service/rerun.py decides): nothing is read, measured,
+    mapped or disclosed anew (a full run would find every item in the outbox already); what a full run does with
+    the outbox all the same is done: items a stopped run left in doubt recovered and settled, the due ones (retries)
+    delivered. Recorded in `runs` like any run."""
+    result = SyncResult(as_of=as_of, identical_to=identical_to)
+    clock = _StageClock(result.timings)
+    result.run_id = start_run(engine, datetime.now(UTC), as_of, str(export_path))
+    outbox = Outbox(engine, settings.outbox)
+    outbox.recover_in_doubt()
+    run_loop = loop if loop is not None else asyncio.new_event_loop()
+    try:
+        if destinations:
+            run_loop.run_until_complete(settle_and_close(outbox, destinations))
+            outbox.make_due((PENDING,))
+            result.delivery.update(run_loop.run_until_complete(drain_and_close(outbox, destinations)))
+            clock.lap("deliver from the outbox")
+    finally:
+        if loop is None:
+            run_loop.close()
+    _count_outstanding(outbox, destinations, result)
+    _finish_run(engine, result)
+    return result
+
+
+def _count_outstanding(outbox: Outbox, destinations: dict[str, Destination], result: SyncResult) -> None:
     for (name, status), n in outbox.counts().items():
         if name in destinations and status in (QUEUED, PENDING, DEAD):
             result.outstanding[status] += n
-    _finish_run(engine, result)
-    return result
 
 
 def _record_events(
@@ -303,7 +353,18 @@ def _flushed(done: Flushed, result: SyncResult) -> None:
 
 def _counts(result: SyncResult) -> dict[str, Any]:
     """The run's figures for the store: counts only, never PHI."""
+    if result.identical_to is not None:
+        return {
+            "identical_to": result.identical_to,
+            "delivery": dict(result.delivery),
+            "outstanding": dict(result.outstanding),
+            "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
+        }
+    year = result.school_year
     return {
+        "school_year": None
+        if year is None
+        else [year.sourced_id, year.title, str(year.start), str(year.end), year.year],
         "students": result.students,
         "attendance_engine": {"engine": result.attendance_engine, "fallback": result.engine_fallback},
         "summaries": len(result.summaries),
@@ -312,6 +373,7 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "decisions": dict(result.decisions),
         "consented_students": result.consented_students,
         "resources_built": dict(result.resources_built),
+        "to_recipients": dict(result.to_recipients),
         "quarantined": result.quarantined,
         "unchanged": result.unchanged,
         "enqueued": result.enqueued,

@@ -37,8 +37,8 @@ def print_summary(result: SyncResult, report_path: Path) -> None:
     t.add_column("what")
     t.add_column("count", justify="right")
     t.add_row("students in roster", f"{result.students:,}")
-    t.add_row("student x school summaries", f"{len(result.summaries):,}")
-    withheld = Counter(w.code for w in result.withheld)
+    t.add_row("student x school summaries", f"{result.summary_count():,}")
+    withheld = result.withheld_counts()
     t.add_row("students withheld (attendance rows rejected)", f"{withheld.get(WITHHELD, 0):,}")
     if withheld.get(MISSING):
         t.add_row("students withheld (no attendance row at all)", f"{withheld[MISSING]:,}")
@@ -78,7 +78,9 @@ def print_summary(result: SyncResult, report_path: Path) -> None:
     for stage, seconds in result.timings.items():
         t.add_row(f"time: {stage}", f"{seconds:,.1f} s")
     out.print(t)
-    if result.changes:
+    if result.identical_to is not None:  # nothing read again (service/rerun.py)
+        said = f"0 changes: the input is identical to run {result.identical_to}; nothing new to deliver."
+    elif result.changes:
         said = f"{result.changes} changes."
     else:
         said = "0 changes: nothing new to deliver since the last run" + (

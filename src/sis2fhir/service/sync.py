@@ -21,6 +21,8 @@ from sis2fhir.errors import Exit, ExportError, StoreMissing, Unusable, UsageErro
 from sis2fhir.pipeline import Progress, SyncResult
 from sis2fhir.pipeline import sync as run_pipeline
 from sis2fhir.report import RowReport
+from sis2fhir.service import rerun
+from sis2fhir.service.fingerprint import run_fingerprint
 from sis2fhir.service.state import LockWait, writer_lock
 from sis2fhir.store import open_store
 
@@ -96,8 +98,9 @@ def sync(
     on_unreachable: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Read, measure, check, gate, map, validate and deliver, holding the store's writer lock; the row report is
-    written to `request.report_path`. Raises ExportError (the export or a sanity gate: nothing was sent),
-    ConfigError, UsageError, Unusable, StoreBusy, DestinationUnusable."""
+    written to `request.report_path`. A re-run of input identical to the district's last completed run reads
+    nothing again and delivers what waits in the outbox (service/rerun.py). Raises ExportError (the export or a
+    sanity gate: nothing was sent), ConfigError, UsageError, Unusable, StoreBusy, DestinationUnusable."""
     settings = request.settings
     specs = [*request.destinations, *([str(request.out_dir)] if request.out_dir is not None else [])]
     plan = routing(settings, specs)
@@ -110,8 +113,21 @@ def sync(
             for problem in loop.run_until_complete(check_recipients(plan.destinations)):
                 if on_unreachable is not None:
                     on_unreachable(problem)
+            print_ = run_fingerprint(
+                request.export, request.as_of, settings, plan.routes, plan.one_off, plan.destinations
+            )
+            try:
+                skipped = rerun.stand_on_last(request, engine, print_, plan.destinations, loop)
+            except (OSError, OperationalError) as e:
+                if not disk_full(e):
+                    raise
+                raise Unusable(DISK_FULL_ADVICE) from None
+            if skipped is not None:  # the input is identical to the last completed run's: nothing read again
+                return skipped
             quarantine = (request.out_dir or Path(".")) / "quarantine"
-            return _run(request, engine, plan, quarantine, progress, loop=loop)
+            result = _run(request, engine, plan, quarantine, progress, loop=loop)
+            rerun.remember(request, engine, print_, result)
+            return result
         finally:
             loop.close()
 

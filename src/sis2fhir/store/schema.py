@@ -1,6 +1,6 @@
 """The state store's tables (SQLAlchemy Core): runs, the outbox, the FERPA disclosure log, the runs' verdicts,
-the measured summaries, the API's accepted client assertions and the population runs. A change here needs a migration in
-store/migrations/versions (the tests compare the two)."""
+the measured summaries, the API's accepted client assertions, the population runs and the runs' fingerprints. A
+change here needs a migration in store/migrations/versions (the tests compare the two)."""
 
 from __future__ import annotations
 
@@ -361,6 +361,27 @@ population_runs = Table(
     Column("cohort", Text, nullable=False, server_default=""),
     Column("cohort_sha256", String(64), nullable=False, server_default=""),
     Column("summary", Text),  # JSON: counts only
+)
+
+
+# What each completed sync's output depends on (store/run_fingerprints.py): a digest of the export's bytes, the
+# effective settings, policy, as-of date, recipients and destinations, the sis2fhir code and the store's revision;
+# the run's verdict, where its row report was written and its SHA-256, and the outbox's state when it ended. A run
+# whose fingerprint equals the district's last completed run's is not read again (`identical_to`: the run whose
+# outputs it stands on). Digests, paths and counts only, never PHI. Revision 0010.
+run_fingerprints = Table(
+    "run_fingerprints",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("district", String(500), nullable=False),  # settings.district.namespace
+    Column("fingerprint", String(128), nullable=False),
+    Column("identical_to", Integer),  # a skipped run: the full run whose outputs and report it stands on
+    Column("verdict", String(16), nullable=False),  # the full run's: clean | accepted
+    Column("report_path", Text, nullable=False),
+    Column("report_sha256", String(64), nullable=False),
+    Column("outbox_mark", Text, nullable=False),  # JSON: the outbox's items per status and its last id, at the end
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_run_fingerprints_district", "district", "run_id"),
 )
 
 
