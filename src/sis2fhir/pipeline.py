@@ -278,22 +278,20 @@ def sync(
 
 
 def deliver_pending(
+    result: SyncResult,
     export_path: Path,
-    as_of: date,
     settings: Settings,
     engine: Engine,
     destinations: dict[str, Destination],
-    identical_to: int,
     *,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> SyncResult:
-    """A run whose input is identical to run `identical_to` (service/rerun.py decides): nothing is read, measured,
-    mapped or disclosed anew (a full run would find every item in the outbox already); what a full run does with
-    the outbox all the same is done: items a stopped run left in doubt recovered and settled, the due ones (retries)
-    delivered. Recorded in `runs` like any run."""
-    result = SyncResult(as_of=as_of, identical_to=identical_to)
+    """A run whose input is identical to run `result.identical_to` (service/rerun.py decides, and gives `result`
+    that run's figures): nothing is read, measured, mapped or disclosed anew (a full run would find every item in
+    the outbox already); what a full run does with the outbox all the same is done: items a stopped run left in
+    doubt recovered and settled, the due ones (retries) delivered. Recorded in `runs` like any run."""
     clock = _StageClock(result.timings)
-    result.run_id = start_run(engine, datetime.now(UTC), as_of, str(export_path))
+    result.run_id = start_run(engine, datetime.now(UTC), result.as_of, str(export_path))
     outbox = Outbox(engine, settings.outbox)
     outbox.recover_in_doubt()
     run_loop = loop if loop is not None else asyncio.new_event_loop()
@@ -353,13 +351,6 @@ def _flushed(done: Flushed, result: SyncResult) -> None:
 
 def _counts(result: SyncResult) -> dict[str, Any]:
     """The run's figures for the store: counts only, never PHI."""
-    if result.identical_to is not None:
-        return {
-            "identical_to": result.identical_to,
-            "delivery": dict(result.delivery),
-            "outstanding": dict(result.outstanding),
-            "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
-        }
     year = result.school_year
     return {
         "school_year": None
@@ -367,8 +358,8 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         else [year.sourced_id, year.title, str(year.start), str(year.end), year.year],
         "students": result.students,
         "attendance_engine": {"engine": result.attendance_engine, "fallback": result.engine_fallback},
-        "summaries": len(result.summaries),
-        "withheld": {code: sum(1 for w in result.withheld if w.code == code) for code in (WITHHELD, MISSING)},
+        "summaries": result.summary_count(),
+        "withheld": {code: result.withheld_counts()[code] for code in (WITHHELD, MISSING)},
         "tiers": dict(result.tiers),
         "decisions": dict(result.decisions),
         "consented_students": result.consented_students,
@@ -386,4 +377,5 @@ def _counts(result: SyncResult) -> dict[str, Any]:
         "timings_seconds": {k: round(v, 3) for k, v in result.timings.items()},
         "issues_by_code": dict(result.report.by_code()),
         "verdict": result.verdict.status if result.verdict is not None else "",
+        **({} if result.identical_to is None else {"identical_to": result.identical_to}),
     }

@@ -160,7 +160,7 @@ def test_the_summary_counts_equal_the_files_written_and_a_rerun_says_nothing_cha
         assert counts[f"of which new or changed in this run: {rtype}"] == held
     code, again = invoke(["sync", str(EXAMPLE), "--as-of", AS_OF, "--out", str(out)])
     assert code == 0, again
-    assert "0 changes: nothing new to deliver since the last run" in again
+    assert "0 changes: the input is identical to run 1; nothing new to deliver." in again
     counts = _table(again)
     for rtype in ("Observation", "Consent", "Patient", "Organization"):
         assert counts[f"{rtype} resources for recipients (new + unchanged, per destination)"] == _lines(out, rtype)

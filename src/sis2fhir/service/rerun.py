@@ -51,10 +51,9 @@ def stand_on_last(
     report = _earlier_report(last, request.report_path)
     if report is None:
         return None
-    result = deliver_pending(
-        request.export, request.as_of, request.settings, engine, destinations, last.source, loop=loop
-    )
+    result = SyncResult(as_of=request.as_of, identical_to=last.source)
     _take_figures(result, last.counts, report)
+    deliver_pending(result, request.export, request.settings, engine, destinations, loop=loop)
     assert result.run_id is not None  # deliver_pending records the run
     run_fingerprints.record(
         engine,
