@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, delete, insert, select, update
+from sqlalchemy import Connection, Select, delete, select, update
 
 from sis2fhir.deliver.base import DeliveryItem, Destination
+from sis2fhir.store.bulk import insert_many
 from sis2fhir.store.schema import disclosures
 
 # disclosures.certainty: the recipient confirmed it | an attempt is under way | an attempt whose outcome is unknown
@@ -26,8 +27,9 @@ CHUNK = 500  # keys per IN (...) list
 def log_in_flight(conn: Connection, destination: Destination, items: Sequence[DeliveryItem], ts: datetime) -> None:
     """Rows for items about to be handed to `destination`: possibly disclosed from now on."""
     if items:
-        conn.execute(
-            insert(disclosures),
+        insert_many(
+            conn,
+            disclosures,
             [
                 {
                     "student_sourced_id": it.student_sourced_id,
@@ -65,7 +67,7 @@ def log_answers(
             )
         )
     if confirmed:
-        conn.execute(insert(disclosures), [{**row, "certainty": CONFIRMED} for row in confirmed])
+        insert_many(conn, disclosures, [{**row, "certainty": CONFIRMED} for row in confirmed])
 
 
 def in_flight_to_in_doubt(conn: Connection) -> None:

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from sis2fhir.records import MonthTally
+from sis2fhir.store.bulk import insert_many
 from sis2fhir.store.schema import attendance_summaries, summary_digests
 
 CHUNK = 5000  # rows per INSERT
@@ -119,11 +120,11 @@ def record_changed(
             of_school[s.student_sourced_id] = numbers
             rows.append(_row(s, run_id, district, policy, now))
             if len(rows) == CHUNK:
-                conn.execute(insert(attendance_summaries), rows)
+                insert_many(conn, attendance_summaries, rows)
                 added += len(rows)
                 rows = []
         if rows:
-            conn.execute(insert(attendance_summaries), rows)
+            insert_many(conn, attendance_summaries, rows)
             added += len(rows)
         if added:
             _write_digest(conn, district, run_id, last, now)

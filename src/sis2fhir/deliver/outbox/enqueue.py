@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence, Set
 
-from sqlalchemy import Engine, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, or_, select, update
 
 from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.disclosure_log import log_in_flight, unconfirmed_keys
@@ -23,6 +23,7 @@ from sis2fhir.deliver.outbox.items import (
     encode_payload,
     now_utc,
 )
+from sis2fhir.store.bulk import insert_many
 from sis2fhir.store.schema import outbox
 
 
@@ -143,7 +144,7 @@ class Enqueueing(OutboxTable):
                 )
             fresh = [r for r in rows if r["key"] not in existing]
             if fresh:
-                conn.execute(insert(outbox), fresh)
+                insert_many(conn, outbox, fresh)
             revived = [{f"v_{c}": v for c, v in r.items()} for r in rows if r["key"] in existing]
             if revived:
                 columns = [c for c in rows[0] if c != "key"]

@@ -1,0 +1,52 @@
+"""Many rows into one table through the DBAPI's executemany with parameter tuples built here.
+
+`conn.execute(insert(table), rows)` compiles each row's parameters (SQLAlchemy's `construct_params`: 70,778 calls,
+0.6 s of CPU in a 20k-student sync, measured 2026-12-02, almost all of them the outbox's, the disclosure log's and
+the measured summaries' inserts). Here the statement is compiled once and each value goes through its column
+type's bind processor for the dialect, as SQLAlchemy's own execute does, so the rows stored are the same (SQLite:
+timestamps as text, booleans as integers; PostgreSQL: psycopg adapts the values itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Column, Connection, Table, bindparam, insert
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys) in the caller's transaction. Columns missing from the rows get
+    their scalar Python default or their server default, as with SQLAlchemy's insert; rows whose keys differ, or a
+    missing column with a callable default, go the ordinary way."""
+    if not rows:
+        return
+    names = list(rows[0])
+    keys = set(names)
+    missing = [c for c in table.columns if c.name not in keys and c.default is not None]
+    if any(not c.default.is_scalar for c in missing) or any(r.keys() != keys for r in rows):  # type: ignore[union-attr]
+        conn.execute(insert(table), list(rows))
+        return
+    defaults = {c.name: c.default.arg for c in missing}  # type: ignore[union-attr]
+    columns = [table.c[n] for n in (*names, *defaults)]
+    dialect = conn.dialect
+    compiled = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in columns}).compile(dialect=dialect)
+    processors = {c.name: _processor(c, dialect) for c in columns}
+    if compiled.escaped_bind_names:  # a column name the dialect's paramstyle cannot spell as it is
+        conn.execute(insert(table), list(rows))
+        return
+    order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+
+    def value(row: Mapping[str, Any], name: str) -> Any:
+        v = row[name] if name in row else defaults[name]
+        p = processors[name]
+        return v if p is None or v is None else p(v)
+
+    if order is not None:
+        params: list[Any] = [tuple(value(r, n) for n in order) for r in rows]
+    else:
+        params = [{n: value(r, n) for n in processors} for r in rows]
+    conn.exec_driver_sql(compiled.string, params)
+
+
+def _processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
+    return column.type.dialect_impl(dialect).bind_processor(dialect)

@@ -1,0 +1,145 @@
+"""store/bulk.insert_many stores exactly what SQLAlchemy's own insert of the same rows stores, on SQLite and
+PostgreSQL: the same values and types (timestamps, blobs, booleans, NULLs), Python and server defaults included."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, delete, insert, select
+
+from sis2fhir.store import open_store
+from sis2fhir.store.bulk import insert_many
+from sis2fhir.store.schema import disclosures, outbox, served_resources
+from tests.support.postgres import new_database
+
+TS = datetime(2026, 3, 31, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.sqlite'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    yield new_database(base, "bulk")
+
+
+def outbox_rows(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": f"{prefix}{i:04d}",
+            "recipient": "1904672353",
+            "destination": "/tmp/out",
+            "student_sourced_id": f"stu-{i}",
+            "state_student_id": "" if i % 2 else f"100{i}",
+            "consent_id": f"CNS-{i}",
+            "subject_key": f"1904672353|stu-{i}|",
+            "payload": b"" if i % 3 else b'{"resources": [1, 2]}\x00\xff',
+            "status": "sending",
+            "attempts": 0,
+            "created_at": TS,
+            "next_attempt_at": TS,
+            "updated_at": TS,
+            "last_error": "",
+            "run_id": None if i % 5 == 0 else 7,
+        }
+        for i in range(120)
+    ]
+
+
+def disclosure_rows(prefix: str) -> list[dict[str, Any]]:  # no channel: its server default; no certainty either
+    return [
+        {
+            "student_sourced_id": f"stu-{i}",
+            "state_student_id": f"100{i}",
+            "recipient": "1904672353",
+            "destination": "/tmp/out",
+            "consent_id": f"CNS-{i}",
+            "disclosed": '["Patient/p-1", "Observation/o-1"]',
+            "disclosed_at": TS,
+            "outbox_key": f"{prefix}{i:04d}",
+            "latency_seconds": None if i % 2 else 0.25 * i,
+        }
+        for i in range(60)
+    ]
+
+
+def served_rows(prefix: str) -> list[dict[str, Any]]:  # no state_student_id, consent_id, permits: Python defaults
+    return [
+        {
+            "recipient": "1904672353",
+            "resource_type": "Consent",
+            "resource_id": f"{prefix}{i}",
+            "student": None if i == 0 else f"stu-{i}",
+            "version_id": 1,
+            "last_updated": TS,
+            "digest": "0" * 64,
+            "content": b"{}",
+            "patient_id": None,
+            "effective_end": "2026-03-31",
+            "status": "active",
+        }
+        for i in range(30)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "rows", "key"),
+    [
+        (outbox, outbox_rows, "key"),
+        (disclosures, disclosure_rows, "outbox_key"),
+        (served_resources, served_rows, "resource_id"),
+    ],
+    ids=["outbox", "disclosures", "served_resources"],
+)
+def test_rows_are_stored_as_sqlalchemy_stores_them(store_url: str, table: Table, rows: Any, key: str) -> None:
+    engine = open_store(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(table))
+            conn.execute(insert(table), rows("a"))
+            insert_many(conn, table, rows("b"))
+        columns = [c for c in table.columns if c.name not in ("id", key)]
+        with engine.connect() as conn:
+            stored = {
+                side: [
+                    tuple(r)
+                    for r in conn.execute(select(*columns).where(table.c[key].like(f"{side}%")).order_by(table.c[key]))
+                ]
+                for side in ("a", "b")
+            }
+    finally:
+        engine.dispose()
+    assert len(stored["b"]) == len(rows("b")) > 0
+    assert stored["a"] == stored["b"]
+    assert [type(v) for r in stored["a"] for v in r] == [type(v) for r in stored["b"] for v in r]
+
+
+def test_rows_of_differing_keys_are_stored_as_sqlalchemy_stores_them(tmp_path: Path) -> None:
+    engine = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+
+    def odd(prefix: str) -> list[dict[str, Any]]:
+        rows = disclosure_rows(prefix)
+        rows[1] = {**rows[1], "certainty": "sending"}  # a key the first row has not
+        return rows
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(disclosures), odd("a"))
+            insert_many(conn, disclosures, odd("b"))
+        with engine.connect() as conn:
+            stored = {
+                side: conn.execute(
+                    select(disclosures.c.certainty, disclosures.c.channel)
+                    .where(disclosures.c.outbox_key.like(f"{side}%"))
+                    .order_by(disclosures.c.outbox_key)
+                ).all()
+                for side in ("a", "b")
+            }
+    finally:
+        engine.dispose()
+    assert len(stored["b"]) == 60 and stored["a"] == stored["b"]
