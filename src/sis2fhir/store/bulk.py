@@ -9,6 +9,7 @@ timestamps as text, booleans as integers; PostgreSQL: psycopg adapts the values 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column, Connection, Table, bindparam, insert
@@ -27,25 +28,36 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         conn.execute(insert(table), list(rows))
         return
     defaults = {c.name: c.default.arg for c in missing}  # type: ignore[union-attr]
-    columns = [table.c[n] for n in (*names, *defaults)]
+    if defaults:
+        rows = [{**defaults, **r} for r in rows]
     dialect = conn.dialect
-    compiled = insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in columns}).compile(dialect=dialect)
-    processors = {c.name: _processor(c, dialect) for c in columns}
+    compiled = insert(table).values({n: bindparam(n, type_=table.c[n].type) for n in rows[0]}).compile(dialect=dialect)
     if compiled.escaped_bind_names:  # a column name the dialect's paramstyle cannot spell as it is
         conn.execute(insert(table), list(rows))
         return
-    order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-
-    def value(row: Mapping[str, Any], name: str) -> Any:
-        v = row[name] if name in row else defaults[name]
-        p = processors[name]
-        return v if p is None or v is None else p(v)
-
-    if order is not None:
-        params: list[Any] = [tuple(value(r, n) for n in order) for r in rows]
-    else:
-        params = [{n: value(r, n) for n in processors} for r in rows]
+    if compiled.positional and compiled.positiontup:  # sqlite3: tuples straight from the dicts
+        order = list(compiled.positiontup)
+        get = itemgetter(*order)
+        params: list[Any] = [get(r) for r in rows] if len(order) > 1 else [(get(r),) for r in rows]
+        processed = [(i, p) for i, n in enumerate(order) if (p := _processor(table.c[n], dialect)) is not None]
+        if processed:
+            params = [_apply(t, processed) for t in params]
+    else:  # a named paramstyle (psycopg): dicts
+        named = [(n, p) for n in rows[0] if (p := _processor(table.c[n], dialect)) is not None]
+        params = [dict(r) for r in rows]
+        for n, p in named:
+            for d in params:
+                if d[n] is not None:
+                    d[n] = p(d[n])
     conn.exec_driver_sql(compiled.string, params)
+
+
+def _apply(values: tuple[Any, ...], processed: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    row = list(values)
+    for i, p in processed:
+        if row[i] is not None:
+            row[i] = p(row[i])
+    return tuple(row)
 
 
 def _processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
