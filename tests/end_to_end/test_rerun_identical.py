@@ -261,3 +261,17 @@ def test_the_fingerprint_does_not_depend_on_the_process(export: Path) -> None:
         )
         digests.add(done.stdout.strip())
     assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_a_run_let_through_by_accept_change_is_not_stood_on(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    assert sync(export, out)[0] == 0
+    code, accepted = sync(export, out, "--accept-change", "a re-issued export", as_of="2026-03-30")
+    assert code == 0 and "accepted and recorded with the run" in accepted, accepted
+    calls = Calls(monkeypatch)
+    code, again = sync(export, out, as_of="2026-03-30")  # identical to the accepted run, without the reason
+    assert calls.pipeline == 1 and "the input is identical" not in again, again
+    code, third = sync(export, out, as_of="2026-03-30")  # identical to the clean run just made
+    assert code == 0 and calls.pipeline == 1 and "identical to run 3" in third, third

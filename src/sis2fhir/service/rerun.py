@@ -24,12 +24,15 @@ from sqlalchemy import Engine
 
 from sis2fhir.deliver.base import Destination
 from sis2fhir.pipeline import SyncResult, deliver_pending
+from sis2fhir.plausibility import Finding, Verdict
 from sis2fhir.records import SchoolYear
 from sis2fhir.report import RowReport
 from sis2fhir.service.fingerprint import Fingerprint
 from sis2fhir.store import run_fingerprints
 from sis2fhir.store.run_fingerprints import Completed
 from sis2fhir.store.verdicts import ACCEPTED
+
+CLEAN = "clean"  # plausibility.Verdict.status of a run no gate stopped and nothing needed accepting
 
 if TYPE_CHECKING:  # service.sync calls this module
     from sis2fhir.service.sync import SyncRequest
@@ -46,13 +49,14 @@ def stand_on_last(
     if fingerprint is None or request.accept_change:
         return None
     last = run_fingerprints.last_completed(engine, request.settings.district.namespace)
-    if last is None or last.fingerprint != fingerprint.digest or last.verdict not in ACCEPTED:
+    # only a clean run is stood on: one let through by --accept-change could be stopped again without it
+    if last is None or last.fingerprint != fingerprint.digest or last.verdict != CLEAN:
         return None
     report = _earlier_report(last, request.report_path)
     if report is None:
         return None
     result = SyncResult(as_of=request.as_of, identical_to=last.source)
-    _take_figures(result, last.counts, report)
+    _take_figures(result, last.counts, last.findings, report)
     deliver_pending(result, request.export, request.settings, engine, destinations, loop=loop)
     assert result.run_id is not None  # deliver_pending records the run
     run_fingerprints.record(
@@ -120,7 +124,9 @@ def _bytes_if(path: Path, sha256: str) -> bytes | None:
     return blob if hashlib.sha256(blob).hexdigest() == sha256 else None
 
 
-def _take_figures(result: SyncResult, counts: dict[str, Any], report: RowReport) -> None:
+def _take_figures(
+    result: SyncResult, counts: dict[str, Any], findings: list[dict[str, Any]], report: RowReport
+) -> None:
     """The figures of the run stood on, as a full re-run would state them: every delivery unchanged, none new."""
     result.counted = counts
     result.report = report
@@ -138,4 +144,7 @@ def _take_figures(result: SyncResult, counts: dict[str, Any], report: RowReport)
     result.to_recipients = Counter(counts.get("to_recipients") or {})
     result.to_recipients_new = Counter({rtype: 0 for rtype in result.to_recipients})
     result.quarantined = int(counts.get("quarantined", 0))
+    # the findings that did not stop it (warnings): a full run of the same input would find them again
+    found = [Finding(f["code"], f["message"], stops=False) for f in findings if not f.get("stops")]
+    result.verdict = Verdict(found, [], None)
     result.unchanged = int(counts.get("enqueued", 0)) + int(counts.get("unchanged", 0))

@@ -33,6 +33,7 @@ class Completed:
     report_path: str
     report_sha256: str
     counts: dict[str, Any]  # the full run's figures (runs.summary)
+    findings: list[dict[str, Any]]  # the full run's sanity-gate findings (run_verdicts.findings)
 
 
 def outbox_mark(conn: Connection) -> str:
@@ -98,9 +99,14 @@ def last_completed(engine: Engine, district: str) -> Completed | None:
         if mark != row.outbox_mark or orjson.loads(mark)["status"].get(PENDING):
             return None
         source = row.identical_to if row.identical_to is not None else row.run_id
-        ran = conn.execute(select(runs.c.finished_at, runs.c.summary).where(runs.c.id == source)).first()
+        ran = conn.execute(
+            select(runs.c.finished_at, runs.c.summary, run_verdicts.c.findings)
+            .join(run_verdicts, run_verdicts.c.run_id == runs.c.id)
+            .where(runs.c.id == source)
+        ).first()
     if ran is None or ran.finished_at is None or not ran.summary:
         return None
+    counts, findings = orjson.loads(ran.summary), orjson.loads(ran.findings)
     return Completed(
-        row.run_id, source, row.fingerprint, row.verdict, row.report_path, row.report_sha256, orjson.loads(ran.summary)
+        row.run_id, source, row.fingerprint, row.verdict, row.report_path, row.report_sha256, counts, findings
     )
