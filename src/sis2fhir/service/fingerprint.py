@@ -6,8 +6,9 @@ Nothing else a run writes depends on the clock: the as-of date is the command's 
 cli/options.as_of_date) and the consent gate decides by it (gate.consent_permits); the clock only stamps records
 (times in the outbox, the disclosure log, an HL7 v2 message's own time), never an id, a key or a number.
 
-The files are hashed streaming (BLAKE2b, 1 MiB reads; measured about 0.9 GB/s on one core of the shared 2-core
-machine: 1.1 GB of a 100k-student district in 1.2 s), so memory does not grow with the export."""
+The files are hashed streaming (hashlib.file_digest), so memory does not grow with the export: SHA-256, which this
+machine's CPU does in hardware (the 1.05 GB attendance.csv of a 100k-student district: 0.60 s of CPU, 1.7 GB/s;
+BLAKE2b took 0.88 s), measured 2026-12-02; the whole 1.1 GB export in 0.66 s."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def run_fingerprint(
     try:
         for stat, path in _files(export):
             with path.open("rb") as f:
-                file_digest = hashlib.file_digest(f, "blake2b").hexdigest()
+                file_digest = hashlib.file_digest(f, "sha256").hexdigest()
             part("file", [*stat[:2], file_digest])
             stats.append(stat)
     except OSError:
