@@ -275,3 +275,26 @@ def test_a_run_let_through_by_accept_change_is_not_stood_on(
     assert calls.pipeline == 1 and "the input is identical" not in again, again
     code, third = sync(export, out, as_of="2026-03-30")  # identical to the clean run just made
     assert code == 0 and calls.pipeline == 1 and "identical to run 3" in third, third
+
+
+def test_a_zip_export_is_fingerprinted_by_its_bytes(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    def zipped(changed: bool) -> Path:
+        archive = tmp_path / "export.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            for f in sorted(export.iterdir()):
+                data = f.read_bytes()
+                member = zipfile.ZipInfo(f.name, date_time=(2026, 3, 31, 0, 0, 0))  # the same bytes when unchanged
+                z.writestr(member, data + b"\n" if changed and f.name == "attendance.csv" else data)
+        return archive
+
+    out = tmp_path / "out"
+    assert sync(zipped(False), out)[0] == 0
+    calls = Calls(monkeypatch)
+    code, again = sync(zipped(False), out)  # written anew, the same bytes
+    assert code == 0 and calls.pipeline == 0 and "identical to run 1" in again, again
+    code, changed = sync(zipped(True), out)
+    assert calls.pipeline == 1 and "the input is identical" not in changed, changed
