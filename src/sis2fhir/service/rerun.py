@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import io
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -109,10 +110,13 @@ def _earlier_report(last: Completed, report_path: Path) -> RowReport | None:
         except OSError:
             return None
     report = RowReport()
-    rows = csv.reader(blob.decode("utf-8").splitlines(keepends=True))
-    next(rows, None)  # the header
-    for file, line, column, code, severity, message in rows:
-        report.add(file, int(line), column, code, message, "error" if severity == "error" else "warning")
+    try:
+        rows = csv.reader(io.StringIO(blob.decode("utf-8"), newline=""))
+        next(rows, None)  # the header
+        for file, line, column, code, severity, message in rows:
+            report.add(file, int(line), column, code, message, "error" if severity == "error" else "warning")
+    except (ValueError, csv.Error):  # not a report RowReport.write_csv wrote: in doubt
+        return None
     return report
 
 
