@@ -113,11 +113,11 @@ def sync(
             for problem in loop.run_until_complete(check_recipients(plan.destinations)):
                 if on_unreachable is not None:
                     on_unreachable(problem)
-            print_ = run_fingerprint(
+            fingerprint = run_fingerprint(
                 request.export, request.as_of, settings, plan.routes, plan.one_off, plan.destinations
             )
             try:
-                skipped = rerun.stand_on_last(request, engine, print_, plan.destinations, loop)
+                skipped = rerun.stand_on_last(request, engine, fingerprint, plan.destinations, loop)
             except (OSError, OperationalError) as e:
                 if not disk_full(e):
                     raise
@@ -126,7 +126,7 @@ def sync(
                 return skipped
             quarantine = (request.out_dir or Path(".")) / "quarantine"
             result = _run(request, engine, plan, quarantine, progress, loop=loop)
-            rerun.remember(request, engine, print_, result)
+            rerun.remember(request, engine, fingerprint, result)
             return result
         finally:
             loop.close()
