@@ -12,6 +12,7 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from sis2fhir import terminology as t
@@ -152,6 +153,14 @@ def method(policy: Policy) -> dict[str, Any]:
     return {"coding": [{"system": t.POLICY_CS, "code": code, "display": t.POLICIES[code]}], "text": policy_text(policy)}
 
 
+@lru_cache(maxsize=16)
+def _policy_parts(policy: Policy) -> tuple[dict[str, Any], str]:
+    """Observation.method and the policy's name as the narrative shows it, made once per policy (a run has one):
+    the method dict is shared by every Observation, like _CODE (never changed). Measured at 20k students: making
+    them for each Observation was a fifth of its mapping."""
+    return method(policy), html.escape(t.POLICIES[policy_code(policy)])
+
+
 def status(summary: AttendanceSummary, measured: Measured) -> str:
     """final once the school's last instructional day of the year is counted; preliminary before (the figure
     changes every school day, and R4 `final` says it will not)."""
@@ -177,7 +186,7 @@ def _narrative(summary: AttendanceSummary, school: School, policy: Policy) -> di
     text = (
         f"School absence{where}, {summary.period_start.isoformat()} to {summary.as_of.isoformat()}: "
         f"{days} of {summary.days_in_membership} days in membership absent{rate}. {t.TIERS[summary.tier]} "
-        f"({html.escape(t.POLICIES[policy_code(policy)])})."
+        f"({_policy_parts(policy)[1]})."
     )
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{text}</p></div>'}
 
@@ -233,6 +242,6 @@ def attendance_observation(
     else:
         obs["valueQuantity"] = {"value": value, "unit": "%", "system": t.UCUM, "code": "%"}
     obs["interpretation"] = interpretation(summary.tier)
-    obs["method"] = method(measured.policy)
+    obs["method"] = _policy_parts(measured.policy)[0]
     obs["component"] = components
     return claim_profiles(obs)
