@@ -34,7 +34,7 @@ from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome
-from sis2fhir.validate.templates import default_template_validator, validate_fast
+from sis2fhir.validate.templates import default_template_validator, validate_fast_encoded
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
@@ -65,6 +65,8 @@ class DisclosureBuilder:
     organizations: SetOrganizations | None = None  # made once per run (each school's, each recipient's)
     recipients: dict[str, RecipientSettings] = field(default_factory=dict)  # each recipient's, looked up once
     organization_lines: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # id -> (org, JSON)
+    # id(resource) -> (resource, its JSON) for the student being mapped: holding the resource keeps its id its own
+    serialised: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -99,7 +101,7 @@ class DisclosureBuilder:
         # valid Observations (school, resource) for every recipient, once per kind of reference (literal or not)
         observations: dict[bool, Observations] = {}
         contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
-        serialised: dict[int, bytes] = {}  # this student's resources as JSON, by object (all alive until the end)
+        self.serialised = {}  # this student's resources' bytes, from their validation or serialised once
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -136,7 +138,7 @@ class DisclosureBuilder:
                     resources = [*context, *resources]
                 resources.append(consent)
                 subject = Subject(recipient, student.sourced_id)
-                lines, encoded = self._encoded(resources, serialised)
+                lines, encoded = self._encoded(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources, "", lines
@@ -145,19 +147,19 @@ class DisclosureBuilder:
                 out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
         return out
 
-    def _encoded(
-        self, resources: list[dict[str, Any]], serialised: dict[int, bytes]
-    ) -> tuple[tuple[bytes, ...], bytes]:
+    def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
         """`encoded_resources`, each resource serialised once: the student's (the same Observations go to every
-        recipient) by object in `serialised`, the Organizations every student's set shares once per run."""
+        recipient) as their template wrote them or as serialised first, the Organizations once per run."""
         lines: list[bytes] = []
         for resource in resources:
-            line = serialised.get(id(resource))
-            if line is None:
-                if resource["resourceType"] == "Organization":
-                    line = self._organization_line(resource)
-                else:
-                    line = serialised[id(resource)] = orjson.dumps(resource)
+            kept = self.serialised.get(id(resource))
+            if kept is not None:
+                line = kept[1]
+            elif resource["resourceType"] == "Organization":
+                line = self._organization_line(resource)
+            else:
+                line = orjson.dumps(resource)
+                self.serialised[id(resource)] = (resource, line)
             lines.append(line)
         return tuple(lines), b"[" + b",".join(lines) + b"]"
 
@@ -267,8 +269,11 @@ class DisclosureBuilder:
 
     def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
         """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
-        issues = validate_fast(resource, profile)  # the full validator's verdict; once per template the full way
+        # the full validator's verdict (once per template the full way), and the bytes its template wrote
+        issues, line = validate_fast_encoded(resource, profile)
         if not any(i.severity == "error" for i in issues):
+            if line is not None:
+                self.serialised[id(resource)] = (resource, line)
             return True
         self.counts.quarantined += 1
         where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"

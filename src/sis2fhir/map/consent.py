@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,9 +83,23 @@ def _kept(key: object, make: Callable[[], Any]) -> Any:
     return made
 
 
+# scheme://host/path with nothing urlsplit would strip, remove or split off (no whitespace or control character, no
+# query, fragment or bracketed host): its path is what follows the host, as urlsplit says (tests/map/test_consent.py
+# checks it against urlsplit on generated URLs). Measured at 20k students: urlsplit was a third of a Consent's mapping.
+_PLAIN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.:@_~%!$&'()*+,;=-]*(/[^?#\s\x00-\x20\x7f]*)?")
+
+
+def url_path(url: str) -> str:
+    """urlsplit(url).path, without urlsplit for a plain URL."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        return plain.group(1) or ""
+    return urlsplit(url).path
+
+
 def content_type(url: str) -> str:
     """The form's media type from the URL's file name; application/octet-stream when it does not say."""
-    path = urlsplit(url).path.lower()
+    path = url_path(url).lower()
     suffix = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
     return _CONTENT_TYPES.get(suffix, "application/octet-stream")
 
