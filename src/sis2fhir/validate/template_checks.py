@@ -100,6 +100,8 @@ _OWN_AND_PINNED = _OWN_ELEMENT_ONLY | {"ref-1", "txt-1", "txt-2"}
 # what an invariant on a resource's root reads beyond which keys are present (None: any array index)
 _ROOT_READS: dict[str, tuple[tuple[str | None, ...], ...]] = {
     "obs-7": (("code",), ("component", None, "code")),  # the codings of the code and of each component's code
+    # whether there is a patient (a key: pinned), else the scope's codings (invariants._ppc)
+    **{f"ppc-{n}": (("scope",),) for n in (2, 3, 4, 5)},
 }
 MEMO_LIMIT = 4_096  # remembered verdicts per slot, then it starts over
 LONG_TEXT = 32  # characters: a template's text longer than this is probably the same in every resource
