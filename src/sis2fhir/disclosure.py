@@ -34,7 +34,7 @@ from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome
-from sis2fhir.validate.templates import default_template_validator, validate_fast_encoded
+from sis2fhir.validate.templates import default_template_validator, validate_fast
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
@@ -101,7 +101,7 @@ class DisclosureBuilder:
         # valid Observations (school, resource) for every recipient, once per kind of reference (literal or not)
         observations: dict[bool, Observations] = {}
         contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
-        self.serialised = {}  # this student's resources' bytes, from their validation or serialised once
+        self.serialised = {}  # this student's resources' bytes, each serialised once
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -149,7 +149,7 @@ class DisclosureBuilder:
 
     def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
         """`encoded_resources`, each resource serialised once: the student's (the same Observations go to every
-        recipient) as their template wrote them or as serialised first, the Organizations once per run."""
+        recipient), the Organizations every student's set shares once per run."""
         lines: list[bytes] = []
         for resource in resources:
             kept = self.serialised.get(id(resource))
@@ -269,11 +269,8 @@ class DisclosureBuilder:
 
     def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
         """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
-        # the full validator's verdict (once per template the full way), and the bytes its template wrote
-        issues, line = validate_fast_encoded(resource, profile)
+        issues = validate_fast(resource, profile)  # the full validator's verdict; once per template the full way
         if not any(i.severity == "error" for i in issues):
-            if line is not None:
-                self.serialised[id(resource)] = (resource, line)
             return True
         self.counts.quarantined += 1
         where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"

@@ -27,7 +27,6 @@ from typing import Any
 from sis2fhir.validate.engine import Validator, default_validator
 from sis2fhir.validate.issues import Issue
 from sis2fhir.validate.recorder import CheckSlot, Position, Recorder, Recording
-from sis2fhir.validate.template_bytes import Fill, make_fill
 from sis2fhir.validate.template_checks import MISSING, Probe, Verify, kind_of, make_probe, make_verify, value_at
 
 TEMPLATE_LIMIT = 4_096  # templates kept per validator (each holds its key: a few KB)
@@ -40,7 +39,6 @@ REFINED_LIMIT = 64  # templates a refined group learns (a full validation each);
 class _Template:
     issues: tuple[Issue, ...]
     verify: Verify
-    fill: Fill | None = None  # the resource's orjson bytes from its free values (None: this template cannot)
 
 
 @dataclass(slots=True, eq=False)
@@ -76,15 +74,8 @@ class TemplateValidator:
         self.learnt = 0  # templates recorded (fit or not)
 
     def validate(self, resource: Any, profile: str | None = None) -> list[Issue]:
-        return self.checked(resource, profile, encode=False)[0]
-
-    def checked(
-        self, resource: Any, profile: str | None = None, encode: bool = True
-    ) -> tuple[list[Issue], bytes | None]:
-        """validate's issues and, when `encode` and the resource took the fast path, its bytes as orjson.dumps
-        writes them, filled into its template's (None otherwise: the caller serialises it)."""
         if type(resource) is not dict:
-            return self.validator.validate(resource, profile), None
+            return self.validator.validate(resource, profile)
         groups = self._groups.get(profile)
         if groups:
             for group in groups:
@@ -103,15 +94,15 @@ class TemplateValidator:
                         self._refine(resource, profile, template, group.refined)
                     if groups[0] is not (group.refined or group):  # the shape most resources have first
                         _promote(groups, group)
-                    return list(template.issues), template.fill(values) if encode and template.fill else None
+                    return list(template.issues)
                 break  # its template is unfit, or a value says something the template's did not
             else:
                 if self._learning():
-                    return self._learn(resource, profile), None
+                    return self._learn(resource, profile)
         elif self._learning():
-            return self._learn(resource, profile), None
+            return self._learn(resource, profile)
         self.full += 1
-        return self.validator.validate(resource, profile), None
+        return self.validator.validate(resource, profile)
 
     def _learning(self) -> bool:
         if self.learnt >= self.limit:
@@ -176,7 +167,7 @@ class TemplateValidator:
             group.templates[key] = None
             return
         verify = make_verify(self.validator, resource, recording, tuple(free))
-        group.templates[key] = _Template(tuple(recording.issues), verify, make_fill(resource, key, positions))
+        group.templates[key] = _Template(tuple(recording.issues), verify)
 
     @staticmethod
     def _free(resource: dict[str, Any], recording: Recording) -> list[tuple[Position, str]] | None:
@@ -221,8 +212,3 @@ def default_template_validator() -> TemplateValidator:
 def validate_fast(resource: dict[str, Any], profile: str | None = None) -> list[Issue]:
     """validate_resource's verdict, by the fast path when the resource's template is known."""
     return default_template_validator().validate(resource, profile)
-
-
-def validate_fast_encoded(resource: dict[str, Any], profile: str | None = None) -> tuple[list[Issue], bytes | None]:
-    """validate_fast's verdict, and the resource's orjson bytes when its template wrote them (else None)."""
-    return default_template_validator().checked(resource, profile)
