@@ -85,4 +85,3 @@ def test_a_plain_form_url_is_read_without_urlsplit_and_a_query_with_it() -> None
     assert url_path("https://consents.example.org/forms/CNS-1.pdf") == "/forms/CNS-1.pdf"
     assert url_path("https://consents.example.org") == ""  # a host and no path: no file name to go by
     assert url_path("https://consents.example.org/forms/CNS-1.pdf?v=2") == "/forms/CNS-1.pdf"
-
