@@ -45,7 +45,8 @@ _FORM_TITLE = "Signed FERPA consent form"
 
 # The parts of a Consent that are the same in every one (or in every one to one recipient, or for one purpose):
 # made once and shared by the Consents, like the Observation's code (map/observation.py); nothing changes them.
-# Measured at 20k students: making them for each Consent was about a third of its mapping.
+# Measured (the same consent mapped again and again, best of 7): 6.1 us a Consent with these and url_path, 11.3
+# to 11.9 us before.
 _SCOPE = {"coding": [{"system": t.CONSENT_SCOPE_CS, "code": "patient-privacy", "display": "Privacy Consent"}]}
 _CATEGORY = [
     {"coding": [{"system": t.LOINC, "code": t.LOINC_PATIENT_CONSENT, "display": "Patient Consent"}]},
@@ -85,7 +86,7 @@ def _kept(key: object, make: Callable[[], Any]) -> Any:
 
 # scheme://host/path with nothing urlsplit would strip, remove or split off (no whitespace or control character, no
 # query, fragment or bracketed host): its path is what follows the host, as urlsplit says (tests/map/test_consent.py
-# checks it against urlsplit on generated URLs). Measured at 20k students: urlsplit was a third of a Consent's mapping.
+# checks it against urlsplit on generated URLs). Measured: 0.9 to 1.3 us a new URL, by urlsplit 2.8 to 3.3 us.
 _PLAIN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.:@_~%!$&'()*+,;=-]*(/[^?#\s\x00-\x20\x7f]*)?")
 
 

@@ -79,8 +79,8 @@ _MEASURE_CODES = {code: _measure_code(code) for code in t.MEASURES}
 
 
 # Quantities of days, the tier's codings and interpretations: made once per value and shared by the Observations
-# (and within one: three components of 0 days are one object), never changed, like _CODE. Measured at 20k students:
-# making them anew was a tenth of an Observation's mapping.
+# (and within one: three components of 0 days are one object), never changed, like _CODE. Measured (the same summary
+# mapped again and again, best of 7): 11 to 14 us an Observation with these and _policy_parts, 18 to 24 us before.
 @lru_cache(maxsize=4_096, typed=True)
 def _days(hundredths: int) -> dict[str, Any]:
     value: int | float = hundredths // HUNDREDTHS if hundredths % HUNDREDTHS == 0 else hundredths / HUNDREDTHS
@@ -162,8 +162,7 @@ def method(policy: Policy) -> dict[str, Any]:
 @lru_cache(maxsize=16)
 def _policy_parts(policy: Policy) -> tuple[dict[str, Any], str]:
     """Observation.method and the policy's name as the narrative shows it, made once per policy (a run has one):
-    the method dict is shared by every Observation, like _CODE (never changed). Measured at 20k students: making
-    them for each Observation was a fifth of its mapping."""
+    the method dict is shared by every Observation, like _CODE (never changed)."""
     return method(policy), html.escape(t.POLICIES[policy_code(policy)])
 
 

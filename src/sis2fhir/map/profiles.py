@@ -22,7 +22,8 @@ _EFFECTIVE = ("effectiveDateTime", "effectivePeriod", "effectiveTiming", "effect
 
 
 def _has_coding(concepts: Any, system: str, code: str) -> bool:
-    # loops, not nested any() over generators: claimed for every resource mapped (measured: a third of the cost)
+    # loops, not nested any() over generators: claimed for every resource mapped (measured: an Observation's claim
+    # 2.5 us, 3.7 to 4.9 us before)
     if not isinstance(concepts, list):
         return False
     for c in concepts:

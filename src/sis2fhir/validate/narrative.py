@@ -178,7 +178,8 @@ def narrative_matcher(template: NarrativeShape) -> Callable[[Any], bool]:
     """`same_narrative(template, div)` as one regular expression: the template's text before the first tag, its
     tags and the text after the last, literally, with text without "<" between the tags. A div it matches splits
     on "<" into exactly the template's tags (none of them holds "<" or ">"), so only the text between them is
-    left to check: safe, and there or not as in the template. Measured: a third of the cost of _shape."""
+    left to check: safe, and there or not as in the template. Measured on the Observations of a 20k-student sync:
+    1.0 us a div, by _shape 1.6 us."""
     tags, first, last, between_text = template
     parts = [re.escape(first)]
     for i, tag in enumerate(tags):
