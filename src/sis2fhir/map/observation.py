@@ -78,21 +78,20 @@ def _measure_code(code: str) -> dict[str, Any]:
 _MEASURE_CODES = {code: _measure_code(code) for code in t.MEASURES}
 
 
-# Quantities of days, the tier's codings and interpretations: made once per value and shared by the Observations
-# (and within one: three components of 0 days are one object), never changed, like _CODE. Measured (the same summary
-# mapped again and again, best of 7): 11 to 14 us an Observation with these and _policy_parts, 18 to 24 us before.
-@lru_cache(maxsize=4_096, typed=True)
 def _days(hundredths: int) -> dict[str, Any]:
     value: int | float = hundredths // HUNDREDTHS if hundredths % HUNDREDTHS == 0 else hundredths / HUNDREDTHS
     return {"value": value, "unit": "d", "system": t.UCUM, "code": "d"}
 
 
-@lru_cache(maxsize=64, typed=True)
 def _tier(tier: str) -> dict[str, Any]:
     # a plain str, not the Tier: the validator (like JSON) knows strings, not their subclasses
     return {"coding": [{"system": t.TIER_CS, "code": str(tier), "display": t.TIERS[tier]}]}
 
 
+# Made once per tier and shared by the Observations, never changed, like _CODE; not objects that appear twice in one
+# Observation (the days' quantities, the tier's coding in a component), which tests change in their deep copies at
+# one position. Measured (the same summary mapped again and again, best of 7): 11 to 14 us an Observation with this
+# and _policy_parts, 18 to 24 us before.
 @lru_cache(maxsize=64, typed=True)
 def interpretation(tier: str) -> list[dict[str, Any]]:
     """Observation.interpretation: the tier, and beside it the v3 flag (A chronic, N not; none for insufficient
