@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,11 +21,12 @@ from sis2fhir.config import RecipientSettings, Settings
 from sis2fhir.deliver.base import DeliveryItem
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
+from sis2fhir.disclosure_counts import DisclosureCounts
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.hl7_disclosure import v2_envelopes
 from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.observation import Measured, attendance_observation
-from sis2fhir.map.organization import SetOrganizations
+from sis2fhir.map.organization import ORGANIZATIONS_KEPT, SetOrganizations
 from sis2fhir.map.patient import student_patient
 from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
@@ -49,58 +49,6 @@ class _Made:
 
 
 @dataclass(slots=True)
-class DisclosureCounts:
-    """What building the disclosures counted (in one process, or added up over workers)."""
-
-    report: RowReport
-    decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
-    resources_built: Counter[str] = field(default_factory=Counter)
-    # per resource type, in the items for FHIR-taking destinations (one per destination): new + unchanged, and new
-    to_recipients: Counter[str] = field(default_factory=Counter)
-    to_recipients_new: Counter[str] = field(default_factory=Counter)
-    quarantined: int = 0
-    unchanged: int = 0
-    revocation_notices: int = 0
-    consented: set[str] = field(default_factory=set)
-    withdraw: list[tuple[str, Subject]] = field(default_factory=list)  # (destination, subject): must not go out
-    # Organizations, in every student's item to a self-contained destination, are counted once each: as built by
-    # id, in the items by destination, recipient and id (a line of that folder's Organization.ndjson)
-    organizations: set[tuple[str, str, str, str]] = field(default_factory=set)  # (built|sent|new, dest, to, id)
-
-    def count_sent(self, item: DeliveryItem, destination: str, new: bool) -> None:
-        """Count an item's resources: in the items for recipients (`new`: of which new or changed)."""
-        counter = self.to_recipients_new if new else self.to_recipients
-        for r in item.resources:
-            if r["resourceType"] == "Organization":
-                self.organizations.add(("new" if new else "sent", destination, item.recipient, r["id"]))
-            else:
-                counter[r["resourceType"]] += 1
-
-    def settle(self) -> None:
-        """The Organization counts from the set (adding up the workers' counts would count one in each)."""
-        n = Counter(kind for kind, *_ in self.organizations)
-        for kind, counter in (("built", self.resources_built), ("sent", self.to_recipients),
-                              ("new", self.to_recipients_new)):  # fmt: skip
-            if n[kind]:
-                counter["Organization"] = n[kind]
-
-    def absorb(self, other: DisclosureCounts) -> None:
-        self.decisions.update(other.decisions)
-        self.resources_built.update(other.resources_built)
-        self.to_recipients.update(other.to_recipients)
-        self.to_recipients_new.update(other.to_recipients_new)
-        self.quarantined += other.quarantined
-        self.unchanged += other.unchanged
-        self.revocation_notices += other.revocation_notices
-        self.consented |= other.consented
-        self.withdraw += other.withdraw
-        self.organizations |= other.organizations
-        self.settle()
-        if other.report is not self.report:
-            self.report.extend(other.report)
-
-
-@dataclass(slots=True)
 class DisclosureBuilder:
     """Gate, map and validate one student's attendance for every recipient; say what goes where."""
 
@@ -116,6 +64,9 @@ class DisclosureBuilder:
     valid_organizations: dict[str, bool] = field(default_factory=dict)  # id -> valid (each validated once)
     organizations: SetOrganizations | None = None  # made once per run (each school's, each recipient's)
     recipients: dict[str, RecipientSettings] = field(default_factory=dict)  # each recipient's, looked up once
+    organization_lines: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # id -> (org, JSON)
+    # id(resource) -> (resource, its JSON) for the student being mapped: holding the resource keeps its id its own
+    serialised: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
@@ -150,6 +101,7 @@ class DisclosureBuilder:
         # valid Observations (school, resource) for every recipient, once per kind of reference (literal or not)
         observations: dict[bool, Observations] = {}
         contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
+        self.serialised = {}  # this student's resources' bytes, each serialised once
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -186,7 +138,7 @@ class DisclosureBuilder:
                     resources = [*context, *resources]
                 resources.append(consent)
                 subject = Subject(recipient, student.sourced_id)
-                lines, encoded = encoded_resources(resources)
+                lines, encoded = self._encoded(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
                 item = DeliveryItem(
                     key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources, "", lines
@@ -194,6 +146,30 @@ class DisclosureBuilder:
                 counts.count_sent(item, rt.destination, new=False)
                 out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
         return out
+
+    def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
+        """`encoded_resources`, each resource serialised once: the student's (the same Observations go to every
+        recipient), the Organizations every student's set shares once per run."""
+        lines: list[bytes] = []
+        for resource in resources:
+            kept = self.serialised.get(id(resource))
+            if kept is not None:
+                line = kept[1]
+            elif resource["resourceType"] == "Organization":
+                line = self._organization_line(resource)
+            else:
+                line = orjson.dumps(resource)
+                self.serialised[id(resource)] = (resource, line)
+            lines.append(line)
+        return tuple(lines), b"[" + b",".join(lines) + b"]"
+
+    def _organization_line(self, org: dict[str, Any]) -> bytes:
+        kept = self.organization_lines.get(org["id"])
+        if kept is None or kept[0] is not org:  # the same object as SetOrganizations made (its bytes are its own)
+            if len(self.organization_lines) >= ORGANIZATIONS_KEPT:
+                self.organization_lines.clear()
+            kept = self.organization_lines[org["id"]] = (org, orjson.dumps(org))
+        return kept[1]
 
     def _observations(
         self, student: Student, summaries: list[AttendanceSummary], literal: bool, count: bool

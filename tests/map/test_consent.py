@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sis2fhir import terminology as t
-from sis2fhir.map.consent import ferpa_consent
+from sis2fhir.map.consent import ferpa_consent, url_path
 from sis2fhir.validate import validate_resource
 from tests.support import attendance_items as items
 
@@ -55,3 +58,30 @@ def test_the_consent_carries_restricted_and_no_redisclosure() -> None:
     labels = [(s["system"], s["code"]) for s in consent()["meta"]["security"]]
 
     assert labels == [(t.V3_CONFIDENTIALITY, "R"), (t.V3_ACT_CODE, "NORDSCLCD")]
+
+
+# URLs as consents.csv has them, and everything urlsplit strips, removes or splits off
+_URL_PARTS = st.sampled_from(
+    ["https://", "http://", "HTTPS://", "s3+x.y-z://", "urn:", "//", "/", "forms", "CNS-1", ".pdf", ".PDF", ".tiff",
+     ".", "?v=2", "#page=1", "[::1]", "[", "]", "user:pw@", ":8443", " ", "\t", "\n", "\x00", "%20", "é",
+     "consents.example.org"]
+)  # fmt: skip
+
+
+@given(st.lists(_URL_PARTS, max_size=8).map("".join))
+def test_the_path_of_a_form_url_is_the_path_urlsplit_finds(url: str) -> None:
+    try:
+        expected: str | type[ValueError] = urlsplit(url).path
+    except ValueError:  # an unbalanced bracketed host: url_path fails as urlsplit does
+        expected = ValueError
+    try:
+        got: str | type[ValueError] = url_path(url)
+    except ValueError:
+        got = ValueError
+    assert got == expected
+
+
+def test_a_plain_form_url_is_read_without_urlsplit_and_a_query_with_it() -> None:
+    assert url_path("https://consents.example.org/forms/CNS-1.pdf") == "/forms/CNS-1.pdf"
+    assert url_path("https://consents.example.org") == ""  # a host and no path: no file name to go by
+    assert url_path("https://consents.example.org/forms/CNS-1.pdf?v=2") == "/forms/CNS-1.pdf"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from sis2fhir import terminology as t
 from sis2fhir.cli import app
 from sis2fhir.disclosure import fingerprint
+from sis2fhir.map.consent import ferpa_consent
 from sis2fhir.map.labels import security_labels
 from sis2fhir.map.observation import attendance_observation, policy_code, policy_text
 from sis2fhir.measure import chronic_absence_tier, last_instructional_day
@@ -175,3 +176,23 @@ def test_tiers_are_one_enum_whose_members_are_their_codes() -> None:
     assert list(t.TIERS) == list(Tier)  # the code system's order, as the run summary lists them
     assert set(t.TIER_FLAG) == set(Tier) - {Tier.INSUFFICIENT_DATA}
     assert {tier for tier, flag in t.TIER_FLAG.items() if flag == "A"} == t.CHRONIC_TIERS
+
+
+def _objects(node: object) -> list[int]:
+    if isinstance(node, dict):
+        return [id(node), *(i for value in node.values() for i in _objects(value))]
+    if isinstance(node, list):
+        return [id(node), *(i for item in node for i in _objects(item))]
+    return []
+
+
+def test_a_mapped_resource_holds_no_object_twice() -> None:
+    """The mappers share constant parts between resources, never within one: a deep copy changed at one position
+    (as tests and a linking recipient change theirs) changes that position only."""
+    for made in (
+        attendance_observation(items.summary("S1", 0, 80), items.student("S1"), items.SCHOOL,
+                                               items.DISTRICT, items.MEASURED, literal=True),
+        ferpa_consent(items.consent_record("S1"), items.student("S1"), None, items.DISTRICT, literal=True),
+    ):  # fmt: skip
+        objects = _objects(made)
+        assert len(objects) == len(set(objects))

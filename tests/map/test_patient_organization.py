@@ -156,7 +156,7 @@ def test_a_roster_without_a_district_org_still_gives_a_valid_district_organizati
     lea = district_organization(None, DISTRICT)
     assert lea["identifier"] == [{"system": DISTRICT.system("organization"), "value": "district"}]
     assert "name" not in lea and errors(lea) == []
-    consent = ferpa_consent(consent_record("S1"), a_student(), None, DISTRICT, MEASURED, literal=True)
+    consent = ferpa_consent(consent_record("S1"), a_student(), None, DISTRICT, literal=True)
     assert consent["organization"][0]["reference"] == f"Organization/{lea['id']}"
 
 

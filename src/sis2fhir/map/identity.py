@@ -73,7 +73,11 @@ def student_reference(student: Student, district: DistrictSettings, literal: boo
 
     Without `literal` it is logical: linking at a FHIR recipient replaces it with the recipient's `Patient/<id>`.
     """
-    return _reference("Patient", student_identifiers(student, district)[0], "", literal)
+    if student.state_id:  # student_identifiers(student, district)[0], without making the second
+        first = identifier(district.student_id_system, student.state_id)
+    else:
+        first = identifier(district.system("student-sourced-id"), student.sourced_id)
+    return _reference("Patient", first, "", literal)
 
 
 def school_reference(school: School, district: DistrictSettings, literal: bool = False) -> dict[str, Any]:

@@ -88,12 +88,14 @@ class SetOrganizations:
         unique = {s.sourced_id: s for s in schools}
         d_org, d = self.district_org, self.district
         return [
-            self._kept("district", partial(district_organization, d_org, d)),
-            *(self._kept(s, partial(school_organization, s, d_org, d)) for s in unique.values()),
-            self._kept(recipient, partial(recipient_organization, *recipient)),
+            self._made.get("district") or self._kept("district", partial(district_organization, d_org, d)),
+            *(self._made.get(s) or self._kept(s, partial(school_organization, s, d_org, d)) for s in unique.values()),
+            self._made.get(recipient) or self._kept(recipient, partial(recipient_organization, *recipient)),
         ]
 
     def _kept(self, key: object, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The Organization made for `key`, by `make` the first time (the callers look it up first, so that no
+        partial is made for the sets that find it)."""
         org = self._made.get(key)
         if org is None:
             if len(self._made) >= ORGANIZATIONS_KEPT:

@@ -22,10 +22,16 @@ _EFFECTIVE = ("effectiveDateTime", "effectivePeriod", "effectiveTiming", "effect
 
 
 def _has_coding(concepts: Any, system: str, code: str) -> bool:
-    return isinstance(concepts, list) and any(
-        isinstance(c, dict) and any(x.get("system") == system and x.get("code") == code for x in c.get("coding", ()))
-        for c in concepts
-    )
+    # loops, not nested any() over generators: claimed for every resource mapped (measured: an Observation's claim
+    # 2.5 us, 3.7 to 4.9 us before)
+    if not isinstance(concepts, list):
+        return False
+    for c in concepts:
+        if isinstance(c, dict):
+            for x in c.get("coding", ()):
+                if x.get("system") == system and x.get("code") == code:
+                    return True
+    return False
 
 
 def _reference_to(value: Any, resource_type: str) -> bool:
@@ -43,14 +49,19 @@ def observation_passes_us_core(observation: dict[str, Any]) -> bool:
     """US Core Simple Observation 7.0.0 and SDOHCC Observation Assessment 3.0.0: status, category us-core#sdoh
     (category:us-core 1..*, SDOH-Obs-4), a Patient subject, effective[x] one of its four types, performers
     Organizations (ours: the school), and us-core-2 (a value, a dataAbsentReason or components)."""
-    return (
+    if not (
         observation.get("status") in _OBSERVATION_STATUS
         and _has_coding(observation.get("category"), t.US_CORE_CATEGORY_CS, "sdoh")
         and _reference_to(observation.get("subject"), "Patient")
-        and not any(k.startswith("effective") and k not in _EFFECTIVE for k in observation)
-        and all(_reference_to(p, "Organization") for p in observation.get("performer", ()))
-        and _us_core_2(observation)
-    )
+    ):
+        return False
+    for k in observation:
+        if k.startswith("effective") and k not in _EFFECTIVE:
+            return False
+    for p in observation.get("performer", ()):
+        if not _reference_to(p, "Organization"):
+            return False
+    return _us_core_2(observation)
 
 
 def _us_core_2(observation: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ import orjson
 
 from sis2fhir.validate.engine import Validator, _Walk
 from sis2fhir.validate.invariants import NATIVE
-from sis2fhir.validate.narrative import NarrativeShape, narrative_shape, same_narrative
+from sis2fhir.validate.narrative import NarrativeShape, narrative_matcher, narrative_shape
 from sis2fhir.validate.recorder import CheckSlot, InvariantSlot, Position, Recording, ReferenceSlot
 from sis2fhir.validate.values import reference_target_issue
 
@@ -100,6 +100,8 @@ _OWN_AND_PINNED = _OWN_ELEMENT_ONLY | {"ref-1", "txt-1", "txt-2"}
 # what an invariant on a resource's root reads beyond which keys are present (None: any array index)
 _ROOT_READS: dict[str, tuple[tuple[str | None, ...], ...]] = {
     "obs-7": (("code",), ("component", None, "code")),  # the codings of the code and of each component's code
+    # whether there is a patient (a key: pinned), else the scope's codings (invariants._ppc)
+    **{f"ppc-{n}": (("scope",),) for n in (2, 3, 4, 5)},
 }
 MEMO_LIMIT = 4_096  # remembered verdicts per slot, then it starts over
 LONG_TEXT = 32  # characters: a template's text longer than this is probably the same in every resource
@@ -137,7 +139,6 @@ class _Verifier:
         self.namespace: dict[str, Any] = {
             "Walk": _Walk,
             "ref_issue": reference_target_issue,
-            "same_narrative": same_narrative,
             "check": validator._check_item,
             "invariants": validator._invariants,
             "types": validator.definitions.resource_types,
@@ -165,8 +166,8 @@ class _Verifier:
         shape = _narrative(slot, value_at(self.resource, slot.position)) if index is not None else None
         self.namespace[f"s{n}"], self.namespace[f"i{n}"] = slot, slot.issues
         if shape is not None:
-            self.namespace[f"n{n}"] = shape
-            self.lines.append(f"    if not same_narrative(n{n}, {value}): return False")
+            self.namespace[f"n{n}"] = narrative_matcher(shape)  # same_narrative(shape, value)
+            self.lines.append(f"    if not n{n}({value}): return False")
         elif _simple(slot) and type_rule.primitive is not None:
             self.namespace[f"c{n}"] = type_rule.primitive
             self.namespace[f"m{n}"] = slot.issues[0].message if slot.issues else None
