@@ -159,7 +159,7 @@ def columnar_tallies(
             (c.absent, c.excused, c.unexcused, c.illness, c.oss, c.w),
             _masks_of(c),
         )
-        for c in table.combos
+        for c in table.vocabulary.combos
     ]
     # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
     # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
