@@ -52,6 +52,7 @@ class ColumnarTally:
             path = export.path_of(ATTENDANCE_FILE)
             names = header_of(path)
             assert names is not None  # unfit() checked it
+            tallies = None
             with tempfile.TemporaryDirectory(prefix="sis2fhir-columnar-") as tmp:
                 table = None
                 try:  # nothing is reported before the file is known to be plain
@@ -61,10 +62,11 @@ class ColumnarTally:
                     why = f"DuckDB cannot read it as plain CSV ({exc})"
                 else:
                     tallies = columnar_tallies(table, export, roster, rules, report)
-                    return measured_of(tallies, export, rules, report, "columnar")
                 finally:
                     if table is not None:
                         table.close()
+            if tallies is not None:  # DuckDB's memory given back before the summaries are made beside the tallies
+                return measured_of(tallies, export, rules, report, "columnar")
         measured = StreamingTally(self.workers).measure(export, roster, rules, report)
         measured.fallback = why or ""
         return measured
@@ -188,9 +190,10 @@ def columnar_tallies(
                 kid_masks = day_masks[kid]
                 for i in into:
                     kid_masks[i] |= mask
+    shared: dict[int, int] = {}  # equal sums are one int object (the summaries keep them: 28 bytes each above 256)
     for kid, total in sums.items():
         key = keys[kid]
-        columnar.tallies[key] = AbsenceTally(*total[:5])
+        columnar.tallies[key] = AbsenceTally(*[shared.setdefault(v, v) for v in total[:5]])
         if any(day_masks[kid][:PLANES]):  # a day absent
             columnar.days[key] = day_masks[kid]
         if total[5]:
