@@ -78,6 +78,9 @@ class AttendanceTable:
         # the student columns are measured in resolve's first scan, the others checked on their distinct values
         self.long_columns = [n for n in names if n.startswith("student")]
         self.rows = int(self.one("SELECT count(*) FROM att") or 0)
+        if self.rows >= 1 << 32:  # `t` keeps a row's position in 32 bits (resolve)
+            self.close()
+            raise Unfit("more than 4,294,967,295 rows")
 
     def close(self) -> None:
         self.con.close()
@@ -137,6 +140,8 @@ class AttendanceTable:
         so it is among the UNCLEAN rows' values, where `distinct` finds it (Unfit)."""
         self.keys = list(rules.memberships)
         self.schools = sorted({school for _, school in self.keys})
+        if len(self.schools) >= 1 << 15:  # `t` keeps a row's school in 16 bits
+            raise Unfit("more than 32,767 schools")
         sch = {school: i for i, school in enumerate(self.schools)}
         base, students = rules.base, roster.students
         spellings = ((raw, sch[s]) for raw, s in schools_of(resolver.schools, resolver) if s in sch)
@@ -188,7 +193,8 @@ class AttendanceTable:
         state = c("studentIdentifier", "")
         on_calendar = "OR cal.o IS NULL" if calendar else ""
         join_calendar = "LEFT JOIN cal ON cal.sch = sm.sch AND cal.o = d.o" if calendar else ""
-        return f"""SELECT a.rowid AS rn, sm.kid, sm.sch, d.o :: SMALLINT AS o, cr.id AS x,
+        return f"""SELECT a.rowid :: UINTEGER AS rn, sm.kid, sm.sch :: SMALLINT AS sch, d.o :: SMALLINT AS o,
+            cr.id :: SMALLINT AS x,
             CASE WHEN sm.kid IS NULL OR d.o IS NULL OR cr.id IS NULL THEN {UNCLEAN}
                  WHEN d.v = -1 THEN {OUTSIDE} WHEN d.v = -2 THEN {AFTER}
                  WHEN d.o < sm.b OR d.o > sm.e {on_calendar} THEN {REJECTED} ELSE {COUNTED} END :: TINYINT AS status
@@ -263,6 +269,8 @@ class Vocabulary:
             if (x.cat, x.h, x.reason) not in self.ids:
                 self.ids[(x.cat, x.h, x.reason)] = len(self.combos)
                 self.combos.append(x)
+        if len(self.combos) >= 1 << 15:  # `t` keeps a row's combination in 16 bits
+            raise Unfit("more than 32,767 combinations of category, duration and reason")
         types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
         types.update(cat="VARCHAR", reason="VARCHAR")
         table, ids = self.table, self.ids
