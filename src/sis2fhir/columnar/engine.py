@@ -140,7 +140,7 @@ def columnar_tallies(
     until = -1 if rules.compare_until is None else rules.compare_until
     counted = f"FROM t JOIN combos x ON x.id = t.x WHERE t.status = {COUNTED}"
     columnar = Tallies()
-    presence: dict[int, int] = {}
+    presence = 0  # rows saying In Attendance / Present of the students x schools counted here
     seen = columnar.seen
     by_kid = (
         f"SELECT t.kid, count(*), bit_count(bitstring_agg(t.o, 0, {last})), count(*) FILTER (WHERE x.presence) "
@@ -150,9 +150,9 @@ def columnar_tallies(
         for kid, n, days, pres in batch:
             if n != days:  # a second row for a day: first-row-wins is decided by line, in the Python tally
                 python_kids.add(kid)
-            else:  # non-zero: a row counted (the count of days, not the streaming tally's mask)
+            elif kid not in python_kids:  # non-zero: a row counted (the count of days, not the tally's mask)
                 seen[keys[kid]] = n
-                presence[kid] = pres
+                presence += pres
 
     # what each (category, hundredths, reason) adds (values.Combo): the tally's five sums, its weight, and the
     # masks its days go into (the weight's bit planes, then its kinds)
@@ -191,17 +191,15 @@ def columnar_tallies(
                 for i in into:
                     kid_masks[i] |= mask
     shared: dict[int, int] = {}  # equal sums are one int object (the summaries keep them: 28 bytes each above 256)
-    for kid, total in sums.items():
+    for kid in list(sums):  # each one's working sums dropped as its tally is made: not all held twice
+        total, masks = sums.pop(kid), day_masks.pop(kid)
         key = keys[kid]
         columnar.tallies[key] = AbsenceTally(*[shared.setdefault(v, v) for v in total[:5]])
-        if any(day_masks[kid][:PLANES]):  # a day absent
-            columnar.days[key] = day_masks[kid]
+        if any(masks[:PLANES]):  # a day absent
+            columnar.days[key] = masks
         if total[5]:
             columnar.absent_until[key] = total[5]
-    for kid in python_kids:
-        seen.pop(keys[kid], None)
-        presence.pop(kid, None)
-    columnar.presence_rows = sum(presence.values())
+    columnar.presence_rows = presence
     table.load("pk", {"kid": "INTEGER"}, ((kid,) for kid in python_kids))
     by_day = f"SELECT sch, o, count(*) FROM t WHERE status = {COUNTED}"
     for sch, offset, n in con.execute(f"{by_day} GROUP BY sch, o").fetchall():
