@@ -235,5 +235,8 @@ def columnar_tallies(
             columnar.after_as_of += n
     if columnar.outside_year or columnar.after_as_of:
         columnar.file = file
+    if not in_python:  # the Python tally read no row: absorbing would copy every entry of the columnar one
+        columnar.rejected = python.rejected
+        return columnar
     python.absorb(columnar)  # disjoint students x schools: nothing overlaps
     return python
