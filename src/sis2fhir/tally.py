@@ -328,12 +328,8 @@ def school_days_of(tallies: Tallies, rules: Rules) -> dict[str, list[date]]:
 
 
 def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[date]]) -> list[AttendanceSummary]:
-    """A summary per student x school with at least one school day in membership up to the as-of date, with its
-    monthly tallies, streaks, recent absences and the year-end projection (absence_days.py, transitions.py).
-
-    The day masks (`tallies.days`) are used up: each is dropped once its facts are read, so the masks are freed as
-    the summaries are made, not held beside all of them (about 0.56 kB per student x school with an absence, as
-    much as its summary: measured at 20k students)."""
+    """A summary per student x school with a school day in membership up to the as-of date, with its monthly tallies,
+    streaks, recent absences and year-end projection (absence_days.py, transitions.py); `tallies.days` is used up."""
     year, policy, calendar, base = rules.year, rules.policy, rules.calendar, rules.base
     last_day = min(rules.as_of, year.end)
     # most memberships share their school, begin and end: what those decide is made once per call (absence_days)
@@ -375,7 +371,6 @@ def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[
                 projected_rate=projected,
             )
         )
-    tallies.days.clear()  # those of memberships without a school day in membership
     return summaries
 
 
