@@ -74,8 +74,8 @@ class AttendanceTable:
         except duckdb.Error as exc:
             self.close()
             raise Unfit(str(exc).splitlines()[0]) from None
-        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning:
-        # the student columns are measured in resolve's first scan, the others checked on their distinct values
+        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning: such
+        # a value resolves in no table, so resolve measures the columns among the rows left unresolved
         self.long_columns = [n for n in names if n.startswith("student")]
         self.rows = int(self.one("SELECT count(*) FROM att") or 0)
         if self.rows >= 1 << 32:  # `t` keeps a row's position in 32 bits (resolve)
@@ -180,7 +180,8 @@ class AttendanceTable:
         unclean = f"a.rowid IN (SELECT rn FROM t WHERE status = {UNCLEAN})"
         if not self.one(f"SELECT count(*) FROM t WHERE status = {UNCLEAN}"):
             return
-        found = self.distinct("date", "category", "duration", "reason", measured=self.long_columns, where=unclean)
+        measured = [*self.long_columns, "schoolSourcedId"]
+        found = self.distinct("date", "category", "duration", "reason", measured=measured, where=unclean)
         if self.vocabulary.learn(*found):  # those rows again, with the values learnt from them
             self.con.execute(f"CREATE TABLE t2 AS {self._resolved(calendar is not None)} WHERE {unclean}")
             self.con.execute(f"DELETE FROM t WHERE status = {UNCLEAN}")

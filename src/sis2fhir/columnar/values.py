@@ -1,11 +1,12 @@
 """The vocabulary of attendance.csv as SQL tables, made by the Python reader's own functions, once per distinct value.
 
-The columnar engine never decides what a date, a category, a duration, a reason or a school id means: it asks
-DuckDB for the distinct values of each column (a few hundred dates, a handful of the rest) and resolves each with
-the functions the Python reader uses (read/attendance_values.Resolver, read/vocabulary.py, measure.py). A value
-they do not resolve cleanly has no row in these tables, so its rows go to the Python reader (rare.py), which
-reports them. What an event adds to the tallies is likewise asked of measure.AbsenceTally and absence_days.add_day
-per distinct (category, hundredths, reason), never restated in SQL.
+The columnar engine never decides what a date, a category, a duration, a reason or a school id means: it resolves
+the spellings most exports use (`likely_spellings`), then the distinct values of the rows those leave unresolved
+(a few hundred dates, a handful of the rest, at most), each with the functions the Python reader uses
+(read/attendance_values.Resolver, read/vocabulary.py, measure.py). A value they do not resolve cleanly has no row
+in these tables, so its rows go to the Python reader (rare.py), which reports them. What an event adds to the
+tallies is likewise asked of measure.AbsenceTally and absence_days.add_day per distinct (category, hundredths,
+reason), never restated in SQL.
 """
 
 from __future__ import annotations
