@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sis2fhir.measure import HUNDREDTHS, ILLNESS_REASONS, OSS, months_in_membership
-from sis2fhir.records import AttendanceCategory, MonthTally
+from sis2fhir.records import AttendanceCategory, MonthTally, month_tally
 
 PLANES = 7  # weights up to 100 < 2**7
 EXCUSED, UNEXCUSED, ILLNESS, SUSPENSION = PLANES, PLANES + 1, PLANES + 2, PLANES + 3
@@ -88,14 +88,21 @@ class SchoolDays:
     """A school's school days (sorted, up to the last day) with, per day offset, its index among them: made once
     per school, so that a day's month and place in the window cost a lookup, not a bisect, per absent day."""
 
-    __slots__ = ("days", "index_of", "month_of")
+    __slots__ = ("days", "index_of", "month_of", "runs")
 
     def __init__(self, days: Sequence[date], base: int) -> None:
         self.days = days
+        self.runs: dict[tuple[date, ...], tuple[date, ...]] = {}  # equal runs of absent days: one tuple
         self.index_of: dict[int, int] = {}
         for i, d in enumerate(days):
             self.index_of.setdefault(d.toordinal() - base, i)  # a day listed twice: bisect_left finds the first
         self.month_of = [f"{d.year:04d}-{d.month:02d}" for d in days]
+
+    def run(self, days: list[date]) -> tuple[date, ...]:
+        """These days as a tuple, one tuple for equal runs: students of a school share many runs of two or three
+        days (the table lives as long as the school's days: one summaries_of call)."""
+        key = tuple(days)
+        return self.runs.setdefault(key, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,5 +188,9 @@ def facts_of(masks: DayMasks | None, school: SchoolDays, span: Span, base: int) 
     hi = span.hi
     last_school_day = school_days[-1] if school_days else None
     running = len(run) >= 2 and last_index == hi - 1 and school_days[hi - 1] == last_school_day
-    tallies = tuple(MonthTally(m, n, *by_month[m]) for m, n in span.months)  # shared by MonthTally itself
-    return DayFacts(tallies, tuple(tuple(r) for r in runs if len(r) >= 2), running, span.window_days, window_absent)
+    tallies = []
+    for m, n in span.months:  # equal tallies are one object (records.MonthTally)
+        t = by_month[m]
+        tallies.append(month_tally((m, n, t[0], t[1], t[2], t[3], t[4])))
+    found = tuple([school.run(r) for r in runs if len(r) >= 2])
+    return DayFacts(tuple(tallies), found, running, span.window_days, window_absent)

@@ -67,6 +67,12 @@ class MonthTally:
         return MonthTally, tuple(getattr(self, name) for name in _MONTH_FIELDS)
 
 
+def month_tally(key: tuple[str, int, int, int, int, int, int]) -> MonthTally:
+    """The MonthTally of these fields (in MonthTally's order), looked up before one is made: most are shared."""
+    shared = _SHARED.get(key)
+    return shared if shared is not None else MonthTally(*key)
+
+
 _MONTH_FIELDS = ("month", "days_in_membership", "absent_h", "excused_h", "unexcused_h", "illness_h", "oss_h")
 _SHARED: dict[tuple[str | int, ...], MonthTally] = {}
 _SHARED_MAX = 1 << 16  # distinct month tallies kept for sharing; beyond it the table starts again

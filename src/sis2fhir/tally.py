@@ -328,15 +328,15 @@ def school_days_of(tallies: Tallies, rules: Rules) -> dict[str, list[date]]:
 
 
 def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[date]]) -> list[AttendanceSummary]:
-    """A summary per student x school with at least one school day in membership up to the as-of date, with its
-    monthly tallies, streaks, recent absences and the year-end projection (absence_days.py, transitions.py)."""
+    """A summary per student x school with a school day in membership up to the as-of date, with its monthly tallies,
+    streaks, recent absences and year-end projection (absence_days.py, transitions.py); `tallies.days` is used up."""
     year, policy, calendar, base = rules.year, rules.policy, rules.calendar, rules.base
     last_day = min(rules.as_of, year.end)
     # most memberships share their school, begin and end: what those decide is made once per call (absence_days)
     schools = {school: SchoolDays(days, base) for school, days in days_by_school.items()}
     spans: dict[tuple[str, date, date], tuple[int, Span | None, int]] = {}
     no_absence = AbsenceTally()
-    days_of, tallies_of, year_of, start = tallies.days.get, tallies.tallies.get, year.year, year.start
+    days_of, tallies_of, year_of, start = tallies.days.pop, tallies.tallies.get, year.year, year.start
     summaries = []
     for (student, school), m in rules.memberships.items():
         begin, end = max(m.begin, year.start), min(m.end, year.end)
@@ -350,7 +350,7 @@ def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[
         if span is None:
             continue  # not (yet) in membership on any school day of this year
         tally = tallies_of((student, school)) or no_absence
-        facts = facts_of(days_of((student, school)), schools[school], span, base)
+        facts = facts_of(days_of((student, school), None), schools[school], span, base)
         projected = projected_rate(dim, tally.absent, facts.window_days, facts.window_absent_h, left, policy)
         summaries.append(
             summarize(

@@ -52,6 +52,7 @@ class ColumnarTally:
             path = export.path_of(ATTENDANCE_FILE)
             names = header_of(path)
             assert names is not None  # unfit() checked it
+            tallies = None
             with tempfile.TemporaryDirectory(prefix="sis2fhir-columnar-") as tmp:
                 table = None
                 try:  # nothing is reported before the file is known to be plain
@@ -61,10 +62,11 @@ class ColumnarTally:
                     why = f"DuckDB cannot read it as plain CSV ({exc})"
                 else:
                     tallies = columnar_tallies(table, export, roster, rules, report)
-                    return measured_of(tallies, export, rules, report, "columnar")
                 finally:
                     if table is not None:
                         table.close()
+            if tallies is not None:  # DuckDB's memory given back before the summaries are made beside the tallies
+                return measured_of(tallies, export, rules, report, "columnar")
         measured = StreamingTally(self.workers).measure(export, roster, rules, report)
         measured.fallback = why or ""
         return measured
@@ -138,7 +140,7 @@ def columnar_tallies(
     until = -1 if rules.compare_until is None else rules.compare_until
     counted = f"FROM t JOIN combos x ON x.id = t.x WHERE t.status = {COUNTED}"
     columnar = Tallies()
-    presence: dict[int, int] = {}
+    presence = 0  # rows saying In Attendance / Present of the students x schools counted here
     seen = columnar.seen
     by_kid = (
         f"SELECT t.kid, count(*), bit_count(bitstring_agg(t.o, 0, {last})), count(*) FILTER (WHERE x.presence) "
@@ -148,9 +150,9 @@ def columnar_tallies(
         for kid, n, days, pres in batch:
             if n != days:  # a second row for a day: first-row-wins is decided by line, in the Python tally
                 python_kids.add(kid)
-            else:  # non-zero: a row counted (the count of days, not the streaming tally's mask)
+            elif kid not in python_kids:  # non-zero: a row counted (the count of days, not the tally's mask)
                 seen[keys[kid]] = n
-                presence[kid] = pres
+                presence += pres
 
     # what each (category, hundredths, reason) adds (values.Combo): the tally's five sums, its weight, and the
     # masks its days go into (the weight's bit planes, then its kinds)
@@ -159,7 +161,7 @@ def columnar_tallies(
             (c.absent, c.excused, c.unexcused, c.illness, c.oss, c.w),
             _masks_of(c),
         )
-        for c in table.combos
+        for c in table.vocabulary.combos
     ]
     # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
     # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
@@ -188,17 +190,16 @@ def columnar_tallies(
                 kid_masks = day_masks[kid]
                 for i in into:
                     kid_masks[i] |= mask
-    for kid, total in sums.items():
+    shared: dict[int, int] = {}  # equal sums are one int object (the summaries keep them: 28 bytes each above 256)
+    for kid in list(sums):  # each one's working sums dropped as its tally is made: not all held twice
+        total, masks = sums.pop(kid), day_masks.pop(kid)
         key = keys[kid]
-        columnar.tallies[key] = AbsenceTally(*total[:5])
-        if any(day_masks[kid][:PLANES]):  # a day absent
-            columnar.days[key] = day_masks[kid]
+        columnar.tallies[key] = AbsenceTally(*[shared.setdefault(v, v) for v in total[:5]])
+        if any(masks[:PLANES]):  # a day absent
+            columnar.days[key] = masks
         if total[5]:
             columnar.absent_until[key] = total[5]
-    for kid in python_kids:
-        seen.pop(keys[kid], None)
-        presence.pop(kid, None)
-    columnar.presence_rows = sum(presence.values())
+    columnar.presence_rows = presence
     table.load("pk", {"kid": "INTEGER"}, ((kid,) for kid in python_kids))
     by_day = f"SELECT sch, o, count(*) FROM t WHERE status = {COUNTED}"
     for sch, offset, n in con.execute(f"{by_day} GROUP BY sch, o").fetchall():
@@ -234,5 +235,8 @@ def columnar_tallies(
             columnar.after_as_of += n
     if columnar.outside_year or columnar.after_as_of:
         columnar.file = file
+    if not in_python:  # the Python tally read no row: absorbing would copy every entry of the columnar one
+        columnar.rejected = python.rejected
+        return columnar
     python.absorb(columnar)  # disjoint students x schools: nothing overlaps
     return python

@@ -20,10 +20,12 @@ import duckdb
 
 from sis2fhir.columnar.values import (
     COMBO_COLUMNS,
+    Combo,
     categories_of,
     combos,
     dates_of,
     durations_of,
+    likely_spellings,
     reasons_of,
     schools_of,
 )
@@ -72,10 +74,13 @@ class AttendanceTable:
         except duckdb.Error as exc:
             self.close()
             raise Unfit(str(exc).splitlines()[0]) from None
-        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning:
-        # the student columns are measured in resolve's first scan, the others checked on their distinct values
+        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning: such
+        # a value resolves in no table, so resolve measures the columns among the rows left unresolved
         self.long_columns = [n for n in names if n.startswith("student")]
         self.rows = int(self.one("SELECT count(*) FROM att") or 0)
+        if self.rows >= 1 << 32:  # `t` keeps a row's position in 32 bits (resolve)
+            self.close()
+            raise Unfit("more than 4,294,967,295 rows")
 
     def close(self) -> None:
         self.con.close()
@@ -88,18 +93,19 @@ class AttendanceTable:
         """The column as text ('' for an empty field), or a constant when the file has no such column."""
         return f"coalesce(a.{q(name)}, '')" if name in self.names else _literal(default)
 
-    def distinct(self, *names: str, measured: Sequence[str] = ()) -> list[list[str]]:
-        """The distinct values of each column of `names` ([] for a column the file does not have), from one scan of
-        their combinations (a few low-cardinality columns together cost less than each on its own: measured), in
-        which the longest value of each column of `measured` is found too. Unfit: a value over csv's limit."""
+    def distinct(self, *names: str, measured: Sequence[str] = (), where: str = "") -> list[list[str]]:
+        """The distinct values of each column of `names` ([] for a column the file does not have) among the rows of
+        `att` matching `where` (all: ""), from one scan of their combinations, in which the longest value of each
+        column of `measured` is found too. Unfit: a value over csv's limit."""
         present = [n for n in names if n in self.names]
         found: dict[str, set[str]] = {n: set() for n in present}
         columns = [f"coalesce({q(n)}, '')" for n in present]
-        lengths = [f"max(strlen(coalesce({q(n)}, '')))" for n in measured]
+        lengths = [f"max(strlen(coalesce({q(n)}, '')))" for n in measured if n in self.names]
         longest = 0
         if columns or lengths:
             group = f" GROUP BY {', '.join(columns)}" if columns else ""
-            for row in self.con.execute(f"SELECT {', '.join(columns + lengths)} FROM att{group}").fetchall():
+            sql = f"SELECT {', '.join(columns + lengths)} FROM att a{f' WHERE {where}' if where else ''}{group}"
+            for row in self.con.execute(sql).fetchall():
                 for n, v in zip(present, row[: len(present)], strict=True):
                     found[n].add(v)
                 longest = max([longest, *(n or 0 for n in row[len(present) :])])
@@ -126,17 +132,20 @@ class AttendanceTable:
         """Make `t`: each row's student x school (`kid`, an index of `keys`), school (`sch`, of `schools`), day
         offset `o`, combination of values `x` (values.Combo, table `combos`) and status (the module's docstring).
 
-        A row whose student, school and membership do not match exactly (a padded or state id, an identifier the
-        roster does not know, no enrollment there) is UNCLEAN: the Python reader resolves and reports it."""
-        c = self.col
-        spellings: dict[str, list[str]] = {}
-        school_raws, date_raws = self.distinct("schoolSourcedId", "date", measured=self.long_columns)
-        for raw, school in schools_of(school_raws, resolver):
-            spellings.setdefault(school, []).append(raw)
+        The tables of values are made first from the spellings most exports use (values.likely_spellings), then,
+        if rows are left UNCLEAN, from the distinct values of those rows only, which are resolved again. A row
+        whose values still do not resolve, or whose student, school and membership do not match exactly (a padded
+        or state id, an identifier the roster does not know, no enrollment there) stays UNCLEAN: the Python reader
+        resolves and reports it. A value over csv's limit resolves in no table (the roster's ids are read by csv),
+        so it is among the UNCLEAN rows' values, where `distinct` finds it (Unfit)."""
         self.keys = list(rules.memberships)
         self.schools = sorted({school for _, school in self.keys})
+        if len(self.schools) >= 1 << 15:  # `t` keeps a row's school in 16 bits
+            raise Unfit("more than 32,767 schools")
         sch = {school: i for i, school in enumerate(self.schools)}
         base, students = rules.base, roster.students
+        spellings = ((raw, sch[s]) for raw, s in schools_of(resolver.schools, resolver) if s in sch)
+        self.load("sraw", {"raw": "VARCHAR", "sch": "INTEGER"}, spellings)
 
         def memberships() -> Iterable[tuple[Any, ...]]:
             for kid, (sid, school) in enumerate(self.keys):
@@ -144,38 +153,19 @@ class AttendanceTable:
                 if student is None:
                     continue  # enrollments of a student users.csv does not have: the reader reports its rows
                 m = rules.memberships[(sid, school)]
-                for raw in spellings.get(school, ()):
-                    yield (
-                        kid,
-                        sid,
-                        student.state_id or "",
-                        raw,
-                        sch[school],
-                        m.begin.toordinal() - base,
-                        (m.end.toordinal() - base),
-                    )
+                yield (
+                    kid,
+                    sid,
+                    student.state_id or "",
+                    sch[school],
+                    m.begin.toordinal() - base,
+                    m.end.toordinal() - base,
+                )
 
         self.load(
             "sm",
-            {"kid": "INTEGER", "sid": "VARCHAR", "state": "VARCHAR", "raw": "VARCHAR", "sch": "INTEGER",
-             "b": "INTEGER", "e": "INTEGER"},
+            {"kid": "INTEGER", "sid": "VARCHAR", "state": "VARCHAR", "sch": "INTEGER", "b": "INTEGER", "e": "INTEGER"},
             memberships(),
-        )  # fmt: skip
-        self.load("vdate", {"raw": "VARCHAR", "o": "INTEGER", "v": "INTEGER"}, dates_of(date_raws, rules))
-        category_raws, duration_raws, reason_raws = self.distinct("category", "duration", "reason")
-        cats = categories_of(category_raws)
-        durations = durations_of(duration_raws, resolver) if "duration" in self.names else [("", 100)]
-        reasons = reasons_of(reason_raws, resolver) if "reason" in self.names else [("", "")]
-        found = combos((v for _, v in cats), (h for _, h in durations), (r for _, r in reasons), rules)
-        self.combos = found  # by id (table `combos`)
-        index = {(x.cat, x.h, x.reason): i for i, x in enumerate(found)}
-        types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
-        types.update(cat="VARCHAR", reason="VARCHAR")
-        self.load("combos", {"id": "INTEGER", **types}, ((i, *x.row()) for i, x in enumerate(found)))
-        self.load(
-            "craw",
-            {"cat": "VARCHAR", "dur": "VARCHAR", "reason": "VARCHAR", "id": "INTEGER"},
-            ((rc, rd, rr, index[(vc, h, vr)]) for rc, vc in cats for rd, h in durations for rr, vr in reasons),
         )
         calendar = rules.calendar_days
         if calendar is not None:
@@ -184,22 +174,39 @@ class AttendanceTable:
                 {"sch": "INTEGER", "o": "INTEGER"},
                 ((sch[s], o) for s, offsets in calendar.items() if s in sch for o in offsets),
             )
+        self.vocabulary = Vocabulary(self, rules, resolver)
+        self.vocabulary.learn(*likely_spellings(rules))
+        self.con.execute(f"CREATE TABLE t AS {self._resolved(calendar is not None)}")
+        unclean = f"a.rowid IN (SELECT rn FROM t WHERE status = {UNCLEAN})"
+        if not self.one(f"SELECT count(*) FROM t WHERE status = {UNCLEAN}"):
+            return
+        measured = [*self.long_columns, "schoolSourcedId"]
+        found = self.distinct("date", "category", "duration", "reason", measured=measured, where=unclean)
+        if self.vocabulary.learn(*found):  # those rows again, with the values learnt from them
+            self.con.execute(f"CREATE TABLE t2 AS {self._resolved(calendar is not None)} WHERE {unclean}")
+            self.con.execute(f"DELETE FROM t WHERE status = {UNCLEAN}")
+            self.con.execute("INSERT INTO t SELECT * FROM t2")
+            self.con.execute("DROP TABLE t2")
+
+    def _resolved(self, calendar: bool) -> str:
+        """The query of `t`'s rows from `att a` (resolve)."""
+        c = self.col
         state = c("studentIdentifier", "")
-        on_calendar = "" if calendar is None else "OR cal.o IS NULL"
-        join_calendar = "" if calendar is None else "LEFT JOIN cal ON cal.sch = sm.sch AND cal.o = d.o"
-        self.con.execute(
-            f"""CREATE TABLE t AS SELECT a.rowid AS rn, sm.kid, sm.sch, d.o :: SMALLINT AS o, cr.id AS x,
+        on_calendar = "OR cal.o IS NULL" if calendar else ""
+        join_calendar = "LEFT JOIN cal ON cal.sch = sm.sch AND cal.o = d.o" if calendar else ""
+        return f"""SELECT a.rowid :: UINTEGER AS rn, sm.kid, sm.sch :: SMALLINT AS sch, d.o :: SMALLINT AS o,
+            cr.id :: SMALLINT AS x,
             CASE WHEN sm.kid IS NULL OR d.o IS NULL OR cr.id IS NULL THEN {UNCLEAN}
                  WHEN d.v = -1 THEN {OUTSIDE} WHEN d.v = -2 THEN {AFTER}
                  WHEN d.o < sm.b OR d.o > sm.e {on_calendar} THEN {REJECTED} ELSE {COUNTED} END :: TINYINT AS status
             FROM att a
-            LEFT JOIN sm ON sm.sid = {c("studentSourcedId", "")} AND sm.raw = {c("schoolSourcedId", "")}
+            LEFT JOIN sraw s ON s.raw = {c("schoolSourcedId", "")}
+            LEFT JOIN sm ON sm.sid = {c("studentSourcedId", "")} AND sm.sch = s.sch
                 AND ({state} = '' OR {state} = sm.state)
             LEFT JOIN vdate d ON d.raw = {c("date", "")}
             LEFT JOIN craw cr ON cr.cat = {c("category", "")} AND cr.dur = {c("duration", "")}
                 AND cr.reason = {c("reason", "")}
             {join_calendar}"""
-        )
 
     def raw_rows(self, where: str) -> Iterator[tuple[int, list[str]]]:
         """(line, fields) of the rows of `t` matching `where`, in file order."""
@@ -210,6 +217,75 @@ class AttendanceTable:
         while batch := cur.fetchmany(10_000):
             for r in batch:
                 yield int(r[0]) + 2, list(r[1:])
+
+
+class Vocabulary:
+    """The raw spellings of dates, categories, durations and reasons resolved so far (by the reader's functions:
+    values.py), as the tables `vdate`, `craw` (raw category x duration x reason -> combination) and `combos`. A
+    combination keeps its id as more spellings are learnt, so rows of `t` resolved earlier stay right."""
+
+    def __init__(self, table: AttendanceTable, rules: Rules, resolver: Resolver) -> None:
+        self.table, self.rules, self.resolver = table, rules, resolver
+        self.dates: dict[str, tuple[int, int]] = {}  # raw -> offset, day_offset's verdict
+        self.categories: dict[str, str] = {}
+        self.durations: dict[str, int] = {} if "duration" in table.names else {"": 100}
+        self.reasons: dict[str, str] = {} if "reason" in table.names else {"": ""}
+        self.combos: list[Combo] = []  # by id
+        self.ids: dict[tuple[str, int, str], int] = {}
+        self.tried: set[tuple[int, str]] = set()  # (column, raw) already resolved or not
+
+    def _new(self, column: int, raws: Iterable[str]) -> list[str]:
+        fresh = [r for r in raws if (column, r) not in self.tried]
+        self.tried.update((column, r) for r in fresh)
+        return fresh
+
+    def learn(
+        self, dates: Iterable[str], categories: Iterable[str], durations: Iterable[str], reasons: Iterable[str]
+    ) -> bool:
+        """Resolve the spellings not tried yet and remake the tables if any resolved; True if any did."""
+        rules, resolver, names = self.rules, self.resolver, self.table.names
+        first = not self.combos
+        new_dates = dates_of(self._new(0, dates), rules)
+        new_categories = categories_of(self._new(1, categories))
+        new_durations = durations_of(self._new(2, durations), resolver) if "duration" in names else []
+        new_reasons = reasons_of(self._new(3, reasons), resolver) if "reason" in names else []
+        self.dates.update((raw, (offset, verdict)) for raw, offset, verdict in new_dates)
+        self.categories.update(new_categories)
+        self.durations.update(new_durations)
+        self.reasons.update(new_reasons)
+        if new_dates or first:
+            self.table.load(
+                "vdate",
+                {"raw": "VARCHAR", "o": "INTEGER", "v": "INTEGER"},
+                ((raw, offset, verdict) for raw, (offset, verdict) in self.dates.items()),
+            )
+        new_values = bool(new_categories or new_durations or new_reasons)
+        if new_values or first:
+            self._combine()
+        return bool(new_dates) or new_values
+
+    def _combine(self) -> None:
+        found = combos(self.categories.values(), self.durations.values(), self.reasons.values(), self.rules)
+        for x in found:
+            if (x.cat, x.h, x.reason) not in self.ids:
+                self.ids[(x.cat, x.h, x.reason)] = len(self.combos)
+                self.combos.append(x)
+        if len(self.combos) >= 1 << 15:  # `t` keeps a row's combination in 16 bits
+            raise Unfit("more than 32,767 combinations of category, duration and reason")
+        types = {n: "BOOLEAN" if n.startswith(("absent_", "presence", "m_")) else "INTEGER" for n in COMBO_COLUMNS}
+        types.update(cat="VARCHAR", reason="VARCHAR")
+        table, ids = self.table, self.ids
+        table.load("combos", {"id": "INTEGER", **types}, ((i, *x.row()) for i, x in enumerate(self.combos)))
+        table.load(
+            "craw",
+            {"cat": "VARCHAR", "dur": "VARCHAR", "reason": "VARCHAR", "id": "INTEGER"},
+            (
+                (rc, rd, rr, ids[(vc, h, vr)])
+                for rc, vc in self.categories.items()
+                for rd, h in self.durations.items()
+                for rr, vr in self.reasons.items()
+            ),
+        )
 
 
 def _literal(text: str) -> str:
