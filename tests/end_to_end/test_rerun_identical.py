@@ -263,6 +263,17 @@ def test_the_fingerprint_does_not_depend_on_the_process(export: Path) -> None:
     assert len(digests) == 1 and len(next(iter(digests))) == 64
 
 
+@pytest.mark.timeout(30)  # a regression hangs on open(): fail fast, not after the suite's 300 s
+def test_an_export_holding_a_named_pipe_has_no_fingerprint(export: Path) -> None:
+    """Opening a named pipe that no one writes to waits for ever: the fingerprint must not open it (the full run then
+    reports the file); the fuzz set's path-attendance-fifo variant hung on this."""
+    from sis2fhir.config import Settings
+    from sis2fhir.service.fingerprint import run_fingerprint
+
+    os.mkfifo(export / "extra.fifo")
+    assert run_fingerprint(export, date(2026, 3, 31), Settings(), {}, [], {}) is None
+
+
 def test_a_run_let_through_by_accept_change_is_not_stood_on(
     export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
+from stat import S_ISREG
 
 import orjson
 
@@ -120,6 +121,8 @@ def _files(export: Path) -> list[tuple[Stat, Path]]:
         for n in sorted(names):
             path = Path(here) / n
             st = path.stat()  # a link that points nowhere raises: in doubt
+            if not S_ISREG(st.st_mode):  # opening a named pipe with no writer would wait for ever: the full run
+                raise OSError(f"not a regular file: {n}")  # says what is wrong with it
             found.append(((path.relative_to(export).as_posix(), st.st_size, st.st_mtime_ns), path))
     return found
 
