@@ -266,9 +266,7 @@ def sync(
             destination.withdraw((subject.recipient, subject.student) for d, subject in counts.withdraw if d == name)
         clock.lap("gate, map, validate, store and write local files")
         if destinations:
-            outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
-            result.delivery.update(run_loop.run_until_complete(drain_and_close(outbox, destinations)))
-            clock.lap("deliver from the outbox")
+            _deliver_due(outbox, destinations, run_loop, result, clock)
     finally:
         if loop is None:
             run_loop.close()
@@ -298,15 +296,25 @@ def deliver_pending(
     try:
         if destinations:
             run_loop.run_until_complete(settle_and_close(outbox, destinations))
-            outbox.make_due((PENDING,))
-            result.delivery.update(run_loop.run_until_complete(drain_and_close(outbox, destinations)))
-            clock.lap("deliver from the outbox")
+            _deliver_due(outbox, destinations, run_loop, result, clock)
     finally:
         if loop is None:
             run_loop.close()
     _count_outstanding(outbox, destinations, result)
     _finish_run(engine, result)
     return result
+
+
+def _deliver_due(
+    outbox: Outbox,
+    destinations: dict[str, Destination],
+    run_loop: asyncio.AbstractEventLoop,
+    result: SyncResult,
+    clock: _StageClock,
+) -> None:
+    outbox.make_due((PENDING,))  # students waiting for a patient match are tried again on every run
+    result.delivery.update(run_loop.run_until_complete(drain_and_close(outbox, destinations)))
+    clock.lap("deliver from the outbox")
 
 
 def _count_outstanding(outbox: Outbox, destinations: dict[str, Destination], result: SyncResult) -> None:

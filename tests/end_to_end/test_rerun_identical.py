@@ -263,6 +263,29 @@ def test_the_fingerprint_does_not_depend_on_the_process(export: Path) -> None:
     assert len(digests) == 1 and len(next(iter(digests))) == 64
 
 
+def test_a_run_that_left_items_waiting_for_a_patient_match_is_not_stood_on(
+    export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item waiting for a patient match needs the roster's demographics, which a skipped run does not read: as
+    if run 1 had ended with one item pending (its recorded outbox state says so), the re-run goes in full."""
+    from sis2fhir.store.run_fingerprints import outbox_mark
+    from sis2fhir.store.schema import run_fingerprints
+
+    out = tmp_path / "out"
+    assert sync(export, out)[0] == 0
+    engine = open_store(f"sqlite:///{out / 'state.sqlite'}")
+    try:
+        with engine.begin() as conn:
+            first = conn.execute(select(func.min(outbox.c.id))).scalar()
+            conn.execute(update(outbox).where(outbox.c.id == first).values(status="pending"))
+            conn.execute(update(run_fingerprints).values(outbox_mark=outbox_mark(conn)))
+    finally:
+        engine.dispose()
+    calls = Calls(monkeypatch)
+    code, output = sync(export, out)
+    assert code == 0 and calls.pipeline == 1, output
+
+
 @pytest.mark.timeout(30)  # a regression hangs on open(): fail fast, not after the suite's 300 s
 def test_an_export_holding_a_named_pipe_has_no_fingerprint(export: Path) -> None:
     """Opening a named pipe that no one writes to waits for ever: the fingerprint must not open it (the full run then

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from sis2fhir.deliver.base import Destination
+from sis2fhir.deliver.outbox.items import PENDING
 from sis2fhir.pipeline import SyncResult, deliver_pending
 from sis2fhir.plausibility import Finding, Verdict
 from sis2fhir.records import SchoolYear
@@ -52,6 +53,8 @@ def stand_on_last(
     last = run_fingerprints.last_completed(engine, request.settings.district.namespace)
     # only a clean run is stood on: one let through by --accept-change could be stopped again without it
     if last is None or last.fingerprint != fingerprint.digest or last.verdict != CLEAN:
+        return None
+    if last.outbox.get(PENDING):  # a FHIR recipient's patient match needs the roster's demographics: not read here
         return None
     report = _earlier_report(last, request.report_path)
     if report is None:

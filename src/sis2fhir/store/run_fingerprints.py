@@ -4,9 +4,9 @@ of the same district may stand on it instead of reading, measuring and mapping t
 Fail closed: a run may stand on the district's last run only when that run completed (it is recorded here only
 after its deliveries were all queued and its row report written, with a clean or accepted verdict), no later run
 of the district started (a stopped, failed or crashed run has a verdict or a `runs` row after it), the outbox is as
-that run left it (no retry, replay or crash since: the items per status and the last id are the same), and nothing
-waits for a patient match (a FHIR recipient's match needs the roster's demographics, which a skipped run does not
-read)."""
+that run left it (no retry, replay or crash since: the items per status and the last id are the same). Whether an
+item status forbids standing on it (service/rerun.py: items waiting for a patient match) is the caller's to say,
+from `Completed.outbox`."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ import orjson
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from sis2fhir.store.schema import outbox, run_fingerprints, run_verdicts, runs
-
-PENDING = "pending"  # deliver/outbox/items.py: waiting for a certain patient match
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +32,7 @@ class Completed:
     report_sha256: str
     counts: dict[str, Any]  # the full run's figures (runs.summary)
     findings: list[dict[str, Any]]  # the full run's sanity-gate findings (run_verdicts.findings)
+    outbox: dict[str, int]  # the outbox's items per status, as that run left it and as it is now
 
 
 def outbox_mark(conn: Connection) -> str:
@@ -96,7 +95,7 @@ def last_completed(engine: Engine, district: str) -> Completed | None:
         if unrecorded:
             return None  # a run (of some district) started after it and recorded nothing: in doubt
         mark = outbox_mark(conn)
-        if mark != row.outbox_mark or orjson.loads(mark)["status"].get(PENDING):
+        if mark != row.outbox_mark:
             return None
         source = row.identical_to if row.identical_to is not None else row.run_id
         ran = conn.execute(
@@ -108,5 +107,13 @@ def last_completed(engine: Engine, district: str) -> Completed | None:
         return None
     counts, findings = orjson.loads(ran.summary), orjson.loads(ran.findings)
     return Completed(
-        row.run_id, source, row.fingerprint, row.verdict, row.report_path, row.report_sha256, counts, findings
+        row.run_id,
+        source,
+        row.fingerprint,
+        row.verdict,
+        row.report_path,
+        row.report_sha256,
+        counts,
+        findings,
+        orjson.loads(mark)["status"],
     )
