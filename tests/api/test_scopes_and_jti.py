@@ -3,7 +3,6 @@ PostgreSQL: a replay is refused across processes sharing the store, and expired 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from sis2fhir.scopes import SUPPORTED, allows, check_configured, granted, parse_
 from sis2fhir.store import open_store
 from sis2fhir.store.assertions import remember_jti
 from sis2fhir.store.schema import client_assertions
-from tests.support.postgres import new_database
+from tests.support.postgres import STORES, new_store_url
 
 CONFIGURED = "system/Patient.rs system/Observation.rs system/Consent.rs"
 
@@ -73,13 +72,9 @@ def test_every_supported_scope_can_be_configured() -> None:
     assert check_configured(" ".join(SUPPORTED)) == " ".join(SUPPORTED)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.sqlite'}"
-        return
-    base: str = request.getfixturevalue("postgres_url")
-    yield new_database(base, "jti")
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return new_store_url(request, tmp_path, "jti")
 
 
 def test_a_jti_is_accepted_once_and_pruned_after_its_assertion_expired(store_url: str) -> None:

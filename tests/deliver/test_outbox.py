@@ -29,7 +29,7 @@ from sis2fhir.deliver.outbox import (
 )
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, outbox
-from tests.support.postgres import new_database
+from tests.support.postgres import STORES, new_store_url
 
 DEST = "test:recipient-system"
 
@@ -74,14 +74,10 @@ def envelope(student: str, content: str = "v1") -> Envelope:
     return Envelope(DEST, subject, item)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The same outbox on both stores: SQLite (the default) and PostgreSQL (for several workers)."""
-    if request.param == "sqlite":
-        eng = open_store(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    else:
-        base = request.getfixturevalue("postgres_url")
-        eng = open_store(new_database(base, "outbox"))
+    eng = open_store(new_store_url(request, tmp_path, "outbox"))
     yield eng
     eng.dispose()
 

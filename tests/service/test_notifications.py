@@ -18,17 +18,17 @@ from sis2fhir.service.notifications import backoff, fan_out, next_delivery, reco
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import attendance_events, disclosures, runs, served_resources, subscription_notifications
 from sis2fhir.store.subscriptions import StoredSubscription, get_subscription, insert_subscription
-from tests.support.served import NORTHFIELD, RIVERBEND, copy_example, store_url, sync, write_config
+from tests.support.postgres import STORES, new_store_url
+from tests.support.served import NORTHFIELD, RIVERBEND, copy_example, sync, write_config
 from tests.support.subscriptions import Student, served_students
 
 NOW = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=STORES)
 def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     tmp = tmp_path_factory.mktemp(f"notify-{request.param}")
-    postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    url = store_url(request.param, tmp, postgres)
+    url = new_store_url(request, tmp, "served")
     config = write_config(tmp / "sis2fhir.yaml", url, [RIVERBEND, NORTHFIELD])
     sync(copy_example(tmp), tmp / "out", config)
     yield config, tmp / "out"

@@ -18,7 +18,7 @@ from sis2fhir.deliver.served import write_items
 from sis2fhir.service.served import ServedStore, UnsupportedSearch
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures
-from tests.support.served import store_url
+from tests.support.postgres import STORES, new_store_url
 
 R, OTHER = "1582147033", "1904672353"
 SID = "urn:sis2fhir:test:state-student-id"
@@ -65,10 +65,9 @@ def item(n: int, resources: list[dict[str, Any]], recipient: str = R) -> Deliver
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServedStore]:
-    postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    engine = open_store(store_url(request.param, tmp_path, postgres))
+    engine = open_store(new_store_url(request, tmp_path, "served"))
     with engine.begin() as conn:
         write_items(
             conn,

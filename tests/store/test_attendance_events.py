@@ -25,19 +25,15 @@ from sis2fhir.store.schema import attendance_events, transition_states
 from sis2fhir.store.summaries import history, record_changed
 from sis2fhir.terminology import Tier
 from sis2fhir.transitions import DistrictState, Trigger, judge_district
-from tests.support.postgres import new_database
+from tests.support.postgres import STORES, new_store_url
 
 DISTRICT = "urn:example:district"
 ESSA = PRESETS["essa"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    else:
-        url = new_database(request.getfixturevalue("postgres_url"), "events")
-    e = open_store(url)
+    e = open_store(new_store_url(request, tmp_path, "events"))
     yield e
     e.dispose()
 

@@ -3,7 +3,6 @@ PostgreSQL: the same values and types (timestamps, blobs, booleans, NULLs), Pyth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,14 @@ from sqlalchemy import Table, delete, insert, select
 from sis2fhir.store import open_store
 from sis2fhir.store.bulk import insert_many
 from sis2fhir.store.schema import disclosures, outbox, served_resources
-from tests.support.postgres import new_database
+from tests.support.postgres import STORES, new_store_url
 
 TS = datetime(2026, 3, 31, 12, 30, 15, 123456, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.sqlite'}"
-        return
-    base: str = request.getfixturevalue("postgres_url")
-    yield new_database(base, "bulk")
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return new_store_url(request, tmp_path, "bulk")
 
 
 def outbox_rows(prefix: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, select
 from sis2fhir.service.served import ServedStore
 from sis2fhir.store import open_store
 from sis2fhir.store.schema import disclosures, served_resources
+from tests.support.postgres import STORES, new_store_url
 from tests.support.served import (
     NORTHFIELD,
     RIVERBEND,
@@ -26,16 +27,14 @@ from tests.support.served import (
     copy_example,
     folder_lines,
     served_content,
-    store_url,
     sync,
     write_config,
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    return store_url(request.param, tmp_path, postgres)
+    return new_store_url(request, tmp_path, "served")
 
 
 def versions(url: str, recipient: str) -> dict[tuple[str, str], int]:

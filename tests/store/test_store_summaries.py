@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -20,19 +19,15 @@ from sis2fhir.store import open_store
 from sis2fhir.store.schema import attendance_summaries
 from sis2fhir.store.summaries import history, record_changed
 from tests.support import paths
-from tests.support.postgres import new_database
+from tests.support.postgres import STORES, new_store_url
 
 EXAMPLE = paths.EXAMPLE
 DISTRICT = "urn:example:district"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.sqlite'}"
-        return
-    base: str = request.getfixturevalue("postgres_url")
-    yield new_database(base, "summaries")
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return new_store_url(request, tmp_path, "summaries")
 
 
 def summary(

@@ -21,7 +21,7 @@ from sis2fhir.store import StoreMissing, open_store
 from sis2fhir.store.migrate import current_revision, head
 from sis2fhir.store.schema import disclosures, metadata, outbox, runs
 from tests.support import paths
-from tests.support.postgres import new_database
+from tests.support.postgres import STORES, new_store_url
 
 SCHEMAS = paths.FIXTURES / "store"
 TS = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -41,17 +41,10 @@ def schema_of(release: str) -> MetaData:
 OLD, ISSUE6 = schema_of("89dafb6"), schema_of("issue6")
 
 
-def database(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / f'{name}.sqlite'}"
-    base: str = request.getfixturevalue("postgres_url")
-    return new_database(base, name)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(a database for the old state file, one for a store made new)"""
-    yield database(request, tmp_path, "upgraded"), database(request, tmp_path, "fresh")
+    yield new_store_url(request, tmp_path, "upgraded"), new_store_url(request, tmp_path, "fresh")
 
 
 def fill_89dafb6(engine: Engine, schema: MetaData) -> None:

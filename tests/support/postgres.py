@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 
 class PostgresUnavailable(RuntimeError):
     pass
@@ -77,3 +79,15 @@ def new_database(postgres_url: str, prefix: str) -> str:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+STORES = ["sqlite", "postgresql"]  # the params of a fixture that runs its tests on both kinds of store
+
+
+def new_store_url(request: pytest.FixtureRequest, folder: Path, name: str) -> str:
+    """A new, empty store for a fixture parametrised over STORES: the SQLite file `<folder>/<name>.sqlite`, or a
+    fresh database `<name>_<random>` of the suite's PostgreSQL (started on first use only: a SQLite run needs
+    none)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{folder / f'{name}.sqlite'}"
+    return new_database(request.getfixturevalue("postgres_url"), name)

@@ -16,7 +16,6 @@ from sqlalchemy import create_engine, select
 
 from sis2fhir.store.schema import served_resources
 from tests.support import paths
-from tests.support.postgres import new_database
 
 SIS2FHIR = Path(sys.executable).parent / "sis2fhir"
 RIVERBEND, NORTHFIELD = "1582147033", "1904672353"  # recipients in examples/district/consents.csv
@@ -31,14 +30,6 @@ def public_jwks() -> dict[str, object]:
     numbers = ec.generate_private_key(ec.SECP384R1()).public_key().public_numbers()
     key = {"kty": "EC", "crv": "P-384", "x": _b64(numbers.x), "y": _b64(numbers.y), "kid": "k1", "alg": "ES384"}
     return {"keys": [key]}
-
-
-def store_url(kind: str, tmp_path: Path, postgres: str | None) -> str:
-    """A new, empty store: a SQLite file, or a fresh database of the suite's PostgreSQL."""
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite'}"
-    assert postgres is not None
-    return new_database(postgres, "served")
 
 
 def write_config(path: Path, url: str, recipients: list[str]) -> Path:
