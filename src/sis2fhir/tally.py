@@ -344,7 +344,7 @@ def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[
         if found is None:
             dim = days_in_membership(days_by_school[school], begin, end, last_day)
             left = school_days_left(None if calendar is None else calendar.get(school, []), last_day, end)
-            span = span_of(schools[school], begin, end, last_day, rules.window) if dim else None
+            span = span_of(schools[school], begin, end, last_day, rules.window, base) if dim else None
             found = spans[(school, begin, end)] = (dim, span, left)
         dim, span, left = found
         if span is None:

@@ -1,6 +1,7 @@
 """The per-day facts of a student x school (absence_days.py) against a brute-force count over the days themselves:
 the monthly tallies, the runs of absent days in a row (non-school days neither extend nor break a run), the window
-of the last school days in membership; and the school days left and days in membership per month (measure.py)."""
+of the last school days in membership; the facts counted by bits (`facts_of`) against the same read day by day
+(`facts_by_day`); and the school days left and days in membership per month (measure.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,21 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sis2fhir.absence_days import ABSENT_DAY_H, absorb_masks, add_day, day_facts, new_masks, weight_on
+from sis2fhir.absence_days import (
+    ABSENT_DAY_H,
+    EXCUSED,
+    PLANES,
+    SUSPENSION,
+    SchoolDays,
+    absorb_masks,
+    add_day,
+    day_facts,
+    facts_by_day,
+    facts_of,
+    new_masks,
+    span_of,
+    weight_on,
+)
 from sis2fhir.measure import months_in_membership, school_days_left
 from sis2fhir.records import AttendanceCategory
 
@@ -79,6 +94,56 @@ def test_the_day_facts_are_a_count_of_the_days(student: tuple) -> None:
     assert facts.absence_runs == tuple(tuple(r) for r in runs if len(r) >= 2)
     still = bool(run) and len(run) >= 2 and bool(upto) and run[-1] == upto[-1]
     assert facts.running is still
+
+
+@st.composite
+def masks_of_a_year(draw: st.DrawFn) -> tuple[list[date], date, date, date, list[int], int]:
+    """School days (now and then one listed twice), a membership, and masks with weights around the absent-day
+    threshold and random kinds, mostly on school days but also on other days of the membership's months."""
+    span = draw(st.integers(10, 300))
+    every = [START + timedelta(days=k) for k in range(span)]
+    school_days = sorted(d for d in every if d.weekday() < 5 and draw(st.integers(0, 5)) > 0)
+    if school_days and draw(st.integers(0, 9)) == 0:
+        school_days = sorted([*school_days, draw(st.sampled_from(school_days))])
+    begin = START + timedelta(days=draw(st.integers(0, span // 2)))
+    end = begin + timedelta(days=draw(st.integers(0, span)))
+    last_day = START + timedelta(days=draw(st.integers(0, span)))
+    in_membership = [d for d in school_days if begin <= d <= min(end, last_day)]
+    months = {(d.year, d.month) for d in in_membership}
+    other_days = [d for d in every if (d.year, d.month) in months and d not in in_membership]
+    masks = new_masks()
+    for d in in_membership + other_days:
+        if draw(st.integers(0, 3 if d in in_membership else 30)) != 0:
+            continue
+        offset = d.toordinal() - START.toordinal()
+        weight = draw(st.sampled_from([100, 100, 50, 50, 51, 49, 25, 1]) | st.integers(1, 100))
+        for b in range(PLANES):
+            masks[b] |= (weight >> b & 1) << offset
+        for kind in range(EXCUSED, SUSPENSION + 1):
+            masks[kind] |= draw(st.integers(0, 1)) << offset
+    return school_days, begin, end, last_day, masks, draw(st.integers(1, 30))
+
+
+@settings(max_examples=500, deadline=None)
+@given(masks_of_a_year())
+def test_the_facts_counted_by_bits_are_those_read_day_by_day(year: tuple) -> None:
+    school_days, begin, end, last_day, masks, window = year
+    base = START.toordinal()
+    school = SchoolDays([d for d in school_days if d <= last_day], base)
+    span = span_of(school, begin, end, last_day, window, base)
+    assert facts_of(masks, school, span, base) == facts_by_day(masks, school, span, base)
+
+
+def test_a_school_day_listed_twice_is_read_as_the_day_by_day_reading_has_it() -> None:
+    base = START.toordinal()
+    days = [START + timedelta(days=k) for k in range(12) if (START + timedelta(days=k)).weekday() < 5]
+    school = SchoolDays(sorted([*days, days[2]]), base)  # Wednesday 27 August twice
+    span = span_of(school, START, days[-1], days[-1], 5, base)
+    masks = new_masks()
+    for d in (days[2], days[3]):  # Wednesday and Thursday
+        add_day(masks, d.toordinal() - base, 100, KINDS[0], "")
+    assert facts_of(masks, school, span, base) == facts_by_day(masks, school, span, base)
+    assert facts_by_day(masks, school, span, base).absence_runs == ()  # the second listing is between them
 
 
 @settings(max_examples=100, deadline=None)
