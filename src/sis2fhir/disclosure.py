@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from sis2fhir.config import RecipientSettings, Settings
-from sis2fhir.deliver.base import DeliveryItem
+from sis2fhir.deliver.base import DeliveryItem, head_of
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.disclosure_counts import DisclosureCounts
@@ -140,11 +140,9 @@ class DisclosureBuilder:
                 subject = Subject(recipient, student.sourced_id)
                 lines, encoded = self._encoded(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
-                item = DeliveryItem(
-                    key, recipient, student.sourced_id, student.state_id, gate.consent.consent_id, resources, "", lines
-                )
+                item = _item(rt, key, recipient, student, gate.consent.consent_id, resources, lines)
                 counts.count_sent(item, rt.destination, new=False)
-                out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
+                out.append(_Made(Envelope(rt.destination, subject, item)))
         return out
 
     def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
@@ -247,10 +245,8 @@ class DisclosureBuilder:
             lines, encoded = encoded_resources([consent])
             key = idempotency_key(rt.destination, recipient, subject, encoded)
             # same subject: enqueueing it supersedes anything about this student still waiting for this recipient
-            item = DeliveryItem(
-                key, recipient, student.sourced_id, student.state_id, revoked.consent_id, [consent], "", lines
-            )
-            out.append(_Made(Envelope(rt.destination, subject, item, encoded), notice=True))
+            item = _item(rt, key, recipient, student, revoked.consent_id, [consent], lines)
+            out.append(_Made(Envelope(rt.destination, subject, item), notice=True))
         return out
 
     def fresh(self) -> DisclosureBuilder:
@@ -358,6 +354,15 @@ def _map_chunk(
     if next(_chunks_mapped) % COLLECT_EVERY == 0:  # automatic collection is off in the workers too (forked)
         gc.collect(0)
     return mapped
+
+
+def _item(rt: Route, key: str, recipient: str, student: Student, consent_id: str, resources: list[dict[str, Any]],
+          lines: tuple[bytes, ...]) -> DeliveryItem:  # fmt: skip
+    """The item with its lines and heads; with its resources only for a destination that reads them (a folder
+    writes the lines: the resources would only be pickled in a worker and decoded again here)."""
+    heads = tuple(map(head_of, resources))
+    kept = resources if rt.reads_resources else []
+    return DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent_id, kept, "", lines, heads)
 
 
 def fingerprint(resources: list[dict[str, Any]]) -> bytes:

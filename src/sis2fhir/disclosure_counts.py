@@ -33,11 +33,11 @@ class DisclosureCounts:
     def count_sent(self, item: DeliveryItem, destination: str, new: bool) -> None:
         """Count an item's resources: in the items for recipients (`new`: of which new or changed)."""
         counter = self.to_recipients_new if new else self.to_recipients
-        for r in item.resources:
-            if r["resourceType"] == "Organization":
-                self.organizations.add(("new" if new else "sent", destination, item.recipient, r["id"]))
+        for head in item.resource_heads():
+            if head.type == "Organization":
+                self.organizations.add(("new" if new else "sent", destination, item.recipient, head.id))
             else:
-                counter[r["resourceType"]] += 1
+                counter[head.type] += 1
 
     def settle(self) -> None:
         """The Organization counts from the set (adding up the workers' counts would count one in each)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from sis2fhir.config import OutboxSettings
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, Outcome
@@ -236,6 +236,29 @@ def test_items_are_logged_before_they_go_out_and_confirmed_one_answer_at_a_time(
         (DEST, Subject("NPI1", "s2")),
         (DEST, Subject("NPI1", "s3")),
     }
+
+
+def test_an_answer_is_logged_once_even_when_its_provisional_row_is_missing_or_doubled(engine: Engine) -> None:
+    """A confirmation is written over the item's provisional row; a key that has none when the answer comes (taken
+    away meanwhile), or two, still ends with one confirmed row, as for every other key."""
+    box = Outbox(engine)
+    box.enqueue([envelope(s) for s in ("s1", "s2", "s3", "s4")])
+    dest = ScriptedDestination({"s4": Outcome.DEAD})
+    items = box.due(DEST, 10)
+    box.begin_sending(dest, items)
+    with engine.begin() as conn:
+        conn.execute(delete(disclosures).where(disclosures.c.student_sourced_id == "s2"))
+        (s3,) = conn.execute(select(disclosures).where(disclosures.c.student_sourced_id == "s3")).mappings().all()
+        conn.execute(insert(disclosures), [{c: v for c, v in s3.items() if c != "id"}])
+    assert certainties(engine) == {"s1": [IN_FLIGHT], "s3": [IN_FLIGHT, IN_FLIGHT], "s4": [IN_FLIGHT]}
+    asyncio.run(box.deliver_batch(DEST, dest, items))
+    assert certainties(engine) == {"s1": [CONFIRMED], "s2": [CONFIRMED], "s3": [CONFIRMED]}
+    with engine.connect() as conn:
+        rows = conn.execute(select(disclosures).order_by(disclosures.c.student_sourced_id)).all()
+    assert [orjson.loads(r.disclosed) for r in rows] == [[f"Observation/{s}/_history/1"] for s in ("s1", "s2", "s3")]
+    assert [(r.state_student_id, r.consent_id) for r in rows] == [
+        (f"state-{s}", f"consent-{s}") for s in ("s1", "s2", "s3")
+    ]
 
 
 def test_after_a_crash_items_in_flight_are_in_doubt_retried_or_withdrawn(engine: Engine) -> None:

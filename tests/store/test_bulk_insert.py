@@ -1,5 +1,6 @@
-"""store/bulk.insert_many stores exactly what SQLAlchemy's own insert of the same rows stores, on SQLite and
-PostgreSQL: the same values and types (timestamps, blobs, booleans, NULLs), Python and server defaults included."""
+"""store/bulk.insert_many and execute_many store exactly what SQLAlchemy's own insert or update of the same rows
+stores, on SQLite and PostgreSQL: the same values and types (timestamps, blobs, booleans, NULLs), Python and server
+defaults included."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import DateTime, Table, bindparam, delete, func, insert, select, update
 
 from sis2fhir.store import open_store
-from sis2fhir.store.bulk import insert_many
+from sis2fhir.store.bulk import execute_many, insert_many
 from sis2fhir.store.schema import disclosures, outbox, served_resources
 from tests.support.postgres import STORES, new_store_url
 
@@ -138,3 +139,49 @@ def test_rows_of_differing_keys_are_stored_as_sqlalchemy_stores_them(tmp_path: P
     finally:
         engine.dispose()
     assert len(stored["b"]) == 60 and stored["a"] == stored["b"]
+
+
+def test_an_update_by_execute_many_stores_what_sqlalchemys_own_stores(store_url: str) -> None:
+    """Values from the rows and values fixed in the statement (a batch's timestamp), NULLs and blobs included; the
+    count is of the rows matched, so that a key the table does not hold shows."""
+    later = datetime(2026, 4, 1, 8, 0, 0, 654321, tzinfo=UTC)
+    statement = (
+        update(outbox)
+        .where(outbox.c.key == bindparam("k"), outbox.c.status == "sending")
+        .values(
+            status=bindparam("s"),
+            payload=bindparam("p"),
+            updated_at=later,
+            next_attempt_at=func.coalesce(bindparam("due", type_=DateTime(timezone=True)), outbox.c.next_attempt_at),
+        )
+    )
+
+    def changes(prefix: str) -> list[dict[str, Any]]:
+        return [
+            {"k": f"{prefix}{i:04d}", "s": "queued" if i // 2 % 2 else "dead", "p": bytes([i, 0, 255]),
+             "due": None if i % 3 else later}
+            for i in range(0, 130, 2)  # keys 0120 to 0128 are not in the table
+        ]  # fmt: skip
+
+    engine = open_store(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(outbox))
+            insert_many(conn, outbox, outbox_rows("a") + outbox_rows("b"))
+            conn.execute(statement, changes("a"))
+            matched = execute_many(conn, statement, changes("b"))
+        columns = [c for c in outbox.columns if c.name not in ("id", "key")]
+        with engine.connect() as conn:
+            stored = {
+                side: [
+                    tuple(r)
+                    for r in conn.execute(select(*columns).where(outbox.c.key.like(f"{side}%")).order_by(outbox.c.key))
+                ]
+                for side in ("a", "b")
+            }
+    finally:
+        engine.dispose()
+    assert matched == 60
+    assert stored["a"] == stored["b"]
+    assert [type(v) for r in stored["a"] for v in r] == [type(v) for r in stored["b"] for v in r]
+    assert sum(1 for r in stored["b"] if r[columns.index(outbox.c.status)] == "dead") == 30

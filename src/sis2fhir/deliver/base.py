@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, ClassVar
+from operator import attrgetter
+from typing import Any, ClassVar, NamedTuple
 
 from sis2fhir.errors import DestinationUnusable as DestinationUnusable  # raised by destinations; defined in errors
 from sis2fhir.records import Student
@@ -40,6 +41,23 @@ class Outcome(StrEnum):
     PENDING = "pending"  # cannot be sent yet (no certain patient match): kept, tried on the next run
 
 
+class Head(NamedTuple):
+    """What a destination reads of a resource without its content: its type, its id, and what the disclosure log
+    names it by while the recipient's answer is not in (`Destination.sent_references`)."""
+
+    type: str
+    id: str
+    sent: str  # "Observation?identifier=<system>|<value>" (the first identifier with both), else "Observation/<id>"
+
+
+def head_of(resource: dict[str, Any]) -> Head:
+    rtype, rid = resource.get("resourceType", ""), resource.get("id", "")
+    for ident in resource.get("identifier") or ():  # the first with a system and a value
+        if ident.get("system") and ident.get("value"):
+            return Head(rtype, rid, f"{rtype}?identifier={ident['system']}|{ident['value']}")
+    return Head(rtype, rid, f"{rtype}/{rid}")
+
+
 @dataclass(slots=True)
 class DeliveryItem:
     """One unit of disclosure: everything one recipient gets about one student in one run."""
@@ -54,6 +72,21 @@ class DeliveryItem:
     # each resource as its JSON bytes, when the maker has them (what fingerprints the item): a folder writes them
     # as they are. Empty: the destination serialises the resources itself
     lines: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
+    # each resource's Head, when the maker has them: with `lines`, all a folder needs, so an item for a destination
+    # that does not read resources (`Destination.reads_resources`) carries none. Empty: read from the resources
+    heads: tuple[Head, ...] = field(default=(), compare=False, repr=False)
+
+    def resource_heads(self) -> tuple[Head, ...]:
+        return self.heads or tuple(map(head_of, self.resources))
+
+    def __reduce__(self) -> tuple[type[DeliveryItem], tuple[Any, ...]]:
+        # the mapper's workers hand items over pickled: by their fields in order, rebuilt by __init__. A slots
+        # dataclass's own pickling looks its fields up for each object (dataclasses.fields: measured at 20k students,
+        # about a third of the parent's time unpickling the workers' envelopes)
+        return DeliveryItem, _item_fields(self)
+
+
+_item_fields = attrgetter(*(f.name for f in fields(DeliveryItem)))
 
 
 @dataclass(slots=True)
@@ -86,6 +119,9 @@ class Destination(ABC):
     # Patient and Organizations its resources refer to, by literal references (`Patient/<id>`) that resolve in
     # the set. False: references are logical (by identifier) and a FHIR REST destination links the Patient.
     self_contained: ClassVar[bool] = False
+    # False: the destination reads only an item's `lines` and `heads` (a folder writes the bytes as they are), so
+    # the mapper need not hand the resources themselves over (from its worker processes: pickled, then decoded)
+    reads_resources: ClassVar[bool] = True
 
     async def check(self) -> None:  # noqa: B027 - most destinations have nothing to ask before a run
         """Asked once before a run: raise RecipientMisconfigured when the recipient cannot take what is sent (the run
@@ -102,16 +138,7 @@ class Destination(ABC):
     def sent_references(self, item: DeliveryItem) -> list[str]:
         """What an attempt to deliver `item` discloses, before the recipient says where it stored it: for the
         disclosure log while the outcome is not known. Resources by business identifier, by default."""
-        refs = []
-        for resource in item.resources:
-            rtype = resource.get("resourceType", "")
-            for ident in resource.get("identifier") or ():  # the first with a system and a value
-                if ident.get("system") and ident.get("value"):
-                    refs.append(f"{rtype}?identifier={ident['system']}|{ident['value']}")
-                    break
-            else:
-                refs.append(f"{rtype}/{resource.get('id', '')}")
-        return refs
+        return [h.sent for h in item.resource_heads()]
 
     async def find_held(self, items: Sequence[DeliveryItem]) -> dict[str, list[str]]:
         """For items whose delivery is in doubt: those the recipient can be seen to hold, exactly as sent, with what

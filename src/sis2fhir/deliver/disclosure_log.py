@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, delete, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, select, update
 
 from sis2fhir.deliver.base import DeliveryItem, Destination
-from sis2fhir.store.bulk import insert_many
+from sis2fhir.store.bulk import execute_many, insert_many
 from sis2fhir.store.schema import disclosures
 
 # disclosures.certainty: the recipient confirmed it | an attempt is under way | an attempt whose outcome is unknown
@@ -49,11 +49,19 @@ def log_in_flight(conn: Connection, destination: Destination, items: Sequence[De
 
 
 def log_answers(
-    conn: Connection, confirmed: Sequence[dict[str, Any]], doubtful: Sequence[str], settled: Sequence[str]
+    conn: Connection,
+    confirmed: Sequence[dict[str, Any]],
+    doubtful: Sequence[str],
+    settled: Sequence[str],
+    ts: datetime,
 ) -> None:
-    """This attempt's rows, now that the recipient answered: `confirmed` rows (with what it stored) replace the
-    provisional ones of `settled` keys (which lose theirs when they did not arrive); `doubtful` keys keep theirs,
-    in doubt."""
+    """This attempt's rows, now that the recipient answered: `confirmed` rows (with what it stored, disclosed at
+    `ts`) replace the provisional ones of `settled` keys (which lose theirs when they did not arrive); `doubtful`
+    keys keep theirs, in doubt."""
+    in_place = _confirm_in_place(conn, confirmed, ts)
+    if in_place and confirmed:  # the confirmed keys have no provisional row left
+        done = {row["outbox_key"] for row in confirmed}
+        settled = [k for k in settled if k not in done]
     for i in range(0, len(doubtful), CHUNK):
         conn.execute(
             update(disclosures)
@@ -66,8 +74,41 @@ def log_answers(
                 disclosures.c.outbox_key.in_(settled[i : i + CHUNK]), disclosures.c.certainty == IN_FLIGHT
             )
         )
-    if confirmed:
+    if not in_place:
         insert_many(conn, disclosures, [{**row, "certainty": CONFIRMED} for row in confirmed])
+
+
+MATCHED_ON = ("outbox_key", "student_sourced_id", "state_student_id")
+
+
+def _confirm_in_place(conn: Connection, confirmed: Sequence[dict[str, Any]], ts: datetime) -> bool:
+    """Each confirmed row written over its key's provisional one, by one UPDATE: True when every key had exactly
+    one (an item is handed over once per attempt, after `log_in_flight`). Otherwise (a key without a provisional
+    row, or with two) what the UPDATE confirmed is deleted again, and False: the rows are inserted, as they are
+    when nothing was provisional."""
+    if not confirmed:
+        return True
+    # the key and the student are matched, not set: the indexed columns of a row that stays are not rewritten
+    matched_on = [c for c in MATCHED_ON if c in confirmed[0]]
+    columns = [c for c in confirmed[0] if c not in MATCHED_ON]
+    statement = (
+        update(disclosures)
+        .where(*(disclosures.c[c] == bindparam(f"v_{c}") for c in matched_on), disclosures.c.certainty == IN_FLIGHT)
+        .values({**{c: bindparam(f"v_{c}") for c in columns}, "certainty": CONFIRMED})
+    )
+    matched = execute_many(conn, statement, [{f"v_{c}": v for c, v in row.items()} for row in confirmed])
+    if matched == len(confirmed):
+        return True
+    keys = [row["outbox_key"] for row in confirmed]
+    for i in range(0, len(keys), CHUNK):  # this answer's rows (disclosed at ts), confirmed just now
+        conn.execute(
+            delete(disclosures).where(
+                disclosures.c.outbox_key.in_(keys[i : i + CHUNK]),
+                disclosures.c.certainty == CONFIRMED,
+                disclosures.c.disclosed_at == ts,
+            )
+        )
+    return False
 
 
 def in_flight_to_in_doubt(conn: Connection) -> None:

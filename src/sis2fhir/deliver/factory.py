@@ -233,12 +233,16 @@ def configured_routes(settings: Settings) -> tuple[dict[str, list[Route]], dict[
         for ds in r.destinations:
             takes, dest = build(ds, settings)
             destinations.setdefault(dest.name, dest)
-            routes.setdefault(r.identifier, []).append(Route(dest.name, takes, dict(ds.v2), dest.self_contained))
+            routes.setdefault(r.identifier, []).append(
+                Route(dest.name, takes, dict(ds.v2), dest.self_contained, dest.reads_resources)
+            )
     if served := served_recipients(settings):  # what `sis2fhir serve` answers with, for its clients' recipients
         dest = ServedDestination(settings.store_url)
         destinations[dest.name] = dest
         for recipient in sorted(served):
-            routes.setdefault(recipient, []).append(Route(dest.name, "fhir", self_contained=dest.self_contained))
+            routes.setdefault(recipient, []).append(
+                Route(dest.name, "fhir", self_contained=dest.self_contained, reads_resources=dest.reads_resources)
+            )
     return routes, destinations
 
 

@@ -23,11 +23,13 @@ or doubled line.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,6 +63,7 @@ class NdjsonDestination(Destination):
     batch_size = 5000  # local files: large batches, one fsync per file each
     local = True  # the pipeline hands items over as they are made (no network: nothing to wait for)
     self_contained = True  # a folder per recipient that loads with `$import`: Patient and Organizations included
+    reads_resources = False  # it writes each item's lines as they are, named by their heads
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -86,8 +89,7 @@ class NdjsonDestination(Destination):
         for item in items:
             paths = []
             encoded = item.lines or tuple(map(orjson.dumps, item.resources))  # the item's own bytes, when it has them
-            for resource, line in zip(item.resources, encoded, strict=True):
-                rtype, rid = resource["resourceType"], resource["id"]
+            for (rtype, rid, _), line in zip(item.resource_heads(), encoded, strict=True):
                 target, named = self._target(item.recipient, rtype)
                 in_target = lines.get(target)
                 if in_target is None:
@@ -99,26 +101,30 @@ class NdjsonDestination(Destination):
         for target in lines:
             self._seq += 1
             segments.append((target, target.with_name(f".{target.name}.{self._run}.{self._seq:08d}")))
-        temporaries: list[Path] = []
-        path = self.folder
+        temporaries = [segment.with_name(segment.name + PARTIAL) for _, segment in segments]
+        folders = list(dict.fromkeys(t.parent for t, _ in segments))
+        loop = asyncio.get_running_loop()
         try:
-            for target, segment in segments:  # phase 1: every temporary written and on disk
-                path = target.parent
-                path.mkdir(parents=True, exist_ok=True)
-                tmp = segment.with_name(segment.name + PARTIAL)
-                temporaries.append(tmp)
-                _write_durably(tmp, lines[target].values())
+            for folder in folders:
+                _in_folder(folder, partial(folder.mkdir, parents=True, exist_ok=True))
+            # phase 1: every temporary written and on disk. Each fsync waits for the disk: in threads, side by side,
+            # a batch's files (a recipient's resource types, for every recipient) wait for it together
+            await _side_by_side(
+                loop,
+                [
+                    partial(_in_folder, tmp.parent, partial(_write_durably, tmp, lines[target].values()))
+                    for (target, _), tmp in zip(segments, temporaries, strict=True)
+                ],
+            )
             for (target, segment), tmp in zip(segments, temporaries, strict=True):  # phase 2: all renamed
-                path = target.parent
-                os.replace(tmp, segment.with_name(segment.name + SEGMENT))
+                _in_folder(target.parent, partial(os.replace, tmp, segment.with_name(segment.name + SEGMENT)))
                 self._touched.add(target)
-            for folder in {t.parent for t, _ in segments}:
-                _fsync_folder(folder)
-        except OSError as e:
+            await _side_by_side(loop, [partial(_in_folder, f, partial(_fsync_folder, f)) for f in folders])
+        except FolderWriteError:
             for tmp in temporaries:  # a batch lands whole or not at all
                 tmp.unlink(missing_ok=True)
                 tmp.with_name(tmp.name.removesuffix(PARTIAL) + SEGMENT).unlink(missing_ok=True)
-            raise FolderWriteError(path, e) from None
+            raise
         yield [DeliveryResult(item.key, Outcome.DELIVERED, disclosed=paths) for item, paths in written]
 
     async def close(self) -> None:
@@ -211,6 +217,22 @@ def _lines_at(sources: list[Path], positions: Iterable[int]) -> Iterator[bytes]:
     finally:
         for f in files.values():
             f.close()
+
+
+def _in_folder(folder: Path, step: Callable[[], object]) -> None:
+    """`step()`, an OSError from it being this folder's FolderWriteError."""
+    try:
+        step()
+    except OSError as e:
+        raise FolderWriteError(folder, e) from None
+
+
+async def _side_by_side(loop: asyncio.AbstractEventLoop, steps: list[Callable[[], None]]) -> None:
+    """The steps in the loop's executor threads, all at once; when all are done, the first one's failure raised."""
+    outcomes = await asyncio.gather(*(loop.run_in_executor(None, step) for step in steps), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _write_durably(path: Path, lines: Iterable[bytes]) -> None:

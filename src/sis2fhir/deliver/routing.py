@@ -19,6 +19,7 @@ class Route:
     takes: str  # "fhir" (resources) or "hl7v2" (an ORU^R01 per school)
     v2: dict[str, Any] = field(default_factory=dict)
     self_contained: bool = False  # Destination.self_contained: Patient and Organizations go along, literally
+    reads_resources: bool = True  # Destination.reads_resources: False, the items carry their lines and heads only
 
 
 def recipient_routes(

@@ -61,7 +61,7 @@ def routing(settings: Settings, specs: Sequence[str]) -> Routing:
     plan = Routing()
     for spec in specs:
         takes, dest = from_spec(spec, settings)
-        route = Route(dest.name, takes, self_contained=dest.self_contained)
+        route = Route(dest.name, takes, self_contained=dest.self_contained, reads_resources=dest.reads_resources)
         plan.one_off.append(route)
         plan.destinations[route.destination] = dest
     plan.routes, configured = configured_routes(settings)

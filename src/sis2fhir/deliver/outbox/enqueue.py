@@ -23,7 +23,7 @@ from sis2fhir.deliver.outbox.items import (
     encode_payload,
     now_utc,
 )
-from sis2fhir.store.bulk import insert_many
+from sis2fhir.store.bulk import execute_many, insert_many
 from sis2fhir.store.schema import outbox
 
 
@@ -98,7 +98,7 @@ class Enqueueing(OutboxTable):
         rows = []
         for env in envelopes:
             it = env.item
-            payload = b"" if it.key in without_payload else encode_payload(it, env.encoded_resources)
+            payload = b"" if it.key in without_payload else encode_payload(it)
             rows.append(
                 {
                     "key": it.key,
@@ -148,7 +148,8 @@ class Enqueueing(OutboxTable):
             revived = [{f"v_{c}": v for c, v in r.items()} for r in rows if r["key"] in existing]
             if revived:
                 columns = [c for c in rows[0] if c != "key"]
-                conn.execute(
+                execute_many(
+                    conn,
                     update(outbox)
                     .where(outbox.c.key == bindparam("v_key"))
                     .values({c: bindparam(f"v_{c}") for c in columns}),
@@ -163,11 +164,12 @@ class Enqueueing(OutboxTable):
         (those that were delivered keep none)."""
         if envelopes:
             with self.engine.begin() as conn:
-                conn.execute(
+                execute_many(
+                    conn,
                     update(outbox)
                     .where(outbox.c.key == bindparam("k"), outbox.c.status != DELIVERED)
                     .values(payload=bindparam("p")),
-                    [{"k": e.item.key, "p": encode_payload(e.item, e.encoded_resources)} for e in envelopes],
+                    [{"k": e.item.key, "p": encode_payload(e.item)} for e in envelopes],
                 )
 
     def discard_fresh(self, keys: Iterable[str]) -> None:

@@ -63,6 +63,9 @@ class Subject:
         """The subject that covers this one: the student for this recipient, every school."""
         return Subject(self.recipient, self.student) if self.school else self
 
+    def __reduce__(self) -> tuple[type[Subject], tuple[str, str, str]]:  # see DeliveryItem.__reduce__
+        return Subject, (self.recipient, self.student, self.school)
+
 
 def idempotency_key(destination: str, recipient: str, subject: Subject, content: bytes) -> str:
     h = hashlib.sha256()
@@ -80,11 +83,16 @@ class Envelope:
     destination: str
     subject: Subject
     item: DeliveryItem
-    encoded_resources: bytes = b""  # the item's resources as a JSON array, when the caller has it already
+
+    def __reduce__(self) -> tuple[type[Envelope], tuple[str, Subject, DeliveryItem]]:  # see DeliveryItem.__reduce__
+        return Envelope, (self.destination, self.subject, self.item)
 
 
-def encode_payload(item: DeliveryItem, encoded_resources: bytes = b"") -> bytes:
-    resources = encoded_resources or orjson.dumps(item.resources)
+def encode_payload(item: DeliveryItem) -> bytes:
+    """The stored payload: the resources as a JSON array (the item's lines joined, when it has them: orjson writes
+    an array as its items' bytes, comma-separated between brackets, so these are the same bytes), and the HL7 v2
+    message."""
+    resources = b"[" + b",".join(item.lines) + b"]" if item.lines else orjson.dumps(item.resources)
     return b'{"resources":' + resources + b',"hl7v2":' + orjson.dumps(item.hl7v2) + b"}"
 
 

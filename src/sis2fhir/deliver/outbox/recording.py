@@ -25,6 +25,7 @@ from sis2fhir.deliver.outbox.items import (
     OutboxTable,
     now_utc,
 )
+from sis2fhir.store.bulk import execute_many
 from sis2fhir.store.schema import as_utc, outbox
 
 
@@ -147,6 +148,7 @@ class Recording(OutboxTable):
                 disclosed,
                 doubtful=[r.key for r in results if r.outcome is Outcome.IN_DOUBT],
                 settled=[r.key for r in results if r.outcome is not Outcome.IN_DOUBT],
+                ts=ts,
             )
         return counts
 
@@ -170,7 +172,8 @@ def _write_changes(conn: Connection, changes: list[dict[str, Any]], ts: datetime
         for i in range(0, len(keys), CHUNK):
             conn.execute(update(outbox).where(outbox.c.key.in_(keys[i : i + CHUNK])).values(values))
     if several:
-        conn.execute(
+        execute_many(
+            conn,
             update(outbox)
             .where(outbox.c.key == bindparam("k"))
             .values(
