@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -38,6 +38,7 @@ from sis2fhir.validate.templates import default_template_validator, validate_fas
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
+Consents = Mapping[str, Sequence[ConsentRecord]]  # student -> their consents (read_consents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +70,12 @@ class DisclosureBuilder:
     serialised: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
-                      consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
+                      consents: Consents) -> list[Envelope]:  # fmt: skip
         """The envelopes for these students that the outbox does not have yet (one look-up for all of them)."""
         made = [
             m
             for sid in students
-            for m in self.envelopes(self.roster.students[sid], by_student[sid], consents.get(sid, []))
+            for m in self.envelopes(self.roster.students[sid], by_student[sid], consents.get(sid, ()))
         ]
         known = self.known([m.envelope.item.key for m in made])
         out: list[Envelope] = []
@@ -93,7 +94,7 @@ class DisclosureBuilder:
         return out
 
     def envelopes(
-        self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
+        self, student: Student, summaries: list[AttendanceSummary], consents: Sequence[ConsentRecord]
     ) -> list[_Made]:
         """Everything that may go to each recipient about this student, known to the outbox or not."""
         counts = self.counts
@@ -301,7 +302,7 @@ COLLECT_EVERY = 20  # chunks of students between two collections of reference cy
 def build_disclosures(
     builder: DisclosureBuilder,
     by_student: dict[str, list[AttendanceSummary]],
-    consents: dict[str, list[ConsentRecord]],
+    consents: Consents,
     workers: int,
 ) -> Iterator[tuple[int, list[Envelope]]]:
     """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
@@ -348,7 +349,7 @@ class _MappedChunk:
 
 
 def _map_chunk(
-    job: tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]]],
+    job: tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], Consents],
     chunk: list[str],
 ) -> _MappedChunk:
     """One chunk of students, mapped in a worker (the builder, summaries and consents reach it by fork)."""
