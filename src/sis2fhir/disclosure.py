@@ -103,6 +103,7 @@ class DisclosureBuilder:
         observations: dict[bool, Observations] = {}
         contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
         self.serialised = {}  # this student's resources' bytes, each serialised once
+        consented = False
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -111,7 +112,7 @@ class DisclosureBuilder:
                     student, recipient, rts, gate.consent if gate.decision is ConsentDecision.REVOKED else None
                 )
                 continue
-            counts.consented.add(student.sourced_id)
+            consented = True
             consent_made: dict[bool, dict[str, Any] | None] = {}
             for rt in rts:
                 literal = rt.self_contained
@@ -146,6 +147,7 @@ class DisclosureBuilder:
                 )
                 counts.count_sent(item, rt.destination, new=False)
                 out.append(_Made(Envelope(rt.destination, subject, item, encoded)))
+        counts.consented += consented
         return out
 
     def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
@@ -237,13 +239,13 @@ class DisclosureBuilder:
         out: list[_Made] = []
         for rt in rts:
             if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
-                self.counts.withdraw.append((rt.destination, subject))
+                self.counts.withdraw.add(rt.destination, subject)
                 continue
             # a folder holds the Patient and Organizations from what it received before: no Patient goes again
             consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district,
                                     self._recipient(recipient).system, rt.self_contained)  # fmt: skip
             if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
-                self.counts.withdraw.append((rt.destination, subject))
+                self.counts.withdraw.add(rt.destination, subject)
                 continue
             lines, encoded = encoded_resources([consent])
             key = idempotency_key(rt.destination, recipient, subject, encoded)
@@ -328,8 +330,9 @@ def build_disclosures(
                     gc.collect(0)
             return
         job = (builder, by_student, consents)  # at most MAP_AHEAD chunks a worker ahead: results do not pile up here
+        students = builder.roster.students
         for n, part in enumerate(fork_map(_map_chunk, job, chunks, workers, ahead=MAP_AHEAD * workers), 1):
-            builder.counts.absorb(part.counts)
+            builder.counts.absorb(part.counts, lambda sid: students[sid].sourced_id)  # the roster's own id strings
             yield part.students, part.envelopes
             if n % COLLECT_EVERY == 0:
                 gc.collect(0)
