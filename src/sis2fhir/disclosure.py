@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -38,6 +38,7 @@ from sis2fhir.validate.templates import default_template_validator, validate_fas
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
+Consents = Mapping[str, Sequence[ConsentRecord]]  # student -> their consents (read_consents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +70,12 @@ class DisclosureBuilder:
     serialised: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
-                      consents: dict[str, list[ConsentRecord]]) -> list[Envelope]:  # fmt: skip
+                      consents: Consents) -> list[Envelope]:  # fmt: skip
         """The envelopes for these students that the outbox does not have yet (one look-up for all of them)."""
         made = [
             m
             for sid in students
-            for m in self.envelopes(self.roster.students[sid], by_student[sid], consents.get(sid, []))
+            for m in self.envelopes(self.roster.students[sid], by_student[sid], consents.get(sid, ()))
         ]
         known = self.known([m.envelope.item.key for m in made])
         out: list[Envelope] = []
@@ -93,7 +94,7 @@ class DisclosureBuilder:
         return out
 
     def envelopes(
-        self, student: Student, summaries: list[AttendanceSummary], consents: list[ConsentRecord]
+        self, student: Student, summaries: list[AttendanceSummary], consents: Sequence[ConsentRecord]
     ) -> list[_Made]:
         """Everything that may go to each recipient about this student, known to the outbox or not."""
         counts = self.counts
@@ -102,6 +103,7 @@ class DisclosureBuilder:
         observations: dict[bool, Observations] = {}
         contexts: dict[str, list[dict[str, Any]] | None] = {}  # recipient -> Patient and Organizations, or None
         self.serialised = {}  # this student's resources' bytes, each serialised once
+        consented = False
         for recipient, rts in self.routes.items():
             gate = decide(consents, recipient, self.as_of)
             counts.decisions[gate.decision.value] += 1
@@ -110,7 +112,7 @@ class DisclosureBuilder:
                     student, recipient, rts, gate.consent if gate.decision is ConsentDecision.REVOKED else None
                 )
                 continue
-            counts.consented.add(student.sourced_id)
+            consented = True
             consent_made: dict[bool, dict[str, Any] | None] = {}
             for rt in rts:
                 literal = rt.self_contained
@@ -143,6 +145,7 @@ class DisclosureBuilder:
                 item = _item(rt, key, recipient, student, gate.consent.consent_id, resources, lines)
                 counts.count_sent(item, rt.destination, new=False)
                 out.append(_Made(Envelope(rt.destination, subject, item)))
+        counts.consented += consented
         return out
 
     def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
@@ -234,13 +237,13 @@ class DisclosureBuilder:
         out: list[_Made] = []
         for rt in rts:
             if revoked is None or rt.takes != "fhir" or (rt.destination, subject) not in self.holders:
-                self.counts.withdraw.append((rt.destination, subject))
+                self.counts.withdraw.add(rt.destination, subject)
                 continue
             # a folder holds the Patient and Organizations from what it received before: no Patient goes again
             consent = ferpa_consent(revoked, student, self.roster.district, self.settings.district,
                                     self._recipient(recipient).system, rt.self_contained)  # fmt: skip
             if not self._passes(consent, CONSENT_PROFILE, student, revoked.consent_id):
-                self.counts.withdraw.append((rt.destination, subject))
+                self.counts.withdraw.add(rt.destination, subject)
                 continue
             lines, encoded = encoded_resources([consent])
             key = idempotency_key(rt.destination, recipient, subject, encoded)
@@ -297,7 +300,7 @@ COLLECT_EVERY = 20  # chunks of students between two collections of reference cy
 def build_disclosures(
     builder: DisclosureBuilder,
     by_student: dict[str, list[AttendanceSummary]],
-    consents: dict[str, list[ConsentRecord]],
+    consents: Consents,
     workers: int,
 ) -> Iterator[tuple[int, list[Envelope]]]:
     """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
@@ -323,8 +326,9 @@ def build_disclosures(
                     gc.collect(0)
             return
         job = (builder, by_student, consents)  # at most MAP_AHEAD chunks a worker ahead: results do not pile up here
+        students = builder.roster.students
         for n, part in enumerate(fork_map(_map_chunk, job, chunks, workers, ahead=MAP_AHEAD * workers), 1):
-            builder.counts.absorb(part.counts)
+            builder.counts.absorb(part.counts, lambda sid: students[sid].sourced_id)  # the roster's own id strings
             yield part.students, part.envelopes
             if n % COLLECT_EVERY == 0:
                 gc.collect(0)
@@ -344,7 +348,7 @@ class _MappedChunk:
 
 
 def _map_chunk(
-    job: tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], dict[str, list[ConsentRecord]]],
+    job: tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], Consents],
     chunk: list[str],
 ) -> _MappedChunk:
     """One chunk of students, mapped in a worker (the builder, summaries and consents reach it by fork)."""

@@ -4,10 +4,11 @@ process, or added up over the mapping workers (disclosure.py)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sis2fhir.deliver.base import DeliveryItem
-from sis2fhir.deliver.outbox import Subject
+from sis2fhir.deliver.outbox import Withdrawals
 from sis2fhir.report import RowReport
 
 
@@ -24,8 +25,8 @@ class DisclosureCounts:
     quarantined: int = 0
     unchanged: int = 0
     revocation_notices: int = 0
-    consented: set[str] = field(default_factory=set)
-    withdraw: list[tuple[str, Subject]] = field(default_factory=list)  # (destination, subject): must not go out
+    consented: int = 0  # students permitted for some recipient (each student is mapped once, in one process)
+    withdraw: Withdrawals = field(default_factory=Withdrawals)  # (destination, subject): must not go out
     # Organizations, in every student's item to a self-contained destination, are counted once each: as built by
     # id, in the items by destination, recipient and id (a line of that folder's Organization.ndjson)
     organizations: set[tuple[str, str, str, str]] = field(default_factory=set)  # (built|sent|new, dest, to, id)
@@ -47,7 +48,9 @@ class DisclosureCounts:
             if n[kind]:
                 counter["Organization"] = n[kind]
 
-    def absorb(self, other: DisclosureCounts) -> None:
+    def absorb(self, other: DisclosureCounts, own: Callable[[str], str]) -> None:
+        """Add a worker's counts; `own` gives this process's string for a student id (a worker's come back as
+        copies: one per student, not one per pair withdrawn)."""
         self.decisions.update(other.decisions)
         self.resources_built.update(other.resources_built)
         self.to_recipients.update(other.to_recipients)
@@ -55,8 +58,8 @@ class DisclosureCounts:
         self.quarantined += other.quarantined
         self.unchanged += other.unchanged
         self.revocation_notices += other.revocation_notices
-        self.consented |= other.consented
-        self.withdraw += other.withdraw
+        self.consented += other.consented
+        self.withdraw.absorb(other.withdraw, own)
         self.organizations |= other.organizations
         self.settle()
         if other.report is not self.report:

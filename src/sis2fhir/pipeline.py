@@ -260,7 +260,7 @@ def sync(
         result.decisions, result.resources_built = counts.decisions, counts.resources_built
         result.to_recipients, result.to_recipients_new = counts.to_recipients, counts.to_recipients_new
         result.quarantined, result.unchanged = counts.quarantined, counts.unchanged
-        result.revocation_notices, result.consented_students = counts.revocation_notices, len(counts.consented)
+        result.revocation_notices, result.consented_students = counts.revocation_notices, counts.consented
         result.withdrawn = outbox.withdraw(counts.withdraw) if counts.withdraw else 0
         for name, destination in destinations.items():  # a served set stops holding whom consent no longer permits
             destination.withdraw((subject.recipient, subject.student) for d, subject in counts.withdraw if d == name)

@@ -4,6 +4,7 @@ a poison item never blocks the others, replay, withdrawal when consent ends, and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from sis2fhir.deliver.outbox import (
     Envelope,
     Outbox,
     Subject,
+    Withdrawals,
     idempotency_key,
 )
 from sis2fhir.store import open_store
@@ -169,6 +171,19 @@ def test_withdrawn_items_are_never_sent(engine: Engine) -> None:
     dest = ScriptedDestination({})
     asyncio.run(box.drain({DEST: dest}))
     assert dest.seen == ["s2"]
+
+
+def test_a_runs_withdrawals_cancel_those_students_items_and_their_per_school_messages_only(engine: Engine) -> None:
+    box = Outbox(engine)
+    per_school = dataclasses.replace(envelope("s3"), subject=Subject("NPI1", "s3", "sch-1"))  # an HL7 v2 message
+    box.enqueue([envelope("s1"), envelope("s2"), per_school, envelope("s4"), envelope("s5")])
+    withdrawals = Withdrawals()
+    for student in ("s4", "s3", "s1", "s9"):  # in no order: as the mapping workers' chunks come back
+        withdrawals.add(DEST, Subject("NPI1", student))
+    withdrawals.add("other:destination", Subject("NPI1", "s2"))  # the same student elsewhere: not this outbox's
+    withdrawals.add(DEST, Subject("NPI2", "s5"))  # another recipient
+    assert box.withdraw(withdrawals) == 3
+    assert statuses(engine) == {"s2": QUEUED, "s5": QUEUED}
 
 
 def test_each_delivery_is_in_the_disclosure_log_with_its_consent(engine: Engine) -> None:

@@ -187,6 +187,19 @@ def test_the_known_district_output_holds_exactly_the_permitted_students(tmp_path
 # --- consent changes between runs --------------------------------------------------------------------------------
 
 
+def revoke_every_consent(export: Path, revoked: str) -> None:
+    path = export / "consents.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+        fields = list(rows[0])
+    for r in rows:
+        r["status"], r["revokedDate"] = "revoked", revoked
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def test_a_revoked_consent_stops_the_next_delivery_and_the_recipient_learns_of_it(tmp_path: Path) -> None:
     export = tmp_path / "district"
     shutil.copytree(EXAMPLE, export)
@@ -195,16 +208,7 @@ def test_a_revoked_consent_stops_the_next_delivery_and_the_recipient_learns_of_i
     assert code == 0, output
     delivered = sum(1 for _ in out.glob("*/Consent.ndjson") for _ in ndjson(_))
     # every consent revoked, effective before the next run (also the ones not yet started on the first run)
-    path = export / "consents.csv"
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-        fields = list(rows[0])
-    for r in rows:
-        r["status"], r["revokedDate"] = "revoked", "2026-04-01"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    revoke_every_consent(export, "2026-04-01")
     observations_before = {p: p.read_bytes() for p in out.glob("*/Observation.ndjson")}
     code, output = run_sync(export, out, "--as-of", "2026-04-15")
     assert code == 0, output
@@ -218,6 +222,39 @@ def test_a_revoked_consent_stops_the_next_delivery_and_the_recipient_learns_of_i
     assert f"{delivered} changes" in output
     code, output = run_sync(export, out, "--as-of", "2026-04-16")
     assert code == 0 and "0 changes" in output, output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_items_waiting_for_an_unreachable_recipient_are_withdrawn_when_consent_is_revoked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    import socket
+
+    import sis2fhir.disclosure as disclosure
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in network.env().items():  # network delivery needs the district's own identifiers
+        monkeypatch.setenv(name, value)
+    if workers > 1:  # the example is small: map it in forked workers anyway, a few students each
+        monkeypatch.setattr(disclosure, "PARALLEL_MAPPING_FROM", 1)
+        monkeypatch.setattr(disclosure, "MAP_CHUNK", 17)
+    export = tmp_path / "district"
+    shutil.copytree(EXAMPLE, export)
+    with socket.socket() as s:  # a loopback port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    args = ["sync", str(export), "--store", store, "--destination", f"http://127.0.0.1:{port}/fhir",
+            "--workers", str(workers)]  # fmt: skip
+    first = runner.invoke(app, [*args, "--as-of", EXAMPLE_AS_OF])
+    assert first.exit_code == 4 and "152 changes" in first.output, first.output
+    revoke_every_consent(export, "2026-04-01")
+    second = runner.invoke(app, [*args, "--as-of", "2026-04-15"])
+    # nothing reached the recipient, so it holds nothing to be told of: what waited is withdrawn, nothing is queued
+    withdrawn = [line.split("│")[-2].strip() for line in second.output.splitlines() if "withdrawn (consent" in line]
+    assert withdrawn == ["152"], second.output
+    listed = runner.invoke(app, ["outbox", "list", "--json", "--status", "queued", "--store", store])
+    assert listed.output.strip() == "", listed.output
 
 
 def test_disclosures_are_recorded_per_student(example_run: tuple[Path, int, str]) -> None:

@@ -20,7 +20,7 @@ from tests.support import paths
 EXPORTS = paths.EXPORTS
 
 
-def consents_of(folder: Path) -> tuple[dict[str, list[ConsentRecord]], RowReport]:
+def consents_of(folder: Path) -> tuple[dict[str, tuple[ConsentRecord, ...]], RowReport]:
     with open_export(folder) as export:
         roster = read_roster(export, RowReport(), "userIds:state")
         report = RowReport()

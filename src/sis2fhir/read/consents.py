@@ -31,7 +31,9 @@ DEFAULT_SCOPE = ("attendance",)
 _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 
-def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date) -> dict[str, list[ConsentRecord]]:
+def read_consents(
+    export: Export, roster: Roster, report: RowReport, as_of: date
+) -> dict[str, tuple[ConsentRecord, ...]]:
     """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv.
 
     `as_of`: the run's as-of date; a consent signed after it is reported."""
@@ -186,7 +188,8 @@ def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date
                 line=line,
             )
         )
-    return consents
+    # tuples, kept for the whole run: a list is 56 bytes and its array apart, and most students have one consent
+    return {student: tuple(theirs) for student, theirs in consents.items()}
 
 
 def _student(row: dict[str, str], roster: Roster, by_state_id: dict[str, str]) -> str | None:

@@ -353,8 +353,12 @@ class CsvTable:
     def dict_rows(self) -> Iterator[tuple[int, dict[str, str]]]:
         """(line, row as a dict by column name); our columns under their canonical names, extras as found."""
         names = self.names
+        unnamed = "" in names  # a column the header does not name: left out
         for line, row in self.rows():
-            yield line, {k: v for k, v in zip(names, row, strict=False) if k}
+            values = dict(zip(names, row, strict=False))
+            if unnamed:
+                values.pop("", None)
+            yield line, values
 
     def close(self) -> None:
         self._lines.close()

@@ -130,4 +130,5 @@ def read_enrollments(
             f"{count} enrollments with role '{role}' (first at line {other_first[role]}) are not student "
             "enrollments; not used.",
         )
-    return {k: Membership(k[0], k[1], b, e) for k, (b, e) in spans.items()}
+    shared: dict[tuple[date, date], Membership] = {}  # one object per distinct stay (a value: safe to share)
+    return {k: shared.get(span) or shared.setdefault(span, Membership(*span)) for k, span in spans.items()}

@@ -29,6 +29,7 @@ from sis2fhir.deliver.outbox.items import (
     Envelope,
     Status,
     Subject,
+    Withdrawals,
     encode_payload,
     idempotency_key,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Outbox",
     "Status",
     "Subject",
+    "Withdrawals",
     "encode_payload",
     "idempotency_key",
 ]
