@@ -263,7 +263,7 @@ def sync(
         result.revocation_notices, result.consented_students = counts.revocation_notices, counts.consented
         result.withdrawn = outbox.withdraw(counts.withdraw) if counts.withdraw else 0
         for name, destination in destinations.items():  # a served set stops holding whom consent no longer permits
-            destination.withdraw((subject.recipient, subject.student) for d, subject in counts.withdraw if d == name)
+            destination.withdraw(counts.withdraw.at(name))
         clock.lap("gate, map, validate, store and write local files")
         if destinations:
             _deliver_due(outbox, destinations, run_loop, result, clock)

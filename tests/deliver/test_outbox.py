@@ -167,7 +167,7 @@ def test_newer_content_supersedes_what_was_not_yet_delivered(engine: Engine) -> 
 def test_withdrawn_items_are_never_sent(engine: Engine) -> None:
     box = Outbox(engine)
     box.enqueue([envelope("s1"), envelope("s2")])
-    assert box.withdraw([(DEST, Subject("NPI1", "s1"))]) == 1
+    assert box.withdraw(Withdrawals.of([(DEST, Subject("NPI1", "s1"))])) == 1
     dest = ScriptedDestination({})
     asyncio.run(box.drain({DEST: dest}))
     assert dest.seen == ["s2"]
@@ -283,7 +283,8 @@ def test_after_a_crash_items_in_flight_are_in_doubt_retried_or_withdrawn(engine:
         asyncio.run(box.drain({DEST: Stops({})}))
     assert box.recover_in_doubt() == 2  # the next start
     assert statuses(engine) == {"s1": DELIVERED, "s2": QUEUED, "s3": QUEUED}
-    assert box.withdraw([(DEST, Subject("NPI1", "s3"))]) == 1  # s3's parent revoked meanwhile: not sent again
+    revoked = Withdrawals.of([(DEST, Subject("NPI1", "s3"))])  # s3's parent revoked meanwhile: not sent again
+    assert box.withdraw(revoked) == 1
     dest = ScriptedDestination({})
     asyncio.run(box.drain({DEST: dest}))
     assert dest.seen == ["s2"]  # sent once more (idempotent at the recipient)

@@ -183,11 +183,10 @@ class Enqueueing(OutboxTable):
                 chunk = wanted[i : i + CHUNK]
                 conn.execute(delete(outbox).where(outbox.c.key.in_(chunk), outbox.c.status != DELIVERED))
 
-    def withdraw(self, subjects: Withdrawals | Iterable[tuple[str, Subject]]) -> int:
+    def withdraw(self, wanted: Withdrawals) -> int:
         """Cancel undelivered items about these (destination, subject) pairs: the consent no longer permits.
 
         A student's subject covers that student's per-school subjects (HL7 v2 messages)."""
-        wanted = subjects if isinstance(subjects, Withdrawals) else set(subjects)
         ts = now_utc()
         with self.engine.begin() as conn:
             undelivered = conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -83,6 +83,13 @@ class Withdrawals:
         self._students: dict[tuple[str, str, str], list[str]] = {}  # (destination, recipient, school) -> students
         self._sorted = True
 
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, Subject]]) -> Withdrawals:
+        made = cls()
+        for destination, subject in pairs:
+            made.add(destination, subject)
+        return made
+
     def add(self, destination: str, subject: Subject) -> None:
         key = (destination, subject.recipient, subject.school)
         students = self._students.get(key)
@@ -100,10 +107,12 @@ class Withdrawals:
     def __bool__(self) -> bool:
         return bool(self._students)
 
-    def __iter__(self) -> Iterator[tuple[str, Subject]]:
-        for (destination, recipient, school), students in self._students.items():
-            for student in students:
-                yield destination, Subject(recipient, student, school)
+    def at(self, destination: str) -> Iterator[tuple[str, str]]:
+        """The (recipient, student) pairs withdrawn at one destination, every school (`Destination.withdraw`)."""
+        for (dest, recipient, _), students in self._students.items():
+            if dest == destination:
+                for student in students:
+                    yield recipient, student
 
     def __contains__(self, pair: tuple[str, Subject]) -> bool:
         destination, subject = pair
