@@ -34,7 +34,7 @@ from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome
-from sis2fhir.validate.templates import default_template_validator, validate_fast
+from sis2fhir.validate.templates import default_template_validator, validate_encoded
 
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
@@ -268,8 +268,11 @@ class DisclosureBuilder:
 
     def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
         """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
-        issues = validate_fast(resource, profile)  # the full validator's verdict; once per template the full way
+        # the full validator's verdict (once per template the full way), and mostly the resource's bytes with it
+        issues, line = validate_encoded(resource, profile)
         if not any(i.severity == "error" for i in issues):
+            if line is not None:  # the resource is not changed after this: these are the bytes `_encoded` writes
+                self.serialised[id(resource)] = (resource, line)
             return True
         self.counts.quarantined += 1
         where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
