@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from sis2fhir.config import RecipientSettings, Settings
-from sis2fhir.deliver.base import DeliveryItem, head_of
+from sis2fhir.deliver.base import DeliveryItem, Head, head_of
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
 from sis2fhir.disclosure_counts import DisclosureCounts
@@ -34,8 +34,9 @@ from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome
-from sis2fhir.validate.templates import default_template_validator, validate_fast
+from sis2fhir.validate.templates import default_template_validator, validate_encoded
 
+_Serialised = tuple[dict[str, Any], bytes, Head | None]  # a resource, its JSON, its Head (None: not read yet)
 KeyLookup = Callable[[Sequence[str]], set[str]]  # which of these idempotency keys the outbox already has
 Observations = list[tuple[str, dict[str, Any]]]  # a student's valid Observations: (school, resource)
 Consents = Mapping[str, Sequence[ConsentRecord]]  # student -> their consents (read_consents)
@@ -65,9 +66,10 @@ class DisclosureBuilder:
     valid_organizations: dict[str, bool] = field(default_factory=dict)  # id -> valid (each validated once)
     organizations: SetOrganizations | None = None  # made once per run (each school's, each recipient's)
     recipients: dict[str, RecipientSettings] = field(default_factory=dict)  # each recipient's, looked up once
-    organization_lines: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)  # id -> (org, JSON)
-    # id(resource) -> (resource, its JSON) for the student being mapped: holding the resource keeps its id its own
-    serialised: dict[int, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
+    organization_lines: dict[str, tuple[dict[str, Any], bytes, Head]] = field(default_factory=dict)  # id -> org's
+    # id(resource) -> (resource, its JSON, its Head or None) for the student being mapped: holding the resource keeps
+    # its id its own
+    serialised: dict[int, _Serialised] = field(default_factory=dict)
 
     def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
                       consents: Consents) -> list[Envelope]:  # fmt: skip
@@ -140,37 +142,40 @@ class DisclosureBuilder:
                     resources = [*context, *resources]
                 resources.append(consent)
                 subject = Subject(recipient, student.sourced_id)
-                lines, encoded = self._encoded(resources)
+                lines, encoded, heads = self._encoded(resources)
                 key = idempotency_key(rt.destination, recipient, subject, encoded)
-                item = _item(rt, key, recipient, student, gate.consent.consent_id, resources, lines)
+                item = _item(rt, key, recipient, student, gate.consent.consent_id, resources, lines, heads)
                 counts.count_sent(item, rt.destination, new=False)
                 out.append(_Made(Envelope(rt.destination, subject, item)))
         counts.consented += consented
         return out
 
-    def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes]:
-        """`encoded_resources`, each resource serialised once: the student's (the same Observations go to every
-        recipient), the Organizations every student's set shares once per run."""
+    def _encoded(self, resources: list[dict[str, Any]]) -> tuple[tuple[bytes, ...], bytes, tuple[Head, ...]]:
+        """`encoded_resources` and each resource's Head, each resource serialised and read once: the student's (the
+        same Observations go to every recipient), the Organizations every student's set shares once per run."""
         lines: list[bytes] = []
+        heads: list[Head] = []
         for resource in resources:
             kept = self.serialised.get(id(resource))
-            if kept is not None:
-                line = kept[1]
+            if kept is not None and kept[2] is not None:
+                line, head = kept[1], kept[2]
             elif resource["resourceType"] == "Organization":
-                line = self._organization_line(resource)
+                _, line, head = self._organization_line(resource)
             else:
-                line = orjson.dumps(resource)
-                self.serialised[id(resource)] = (resource, line)
+                line = orjson.dumps(resource) if kept is None else kept[1]  # kept: the validator's bytes
+                head = head_of(resource)
+                self.serialised[id(resource)] = (resource, line, head)
             lines.append(line)
-        return tuple(lines), b"[" + b",".join(lines) + b"]"
+            heads.append(head)
+        return tuple(lines), b"[" + b",".join(lines) + b"]", tuple(heads)
 
-    def _organization_line(self, org: dict[str, Any]) -> bytes:
+    def _organization_line(self, org: dict[str, Any]) -> tuple[dict[str, Any], bytes, Head]:
         kept = self.organization_lines.get(org["id"])
         if kept is None or kept[0] is not org:  # the same object as SetOrganizations made (its bytes are its own)
             if len(self.organization_lines) >= ORGANIZATIONS_KEPT:
                 self.organization_lines.clear()
-            kept = self.organization_lines[org["id"]] = (org, orjson.dumps(org))
-        return kept[1]
+            kept = self.organization_lines[org["id"]] = (org, orjson.dumps(org), head_of(org))
+        return kept
 
     def _observations(
         self, student: Student, summaries: list[AttendanceSummary], literal: bool, count: bool
@@ -248,7 +253,7 @@ class DisclosureBuilder:
             lines, encoded = encoded_resources([consent])
             key = idempotency_key(rt.destination, recipient, subject, encoded)
             # same subject: enqueueing it supersedes anything about this student still waiting for this recipient
-            item = _item(rt, key, recipient, student, revoked.consent_id, [consent], lines)
+            item = _item(rt, key, recipient, student, revoked.consent_id, [consent], lines, (head_of(consent),))
             out.append(_Made(Envelope(rt.destination, subject, item), notice=True))
         return out
 
@@ -268,8 +273,11 @@ class DisclosureBuilder:
 
     def _passes(self, resource: dict[str, Any], profile: str | None, student: Student, source: str) -> bool:
         """Validate against our profile (None: R4 core); an invalid one goes to quarantine with its OperationOutcome."""
-        issues = validate_fast(resource, profile)  # the full validator's verdict; once per template the full way
+        # the full validator's verdict (once per template the full way), and mostly the resource's bytes with it
+        issues, line = validate_encoded(resource, profile)
         if not any(i.severity == "error" for i in issues):
+            if line is not None:  # the resource is not changed after this: these are the bytes `_encoded` writes
+                self.serialised[id(resource)] = (resource, line, None)
             return True
         self.counts.quarantined += 1
         where = f"users.csv line {student.line} (student {student.sourced_id}), {source}"
@@ -361,10 +369,9 @@ def _map_chunk(
 
 
 def _item(rt: Route, key: str, recipient: str, student: Student, consent_id: str, resources: list[dict[str, Any]],
-          lines: tuple[bytes, ...]) -> DeliveryItem:  # fmt: skip
+          lines: tuple[bytes, ...], heads: tuple[Head, ...]) -> DeliveryItem:  # fmt: skip
     """The item with its lines and heads; with its resources only for a destination that reads them (a folder
     writes the lines: the resources would only be pickled in a worker and decoded again here)."""
-    heads = tuple(map(head_of, resources))
     kept = resources if rt.reads_resources else []
     return DeliveryItem(key, recipient, student.sourced_id, student.state_id, consent_id, kept, "", lines, heads)
 

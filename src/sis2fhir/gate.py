@@ -58,11 +58,14 @@ class GateResult:
     consent: ConsentRecord | None  # the consent relied on (PERMITTED) or the one that decided otherwise
 
 
+_MISSING = GateResult(ConsentDecision.MISSING, None)  # most students x recipients (frozen: one for all of them)
+
+
 def decide(consents: Iterable[ConsentRecord], recipient: str, as_of: date) -> GateResult:
     """The decision for one student and one recipient, given all that student's consents."""
     relevant = [c for c in consents if c.recipient_organization == recipient]
     if not relevant:
-        return GateResult(ConsentDecision.MISSING, None)
+        return _MISSING
     decided = [(consent_permits(c, as_of), c) for c in relevant]
     permitting = [c for d, c in decided if d is ConsentDecision.PERMITTED]
     if permitting:

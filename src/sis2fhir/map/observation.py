@@ -78,9 +78,12 @@ def _measure_code(code: str) -> dict[str, Any]:
 _MEASURE_CODES = {code: _measure_code(code) for code in t.MEASURES}
 
 
+def _days_value(hundredths: int) -> int | float:
+    return hundredths // HUNDREDTHS if hundredths % HUNDREDTHS == 0 else hundredths / HUNDREDTHS
+
+
 def _days(hundredths: int) -> dict[str, Any]:
-    value: int | float = hundredths // HUNDREDTHS if hundredths % HUNDREDTHS == 0 else hundredths / HUNDREDTHS
-    return {"value": value, "unit": "d", "system": t.UCUM, "code": "d"}
+    return {"value": _days_value(hundredths), "unit": "d", "system": t.UCUM, "code": "d"}
 
 
 def _tier(tier: str) -> dict[str, Any]:
@@ -180,19 +183,34 @@ def _rate_value(summary: AttendanceSummary) -> int | float | None:
     return hundredths // 100 if hundredths % 100 == 0 else hundredths / 100
 
 
-def _narrative(summary: AttendanceSummary, school: School, policy: Policy) -> dict[str, str]:
+def _narrative(summary: AttendanceSummary, where: str, value: int | float | None, policy: Policy) -> dict[str, str]:
     """What a clinician reads in the chart (dom-6); no name or birth date, only the numbers (the rate as the
-    value shows it)."""
-    days = _days(summary.days_absent_h)["value"]
-    value = _rate_value(summary)
+    value shows it, `value`). `where`: " at <the school's name>", escaped (or "")."""
+    days = _days_value(summary.days_absent_h)
     rate = "" if value is None else f"; absence rate {value} %"
-    where = f" at {html.escape(school.name)}" if school.name else ""
     text = (
         f"School absence{where}, {summary.period_start.isoformat()} to {summary.as_of.isoformat()}: "
         f"{days} of {summary.days_in_membership} days in membership absent{rate}. {t.TIERS[summary.tier]} "
         f"({_policy_parts(policy)[1]})."
     )
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{text}</p></div>'}
+
+
+SCHOOLS_KEPT = 4_096  # schools' parts kept made (a district has a few hundred schools at most)
+_school_parts_made: dict[tuple[str, str, str, bool], tuple[dict[str, Any], str]] = {}
+
+
+def _school_parts(school: School, district: DistrictSettings, literal: bool) -> tuple[dict[str, Any], str]:
+    """The performer (the school's reference) and " at <its name>" as the narrative says it, escaped: made once per
+    school and shared by its Observations, like _CODE (nothing changes them)."""
+    key = (school.sourced_id, school.name, district.namespace, literal)  # all that the two read
+    made = _school_parts_made.get(key)
+    if made is None:
+        if len(_school_parts_made) >= SCHOOLS_KEPT:
+            _school_parts_made.clear()
+        where = f" at {html.escape(school.name)}" if school.name else ""
+        made = _school_parts_made[key] = (school_reference(school, district, literal), where)
+    return made
 
 
 def summary_identifier(summary: AttendanceSummary, district: DistrictSettings) -> dict[str, Any]:
@@ -212,6 +230,7 @@ def attendance_observation(
     """`literal`: subject and performer also say `Patient/<id>` and `Organization/<id>` (map/patient.py and
     map/organization.py give those resources those ids), for a set that carries them (a Bulk NDJSON folder)."""
     ident = summary_identifier(summary, district)
+    performer, where = _school_parts(school, district, literal)
     components = [
         {
             "code": _MEASURE_CODES["days-in-membership"],
@@ -235,10 +254,10 @@ def attendance_observation(
         "subject": student_reference(student, district, literal),
         "effectivePeriod": {"start": summary.period_start.isoformat(), "end": summary.as_of.isoformat()},
         "issued": issued(summary),
-        "performer": [school_reference(school, district, literal)],
+        "performer": [performer],
     }
-    obs["text"] = _narrative(summary, school, measured.policy)
     value = _rate_value(summary)
+    obs["text"] = _narrative(summary, where, value, measured.policy)
     if value is None:
         obs["dataAbsentReason"] = {
             "coding": [{"system": t.DATA_ABSENT_REASON_CS, "code": "not-applicable", "display": "Not Applicable"}]

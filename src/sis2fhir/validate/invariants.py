@@ -255,6 +255,8 @@ def _first_values(observation: dict[str, Any]) -> tuple[Any, Any]:
                     absent = quantity["value"]
                 elif which == "days-in-membership" and membership is None:
                     membership = quantity["value"]
+        if absent is not None and membership is not None:
+            break  # both found: later components change neither (ours: the first two of seven)
     return absent, membership
 
 

@@ -23,6 +23,7 @@ from sis2fhir.validate.values import reference_target_issue
 
 Probe = Callable[[dict[str, Any]], tuple[bytes, tuple[Any, ...]] | None]
 Verify = Callable[[dict[str, Any], tuple[Any, ...]], bool]
+Encode = Callable[[tuple[Any, ...]], bytes]
 
 # str subclasses (an enum), datetimes and dataclasses are not JSON: orjson refuses them, so they take the full way
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -88,6 +89,50 @@ def make_probe(free: tuple[Position, ...], kinds: tuple[str, ...]) -> Probe:
     values = "".join(f"v{i}, " for i in range(len(free)))
     lines.append(f"    return key, ({values})")
     return _compile("probe", "\n".join(lines), {"dumps": orjson.dumps, "OPTIONS": _DUMPS_OPTIONS})
+
+
+def make_encode(resource: dict[str, Any], key: bytes, free: tuple[Position, ...], values: tuple[Any, ...]
+                ) -> Encode | None:  # fmt: skip
+    """A function of a resource's free values that gives its orjson bytes, for a resource whose key is `key`: the
+    key with each null (a blanked value) replaced by that value's bytes. orjson writes an object as its entries'
+    bytes in order, so the same key is the same bytes around the free values, and the resource is serialised once
+    (its key) instead of twice. None when the key holds a null that is not a blanked value, or when the template's
+    own bytes do not come out the same (then the caller serialises the resource itself)."""
+    segments = key.split(b"null")
+    order = _written_order(resource, free)
+    if len(segments) != len(free) + 1 or len(order) != len(free):
+        return None
+    namespace: dict[str, Any] = {f"s{n}": segment for n, segment in enumerate(segments)}
+    namespace.update(join=b"".join, dumps=orjson.dumps)
+    parts = [part for n, i in enumerate(order) for part in (f"s{n}", f"dumps(v[{i}])")]
+    source = f"def encode(v):\n    return join(({', '.join([*parts, f's{len(order)}'])},))"
+    encode: Encode = _compile("encode", source, namespace)
+    try:
+        if encode(values) != orjson.dumps(resource):
+            return None
+    except TypeError:  # a value orjson refuses (an integer beyond 64 bits): the caller's dumps says so
+        return None
+    return encode
+
+
+def _written_order(resource: dict[str, Any], free: tuple[Position, ...]) -> list[int]:
+    """The free positions' indexes in the order orjson writes their values (objects' keys in order, arrays'
+    items in order)."""
+    index = {position: i for i, position in enumerate(free)}
+    order: list[int] = []
+
+    def walk(node: Any, position: Position) -> None:
+        if position in index:
+            order.append(index[position])
+        elif type(node) is dict:
+            for k, value in node.items():
+                walk(value, (*position, k))
+        elif type(node) is list:
+            for n, value in enumerate(node):
+                walk(value, (*position, n))
+
+    walk(resource, ())
+    return order
 
 
 # primitive types whose check costs more than looking its verdict up (regexes with alternatives, the calendar)

@@ -27,7 +27,17 @@ from typing import Any
 from sis2fhir.validate.engine import Validator, default_validator
 from sis2fhir.validate.issues import Issue
 from sis2fhir.validate.recorder import CheckSlot, Position, Recorder, Recording
-from sis2fhir.validate.template_checks import MISSING, Probe, Verify, kind_of, make_probe, make_verify, value_at
+from sis2fhir.validate.template_checks import (
+    MISSING,
+    Encode,
+    Probe,
+    Verify,
+    kind_of,
+    make_encode,
+    make_probe,
+    make_verify,
+    value_at,
+)
 
 TEMPLATE_LIMIT = 4_096  # templates kept per validator (each holds its key: a few KB)
 LEARN_TRIAL = 256  # after this many templates learnt, learn more only while hits outnumber what was learnt
@@ -39,6 +49,7 @@ REFINED_LIMIT = 64  # templates a refined group learns (a full validation each);
 class _Template:
     issues: tuple[Issue, ...]
     verify: Verify
+    encode: Encode | None = None  # the resource's bytes from its free values (None: serialised by the caller)
 
 
 @dataclass(slots=True, eq=False)
@@ -74,8 +85,13 @@ class TemplateValidator:
         self.learnt = 0  # templates recorded (fit or not)
 
     def validate(self, resource: Any, profile: str | None = None) -> list[Issue]:
+        return self.validate_encoded(resource, profile)[0]
+
+    def validate_encoded(self, resource: Any, profile: str | None = None) -> tuple[list[Issue], bytes | None]:
+        """The issues, and the resource's orjson bytes when the fast path had them at hand (its key with the free
+        values written in: the resource need not be serialised again); None: serialise it yourself."""
         if type(resource) is not dict:
-            return self.validator.validate(resource, profile)
+            return self.validator.validate(resource, profile), None
         groups = self._groups.get(profile)
         if groups:
             for group in groups:
@@ -94,15 +110,15 @@ class TemplateValidator:
                         self._refine(resource, profile, template, group.refined)
                     if groups[0] is not (group.refined or group):  # the shape most resources have first
                         _promote(groups, group)
-                    return list(template.issues)
+                    return list(template.issues), _encoded(template, values)
                 break  # its template is unfit, or a value says something the template's did not
             else:
                 if self._learning():
-                    return self._learn(resource, profile)
+                    return self._learn(resource, profile), None
         elif self._learning():
-            return self._learn(resource, profile)
+            return self._learn(resource, profile), None
         self.full += 1
-        return self.validator.validate(resource, profile)
+        return self.validator.validate(resource, profile), None
 
     def _learning(self) -> bool:
         if self.learnt >= self.limit:
@@ -160,14 +176,15 @@ class TemplateValidator:
         probed = group.probe(resource)
         if probed is None:
             return
-        key, _ = probed
+        key, values = probed
         # Every null in the key must be a blanked value: a null (or a NaN, which orjson writes as null) at a pinned
         # position could give another resource this key.
         if key.count(b"null") != len(positions) or recording.unfit is not None:
             group.templates[key] = None
             return
         verify = make_verify(self.validator, resource, recording, tuple(free))
-        group.templates[key] = _Template(tuple(recording.issues), verify)
+        encode = make_encode(resource, key, positions, values)
+        group.templates[key] = _Template(tuple(recording.issues), verify, encode)
 
     @staticmethod
     def _free(resource: dict[str, Any], recording: Recording) -> list[tuple[Position, str]] | None:
@@ -191,6 +208,15 @@ class TemplateValidator:
         return free
 
 
+def _encoded(template: _Template, values: tuple[Any, ...]) -> bytes | None:
+    if template.encode is None:
+        return None
+    try:
+        return template.encode(values)
+    except TypeError:  # a value orjson refuses: the caller's own dumps raises as it would have
+        return None
+
+
 def _group(free: tuple[tuple[Position, str], ...]) -> _Group:
     positions, kinds = tuple(p for p, _ in free), tuple(k for _, k in free)
     return _Group(positions, kinds, make_probe(positions, kinds))
@@ -212,3 +238,8 @@ def default_template_validator() -> TemplateValidator:
 def validate_fast(resource: dict[str, Any], profile: str | None = None) -> list[Issue]:
     """validate_resource's verdict, by the fast path when the resource's template is known."""
     return default_template_validator().validate(resource, profile)
+
+
+def validate_encoded(resource: dict[str, Any], profile: str | None = None) -> tuple[list[Issue], bytes | None]:
+    """validate_fast's verdict, and orjson.dumps(resource) when the fast path had it at hand (else None)."""
+    return default_template_validator().validate_encoded(resource, profile)
