@@ -149,6 +149,32 @@ def test_a_quote_in_the_file_leaves_it_to_the_streaming_engine(tmp_path: Path) -
     assert measured.fallback == "it holds a quote"
 
 
+def test_an_unterminated_quote_is_the_shapes_reason_not_duckdbs_error(tmp_path: Path) -> None:
+    """DuckDB reads the file while its bytes are checked: when both fail, the run's log says what is odd in it."""
+    folder = generate(tmp_path / "d", 3, 20)
+    path = folder / "attendance.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[-3] = '"' + lines[-3]  # a quote that never closes: DuckDB's strict reader fails on it
+    path.write_text("".join(lines))
+    assert same_answers(folder, date(2026, 3, 31)) == "streaming"
+    measured, _ = measure(ColumnarTally(), folder, date(2026, 3, 31), PRESETS["essa"])
+    assert measured.fallback == "it holds a quote"
+
+
+def test_a_ragged_row_in_a_plain_file_is_duckdbs_to_report(tmp_path: Path) -> None:
+    """Bytes that are plain but a row DuckDB's strict reader refuses (a field too many): the streaming engine reads
+    it and reports the row; the run's log says DuckDB could not read it."""
+    folder = generate(tmp_path / "d", 3, 20)
+    path = folder / "attendance.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[9] = lines[9].rstrip("\n") + ",extra\n"
+    path.write_text("".join(lines))
+    assert same_answers(folder, date(2026, 3, 31)) == "streaming"
+    measured, report = measure(ColumnarTally(), folder, date(2026, 3, 31), PRESETS["essa"])
+    assert measured.fallback.startswith("DuckDB cannot read it as plain CSV (")
+    assert [i.line for i in report.issues if i.code == "ragged-row"] == [10]
+
+
 COLUMNS = ("studentSourcedId", "studentIdentifier", "schoolSourcedId", "date", "category", "duration", "reason")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import duckdb
 
 from sis2fhir.absence_days import PLANES, add_day, new_masks
-from sis2fhir.columnar.shape import header_of, unfit
+from sis2fhir.columnar.shape import header_of, odd_file, unfit
 from sis2fhir.columnar.table import AFTER, COUNTED, OUTSIDE, REJECTED, UNCLEAN, AttendanceTable, Unfit
 from sis2fhir.columnar.values import Combo
 from sis2fhir.engine import MeasuredAttendance, Rules
@@ -54,22 +55,45 @@ class ColumnarTally:
             assert names is not None  # unfit() checked it
             tallies = None
             with tempfile.TemporaryDirectory(prefix="sis2fhir-columnar-") as tmp:
-                table = None
+                table = AttendanceTable(path, names, Path(tmp), self.workers, self.memory_limit)
                 try:  # nothing is reported before the file is known to be plain
-                    table = AttendanceTable(path, names, Path(tmp), self.workers, self.memory_limit)
-                    table.resolve(roster, rules, Resolver(roster, RowReport()))
+                    why = read_checked(table)
+                    if why is None:
+                        table.resolve(roster, rules, Resolver(roster, RowReport()))
                 except Unfit as exc:
                     why = f"DuckDB cannot read it as plain CSV ({exc})"
                 else:
-                    tallies = columnar_tallies(table, export, roster, rules, report)
+                    if why is None:
+                        tallies = columnar_tallies(table, export, roster, rules, report)
                 finally:
-                    if table is not None:
-                        table.close()
+                    table.close()
             if tallies is not None:  # DuckDB's memory given back before the summaries are made beside the tallies
                 return measured_of(tallies, export, rules, report, "columnar")
         measured = StreamingTally(self.workers).measure(export, roster, rules, report)
         measured.fallback = why or ""
         return measured
+
+
+def read_checked(table: AttendanceTable) -> str | None:
+    """The file read into the table by DuckDB in a thread while this one checks its bytes (shape.odd_file): why it
+    is odd (then the read is stopped), or None. Side by side, both read the same pages: a file that is not in the
+    page cache comes off the disk once, not twice (it did, one after the other: BENCHMARKS.md). Unfit: DuckDB
+    could not read a file whose bytes are plain."""
+    with ThreadPoolExecutor(1, thread_name_prefix="sis2fhir-duckdb") as pool:
+        reading = pool.submit(table.read)
+        try:
+            why = odd_file(table.path)
+        except BaseException:
+            table.interrupt()
+            raise
+        if why is not None:
+            table.interrupt()  # the streaming engine reads it: DuckDB need not read on to its end
+        try:
+            reading.result()
+        except Unfit:
+            if why is None:
+                raise
+    return why
 
 
 def rare_events(

@@ -24,10 +24,12 @@ _ODD_BYTES = ((b'"', "a quote"), (b"\x00", "a NUL byte"))
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 CHUNK = 8 << 20
+HEADER_ODD = "its header is not exactly the format's column names"
 
 
 def unfit(export: Export, rules: Rules, min_bytes: int = 0) -> str | None:
-    """Why the export's attendance is not for the columnar engine (None: it is); `min_bytes`: its smallest size."""
+    """Why the export's attendance is not for the columnar engine as far as its kind, size and header tell (None:
+    it may be; its bytes are checked by `odd_file`); `min_bytes`: its smallest size."""
     if rules.style == "edfi" or not export.has(ATTENDANCE_FILE):
         return "the attendance is Ed-Fi XML"
     if edfi_files(export):
@@ -37,7 +39,9 @@ def unfit(export: Export, rules: Rules, min_bytes: int = 0) -> str | None:
     path = export.path_of(ATTENDANCE_FILE)
     if path.stat().st_size < min_bytes:
         return f"attendance.csv is under {min_bytes} bytes"
-    return odd_file(path)
+    if header_of(path) is None:
+        return HEADER_ODD
+    return None
 
 
 def header_of(path: Path) -> list[str] | None:
@@ -59,7 +63,7 @@ def odd_file(path: Path) -> str | None:
     """What makes the file odd for the columnar engine (None: nothing). Read in chunks, not mapped: the pages of a
     mapped file would count in the process's resident memory."""
     if header_of(path) is None:
-        return "its header is not exactly the format's column names"
+        return HEADER_ODD
     tail = b""  # the end of the previous chunk: a pattern may straddle two
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):

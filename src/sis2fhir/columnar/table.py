@@ -51,6 +51,7 @@ class AttendanceTable:
     """One attendance.csv loaded; `names` its header's columns (shape.header_of)."""
 
     def __init__(self, path: Path, names: list[str], workdir: Path, threads: int, memory_limit: str) -> None:
+        self.path = path
         self.names = names
         self.workdir = workdir
         self.con = duckdb.connect(
@@ -63,24 +64,31 @@ class AttendanceTable:
             },
         )
         self.con.execute("SET enable_progress_bar = false")  # DuckDB draws one on stdout for a long query
-        columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in names)
+        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning: such
+        # a value resolves in no table, so resolve measures the columns among the rows left unresolved
+        self.long_columns = [n for n in names if n.startswith("student")]
+        self.rows = 0
+
+    def read(self) -> None:
+        """`att`: the file's rows, as text. Unfit: DuckDB cannot read it as plain CSV (or `interrupt` stopped it).
+        DuckDB lets go of the GIL while it reads: another thread may run meanwhile."""
+        columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in self.names)
         try:
             self.con.execute(
                 f"CREATE TABLE att AS SELECT * FROM read_csv(?, header = true, columns = {{{columns}}}, "
                 "auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
                 f"null_padding = false, max_line_size = {MAX_LINE_BYTES}, parallel = true)",
-                [str(path)],
+                [str(self.path)],
             )
         except duckdb.Error as exc:
-            self.close()
             raise Unfit(str(exc).splitlines()[0]) from None
-        # a value over csv's limit is reported by the Python reader's CSV layer, at a line of its own reckoning: such
-        # a value resolves in no table, so resolve measures the columns among the rows left unresolved
-        self.long_columns = [n for n in names if n.startswith("student")]
         self.rows = int(self.one("SELECT count(*) FROM att") or 0)
         if self.rows >= 1 << 32:  # `t` keeps a row's position in 32 bits (resolve)
-            self.close()
             raise Unfit("more than 4,294,967,295 rows")
+
+    def interrupt(self) -> None:
+        """Stop the query running in another thread (`read`): it raises Unfit there."""
+        self.con.interrupt()
 
     def close(self) -> None:
         self.con.close()
