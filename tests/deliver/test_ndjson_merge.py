@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sis2fhir.deliver.ndjson import repair_folder
 from sis2fhir.deliver.ndjson_merge import compact_ndjson
 
 OLDER, NEWER = (
@@ -131,3 +132,31 @@ def test_any_mix_of_sources_merges_by_the_rule(target: bytes | None, segments: l
     with tempfile.TemporaryDirectory() as folder:
         got = merged(Path(folder), target, *segments)
     assert got == by_the_rule([target or b"", *segments])
+
+
+def test_a_merge_that_cannot_land_stops_the_repair_and_the_next_repair_gives_the_same_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = {}
+    for recipient in ("r1", "r2", "r3"):
+        (tmp_path / recipient).mkdir()
+        target = line(f"{recipient}-a", 1) + line(f"{recipient}-b", 1)
+        (tmp_path / recipient / "Observation.ndjson").write_bytes(target)
+        (tmp_path / recipient / OLDER).write_bytes(line(f"{recipient}-a", 2))
+        contents[recipient] = by_the_rule([target, line(f"{recipient}-a", 2)])
+    rename = os.replace
+
+    def full_disk_for_r2(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if "r2" in str(dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_for_r2)
+    with pytest.raises(OSError, match="No space left"):
+        repair_folder(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "r2").iterdir()) == [OLDER, "Observation.ndjson"]  # kept, no .part
+    monkeypatch.undo()
+    repair_folder(tmp_path)
+    for recipient, content in contents.items():
+        assert sorted(p.name for p in (tmp_path / recipient).iterdir()) == ["Observation.ndjson"]
+        assert (tmp_path / recipient / "Observation.ndjson").read_bytes() == content

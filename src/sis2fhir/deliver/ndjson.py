@@ -35,7 +35,7 @@ from pathlib import Path
 import orjson
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, DestinationUnusable, Outcome
-from sis2fhir.deliver.ndjson_merge import PARTIAL, SEGMENT, compact_ndjson, fsync_folder, write_durably
+from sis2fhir.deliver.ndjson_merge import PARTIAL, SEGMENT, compact_all, fsync_folder, write_durably
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -151,8 +151,7 @@ def repair_folder(folder: Path, also: Iterable[Path] = ()) -> None:
                 targets.add(p.with_name(name[1:].split(".ndjson.", 1)[0] + ".ndjson"))
             elif name.endswith(".ndjson") and not _ends_cleanly(p):
                 targets.add(p)
-    for target in sorted(targets):
-        compact_ndjson(target)
+    compact_all(sorted(targets))
 
 
 def _in_folder(folder: Path, step: Callable[[], object]) -> None:

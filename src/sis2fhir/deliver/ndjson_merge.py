@@ -5,6 +5,7 @@ is about a gigabyte): the first parses every line to find where each id's last l
 lines. The copy is done by the kernel (`os.copy_file_range`), in runs of lines that lie one after the other in a
 source; when nothing is dropped, no id repeats and every line was written as the line and a newline (a first sync,
 or a run whose resources are all new), the result is the sources one after the other, and each is copied whole.
+`compact_all` lets one target's merge go to disk while the next one is read.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -33,11 +35,34 @@ def segments_of(target: Path) -> list[Path]:
     return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(SEGMENT))
 
 
+def compact_all(targets: Iterable[Path]) -> None:
+    """`compact_ndjson` of each target, in order; while one target's merge goes to disk (fsync, rename, segments
+    removed, in a thread: it mostly waits for the disk), the next one is read and written. Raises the first OSError
+    once the merges under way have finished; the targets not begun by then are left as they are."""
+    with ThreadPoolExecutor(1, thread_name_prefix="ndjson-merge") as disk:
+        landing: list[Future[None]] = []
+        try:
+            for target in targets:
+                for future in landing:
+                    if future.done():
+                        future.result()  # a merge that failed to land stops the ones after it
+                tmp, segments = _merge_into_temporary(target)
+                landing.append(disk.submit(_put_in_place, target, tmp, segments))
+        finally:
+            for future in landing:
+                future.result()
+
+
 def compact_ndjson(path: Path) -> None:
     """Merge the target and its segments: the last line for each resource id, in first-seen order, stripped of
     surrounding whitespace; lines that are not a JSON object with a string id (damage) are dropped. The new file
     replaces the target atomically; then the segments are removed, oldest first, so a crash in between leaves only
     newer ones, which merge the same again."""
+    _put_in_place(path, *_merge_into_temporary(path))
+
+
+def _merge_into_temporary(path: Path) -> tuple[Path, list[Path]]:
+    """The merge of the target and its segments, in a temporary beside it (not yet on disk); and those segments."""
     segments = segments_of(path)
     sources = ([path] if path.exists() else []) + segments
     latest, sizes, as_written = last_lines(sources)
@@ -50,7 +75,17 @@ def compact_ndjson(path: Path) -> None:
                         _copy(f.fileno(), out.fileno(), 0, size)
             else:
                 _copy_lines_at(sources, latest.values(), out.fileno())
-            os.fsync(out.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, segments
+
+
+def _put_in_place(path: Path, tmp: Path, segments: list[Path]) -> None:
+    """The merged temporary on disk and renamed over the target, then the segments it merged removed, oldest first."""
+    try:
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())  # the file's data, whichever descriptor wrote it
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
