@@ -15,7 +15,8 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from sis2fhir.deliver.ndjson import compact_ndjson, repair_folder
+from sis2fhir.deliver.ndjson import repair_folder
+from sis2fhir.deliver.ndjson_merge import compact_ndjson
 from sis2fhir.store.schema import disclosures, outbox
 from tests.store.test_store_lock import (
     changes,

@@ -14,7 +14,7 @@ or doubled line.
   cannot be written (disk full, quota, file size limit, permissions) leaves nothing behind and raises
   `FolderWriteError`: the run stops and none of the batch's items is recorded as delivered.
 - `close` merges the target and its segments (the last version of each resource id wins, in first-seen order)
-  into a new target, atomically, then removes the segments, oldest first.
+  into a new target, atomically, then removes the segments, oldest first (`ndjson_merge`).
 - The next run repairs what a crash left: temporaries (`*.part`) are removed, segments still there are merged, and
   a target that does not end in a newline (a truncated line, as the appending writer of earlier versions could
   leave) is rewritten without its damaged lines. Repair happens in `close`, which every run calls, even with 0
@@ -28,17 +28,16 @@ import errno
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
 from sis2fhir.deliver.base import DeliveryItem, DeliveryResult, Destination, DestinationUnusable, Outcome
+from sis2fhir.deliver.ndjson_merge import PARTIAL, SEGMENT, compact_all, fsync_folder, write_durably
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-SEGMENT, PARTIAL = ".seg", ".part"
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
@@ -112,14 +111,14 @@ class NdjsonDestination(Destination):
             await _side_by_side(
                 loop,
                 [
-                    partial(_in_folder, tmp.parent, partial(_write_durably, tmp, lines[target].values()))
+                    partial(_in_folder, tmp.parent, partial(write_durably, tmp, lines[target].values()))
                     for (target, _), tmp in zip(segments, temporaries, strict=True)
                 ],
             )
             for (target, segment), tmp in zip(segments, temporaries, strict=True):  # phase 2: all renamed
                 _in_folder(target.parent, partial(os.replace, tmp, segment.with_name(segment.name + SEGMENT)))
                 self._touched.add(target)
-            await _side_by_side(loop, [partial(_in_folder, f, partial(_fsync_folder, f)) for f in folders])
+            await _side_by_side(loop, [partial(_in_folder, f, partial(fsync_folder, f)) for f in folders])
         except FolderWriteError:
             for tmp in temporaries:  # a batch lands whole or not at all
                 tmp.unlink(missing_ok=True)
@@ -152,71 +151,7 @@ def repair_folder(folder: Path, also: Iterable[Path] = ()) -> None:
                 targets.add(p.with_name(name[1:].split(".ndjson.", 1)[0] + ".ndjson"))
             elif name.endswith(".ndjson") and not _ends_cleanly(p):
                 targets.add(p)
-    for target in sorted(targets):
-        compact_ndjson(target)
-
-
-def segments_of(target: Path) -> list[Path]:
-    """The target's segments, oldest first."""
-    prefix = f".{target.name}."
-    if not target.parent.is_dir():
-        return []
-    return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(SEGMENT))
-
-
-def compact_ndjson(path: Path) -> None:
-    """Merge the target and its segments: the last line for each resource id, in first-seen order; lines that are
-    not a JSON object with an id (damage) are dropped. The new file replaces the target atomically; then the
-    segments are removed, oldest first, so a crash in between leaves only newer ones, which merge the same again.
-
-    Two passes, so memory holds one position per resource id, not its line (the largest file of a 1M-student
-    district is about a gigabyte): the first finds where each id's last line is, the second copies those lines."""
-    segments = segments_of(path)
-    sources = ([path] if path.exists() else []) + segments
-    latest: dict[str, int] = {}  # id -> (source index << OFFSET_BITS) | offset of its last line (first-seen order)
-    for i, source in enumerate(sources):
-        with source.open("rb") as f:
-            offset = 0
-            for raw in f:
-                line = raw.strip()
-                try:
-                    resource = orjson.loads(line) if line else None
-                except orjson.JSONDecodeError:
-                    resource = None
-                if isinstance(resource, dict) and isinstance(resource.get("id"), str):
-                    latest[resource["id"]] = (i << OFFSET_BITS) | offset
-                offset += len(raw)
-    tmp = path.with_name(f".{path.name}.compact{PARTIAL}")
-    try:
-        _write_durably(tmp, _lines_at(sources, latest.values()))
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    for segment in segments:
-        segment.unlink()
-    if segments:
-        _fsync_folder(path.parent)
-
-
-OFFSET_BITS = 48  # a line's byte offset within its file (256 TB)
-
-
-def _lines_at(sources: list[Path], positions: Iterable[int]) -> Iterator[bytes]:
-    """The (stripped) lines at these positions, in their order; each source opened once."""
-    files: dict[int, BinaryIO] = {}
-    try:
-        for at in positions:
-            i = at >> OFFSET_BITS
-            f = files.get(i)
-            if f is None:
-                f = files[i] = sources[i].open("rb")
-            f.seek(at & ((1 << OFFSET_BITS) - 1))
-            yield f.readline().strip()
-    finally:
-        for f in files.values():
-            f.close()
+    compact_all(sorted(targets))
 
 
 def _in_folder(folder: Path, step: Callable[[], object]) -> None:
@@ -233,23 +168,6 @@ async def _side_by_side(loop: asyncio.AbstractEventLoop, steps: list[Callable[[]
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
-
-
-def _write_durably(path: Path, lines: Iterable[bytes]) -> None:
-    with path.open("wb") as f:
-        for line in lines:
-            f.write(line)
-            f.write(b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ends_cleanly(path: Path) -> bool:
