@@ -48,7 +48,7 @@ from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
 P = ParamSpec("P")
 Progress = Callable[[str, int], None]  # (stage, count so far)
-ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
+ENQUEUE_CHUNK = 4000  # items held in memory before they are written to the outbox (a folder's batch: one fsync a file)
 
 
 @dataclass(slots=True)
