@@ -121,8 +121,8 @@ class Enqueueing(OutboxTable):
             )
         with self.engine.begin() as conn:
             subjects_by_dest: dict[str, list[str]] = {}
-            for env in envelopes:
-                subjects_by_dest.setdefault(env.destination, []).append(str(env.subject))
+            for r in rows:  # the envelopes' destinations and subjects, spelled once (in the rows)
+                subjects_by_dest.setdefault(r["destination"], []).append(r["subject_key"])
             for dest, subjects in subjects_by_dest.items():
                 for chunk_start in range(0, len(subjects), CHUNK):
                     chunk = subjects[chunk_start : chunk_start + CHUNK]
