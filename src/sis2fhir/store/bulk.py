@@ -54,6 +54,28 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     conn.exec_driver_sql(compiled.string, params)
 
 
+def insert_tuples(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """As `insert_many`, each row a tuple of the `names` columns' values (no dict per row): on a positional
+    paramstyle (sqlite3) they go to the DBAPI as they are, put through their columns' bind processors; otherwise,
+    or when a column left out has a default, as dicts by `insert_many`."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    given = set(names)
+    compiled = insert(table).values({n: bindparam(n, type_=table.c[n].type) for n in names}).compile(dialect=dialect)
+    defaulted = any(c.name not in given and c.default is not None for c in table.columns)
+    if defaulted or compiled.escaped_bind_names or not (compiled.positional and compiled.positiontup):
+        insert_many(conn, table, [dict(zip(names, r, strict=True)) for r in rows])
+        return
+    processed = [(i, p) for i, n in enumerate(names) if (p := _processor(table.c[n], dialect)) is not None]
+    params: Sequence[tuple[Any, ...]] = [_apply(r, processed) for r in rows] if processed else rows
+    order = [list(names).index(n) for n in compiled.positiontup]
+    if order != list(range(len(names))):
+        pick = _getter(order)
+        params = [pick(r) for r in params]
+    conn.exec_driver_sql(compiled.string, list(params))
+
+
 def execute_many(conn: Connection, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> int:
     """`statement` (an UPDATE or DELETE by `bindparam`s) once per row, in the caller's transaction: compiled once and
     run by one executemany. A row gives the values of the bind parameters it names; the others are the values in
