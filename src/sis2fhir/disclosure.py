@@ -302,6 +302,7 @@ class DisclosureBuilder:
 MAP_CHUNK = 500  # students per task when mapping on several cores
 PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
 MAP_AHEAD = 4  # chunks per worker mapped ahead of this process (each result waits pickled until it is taken)
+MAP_MEANWHILE = 64  # chunks handed to the workers before this process does its own work (`meanwhile`)
 COLLECT_EVERY = 20  # chunks of students between two collections of reference cycles while mapping
 
 
@@ -310,9 +311,13 @@ def build_disclosures(
     by_student: dict[str, list[AttendanceSummary]],
     consents: Consents,
     workers: int,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, list[Envelope]]]:
     """(students mapped, their envelopes), chunk by chunk, in student order. On several cores, forked workers gate,
-    map and validate while this process writes to the store; each worker's counts are added to `builder.counts`."""
+    map and validate while this process writes to the store; each worker's counts are added to `builder.counts`.
+    `meanwhile`: this process's own work before the first chunk is yielded, which the mapping needs nothing of; on
+    several cores it runs while the workers map their first MAP_MEANWHILE chunks (forked before it: they see
+    nothing it does)."""
     ids = list(by_student)
     chunks = [ids[i : i + MAP_CHUNK] for i in range(0, len(ids), MAP_CHUNK)]
     workers = workers_wanted(workers)
@@ -328,6 +333,8 @@ def build_disclosures(
     gc.disable()
     try:
         if not parallel:
+            if meanwhile is not None:
+                meanwhile()
             for n, chunk in enumerate(chunks, 1):
                 yield len(chunk), builder.envelopes_for(chunk, by_student, consents)
                 if n % COLLECT_EVERY == 0:
@@ -335,7 +342,10 @@ def build_disclosures(
             return
         job = (builder, by_student, consents)  # at most MAP_AHEAD chunks a worker ahead: results do not pile up here
         students = builder.roster.students
-        for n, part in enumerate(fork_map(_map_chunk, job, chunks, workers, ahead=MAP_AHEAD * workers), 1):
+        mapping = fork_map(
+            _map_chunk, job, chunks, workers, MAP_AHEAD * workers, meanwhile=meanwhile, ahead_meanwhile=MAP_MEANWHILE
+        )
+        for n, part in enumerate(mapping, 1):
             builder.counts.absorb(part.counts, lambda sid: students[sid].sourced_id)  # the roster's own id strings
             yield part.students, part.envelopes
             if n % COLLECT_EVERY == 0:

@@ -57,22 +57,37 @@ def _run(job_and_item: tuple[int, Any]) -> Any:
     return task.fn(task.job, item)
 
 
-def fork_map(fn: Callable[[J, T], R], job: J, items: Iterable[T], processes: int, ahead: int = 0) -> Iterator[R]:
+def fork_map(
+    fn: Callable[[J, T], R],
+    job: J,
+    items: Iterable[T],
+    processes: int,
+    ahead: int = 0,
+    *,
+    meanwhile: Callable[[], None] | None = None,
+    ahead_meanwhile: int = 0,
+) -> Iterator[R]:
     """`fn(job, item)` for each item, in forked worker processes, yielded in the items' order as they are done.
 
     `fn` and `job` reach the workers by fork, unpickled; each item and result is pickled. The pool lives while the
     iterator is consumed. At most `ahead` items (0: two per process) are in hand at a time: with `Pool.imap`,
     workers that outran the consumer (mappers ahead of the process writing the store) left their results waiting
     here, up to the whole run's (at 20k students the parent's traced memory rose by 124 MB while mapping,
-    measured)."""
+    measured). `meanwhile`: this process's own work, done once the workers are forked and hold the first
+    `ahead_meanwhile` items (0: `ahead`), before the first result is yielded; the workers see nothing it does."""
     job_id = next(_job_ids)
     context = multiprocessing.get_context("fork")
     window = ahead or 2 * processes
     with context.Pool(processes, initializer=_enter, initargs=(job_id, _Task(fn, job))) as pool:
         pending: deque[AsyncResult[R]] = deque()
-        for item in items:
+        rest = iter(items)
+        if meanwhile is not None:
+            for item in itertools.islice(rest, ahead_meanwhile or window):
+                pending.append(pool.apply_async(_run, ((job_id, item),)))
+            meanwhile()
+        for item in rest:
             pending.append(pool.apply_async(_run, ((job_id, item),)))
-            if len(pending) >= window:
+            while len(pending) >= window:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()

@@ -48,7 +48,7 @@ from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
 P = ParamSpec("P")
 Progress = Callable[[str, int], None]  # (stage, count so far)
-ENQUEUE_CHUNK = 1000  # items held in memory before they are written to the outbox
+ENQUEUE_CHUNK = 4000  # items held in memory before they are written to the outbox (a folder's batch: one fsync a file)
 
 
 @dataclass(slots=True)
@@ -216,8 +216,10 @@ def sync(
     if result.verdict.stopping:
         _finish_run(engine, result)
         raise GateStopped(result.verdict)
-    record_changed(engine, run_id, district.namespace, policy.name, result.summaries)  # for notifications, charts
-    result.events.update(_record_events(engine, run_id, settings, year, as_of, result.summaries, policy))
+
+    def record_summaries_and_events() -> None:  # for notifications and charts; the mapping needs nothing of it
+        record_changed(engine, run_id, district.namespace, policy.name, result.summaries)
+        result.events.update(_record_events(engine, run_id, settings, year, as_of, result.summaries, policy))
 
     all_routes = recipient_routes(routes, recipients_from_consents or [], consents, report)
     outbox = Outbox(engine, settings.outbox)
@@ -248,7 +250,9 @@ def sync(
         del every_summary  # the withheld summaries: counted already, never mapped
         envelopes: list[Envelope] = []
         mapped = 0
-        for students_done, batch in build_disclosures(builder, by_student, consents, settings.workers):
+        # the summaries and events are recorded while the workers map their first chunks, before anything is enqueued
+        mapping = build_disclosures(builder, by_student, consents, settings.workers, record_summaries_and_events)
+        for students_done, batch in mapping:
             envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat
                 _flushed(flush(envelopes, outbox, destinations, run_id, run_loop), result)

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import DateTime, Table, bindparam, delete, func, insert, select, update
 
 from sis2fhir.store import open_store
-from sis2fhir.store.bulk import execute_many, insert_many
-from sis2fhir.store.schema import disclosures, outbox, served_resources
+from sis2fhir.store.bulk import execute_many, insert_many, insert_tuples
+from sis2fhir.store.schema import attendance_summaries, disclosures, outbox, served_resources
 from tests.support.postgres import STORES, new_store_url
 
 TS = datetime(2026, 3, 31, 12, 30, 15, 123456, tzinfo=UTC)
@@ -185,3 +185,57 @@ def test_an_update_by_execute_many_stores_what_sqlalchemys_own_stores(store_url:
     assert stored["a"] == stored["b"]
     assert [type(v) for r in stored["a"] for v in r] == [type(v) for r in stored["b"] for v in r]
     assert sum(1 for r in stored["b"] if r[columns.index(outbox.c.status)] == "dead") == 30
+
+
+def summary_rows(prefix: str) -> list[dict[str, Any]]:  # in an order of their own, not the table's
+    return [
+        {
+            "chronic": [None, True, False][i % 3],
+            "student_sourced_id": f"{prefix}{i:04d}",
+            "run_id": 3,
+            "district": "example",
+            "school_sourced_id": "sch-1",
+            "school_year": 2026,
+            "as_of": "2026-03-31",
+            "days_in_membership": i,
+            "days_absent_h": 50 * i,
+            "excused_h": 0,
+            "unexcused_h": 25 * i,
+            "illness_h": 0,
+            "oss_h": i % 2,
+            "rate": None if i == 0 else 0.5,
+            "tier": "satisfactory",
+            "policy": "essa",
+            "recorded_at": TS,
+            "months": None if i % 4 else "[]",
+            "projected_rate": None if i % 2 else 0.1 * i,
+        }
+        for i in range(40)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "rows", "key"),
+    [(attendance_summaries, summary_rows, "student_sourced_id"), (disclosures, disclosure_rows, "outbox_key")],
+    ids=["attendance_summaries", "disclosures (server defaults: by insert_many)"],
+)
+def test_tuples_are_stored_as_sqlalchemy_stores_the_rows(store_url: str, table: Table, rows: Any, key: str) -> None:
+    engine = open_store(store_url)
+    try:
+        names = list(rows("b")[0])
+        with engine.begin() as conn:
+            conn.execute(delete(table))
+            conn.execute(insert(table), rows("a"))
+            insert_tuples(conn, table, names, [tuple(r[n] for n in names) for r in rows("b")])
+        columns = [c for c in table.columns if c.name not in ("id", key)]
+        with engine.connect() as conn:
+            stored = {
+                side: [
+                    tuple(r)
+                    for r in conn.execute(select(*columns).where(table.c[key].like(f"{side}%")).order_by(table.c[key]))
+                ]
+                for side in ("a", "b")
+            }
+    finally:
+        engine.dispose()
+    assert len(stored["b"]) == len(rows("b")) and stored["a"] == stored["b"]

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from sis2fhir.records import MonthTally
-from sis2fhir.store.bulk import insert_many
+from sis2fhir.store.bulk import insert_tuples
 from sis2fhir.store.schema import attendance_summaries, summary_digests
 
 CHUNK = 5000  # rows per INSERT
@@ -109,7 +109,8 @@ def record_changed(
     added = 0
     with engine.begin() as conn:
         last = _last_numbers(conn, district)
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
+        as_of_iso: dict[date, str] = {}
         for s in summaries:
             numbers = numbers_of(s, policy)
             of_school = last.get(s.school_sourced_id)
@@ -118,13 +119,16 @@ def record_changed(
             if of_school.get(s.student_sourced_id) == numbers:
                 continue
             of_school[s.student_sourced_id] = numbers
-            rows.append(_row(s, run_id, district, policy, now))
+            as_of = as_of_iso.get(s.as_of)
+            if as_of is None:
+                as_of = as_of_iso[s.as_of] = s.as_of.isoformat()
+            rows.append(_row(s, run_id, district, policy, now, as_of))
             if len(rows) == CHUNK:
-                insert_many(conn, attendance_summaries, rows)
+                insert_tuples(conn, attendance_summaries, ROW, rows)
                 added += len(rows)
                 rows = []
         if rows:
-            insert_many(conn, attendance_summaries, rows)
+            insert_tuples(conn, attendance_summaries, ROW, rows)
             added += len(rows)
         if added:
             _write_digest(conn, district, run_id, last, now)
@@ -172,33 +176,19 @@ def _months(stored: str | None) -> tuple[MonthTally, ...]:
     return tuple(MonthTally(str(m[0]), *(int(x) for x in m[1:7])) for m in orjson.loads(stored))
 
 
-def _row(s: MeasuredSummary, run_id: int, district: str, policy: str, now: datetime) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "district": district,
-        "student_sourced_id": s.student_sourced_id,
-        "school_sourced_id": s.school_sourced_id,
-        "school_year": s.school_year,
-        "as_of": s.as_of.isoformat(),
-        "days_in_membership": s.days_in_membership,
-        "days_absent_h": s.days_absent_h,
-        "excused_h": s.excused_h,
-        "unexcused_h": s.unexcused_h,
-        "illness_h": s.illness_h,
-        "oss_h": s.oss_h,
-        "rate": s.rate,
-        "tier": s.tier,
-        "chronic": s.chronic,
-        "policy": policy,
-        "recorded_at": now,
-        "months": orjson.dumps(
-            [
-                [m.month, m.days_in_membership, m.absent_h, m.excused_h, m.unexcused_h, m.illness_h, m.oss_h]
-                for m in s.months
-            ]
-        ).decode(),
-        "projected_rate": s.projected_rate,
-    }
+# the columns of a row as `_row` gives it
+ROW = ("run_id", "district", "student_sourced_id", "school_sourced_id", "school_year", "as_of", "days_in_membership",
+       "days_absent_h", "excused_h", "unexcused_h", "illness_h", "oss_h", "rate", "tier", "chronic", "policy",
+       "recorded_at", "months", "projected_rate")  # fmt: skip
+
+
+def _row(s: MeasuredSummary, run_id: int, district: str, policy: str, now: datetime, as_of: str) -> tuple[Any, ...]:
+    """A row of attendance_summaries, in ROW's order (a tuple, not a dict: measured at 20k, a quarter less CPU)."""
+    months = [[m.month, m.days_in_membership, m.absent_h, m.excused_h, m.unexcused_h, m.illness_h, m.oss_h]
+              for m in s.months]  # fmt: skip
+    return (run_id, district, s.student_sourced_id, s.school_sourced_id, s.school_year, as_of, s.days_in_membership,
+            s.days_absent_h, s.excused_h, s.unexcused_h, s.illness_h, s.oss_h, s.rate, s.tier, s.chronic, policy, now,
+            orjson.dumps(months).decode(), s.projected_rate)  # fmt: skip
 
 
 def _last_numbers(conn: Connection, district: str) -> dict[str, dict[str, Numbers]]:

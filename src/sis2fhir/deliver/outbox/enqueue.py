@@ -97,9 +97,12 @@ class Enqueueing(OutboxTable):
             return 0
         ts = now_utc()
         rows = []
+        subjects_by_dest: dict[str, list[str]] = {}  # the envelopes' subjects by destination, each spelled once
         for env in envelopes:
             it = env.item
             payload = b"" if it.key in without_payload else encode_payload(it)
+            subject = str(env.subject)
+            subjects_by_dest.setdefault(env.destination, []).append(subject)
             rows.append(
                 {
                     "key": it.key,
@@ -108,7 +111,7 @@ class Enqueueing(OutboxTable):
                     "student_sourced_id": it.student_sourced_id,
                     "state_student_id": it.state_student_id,
                     "consent_id": it.consent_id,
-                    "subject_key": str(env.subject),
+                    "subject_key": subject,
                     "payload": payload,
                     "status": SENDING if sending is not None else QUEUED,
                     "attempts": 0,
@@ -120,9 +123,6 @@ class Enqueueing(OutboxTable):
                 }
             )
         with self.engine.begin() as conn:
-            subjects_by_dest: dict[str, list[str]] = {}
-            for env in envelopes:
-                subjects_by_dest.setdefault(env.destination, []).append(str(env.subject))
             for dest, subjects in subjects_by_dest.items():
                 for chunk_start in range(0, len(subjects), CHUNK):
                     chunk = subjects[chunk_start : chunk_start + CHUNK]
