@@ -147,8 +147,8 @@ def _in_passes(con: duckdb.DuckDBPyConnection, sql: str, keys: int) -> Iterator[
         yield from _batches(con.execute(sql, {"lo": lo, "hi": lo + KEYS_PER_PASS}))
 
 
-def _batches(cur: duckdb.DuckDBPyConnection) -> Iterator[list[Any]]:
-    while batch := cur.fetchmany(50_000):
+def _batches(cur: duckdb.DuckDBPyConnection, rows: int = 50_000) -> Iterator[list[Any]]:
+    while batch := cur.fetchmany(rows):
         yield batch
 
 
@@ -216,6 +216,7 @@ def columnar_tallies(
         for e in rare_events(table, f"status = {UNCLEAN}", roster, file, RowReport(), None)
         if (kid := kid_of.get((e.student_sourced_id, e.school_sourced_id))) is not None
     }
+    del kid_of  # an entry per student x school: not held through the passes
     last = (rules.year.end - rules.year.start).days
     year_days = (1 << (last + 1)) - 1  # the day offsets 0..last of the year
     until = -1 if rules.compare_until is None else rules.compare_until
@@ -280,7 +281,7 @@ def columnar_tallies(
     shared: dict[int, int] = {}
     for lo in range(0, max(len(keys), 1), FACTS_PER_PASS):
         cur = con.execute(by_combo, {"lo": lo, "hi": lo + FACTS_PER_PASS})
-        _add_pass(_batches(cur), adds, python_kids, keys, year_days, columnar, year_facts, shared)
+        _add_pass(_batches(cur, 10_000), adds, python_kids, keys, year_days, columnar, year_facts, shared)
     in_python = int(table.one("SELECT count(*) FROM m") or 0)
     report.count_read(file, table.rows - in_python)  # the extract counted its own rows
     # the rows not in m, per status: all rows less m's (an anti-join of every row with m costs more, measured)
