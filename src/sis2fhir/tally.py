@@ -58,7 +58,7 @@ class Tallies:
     tallies: dict[Key, AbsenceTally] = field(default_factory=dict)
     seen: dict[Key, int] = field(default_factory=dict)  # bitmask of school-year days with a counted event
     days: dict[Key, DayMasks] = field(default_factory=dict)  # which days were absent, how much, what kind
-    # the facts read from the days of a student x school already (year_facts.py; its masks then are not kept)
+    # the facts of the year already read from a student x school's days (year_facts.py): its masks are not kept
     facts: dict[Key, DayFacts] = field(default_factory=dict)
     derived_days: dict[str, set[int]] = field(default_factory=dict)  # school -> days seen (no calendar.csv)
     # for the plausibility gates: rows counted per school and day offset (schools x days, never rows), rows that
@@ -185,7 +185,7 @@ class Tallies:
                 self.days[key] = masks
             else:  # on a day both parts counted, this part's row is the one that counts: undo has nothing to do
                 absorb_masks(mine_m, masks, overlaps.get(key, 0))
-        self.facts.update(later.facts)  # read from whole masks: a student x school read in one part only
+        self.facts.update(later.facts)  # the columnar engine's: its students x schools are not the Python tally's
         for school, days in later.derived_days.items():
             self.derived_days.setdefault(school, set()).update(days)
         for school, counts in later.rows_by_school.items():

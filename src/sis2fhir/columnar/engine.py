@@ -134,11 +134,11 @@ def _masks_of(c: Combo) -> list[int]:
 # one pass over 1M students ran out of its 256 MB (OutOfMemoryException, measured at 1M students x 180 days);
 # a pass of 200k fits, so memory stays flat however many students the district has
 KEYS_PER_PASS = 200_000
-# students x schools whose day masks are held in Python at once: the GROUP BY of absences (by_combo) comes ordered
-# by student x school, and every FACTS_PER_PASS of them the facts of the year are read from their masks
-# (year_facts.py) and the masks let go, about 0.4 kB each (100k students: tracemalloc peak of columnar_tallies
-# 111 MB with all masks held, 61 MB so; a GROUP BY per 25k instead costs a scan of the table each, in a file
-# ordered by date all of it)
+# students x schools per pass of the GROUP BY of absences (by_combo): their day masks are held in Python until the
+# facts of the year are read from them (year_facts.py), about 400 bytes each; passes of 25k keep that at ~10 MB
+# (100k students: tracemalloc peak of columnar_tallies 111 MB in one pass, 61 MB in passes of 25k; CPU the same).
+# Each pass scans the table: all of it in a file ordered by date (100k sorted by date: 1 to 2 s more CPU, of 20).
+# Passes of 200k ORDER BY kid, read 25k at a time, scan it less but ran out of DuckDB's 256 MB at 1M students.
 FACTS_PER_PASS = 25_000
 
 
@@ -164,10 +164,10 @@ def _add_pass(
     year_facts: YearFacts,
     shared: dict[int, int],
 ) -> None:
-    """One pass of the by_combo GROUP BY (its students x schools, each with all its rows, ordered by kid) into the
-    tallies: the sums, and the facts of the year read from the day masks, which are then let go (FACTS_PER_PASS
-    students' masks are held, not the district's: 57 bytes a mask, about 7 a student). `shared`: equal sums are
-    one int object (the summaries keep them: 28 bytes each above 256)."""
+    """One pass of the by_combo GROUP BY (its students x schools, each with all its rows) into the tallies: the
+    sums, and the facts of the year read from the day masks, which are then let go (one pass's masks are held, not
+    the district's: 57 bytes a mask, about 7 a student). `shared`: equal sums are one int object (the summaries
+    keep them: 28 bytes each above 256)."""
     sums: dict[int, list[int]] = {}  # kid -> absent, excused, unexcused, illness, oss, absent up to compare_until
     day_masks: dict[int, list[int]] = {}
     for batch in batches:
@@ -177,8 +177,6 @@ def _add_pass(
             (absent, exc, unexc, ill, oss, w), into_masks = adds[x]
             total = sums.get(kid)
             if total is None:
-                if len(sums) >= FACTS_PER_PASS:  # the rows come by kid: those held are complete
-                    _add_facts(sums, day_masks, keys, into, year_facts, shared)
                 total = sums[kid] = [0, 0, 0, 0, 0, 0]
                 day_masks[kid] = new_masks()
             total[0] += n * absent
@@ -192,19 +190,6 @@ def _add_pass(
                 kid_masks = day_masks[kid]
                 for i in into_masks:
                     kid_masks[i] |= mask
-    _add_facts(sums, day_masks, keys, into, year_facts, shared)
-
-
-def _add_facts(
-    sums: dict[int, list[int]],
-    day_masks: dict[int, list[int]],
-    keys: list[Key],
-    into: Tallies,
-    year_facts: YearFacts,
-    shared: dict[int, int],
-) -> None:
-    """The complete sums and masks of some students x schools into their tallies and facts; `sums` and
-    `day_masks` are emptied."""
     tallies, absent_until, facts_made = into.tallies, into.absent_until, into.facts
     for kid in list(sums):  # each one's working sums dropped as its tally is made: not all held twice
         total, masks = sums.pop(kid), day_masks.pop(kid)
@@ -294,10 +279,10 @@ def columnar_tallies(
     # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
     by_combo = f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
         bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind AND t.kid >= $lo AND t.kid < $hi
-        GROUP BY t.kid, t.x ORDER BY t.kid"""
+        GROUP BY t.kid, t.x"""
     shared: dict[int, int] = {}
-    for lo in range(0, max(len(keys), 1), KEYS_PER_PASS):
-        cur = con.execute(by_combo, {"lo": lo, "hi": lo + KEYS_PER_PASS})
+    for lo in range(0, max(len(keys), 1), FACTS_PER_PASS):
+        cur = con.execute(by_combo, {"lo": lo, "hi": lo + FACTS_PER_PASS})
         _add_pass(_batches(cur, 10_000), adds, python_kids, keys, year_days, columnar, year_facts, shared)
     in_python = int(table.one("SELECT count(*) FROM m") or 0)
     report.count_read(file, table.rows - in_python)  # the extract counted its own rows
