@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sis2fhir.absence_days import DayMasks, SchoolDays, Span, absorb_masks, add_day, facts_of, new_masks, span_of
+from sis2fhir.absence_days import DayFacts, DayMasks, absorb_masks, add_day, facts_of, new_masks
 from sis2fhir.engine import (
     CONFLICTING_EVENT,
     NOT_A_SCHOOL_DAY,
@@ -38,8 +38,6 @@ from sis2fhir.measure import (
     AbsenceTally,
     AttendanceSummary,
     day_hundredths,
-    days_in_membership,
-    school_days_left,
     summarize,
 )
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
@@ -50,6 +48,7 @@ from sis2fhir.records import AttendanceEvent, RejectedAttendance, Roster
 from sis2fhir.report import RowReport
 from sis2fhir.transitions import projected_rate
 from sis2fhir.withhold import withhold_incomplete
+from sis2fhir.year_facts import YearFacts, school_days_of
 
 __all__ = ["Key", "Rules", "StreamingTally", "Tallies", "measured_of", "summaries_of", "tally_attendance"]
 
@@ -59,6 +58,8 @@ class Tallies:
     tallies: dict[Key, AbsenceTally] = field(default_factory=dict)
     seen: dict[Key, int] = field(default_factory=dict)  # bitmask of school-year days with a counted event
     days: dict[Key, DayMasks] = field(default_factory=dict)  # which days were absent, how much, what kind
+    # the facts of the year already read from a student x school's days (year_facts.py): its masks are not kept
+    facts: dict[Key, DayFacts] = field(default_factory=dict)
     derived_days: dict[str, set[int]] = field(default_factory=dict)  # school -> days seen (no calendar.csv)
     # for the plausibility gates: rows counted per school and day offset (schools x days, never rows), rows that
     # say In Attendance/Present, and per student x school the hundredths absent up to `Rules.compare_until`
@@ -184,6 +185,7 @@ class Tallies:
                 self.days[key] = masks
             else:  # on a day both parts counted, this part's row is the one that counts: undo has nothing to do
                 absorb_masks(mine_m, masks, overlaps.get(key, 0))
+        self.facts.update(later.facts)  # the columnar engine's: its students x schools are not the Python tally's
         for school, days in later.derived_days.items():
             self.derived_days.setdefault(school, set()).update(days)
         for school, counts in later.rows_by_school.items():
@@ -312,45 +314,28 @@ def tally_attendance(
     return total
 
 
-def school_days_of(tallies: Tallies, rules: Rules) -> dict[str, list[date]]:
-    """Per school of a membership, its school days of the year up to the as-of date: from calendar.csv, or (no
-    calendar) the days the attendance rows show."""
-    year, calendar = rules.year, rules.calendar
-    last_day = min(rules.as_of, year.end)
-    base = rules.base
-
-    def school_days(school: str) -> list[date]:
-        if calendar is not None:
-            return [d for d in calendar.get(school, []) if year.start <= d <= last_day]
-        return sorted(date.fromordinal(base + o) for o in tallies.derived_days.get(school, ()))
-
-    return {s: school_days(s) for s in {sc for _, sc in rules.memberships}}
-
-
 def summaries_of(tallies: Tallies, rules: Rules, days_by_school: dict[str, list[date]]) -> list[AttendanceSummary]:
     """A summary per student x school with a school day in membership up to the as-of date, with its monthly tallies,
-    streaks, recent absences and year-end projection (absence_days.py, transitions.py); `tallies.days` is used up."""
-    year, policy, calendar, base = rules.year, rules.policy, rules.calendar, rules.base
+    streaks, recent absences and year-end projection (absence_days.py, transitions.py); `tallies.days` and
+    `tallies.facts` are used up."""
+    year, policy, base = rules.year, rules.policy, rules.base
     last_day = min(rules.as_of, year.end)
-    # most memberships share their school, begin and end: what those decide is made once per call (absence_days)
-    schools = {school: SchoolDays(days, base) for school, days in days_by_school.items()}
-    spans: dict[tuple[str, date, date], tuple[int, Span | None, int]] = {}
+    # most memberships share their school, begin and end: what those decide is made once per call (year_facts.py)
+    year_facts = YearFacts(rules, days_by_school)
+    membership, schools = year_facts.membership, year_facts.schools
     no_absence = AbsenceTally()
-    days_of, tallies_of, year_of, start = tallies.days.pop, tallies.tallies.get, year.year, year.start
+    days_of, facts_made, tallies_of = tallies.days.pop, tallies.facts.pop, tallies.tallies.get
+    year_of, start = year.year, year.start
     summaries = []
     for (student, school), m in rules.memberships.items():
-        begin, end = max(m.begin, year.start), min(m.end, year.end)
-        found = spans.get((school, begin, end))
-        if found is None:
-            dim = days_in_membership(days_by_school[school], begin, end, last_day)
-            left = school_days_left(None if calendar is None else calendar.get(school, []), last_day, end)
-            span = span_of(schools[school], begin, end, last_day, rules.window, base) if dim else None
-            found = spans[(school, begin, end)] = (dim, span, left)
-        dim, span, left = found
+        dim, span, left = membership(school, m.begin, m.end)
         if span is None:
             continue  # not (yet) in membership on any school day of this year
-        tally = tallies_of((student, school)) or no_absence
-        facts = facts_of(days_of((student, school), None), schools[school], span, base)
+        key = (student, school)
+        tally = tallies_of(key) or no_absence
+        facts = facts_made(key, None)
+        if facts is None:
+            facts = facts_of(days_of(key, None), schools[school], span, base)
         projected = projected_rate(dim, tally.absent, facts.window_days, facts.window_absent_h, left, policy)
         summaries.append(
             summarize(
@@ -390,7 +375,7 @@ class StreamingTally:
 def measured_of(tallies: Tallies, export: Export, rules: Rules, report: RowReport, engine: str) -> MeasuredAttendance:
     """An engine's result from its tallies: the summaries, and the students whose attendance is withheld."""
     report_undated(report, tallies, rules)
-    school_days = school_days_of(tallies, rules)
+    school_days = school_days_of(rules, tallies.derived_days)
     every = summaries_of(tallies, rules, school_days)
     files = attendance_files(export, rules.style)
     positive = is_positive(rules.style, tallies.presence_rows, tallies.rows_counted)

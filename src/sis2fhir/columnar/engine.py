@@ -27,7 +27,7 @@ from sis2fhir.absence_days import PLANES, add_day, new_masks
 from sis2fhir.columnar.shape import header_of, odd_file, unfit
 from sis2fhir.columnar.table import AFTER, COUNTED, OUTSIDE, REJECTED, UNCLEAN, AttendanceTable, Unfit
 from sis2fhir.columnar.values import Combo
-from sis2fhir.engine import MeasuredAttendance, Rules
+from sis2fhir.engine import Key, MeasuredAttendance, Rules
 from sis2fhir.measure import AbsenceTally
 from sis2fhir.read.attendance import ATTENDANCE_FILE
 from sis2fhir.read.attendance_csv import iter_csv
@@ -36,6 +36,7 @@ from sis2fhir.read.export import Export
 from sis2fhir.records import AttendanceCategory, AttendanceEvent, RejectedAttendance, Roster
 from sis2fhir.report import RowReport
 from sis2fhir.tally import OUTSIDE_LISTED, StreamingTally, Tallies, measured_of
+from sis2fhir.year_facts import YearFacts, school_days_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +134,73 @@ def _masks_of(c: Combo) -> list[int]:
 # one pass over 1M students ran out of its 256 MB (OutOfMemoryException, measured at 1M students x 180 days);
 # a pass of 200k fits, so memory stays flat however many students the district has
 KEYS_PER_PASS = 200_000
+# students x schools per pass of the GROUP BY of absences (by_combo): their day masks are held in Python until the
+# facts of the year are read from them (year_facts.py), about 400 bytes each; passes of 25k keep that at ~10 MB
+# (100k students: tracemalloc peak of columnar_tallies 111 MB in one pass, 61 MB in passes of 25k; CPU the same).
+# Each pass scans the table: all of it in a file ordered by date (100k sorted by date: 1 to 2 s more CPU, of 20).
+# Passes of 200k ORDER BY kid, read 25k at a time, scan it less but ran out of DuckDB's 256 MB at 1M students.
+FACTS_PER_PASS = 25_000
 
 
 def _in_passes(con: duckdb.DuckDBPyConnection, sql: str, keys: int) -> Iterator[list[Any]]:
     """The rows of `sql` (with `$lo`, `$hi` bounding t.kid) over every student x school, a pass of KEYS_PER_PASS
     at a time, in batches."""
     for lo in range(0, max(keys, 1), KEYS_PER_PASS):
-        cur = con.execute(sql, {"lo": lo, "hi": lo + KEYS_PER_PASS})
-        while batch := cur.fetchmany(50_000):
-            yield batch
+        yield from _batches(con.execute(sql, {"lo": lo, "hi": lo + KEYS_PER_PASS}))
+
+
+def _batches(cur: duckdb.DuckDBPyConnection, rows: int = 50_000) -> Iterator[list[Any]]:
+    while batch := cur.fetchmany(rows):
+        yield batch
+
+
+def _add_pass(
+    batches: Iterator[list[Any]],
+    adds: list[tuple[tuple[int, int, int, int, int, int], list[int]]],
+    python_kids: set[int],
+    keys: list[Key],
+    year_days: int,
+    into: Tallies,
+    year_facts: YearFacts,
+    shared: dict[int, int],
+) -> None:
+    """One pass of the by_combo GROUP BY (its students x schools, each with all its rows) into the tallies: the
+    sums, and the facts of the year read from the day masks, which are then let go (one pass's masks are held, not
+    the district's: 57 bytes a mask, about 7 a student). `shared`: equal sums are one int object (the summaries
+    keep them: 28 bytes each above 256)."""
+    sums: dict[int, list[int]] = {}  # kid -> absent, excused, unexcused, illness, oss, absent up to compare_until
+    day_masks: dict[int, list[int]] = {}
+    for batch in batches:
+        for kid, x, n, n_until, blob in batch:
+            if kid in python_kids:
+                continue
+            (absent, exc, unexc, ill, oss, w), into_masks = adds[x]
+            total = sums.get(kid)
+            if total is None:
+                total = sums[kid] = [0, 0, 0, 0, 0, 0]
+                day_masks[kid] = new_masks()
+            total[0] += n * absent
+            total[1] += n * exc
+            total[2] += n * unexc
+            total[3] += n * ill
+            total[4] += n * oss
+            total[5] += n_until * w
+            if into_masks:
+                mask = int.from_bytes(blob, "big") & year_days
+                kid_masks = day_masks[kid]
+                for i in into_masks:
+                    kid_masks[i] |= mask
+    tallies, absent_until, facts_made = into.tallies, into.absent_until, into.facts
+    for kid in list(sums):  # each one's working sums dropped as its tally is made: not all held twice
+        total, masks = sums.pop(kid), day_masks.pop(kid)
+        key = keys[kid]
+        tallies[key] = AbsenceTally(*[shared.setdefault(v, v) for v in total[:5]])
+        if any(masks[:PLANES]):  # a day absent
+            facts = year_facts.facts(key, masks)
+            if facts is not None:
+                facts_made[key] = facts
+        if total[5]:
+            absent_until[key] = total[5]
 
 
 def columnar_tallies(
@@ -159,6 +218,7 @@ def columnar_tallies(
         for e in rare_events(table, f"status = {UNCLEAN}", roster, file, RowReport(), None)
         if (kid := kid_of.get((e.student_sourced_id, e.school_sourced_id))) is not None
     }
+    del kid_of  # an entry per student x school: not held through the passes
     last = (rules.year.end - rules.year.start).days
     year_days = (1 << (last + 1)) - 1  # the day offsets 0..last of the year
     until = -1 if rules.compare_until is None else rules.compare_until
@@ -177,52 +237,6 @@ def columnar_tallies(
             elif kid not in python_kids:  # non-zero: a row counted (the count of days, not the tally's mask)
                 seen[keys[kid]] = n
                 presence += pres
-
-    # what each (category, hundredths, reason) adds (values.Combo): the tally's five sums, its weight, and the
-    # masks its days go into (the weight's bit planes, then its kinds)
-    adds = [
-        (
-            (c.absent, c.excused, c.unexcused, c.illness, c.oss, c.w),
-            _masks_of(c),
-        )
-        for c in table.vocabulary.combos
-    ]
-    # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
-    # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
-    by_combo = f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
-        bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind AND t.kid >= $lo AND t.kid < $hi
-        GROUP BY t.kid, t.x"""
-    sums: dict[int, list[int]] = {}  # kid -> absent, excused, unexcused, illness, oss, absent up to compare_until
-    day_masks: dict[int, list[int]] = {}
-    for batch in _in_passes(con, by_combo, len(keys)):
-        for kid, x, n, n_until, blob in batch:
-            if kid in python_kids:
-                continue
-            (absent, exc, unexc, ill, oss, w), into = adds[x]
-            total = sums.get(kid)
-            if total is None:
-                total = sums[kid] = [0, 0, 0, 0, 0, 0]
-                day_masks[kid] = new_masks()
-            total[0] += n * absent
-            total[1] += n * exc
-            total[2] += n * unexc
-            total[3] += n * ill
-            total[4] += n * oss
-            total[5] += n_until * w
-            if into:
-                mask = int.from_bytes(blob, "big") & year_days
-                kid_masks = day_masks[kid]
-                for i in into:
-                    kid_masks[i] |= mask
-    shared: dict[int, int] = {}  # equal sums are one int object (the summaries keep them: 28 bytes each above 256)
-    for kid in list(sums):  # each one's working sums dropped as its tally is made: not all held twice
-        total, masks = sums.pop(kid), day_masks.pop(kid)
-        key = keys[kid]
-        columnar.tallies[key] = AbsenceTally(*[shared.setdefault(v, v) for v in total[:5]])
-        if any(masks[:PLANES]):  # a day absent
-            columnar.days[key] = masks
-        if total[5]:
-            columnar.absent_until[key] = total[5]
     columnar.presence_rows = presence
     table.load("pk", {"kid": "INTEGER"}, ((kid,) for kid in python_kids))
     by_day = f"SELECT sch, o, count(*) FROM t WHERE status = {COUNTED}"
@@ -238,7 +252,8 @@ def columnar_tallies(
         for sch, offset in con.execute(f"SELECT DISTINCT sch, o FROM t WHERE status = {COUNTED}").fetchall():
             columnar.derived_days.setdefault(schools[sch], set()).add(offset)
     # the rows for the Python tally: the unclean and rejected ones, all rows of its students x schools, and the
-    # first rows outside the year (among them are the first OUTSIDE_LISTED of the file that the reader resolves)
+    # first rows outside the year (among them are the first OUTSIDE_LISTED of the file that the reader resolves);
+    # tallied before the columnar passes: the days its rows show are school days of the facts read there
     first_outside = f"SELECT rn FROM t WHERE status = {OUTSIDE} ORDER BY rn LIMIT {OUTSIDE_LISTED}"
     con.execute(
         f"CREATE TABLE m AS SELECT rn, status FROM t WHERE status IN ({REJECTED}, {UNCLEAN}) OR kid IN (FROM pk) "
@@ -246,6 +261,29 @@ def columnar_tallies(
     )
     python = Tallies(rejected=rules.rejected())
     python.consume(rare_events(table, "rn IN (SELECT rn FROM m)", roster, file, report, python.rejected), rules, report)
+    derived: dict[str, set[int]] = {s: set() for s in [*columnar.derived_days, *python.derived_days]}
+    for tally in (columnar, python):
+        for school, offsets in tally.derived_days.items():
+            derived[school] |= offsets
+    year_facts = YearFacts(rules, school_days_of(rules, derived))
+    # what each (category, hundredths, reason) adds (values.Combo): the tally's five sums, its weight, and the
+    # masks its days go into (the weight's bit planes, then its kinds)
+    adds = [
+        (
+            (c.absent, c.excused, c.unexcused, c.illness, c.oss, c.w),
+            _masks_of(c),
+        )
+        for c in table.vocabulary.combos
+    ]
+    # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
+    # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
+    by_combo = f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
+        bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind AND t.kid >= $lo AND t.kid < $hi
+        GROUP BY t.kid, t.x"""
+    shared: dict[int, int] = {}
+    for lo in range(0, max(len(keys), 1), FACTS_PER_PASS):
+        cur = con.execute(by_combo, {"lo": lo, "hi": lo + FACTS_PER_PASS})
+        _add_pass(_batches(cur, 10_000), adds, python_kids, keys, year_days, columnar, year_facts, shared)
     in_python = int(table.one("SELECT count(*) FROM m") or 0)
     report.count_read(file, table.rows - in_python)  # the extract counted its own rows
     # the rows not in m, per status: all rows less m's (an anti-join of every row with m costs more, measured)
