@@ -277,9 +277,11 @@ def columnar_tallies(
     ]
     # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
     # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
-    by_combo = f"""SELECT t.kid, t.x, count(*), count(*) FILTER (WHERE t.o <= {until}),
-        bitstring_agg({last} - t.o, 0, {last})::BLOB {counted} AND x.absent_kind AND t.kid >= $lo AND t.kid < $hi
-        GROUP BY t.kid, t.x"""
+    # the counted absences (a tenth of the rows, or less) in their own table in kid order, so that each pass reads
+    # only its own row groups however the file was ordered (by date, a pass of `t` read all of it)
+    con.execute(f"CREATE TABLE ab AS SELECT t.kid, t.x, t.o {counted} AND x.absent_kind ORDER BY t.kid")
+    by_combo = f"""SELECT kid, x, count(*), count(*) FILTER (WHERE o <= {until}),
+        bitstring_agg({last} - o, 0, {last})::BLOB FROM ab WHERE kid >= $lo AND kid < $hi GROUP BY kid, x"""
     shared: dict[int, int] = {}
     for lo in range(0, max(len(keys), 1), FACTS_PER_PASS):
         cur = con.execute(by_combo, {"lo": lo, "hi": lo + FACTS_PER_PASS})
