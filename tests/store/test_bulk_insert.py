@@ -83,6 +83,19 @@ def served_rows(prefix: str) -> list[dict[str, Any]]:  # no state_student_id, co
     ]
 
 
+def _stored_sides(engine: Any, table: Table, key: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows stored for side "a" (SQLAlchemy's insert) and side "b" (ours), by `key`, without id and key."""
+    columns = [c for c in table.columns if c.name not in ("id", key)]
+    with engine.connect() as conn:
+        return {
+            side: [
+                tuple(r)
+                for r in conn.execute(select(*columns).where(table.c[key].like(f"{side}%")).order_by(table.c[key]))
+            ]
+            for side in ("a", "b")
+        }
+
+
 @pytest.mark.parametrize(
     ("table", "rows", "key"),
     [
@@ -99,15 +112,7 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(store_url: str, table: Table,
             conn.execute(delete(table))
             conn.execute(insert(table), rows("a"))
             insert_many(conn, table, rows("b"))
-        columns = [c for c in table.columns if c.name not in ("id", key)]
-        with engine.connect() as conn:
-            stored = {
-                side: [
-                    tuple(r)
-                    for r in conn.execute(select(*columns).where(table.c[key].like(f"{side}%")).order_by(table.c[key]))
-                ]
-                for side in ("a", "b")
-            }
+        stored = _stored_sides(engine, table, key)
     finally:
         engine.dispose()
     assert len(stored["b"]) == len(rows("b")) > 0
@@ -227,15 +232,7 @@ def test_tuples_are_stored_as_sqlalchemy_stores_the_rows(store_url: str, table: 
             conn.execute(delete(table))
             conn.execute(insert(table), rows("a"))
             insert_tuples(conn, table, names, [tuple(r[n] for n in names) for r in rows("b")])
-        columns = [c for c in table.columns if c.name not in ("id", key)]
-        with engine.connect() as conn:
-            stored = {
-                side: [
-                    tuple(r)
-                    for r in conn.execute(select(*columns).where(table.c[key].like(f"{side}%")).order_by(table.c[key]))
-                ]
-                for side in ("a", "b")
-            }
+        stored = _stored_sides(engine, table, key)
     finally:
         engine.dispose()
     assert len(stored["b"]) == len(rows("b")) and stored["a"] == stored["b"]
