@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import itertools
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -302,7 +304,7 @@ class DisclosureBuilder:
 MAP_CHUNK = 500  # students per task when mapping on several cores
 PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
 MAP_AHEAD = 4  # chunks per worker mapped ahead of this process (each result waits pickled until it is taken)
-MAP_MEANWHILE = 64  # chunks handed to the workers before this process does its own work (`meanwhile`)
+MAP_MEANWHILE = 64  # chunks handed to the workers before this process does its own work (theirs wait on disk)
 COLLECT_EVERY = 20  # chunks of students between two collections of reference cycles while mapping
 
 
@@ -340,16 +342,16 @@ def build_disclosures(
                 if n % COLLECT_EVERY == 0:
                     gc.collect(0)
             return
-        job = (builder, by_student, consents)  # at most MAP_AHEAD chunks a worker ahead: results do not pile up here
         students = builder.roster.students
-        mapping = fork_map(
-            _map_chunk, job, chunks, workers, MAP_AHEAD * workers, meanwhile=meanwhile, ahead_meanwhile=MAP_MEANWHILE
-        )
-        for n, part in enumerate(mapping, 1):
-            builder.counts.absorb(part.counts, lambda sid: students[sid].sourced_id)  # the roster's own id strings
-            yield part.students, part.envelopes
-            if n % COLLECT_EVERY == 0:
-                gc.collect(0)
+        with tempfile.TemporaryDirectory(prefix="sis2fhir-mapped-") as spill, closing(  # the pool ends first
+            fork_map(_map_chunk, (builder, by_student, consents), chunks, workers, MAP_AHEAD * workers,
+                     meanwhile=meanwhile, ahead_meanwhile=MAP_MEANWHILE, spill_to=Path(spill))
+        ) as mapping:  # fmt: skip
+            for n, part in enumerate(mapping, 1):
+                builder.counts.absorb(part.counts, lambda sid: students[sid].sourced_id)  # the roster's own ids
+                yield part.students, part.envelopes
+                if n % COLLECT_EVERY == 0:
+                    gc.collect(0)
     finally:
         if automatic:
             gc.enable()

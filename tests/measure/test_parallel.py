@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,27 @@ def test_a_slow_consumer_is_handed_at_most_ahead_items_and_can_stop_early() -> N
     stopped = fork_map(_scaled, {"factor": 1}, range(1000), 2, ahead=1)
     assert next(stopped)[0] == 0
     stopped.close()  # the pool ends; the items are not all handed over
+
+
+def test_results_made_while_this_process_works_wait_in_the_spill_folder_and_are_removed_once_read(
+    tmp_path: Path,
+) -> None:
+    seen: list[list[str]] = []
+
+    def meanwhile() -> None:
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.iterdir())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the workers write the first 4 results to files, not through the pool's pipe
+        seen.append(sorted(p.suffix for p in tmp_path.iterdir()))
+
+    mapped = fork_map(_scaled, {"factor": 5}, range(10), 2, meanwhile=meanwhile, ahead_meanwhile=4, spill_to=tmp_path)
+    assert [r for r, _ in mapped] == [5 * i for i in range(10)]
+    assert seen == [[".pickle"] * 4]
+    assert list(tmp_path.iterdir()) == []  # each file removed as its result was taken
+
+
+def test_a_spill_folder_that_cannot_be_written_costs_no_result(tmp_path: Path) -> None:
+    gone = tmp_path / "removed"  # never made: each worker's write fails and it sends its result instead
+    mapped = fork_map(_scaled, {"factor": 7}, range(8), 2, meanwhile=lambda: None, ahead_meanwhile=4, spill_to=gone)
+    assert [r for r, _ in mapped] == [7 * i for i in range(8)]
+    assert not gone.exists()
