@@ -343,7 +343,7 @@ def _record_events(
     def judge(stored: Any) -> tuple[list[Any], Any] | None:
         previous = None if stored is None else DistrictState.from_json(stored)
         judged = judge_district(previous, year.year, as_of, summaries, policy, lengths)
-        return None if judged is None else (judged[0], judged[1].as_json())
+        return None if judged is None else (judged[0], judged[1].json_pieces())
 
     return record_transitions(engine, settings.district.namespace, as_of, run_id, judge).events
 

@@ -3,9 +3,11 @@ re-runs, replays and restarts, gives exactly one event per crossing, per streak 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,7 +42,9 @@ class Store:
         if judged is None:
             return
         transitions, new_state = judged
-        self.state = DistrictState.from_json(new_state.as_json())  # as the store keeps it: JSON
+        self.state = DistrictState.from_json(
+            orjson.loads(b"".join(new_state.json_pieces()))
+        )  # as the store keeps it: JSON
         for t in transitions:
             self.events.setdefault((t.student_sourced_id, t.school_sourced_id, t.trigger, t.episode), t)
 
@@ -180,3 +184,35 @@ def test_the_projection() -> None:
     assert projected_rate(9, 900, 9, 900, 100, ESSA) is None  # fewer than the policy's 10 days in membership
     assert projected_rate(10, 1000, 10, 1000, 100, ESSA) == 1.0
     assert projected_rate(40, 0, 0, 0, 140, ESSA) is None  # no window
+
+
+def test_the_stored_state_in_pieces_is_the_whole_state_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sis2fhir.transitions as transitions
+
+    monkeypatch.setattr(transitions, "PIECE", 2)  # pieces of two students: a school's students span several
+    tiers = [Tier.SATISFACTORY, Tier.MODERATE_CHRONIC, Tier.INSUFFICIENT_DATA]
+    summaries = [
+        replace(
+            summary(30, tiers[i % 3], days_absent_h=1500 * (i % 3 == 1)),
+            student_sourced_id=f"s{i}",
+            school_sourced_id=school,
+        )
+        for i in range(7)
+        for school in ("sch-b", "sch-a")
+    ]
+    judged = judge_district(None, 2026, START + timedelta(days=30), summaries, ESSA, {3})
+    assert judged is not None
+    state = judged[1]
+    pieces = list(state.json_pieces())
+    assert len(pieces) > 6
+    parsed = orjson.loads(b"".join(pieces))
+    assert parsed["school_year"] == 2026 and parsed["as_of"] == "2025-10-01"
+    assert sorted(parsed["schools"]) == ["sch-a", "sch-b"]
+    for school, by_student in parsed["schools"].items():
+        assert list(by_student) == sorted(f"s{i}" for i in range(7))  # sourcedId order
+        for student, value in by_student.items():
+            st = state.students[student, school]
+            assert value == [int(st.chronic), st.tier, st.crossings, st.recoveries, st.tier_changes, st.warnings,
+                             int(st.warned)]  # fmt: skip
+    assert DistrictState.from_json(parsed) == state
+    assert state.students["s1", "sch-a"].chronic and not state.students["s0", "sch-a"].chronic

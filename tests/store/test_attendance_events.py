@@ -50,7 +50,7 @@ def sync(engine: Engine, as_of: date, summaries: list[AttendanceSummary], run_id
     def judge(stored: Any) -> tuple[list[Any], Any] | None:
         previous = None if stored is None else DistrictState.from_json(stored)
         judged = judge_district(previous, 2026, as_of, summaries, ESSA, {3})
-        return None if judged is None else (judged[0], judged[1].as_json())
+        return None if judged is None else (judged[0], judged[1].json_pieces())
 
     recorded = record_transitions(engine, DISTRICT, as_of, run_id, judge)
     return recorded.events if recorded.judged else None

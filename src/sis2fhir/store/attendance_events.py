@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -45,8 +45,9 @@ class EventToRecord(Protocol):
     def detail(self) -> Mapping[str, Any]: ...
 
 
-# the stored state (JSON, None when none is stored) -> None (nothing to judge) or (the events, the new state)
-Judge = Callable[[Any], tuple[Sequence[EventToRecord], Any] | None]
+# the stored state (JSON as parsed, None when none is stored) -> None (nothing to judge) or (the events, the new
+# state's JSON in pieces: compressed as they come, never whole in memory)
+Judge = Callable[[Any], tuple[Sequence[EventToRecord], Iterable[bytes]] | None]
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def record_transitions(engine: Engine, district: str, as_of: date, run_id: int, 
             return Recorded(False, {})
         events, state = judged
         counts = _insert_new(conn, district, as_of, run_id, events, now)
-        blob = zlib.compress(orjson.dumps(state), 6)
+        compressor = zlib.compressobj(6)
+        blob = b"".join([*map(compressor.compress, state), compressor.flush()])
         values = {"district": district, "as_of": as_of.isoformat(), "run_id": run_id, "state": blob, "recorded_at": now}
         dialect = postgresql if postgres else sqlite
         upsert = dialect.insert(t).values(**values)
@@ -111,26 +113,26 @@ def _insert_new(
     """Insert the events not recorded yet (by their unique key); the count of those inserted, by trigger."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     t = attendance_events
-    rows = [
-        {
-            "district": district,
-            "school_year": e.school_year,
-            "student_sourced_id": e.student_sourced_id,
-            "school_sourced_id": e.school_sourced_id,
-            "trigger": str(e.trigger),
-            "episode": e.episode,
-            "as_of": as_of.isoformat(),
-            "occurred_on": e.occurred_on.isoformat(),
-            "detail": orjson.dumps(dict(e.detail)).decode(),
-            "run_id": run_id,
-            "recorded_at": now,
-        }
-        for e in events
-    ]
     counts: Counter[str] = Counter()
     stmt = dialect.insert(t).on_conflict_do_nothing().returning(t.c.trigger, sort_by_parameter_order=True)
-    for start in range(0, len(rows), CHUNK):  # executemany ("insertmanyvalues"): ids in the order given
-        counts.update(conn.execute(stmt, rows[start : start + CHUNK]).scalars())
+    for start in range(0, len(events), CHUNK):  # executemany ("insertmanyvalues"): ids in the order given
+        rows = [  # a chunk's rows at a time (a first sync of 1M students found 222k events)
+            {
+                "district": district,
+                "school_year": e.school_year,
+                "student_sourced_id": e.student_sourced_id,
+                "school_sourced_id": e.school_sourced_id,
+                "trigger": str(e.trigger),
+                "episode": e.episode,
+                "as_of": as_of.isoformat(),
+                "occurred_on": e.occurred_on.isoformat(),
+                "detail": orjson.dumps(dict(e.detail)).decode(),
+                "run_id": run_id,
+                "recorded_at": now,
+            }
+            for e in events[start : start + CHUNK]
+        ]
+        counts.update(conn.execute(stmt, rows).scalars())
     return counts
 
 
