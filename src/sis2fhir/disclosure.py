@@ -34,6 +34,7 @@ from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
+from sis2fhir.student_chunks import StudentChunk
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome
 from sis2fhir.validate.templates import default_template_validator, validate_encoded
@@ -73,14 +74,10 @@ class DisclosureBuilder:
     # its id its own
     serialised: dict[int, _Serialised] = field(default_factory=dict)
 
-    def envelopes_for(self, students: Sequence[str], by_student: dict[str, list[AttendanceSummary]],
-                      consents: Consents) -> list[Envelope]:  # fmt: skip
+    def envelopes_for(self, chunk: StudentChunk, consents: Consents) -> list[Envelope]:
         """The envelopes for these students that the outbox does not have yet (one look-up for all of them)."""
-        made = [
-            m
-            for sid in students
-            for m in self.envelopes(self.roster.students[sid], by_student[sid], consents.get(sid, ()))
-        ]
+        students = self.roster.students
+        made = [m for sid, theirs in chunk.each() for m in self.envelopes(students[sid], theirs, consents.get(sid, ()))]
         known = self.known([m.envelope.item.key for m in made])
         out: list[Envelope] = []
         for m in made:
@@ -301,7 +298,6 @@ class DisclosureBuilder:
         return False
 
 
-MAP_CHUNK = 500  # students per task when mapping on several cores
 PARALLEL_MAPPING_FROM = 4000  # fewer students than this: mapping in one process is quicker than forking
 MAP_AHEAD = 4  # chunks per worker mapped ahead of this process (each result waits pickled until it is taken)
 MAP_MEANWHILE = 64  # chunks handed to the workers before this process does its own work (theirs wait on disk)
@@ -310,7 +306,7 @@ COLLECT_EVERY = 20  # chunks of students between two collections of reference cy
 
 def build_disclosures(
     builder: DisclosureBuilder,
-    by_student: dict[str, list[AttendanceSummary]],
+    chunks: list[StudentChunk],
     consents: Consents,
     workers: int,
     meanwhile: Callable[[], None] | None = None,
@@ -320,10 +316,9 @@ def build_disclosures(
     `meanwhile`: this process's own work before the first chunk is yielded, which the mapping needs nothing of; on
     several cores it runs while the workers map their first MAP_MEANWHILE chunks (forked before it: they see
     nothing it does)."""
-    ids = list(by_student)
-    chunks = [ids[i : i + MAP_CHUNK] for i in range(0, len(ids), MAP_CHUNK)]
     workers = workers_wanted(workers)
-    parallel = workers >= 2 and len(ids) >= PARALLEL_MAPPING_FROM and can_fork()
+    students = builder.roster.students
+    parallel = workers >= 2 and sum(len(c.students) for c in chunks) >= PARALLEL_MAPPING_FROM and can_fork()
     if parallel:
         default_template_validator()  # compiled once here; the workers inherit it
     # The resources made are trees (no reference cycles: the cyclic collector found nothing in them), yet each
@@ -338,13 +333,12 @@ def build_disclosures(
             if meanwhile is not None:
                 meanwhile()
             for n, chunk in enumerate(chunks, 1):
-                yield len(chunk), builder.envelopes_for(chunk, by_student, consents)
+                yield len(chunk.students), builder.envelopes_for(chunk, consents)
                 if n % COLLECT_EVERY == 0:
                     gc.collect(0)
             return
-        students = builder.roster.students
         with tempfile.TemporaryDirectory(prefix="sis2fhir-mapped-") as spill, closing(  # the pool ends first
-            fork_map(_map_chunk, (builder, by_student, consents), chunks, workers, MAP_AHEAD * workers,
+            fork_map(_map_chunk, (builder, chunks, consents), range(len(chunks)), workers, MAP_AHEAD * workers,
                      meanwhile=meanwhile, ahead_meanwhile=MAP_MEANWHILE, spill_to=Path(spill))
         ) as mapping:  # fmt: skip
             for n, part in enumerate(mapping, 1):
@@ -367,14 +361,11 @@ class _MappedChunk:
     counts: DisclosureCounts
 
 
-def _map_chunk(
-    job: tuple[DisclosureBuilder, dict[str, list[AttendanceSummary]], Consents],
-    chunk: list[str],
-) -> _MappedChunk:
-    """One chunk of students, mapped in a worker (the builder, summaries and consents reach it by fork)."""
-    parent, by_student, consents = job
+def _map_chunk(job: tuple[DisclosureBuilder, list[StudentChunk], Consents], n: int) -> _MappedChunk:
+    """Chunk `n` of students, mapped in a worker (the builder, chunks and consents reach it by fork)."""
+    parent, chunks, consents = job
     builder = parent.fresh()
-    mapped = _MappedChunk(len(chunk), builder.envelopes_for(chunk, by_student, consents), builder.counts)
+    mapped = _MappedChunk(len(chunks[n].students), builder.envelopes_for(chunks[n], consents), builder.counts)
     if next(_chunks_mapped) % COLLECT_EVERY == 0:  # automatic collection is off in the workers too (forked)
         gc.collect(0)
     return mapped

@@ -43,6 +43,7 @@ from sis2fhir.store import verdicts
 from sis2fhir.store.attendance_events import record_transitions
 from sis2fhir.store.runs import finish_run, start_run
 from sis2fhir.store.summaries import record_changed
+from sis2fhir.student_chunks import student_chunks
 from sis2fhir.transitions import DistrictState, judge_district
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
@@ -242,16 +243,12 @@ def sync(
             counts=DisclosureCounts(report),
             measured=_measured(policy, calendar, year, roster),
         )
-        by_student: dict[str, list[AttendanceSummary]] = {}
-        for s in every_summary:  # a withheld student stays, with fewer summaries (or none): their Consent as always
-            by_student.setdefault(s.student_sourced_id, [])
-        for s in result.summaries:
-            by_student[s.student_sourced_id].append(s)
+        chunks = student_chunks(every_summary, result.summaries)  # a withheld student: their Consent as always
         del every_summary  # the withheld summaries: counted already, never mapped
         envelopes: list[Envelope] = []
         mapped = 0
         # the summaries and events are recorded while the workers map their first chunks, before anything is enqueued
-        mapping = build_disclosures(builder, by_student, consents, settings.workers, record_summaries_and_events)
+        mapping = build_disclosures(builder, chunks, consents, settings.workers, record_summaries_and_events)
         for students_done, batch in mapping:
             envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat

@@ -231,13 +231,14 @@ def test_items_waiting_for_an_unreachable_recipient_are_withdrawn_when_consent_i
     import socket
 
     import sis2fhir.disclosure as disclosure
+    import sis2fhir.student_chunks as student_chunks
 
     monkeypatch.chdir(tmp_path)
     for name, value in network.env().items():  # network delivery needs the district's own identifiers
         monkeypatch.setenv(name, value)
     if workers > 1:  # the example is small: map it in forked workers anyway, a few students each
         monkeypatch.setattr(disclosure, "PARALLEL_MAPPING_FROM", 1)
-        monkeypatch.setattr(disclosure, "MAP_CHUNK", 17)
+        monkeypatch.setattr(student_chunks, "MAP_CHUNK", 17)
     export = tmp_path / "district"
     shutil.copytree(EXAMPLE, export)
     with socket.socket() as s:  # a loopback port nobody listens on: connections are refused
@@ -416,11 +417,12 @@ def test_no_name_or_birth_date_reaches_the_logs_or_the_row_report(
 
 def test_mapping_on_several_cores_writes_what_one_core_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sis2fhir.disclosure as disclosure
+    import sis2fhir.student_chunks as student_chunks
 
     code, output = run_sync(EXAMPLE, tmp_path / "one", "--as-of", EXAMPLE_AS_OF, "--workers", "1")
     assert code == 0, output
     monkeypatch.setattr(disclosure, "PARALLEL_MAPPING_FROM", 1)  # the example is small: fork anyway
-    monkeypatch.setattr(disclosure, "MAP_CHUNK", 17)
+    monkeypatch.setattr(student_chunks, "MAP_CHUNK", 17)
     code2, output2 = run_sync(EXAMPLE, tmp_path / "two", "--as-of", EXAMPLE_AS_OF, "--workers", "2")
     assert code2 == 0, output2
 

@@ -211,8 +211,8 @@ def test_the_stored_state_in_pieces_is_the_whole_state_as_json(monkeypatch: pyte
     for school, by_student in parsed["schools"].items():
         assert list(by_student) == sorted(f"s{i}" for i in range(7))  # sourcedId order
         for student, value in by_student.items():
-            st = state.students[student, school]
+            st = state.schools[school][student]
             assert value == [int(st.chronic), st.tier, st.crossings, st.recoveries, st.tier_changes, st.warnings,
                              int(st.warned)]  # fmt: skip
     assert DistrictState.from_json(parsed) == state
-    assert state.students["s1", "sch-a"].chronic and not state.students["s0", "sch-a"].chronic
+    assert state.schools["sch-a"]["s1"].chronic and not state.schools["sch-a"]["s0"].chronic
