@@ -275,17 +275,6 @@ def columnar_tallies(
         )
         for c in table.vocabulary.combos
     ]
-    # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
-    # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
-    # the counted absences (a tenth of the rows, or less) in their own table in kid order, so that each pass reads
-    # only its own row groups however the file was ordered (by date, a pass of `t` read all of it)
-    con.execute(f"CREATE TABLE ab AS SELECT t.kid, t.x, t.o {counted} AND x.absent_kind ORDER BY t.kid")
-    by_combo = f"""SELECT kid, x, count(*), count(*) FILTER (WHERE o <= {until}),
-        bitstring_agg({last} - o, 0, {last})::BLOB FROM ab WHERE kid >= $lo AND kid < $hi GROUP BY kid, x"""
-    shared: dict[int, int] = {}
-    for lo in range(0, max(len(keys), 1), FACTS_PER_PASS):
-        cur = con.execute(by_combo, {"lo": lo, "hi": lo + FACTS_PER_PASS})
-        _add_pass(_batches(cur, 10_000), adds, python_kids, keys, year_days, columnar, year_facts, shared)
     in_python = int(table.one("SELECT count(*) FROM m") or 0)
     report.count_read(file, table.rows - in_python)  # the extract counted its own rows
     # the rows not in m, per status: all rows less m's (an anti-join of every row with m costs more, measured)
@@ -297,6 +286,19 @@ def columnar_tallies(
             columnar.outside_year += n
         elif status == AFTER:
             columnar.after_as_of += n
+    # per student x school and combination: its rows, those up to compare_until, and its days as a BLOB (the last
+    # day's bit leftmost: the mask's bytes, big-endian, after up to 7 padding bits, masked off below)
+    # the counted absences (a tenth of the rows, or less) in their own table in kid order, so that each pass reads
+    # only its own row groups however the file was ordered (by date, a pass of `t` read all of it)
+    con.execute(f"CREATE TABLE ab AS SELECT t.kid, t.x, t.o {counted} AND x.absent_kind ORDER BY t.kid")
+    for done in ("att", "t", "m", "pk"):  # the passes read only ab: DuckDB's memory for the rest given back
+        con.execute(f"DROP TABLE {done}")
+    by_combo = f"""SELECT kid, x, count(*), count(*) FILTER (WHERE o <= {until}),
+        bitstring_agg({last} - o, 0, {last})::BLOB FROM ab WHERE kid >= $lo AND kid < $hi GROUP BY kid, x"""
+    shared: dict[int, int] = {}
+    for lo in range(0, max(len(keys), 1), FACTS_PER_PASS):
+        cur = con.execute(by_combo, {"lo": lo, "hi": lo + FACTS_PER_PASS})
+        _add_pass(_batches(cur, 10_000), adds, python_kids, keys, year_days, columnar, year_facts, shared)
     if columnar.outside_year or columnar.after_as_of:
         columnar.file = file
     if not in_python:  # the Python tally read no row: absorbing would copy every entry of the columnar one
