@@ -166,6 +166,17 @@ def test_a_quote_in_the_file_leaves_it_to_the_streaming_engine(tmp_path: Path) -
     assert measured.fallback == "it holds a quote"
 
 
+def test_duckdb_out_of_its_memory_limit_leaves_the_file_to_the_streaming_engine() -> None:
+    """On the example district, 10 MB is enough to read the file but not to resolve its rows (seen with DuckDB 2.0.1
+    on two threads); a too-small limit must cost speed, not the run."""
+    want, _ = outcome(StreamingTally(workers=1), paths.EXAMPLE, date(2026, 3, 31))
+    small = ColumnarTally(workers=2, memory_limit="10MB")
+    got, engine = outcome(small, paths.EXAMPLE, date(2026, 3, 31))
+    assert (got, engine) == (want, "streaming")
+    measured, _ = measure(small, paths.EXAMPLE, date(2026, 3, 31), PRESETS["essa"])
+    assert measured.fallback == "DuckDB needs more than its memory limit of 10MB to resolve its rows"
+
+
 def test_an_unterminated_quote_is_the_shapes_reason_not_duckdbs_error(tmp_path: Path) -> None:
     """DuckDB reads the file while its bytes are checked: when both fail, the run's log says what is odd in it."""
     folder = generate(tmp_path / "d", 3, 20)

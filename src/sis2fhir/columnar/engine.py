@@ -63,6 +63,8 @@ class ColumnarTally:
                         table.resolve(roster, rules, Resolver(roster, RowReport()))
                 except Unfit as exc:
                     why = f"DuckDB cannot read it as plain CSV ({exc})"
+                except duckdb.OutOfMemoryException:  # before anything is reported: the streaming engine reads it
+                    why = f"DuckDB needs more than its memory limit of {self.memory_limit} to resolve its rows"
                 else:
                     if why is None:
                         tallies = columnar_tallies(table, export, roster, rules, report)
