@@ -218,15 +218,13 @@ class DistrictState:
 
     @classmethod
     def from_json(cls, v: dict[str, Any]) -> DistrictState:
-        shared: dict[tuple[Any, ...], StudentState] = {}  # equal states: one object
+        shared: dict[StudentState, StudentState] = {}  # equal states: one object, as judge_district keeps them
         schools: dict[str, dict[str, StudentState]] = {}
         for school, by_student in v["schools"].items():
-            states = schools.setdefault(school, {})
+            states = schools[school] = {}
             for student, st in by_student.items():
-                state = shared.get(tuple(st))
-                if state is None:
-                    state = shared[tuple(st)] = StudentState.from_json(st)
-                states[student] = state
+                state = StudentState.from_json(st)
+                states[student] = shared.setdefault(state, state)
         return cls(int(v["school_year"]), date.fromisoformat(v["as_of"]), schools)
 
 
