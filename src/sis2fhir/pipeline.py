@@ -44,7 +44,7 @@ from sis2fhir.store.attendance_events import record_transitions
 from sis2fhir.store.runs import finish_run, start_run
 from sis2fhir.store.summaries import record_changed
 from sis2fhir.student_chunks import student_chunks
-from sis2fhir.transitions import DistrictState, judge_district
+from sis2fhir.transitions import judge_in_pieces
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
 P = ParamSpec("P")
@@ -335,13 +335,7 @@ def _record_events(
 ) -> dict[str, int]:
     """The run's transitions (transitions.py) judged against the stored state and recorded (store.attendance_events),
     in one transaction; the events newly recorded, by trigger (none for a re-run or an older as-of date)."""
-    lengths = settings.notify.consecutive_days_wanted()
-
-    def judge(stored: Any) -> tuple[list[Any], Any] | None:
-        previous = None if stored is None else DistrictState.from_json(stored)
-        judged = judge_district(previous, year.year, as_of, summaries, policy, lengths)
-        return None if judged is None else (judged[0], judged[1].json_pieces())
-
+    judge = judge_in_pieces(year.year, as_of, summaries, policy, settings.notify.consecutive_days_wanted())
     return record_transitions(engine, settings.district.namespace, as_of, run_id, judge).events
 
 

@@ -9,7 +9,7 @@ re-runs, replays, restarts and syncs of an older as-of date record nothing new.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -21,6 +21,8 @@ import orjson
 
 from sis2fhir.measure import HUNDREDTHS, AttendanceSummary
 from sis2fhir.policy import Policy
+from sis2fhir.store.attendance_events import Judge, Judged, StoredState
+from sis2fhir.store.pieces import by_piece
 from sis2fhir.terminology import Tier
 
 
@@ -192,43 +194,32 @@ class DistrictState:
     # 62 MB at 1M students)
     schools: dict[str, dict[str, StudentState]] = field(default_factory=dict)
 
-    def json_pieces(self) -> Iterator[bytes]:
-        """The state as JSON, `{"school_year", "as_of", "schools": {school: {student: state}}}` (what `from_json`
-        reads), in pieces of at most PIECE students: a whole district's state as one JSON tree took about 380 MB at
-        1M students (measured), its pieces a few MB. Students in sourcedId order; the schools in the order of their
-        first student (as the same tree sorted by student, then school, gave them)."""
+    def schools_json(self) -> bytes:
+        """The state's `{school: {student: state}}` as JSON (what `of_schools` reads): the store keeps a district's
+        in pieces (store/pieces.py), each the state of the students of one piece."""
         encoded: dict[int, bytes] = {}  # by state object: equal states are mostly one object (judge_district)
-        yield orjson.dumps({"school_year": self.school_year, "as_of": self.as_of.isoformat()})[:-1] + b',"schools":{'
-        firsts = sorted((min(by_student), school) for school, by_student in self.schools.items() if by_student)
-        for n, (_, school) in enumerate(firsts):
-            by_student = self.schools[school]
-            students = sorted(by_student)
-            yield (b"," if n else b"") + orjson.dumps(school) + b":{"
-            for start in range(0, len(students), PIECE):
-                piece = []
-                for student in students[start : start + PIECE]:
-                    st = by_student[student]
-                    value = encoded.get(id(st))
-                    if value is None:
-                        value = encoded[id(st)] = orjson.dumps(st.as_json())
-                    piece.append(orjson.dumps(student) + b":" + value)
-                yield (b"," if start else b"") + b",".join(piece)
-            yield b"}"
-        yield b"}}"
+        parts = [b"{"]
+        for n, (school, by_student) in enumerate(self.schools.items()):
+            parts.append((b"," if n else b"") + orjson.dumps(school) + b":{")
+            for m, (student, st) in enumerate(by_student.items()):
+                value = encoded.get(id(st))
+                if value is None:
+                    value = encoded[id(st)] = orjson.dumps(st.as_json())
+                parts.append((b"," if m else b"") + orjson.dumps(student) + b":" + value)
+            parts.append(b"}")
+        parts.append(b"}")
+        return b"".join(parts)
 
     @classmethod
-    def from_json(cls, v: dict[str, Any]) -> DistrictState:
+    def of_schools(cls, school_year: int, as_of: date, v: dict[str, dict[str, list[Any]]]) -> DistrictState:
         shared: dict[StudentState, StudentState] = {}  # equal states: one object, as judge_district keeps them
         schools: dict[str, dict[str, StudentState]] = {}
-        for school, by_student in v["schools"].items():
+        for school, by_student in v.items():
             states = schools[school] = {}
             for student, st in by_student.items():
                 state = StudentState.from_json(st)
                 states[student] = shared.setdefault(state, state)
-        return cls(int(v["school_year"]), date.fromisoformat(v["as_of"]), schools)
-
-
-PIECE = 10_000  # students per piece of a district state's JSON
+        return cls(school_year, as_of, schools)
 
 
 def judge_district(
@@ -261,3 +252,37 @@ def judge_district(
         states[s.student_sourced_id] = shared.setdefault(state, state)  # most students share theirs: one object
         found += transitions
     return found, DistrictState(school_year, as_of, schools)
+
+
+def judge_in_pieces(
+    school_year: int,
+    as_of: date,
+    summaries: Iterable[AttendanceSummary],
+    policy: Policy,
+    streak_lengths: Iterable[int],
+) -> Judge:
+    """The judgment of a sync for store/attendance_events.record_transitions: `judge_district` piece by piece of the
+    stored state (only the pieces of the students with a summary are read and written again), the events in the
+    order one judgment of the whole district gives them (by school, then student)."""
+    lengths = tuple(streak_lengths)
+    groups = by_piece(summaries, attrgetter("student_sourced_id"))
+
+    def judge(stored: StoredState | None) -> Judged | None:
+        if stored is not None and as_of <= stored.as_of:
+            return None
+        same_year = stored is not None and stored.school_year == school_year
+        found: list[Transition] = []
+        pieces: dict[int, bytes] = {}
+        for n, group in sorted(groups.items()):
+            previous = None
+            if stored is not None and same_year:
+                previous = DistrictState.of_schools(stored.school_year, stored.as_of, stored.piece(n))
+            judged = judge_district(previous, school_year, as_of, group, policy, lengths)
+            if judged is None:  # pragma: no cover - as_of is after stored.as_of (above)
+                return None
+            found += judged[0]
+            pieces[n] = judged[1].schools_json()
+        found.sort(key=attrgetter("school_sourced_id", "student_sourced_id"))  # stable: a student's in firing order
+        return Judged(found, school_year, pieces, fresh=not same_year)
+
+    return judge

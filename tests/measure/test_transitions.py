@@ -16,8 +16,17 @@ from sis2fhir.absence_days import add_day, day_facts, new_masks
 from sis2fhir.measure import AttendanceSummary, is_chronic
 from sis2fhir.policy import PRESETS
 from sis2fhir.records import AttendanceCategory
+from sis2fhir.store.attendance_events import StoredState
+from sis2fhir.store.pieces import pack, split
 from sis2fhir.terminology import Tier
-from sis2fhir.transitions import DistrictState, Transition, Trigger, judge_district, projected_rate
+from sis2fhir.transitions import (
+    DistrictState,
+    Transition,
+    Trigger,
+    judge_district,
+    judge_in_pieces,
+    projected_rate,
+)
 
 ESSA = PRESETS["essa"]
 START = date(2025, 9, 1)
@@ -42,9 +51,9 @@ class Store:
         if judged is None:
             return
         transitions, new_state = judged
-        self.state = DistrictState.from_json(
-            orjson.loads(b"".join(new_state.json_pieces()))
-        )  # as the store keeps it: JSON
+        self.state = DistrictState.of_schools(  # as the store keeps it: JSON
+            new_state.school_year, new_state.as_of, orjson.loads(new_state.schools_json())
+        )
         for t in transitions:
             self.events.setdefault((t.student_sourced_id, t.school_sourced_id, t.trigger, t.episode), t)
 
@@ -186,10 +195,7 @@ def test_the_projection() -> None:
     assert projected_rate(40, 0, 0, 0, 140, ESSA) is None  # no window
 
 
-def test_the_stored_state_in_pieces_is_the_whole_state_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sis2fhir.transitions as transitions
-
-    monkeypatch.setattr(transitions, "PIECE", 2)  # pieces of two students: a school's students span several
+def test_the_state_as_json_reads_back_equal_with_equal_states_shared() -> None:
     tiers = [Tier.SATISFACTORY, Tier.MODERATE_CHRONIC, Tier.INSUFFICIENT_DATA]
     summaries = [
         replace(
@@ -203,16 +209,43 @@ def test_the_stored_state_in_pieces_is_the_whole_state_as_json(monkeypatch: pyte
     judged = judge_district(None, 2026, START + timedelta(days=30), summaries, ESSA, {3})
     assert judged is not None
     state = judged[1]
-    pieces = list(state.json_pieces())
-    assert len(pieces) > 6
-    parsed = orjson.loads(b"".join(pieces))
-    assert parsed["school_year"] == 2026 and parsed["as_of"] == "2025-10-01"
-    assert sorted(parsed["schools"]) == ["sch-a", "sch-b"]
-    for school, by_student in parsed["schools"].items():
-        assert list(by_student) == sorted(f"s{i}" for i in range(7))  # sourcedId order
+    parsed = orjson.loads(state.schools_json())
+    assert sorted(parsed) == ["sch-a", "sch-b"]
+    for school, by_student in parsed.items():
+        assert sorted(by_student) == sorted(f"s{i}" for i in range(7))
         for student, value in by_student.items():
             st = state.schools[school][student]
             assert value == [int(st.chronic), st.tier, st.crossings, st.recoveries, st.tier_changes, st.warnings,
                              int(st.warned)]  # fmt: skip
-    assert DistrictState.from_json(parsed) == state
+    again = DistrictState.of_schools(2026, state.as_of, parsed)
+    assert again == state
+    assert again.schools["sch-a"]["s1"] is again.schools["sch-b"]["s4"]  # equal states: one object
     assert state.schools["sch-a"]["s1"].chronic and not state.schools["sch-a"]["s0"].chronic
+
+
+def test_judged_in_pieces_is_judged_whole() -> None:
+    """Piece by piece of the stored state (store/pieces.py), the same events in the same order, and the same state,
+    as one judgment of the whole district: 400 students x 2 schools over three days, some withheld on the third."""
+    tiers = [Tier.SATISFACTORY, Tier.MODERATE_CHRONIC, Tier.AT_RISK, Tier.SEVERE_CHRONIC, Tier.INSUFFICIENT_DATA]
+
+    def day(d: int, students: range) -> list[AttendanceSummary]:
+        return [
+            replace(summary(d, tiers[(i * 7 + d * (i % 5)) % 5]), student_sourced_id=f"stu-{i}", school_sourced_id=s)
+            for i in students
+            for s in (("sch-2", "sch-1") if i % 4 == 0 else ("sch-1",))
+        ]
+
+    whole: DistrictState | None = None
+    stored: StoredState | None = None
+    for d, students in ((1, range(400)), (2, range(400)), (3, range(0, 400, 3))):
+        as_of = START + timedelta(days=d)
+        judged = judge_district(whole, 2026, as_of, day(d, students), ESSA, (2, 3))
+        assert judged is not None
+        events, whole = judged
+        in_pieces = judge_in_pieces(2026, as_of, day(d, students), ESSA, (2, 3))(stored)
+        assert in_pieces is not None and in_pieces.fresh == (d == 1)
+        assert list(in_pieces.events) == events and len(events) > 50
+        packed = dict(stored.packed) if stored is not None else {}
+        packed.update({n: pack(piece_json) for n, piece_json in in_pieces.pieces.items()})
+        stored = StoredState(2026, as_of, packed)
+        assert split(orjson.loads(whole.schools_json())) == {n: stored.piece(n) for n in packed}

@@ -5,14 +5,12 @@ in id order; and the monthly tallies and projection of store/summaries.py read b
 from __future__ import annotations
 
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -21,10 +19,11 @@ from sis2fhir.policy import PRESETS
 from sis2fhir.records import MonthTally
 from sis2fhir.store import open_store
 from sis2fhir.store.attendance_events import events_after, last_event_id, record_transitions
-from sis2fhir.store.schema import attendance_events, transition_states
+from sis2fhir.store.pieces import PIECES, piece_of, unpack
+from sis2fhir.store.schema import attendance_events, transition_state_pieces, transition_states
 from sis2fhir.store.summaries import history, record_changed
 from sis2fhir.terminology import Tier
-from sis2fhir.transitions import DistrictState, Trigger, judge_district
+from sis2fhir.transitions import Trigger, judge_in_pieces
 from tests.support.postgres import STORES, new_store_url
 
 DISTRICT = "urn:example:district"
@@ -47,12 +46,7 @@ def summary(student: str, absent_h: int, as_of: date, dim: int = 100, **facts: A
 def sync(engine: Engine, as_of: date, summaries: list[AttendanceSummary], run_id: int = 1) -> dict[str, int] | None:
     """What pipeline._record_events does."""
 
-    def judge(stored: Any) -> tuple[list[Any], Any] | None:
-        previous = None if stored is None else DistrictState.from_json(stored)
-        judged = judge_district(previous, 2026, as_of, summaries, ESSA, {3})
-        return None if judged is None else (judged[0], judged[1].json_pieces())
-
-    recorded = record_transitions(engine, DISTRICT, as_of, run_id, judge)
+    recorded = record_transitions(engine, DISTRICT, as_of, run_id, judge_in_pieces(2026, as_of, summaries, ESSA, {3}))
     return recorded.events if recorded.judged else None
 
 
@@ -97,6 +91,7 @@ def test_a_replay_that_finds_events_already_recorded_inserts_only_the_new_ones(e
     sync(engine, d1, [summary("s1", 1200, d1)])
     with engine.begin() as conn:  # as if the state had been written by an older run (a restored backup)
         conn.execute(transition_states.delete())
+        conn.execute(transition_state_pieces.delete())
     # judged again from an empty state: s1's crossing is the same episode, already recorded; s2's is new
     assert sync(engine, d2, [summary("s1", 1200, d2), summary("s2", 1200, d2)], run_id=2) == {"into-chronic": 1}
     assert count(engine) == 2
@@ -126,14 +121,49 @@ def test_concurrent_syncs_of_the_same_date_record_each_event_once(engine: Engine
     assert ids == sorted(ids) and len(set(ids)) == 200
 
 
-def test_the_state_is_compact_zlib_json(engine: Engine) -> None:
+def test_the_state_is_compact_zlib_json_in_pieces(engine: Engine) -> None:
     day = date(2026, 1, 5)
     sync(engine, day, [summary(f"s{i}", 100 * (i % 15), day) for i in range(1000)])
     with engine.connect() as conn:
-        row = conn.execute(select(transition_states)).one()
-    state = orjson.loads(zlib.decompress(row.state))
-    assert row.as_of == "2026-01-05" and state["as_of"] == "2026-01-05" and len(state["schools"]["sch1"]) == 1000
-    assert len(row.state) < 20 * 1000  # a few bytes per student x school
+        header = conn.execute(select(transition_states)).one()
+        pieces = conn.execute(select(transition_state_pieces)).all()
+    assert (header.school_year, header.as_of) == (2026, "2026-01-05")
+    assert 200 < len(pieces) <= PIECES  # 1000 students over the pieces
+    students = {}
+    for p in pieces:
+        for student, state in unpack(p.state)["sch1"].items():
+            assert piece_of(student) == p.piece
+            students[student] = state
+    assert sorted(students) == sorted(f"s{i}" for i in range(1000))
+    assert students["s14"][:2] == [1, "moderate-chronic"] and students["s1"][:2] == [0, "satisfactory"]
+    assert sum(len(p.state) for p in pieces) < 40 * 1000  # a few bytes per student x school
+
+
+def test_a_later_day_rewrites_only_the_pieces_of_the_students_judged(engine: Engine) -> None:
+    d1, d2 = date(2026, 1, 5), date(2026, 1, 6)
+    everyone = [summary(f"s{i}", 1200 if i < 3 else 100, d1) for i in range(600)]
+    sync(engine, d1, everyone)
+    with engine.connect() as conn:
+        before = dict(conn.execute(select(transition_state_pieces.c.piece, transition_state_pieces.c.state)).all())
+    # s5 crosses; s0 has no summary this time (withheld): it keeps its state, and so do the pieces nobody was in
+    assert sync(engine, d2, [summary("s5", 1300, d2), summary("s1", 1200, d2)], run_id=2) == {
+        "into-chronic": 1,
+        "tier-changed": 1,
+    }
+    with engine.connect() as conn:
+        after = dict(conn.execute(select(transition_state_pieces.c.piece, transition_state_pieces.c.state)).all())
+        assert conn.execute(select(transition_states.c.as_of)).scalar() == "2026-01-06"
+    changed = {n for n in after if after[n] != before[n]}
+    assert set(after) == set(before) and changed == {piece_of("s5")}  # s1's piece: the same state again
+    assert unpack(after[piece_of("s0")])["sch1"]["s0"][:2] == [1, "moderate-chronic"]
+    # a new school year starts again: only this sync's students are left
+    d3 = date(2026, 8, 20)
+    year = record_transitions(engine, DISTRICT, d3, 3, judge_in_pieces(2027, d3, [summary("s9", 0, d3)], ESSA, {3}))
+    assert year.judged
+    with engine.connect() as conn:
+        left = conn.execute(select(transition_state_pieces.c.piece, transition_state_pieces.c.state)).all()
+        assert conn.execute(select(transition_states.c.school_year)).scalar() == 2027
+    assert [(n, list(unpack(state)["sch1"])) for n, state in left] == [(piece_of("s9"), ["s9"])]
 
 
 def test_months_and_projection_are_read_back(engine: Engine) -> None:

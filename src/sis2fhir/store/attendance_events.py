@@ -1,27 +1,29 @@
 """The attendance events in the state store (attendance_events, transition_states): what a sync found changed for a
 student x school, once per trigger and episode, in the order found (the id), for the notifier to fan out.
 
-A sync judges its transitions in one transaction: read the district's stored state, judge only when the run's as-of
-date is after the stored one (none stored: the first judgment), insert the events (if absent: the unique key
-makes a restart or a concurrent replay insert nothing twice, on SQLite and PostgreSQL alike), and write the new
-state. The rules themselves are transitions.py's (a layer above: passed in as `judge`). sourcedIds and figures
-only, never names.
+A sync judges its transitions in one transaction, one judgment at a time (PostgreSQL: a table lock; SQLite: its
+write lock, taken first): read the district's stored state, judge only when the run's as-of date is after the
+stored one (none stored: the first judgment), insert the events (if absent: the unique key makes a restart or a
+replay insert nothing twice, on SQLite and PostgreSQL alike), and write the new state. The state is kept in pieces
+(pieces.py): the judge asks for the pieces of the students it judges, each parsed when asked for, and gives back
+the new JSON of those pieces only. The rules themselves are transitions.py's (a layer above: passed in as
+`judge`). sourcedIds and figures only, never names.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sis2fhir.store.schema import as_utc, attendance_events, transition_states
+from sis2fhir.store.pieces import Piece, pack, unpack
+from sis2fhir.store.schema import as_utc, attendance_events, transition_state_pieces, transition_states
 
 CHUNK = 2000  # rows per INSERT
 
@@ -45,9 +47,32 @@ class EventToRecord(Protocol):
     def detail(self) -> Mapping[str, Any]: ...
 
 
-# the stored state (JSON as parsed, None when none is stored) -> None (nothing to judge) or (the events, the new
-# state's JSON in pieces: compressed as they come, never whole in memory)
-Judge = Callable[[Any], tuple[Sequence[EventToRecord], Iterable[bytes]] | None]
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The district's last judgment: its school year and as-of date, and the state it left, a piece at a time."""
+
+    school_year: int
+    as_of: date
+    packed: Mapping[int, bytes]  # piece -> its stored row (pieces.pack)
+
+    def piece(self, n: int) -> Piece:
+        """The stored `{school: {student: state}}` of piece n (empty where none of its students was judged)."""
+        blob = self.packed.get(n)
+        return {} if blob is None else unpack(blob)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A judgment: the events found, in the order to record them, and the new state of each piece judged."""
+
+    events: Sequence[EventToRecord]
+    school_year: int
+    pieces: Mapping[int, bytes]  # piece -> the JSON of its new `{school: {student: state}}`
+    fresh: bool  # the state starts again (a first judgment, a new school year): the pieces not judged go
+
+
+# the stored state (None when none is stored) -> the judgment, or None: nothing to judge
+Judge = Callable[[StoredState | None], Judged | None]
 
 
 @dataclass(frozen=True)
@@ -79,32 +104,49 @@ class Recorded:
 def record_transitions(engine: Engine, district: str, as_of: date, run_id: int, judge: Judge) -> Recorded:
     """Judge a sync's transitions against the district's stored state and record them, in one transaction."""
     now = datetime.now(UTC)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
         if postgres:  # events commit in id order (the notifier reads by id), and one judgment at a time
             conn.execute(text("LOCK TABLE attendance_events IN SHARE ROW EXCLUSIVE MODE"))
-        t = transition_states
-        row = conn.execute(select(t.c.as_of, t.c.state).where(t.c.district == district)).first()
-        if row is not None and date.fromisoformat(row.as_of) >= as_of:
+        else:  # pysqlite begins a transaction only before a write: the write lock now, before the state is read
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        stored = _stored(conn, district)
+        if stored is not None and stored.as_of >= as_of:
             return Recorded(False, {})  # a re-run, a replay or an older export: judged already
-        judged = judge(None if row is None else orjson.loads(zlib.decompress(row.state)))
+        judged = judge(stored)
         if judged is None:
             return Recorded(False, {})
-        events, state = judged
-        counts = _insert_new(conn, district, as_of, run_id, events, now)
-        compressor = zlib.compressobj(6)
-        blob = b"".join([*map(compressor.compress, state), compressor.flush()])
-        values = {"district": district, "as_of": as_of.isoformat(), "run_id": run_id, "state": blob, "recorded_at": now}
-        dialect = postgresql if postgres else sqlite
-        upsert = dialect.insert(t).values(**values)
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[t.c.district],
-                set_={k: upsert.excluded[k] for k in ("as_of", "run_id", "state", "recorded_at")},
-                where=t.c.as_of < upsert.excluded.as_of,  # a concurrent later judgment is not undone
-            )
-        )
+        del stored  # the compressed rows read
+        counts = _insert_new(conn, district, as_of, run_id, judged.events, now)
+        _write_state(conn, district, as_of, run_id, judged, now)
+        conn.commit()
     return Recorded(True, dict(counts))
+
+
+def _stored(conn: Connection, district: str) -> StoredState | None:
+    t, p = transition_states, transition_state_pieces
+    row = conn.execute(select(t.c.school_year, t.c.as_of).where(t.c.district == district)).first()
+    if row is None:
+        return None
+    packed = {r.piece: r.state for r in conn.execute(select(p.c.piece, p.c.state).where(p.c.district == district))}
+    return StoredState(row.school_year, date.fromisoformat(row.as_of), packed)
+
+
+def _write_state(conn: Connection, district: str, as_of: date, run_id: int, judged: Judged, now: datetime) -> None:
+    t, p = transition_states, transition_state_pieces
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    if judged.fresh:
+        conn.execute(delete(p).where(p.c.district == district))
+    for n, state in judged.pieces.items():
+        piece = dialect.insert(p).values(district=district, piece=n, state=pack(state))
+        conn.execute(
+            piece.on_conflict_do_update(index_elements=[p.c.district, p.c.piece], set_={"state": piece.excluded.state})
+        )
+    values = {"school_year": judged.school_year, "as_of": as_of.isoformat(), "run_id": run_id, "recorded_at": now}
+    header = dialect.insert(t).values(district=district, **values)
+    conn.execute(
+        header.on_conflict_do_update(index_elements=[t.c.district], set_={k: header.excluded[k] for k in values})
+    )
 
 
 def _insert_new(

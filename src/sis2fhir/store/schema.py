@@ -187,13 +187,14 @@ attendance_summaries = Table(
     Index("ix_attendance_summaries_run", "run_id"),
 )
 
-# The numbers of the last attendance_summaries row of every student x school of a district, zlib JSON (sourcedIds
-# and numbers, never names): what the next run compares with, in one read however long the history grows.
-summary_digests = Table(
-    "summary_digests",
+# The numbers of the last attendance_summaries row of every student x school of a district, what the next run
+# compares with, in pieces (pieces.py: zlib JSON `{school: {student: numbers}}`; sourcedIds and numbers only).
+summary_digest_pieces = Table(
+    "summary_digest_pieces",
     metadata,
     Column("district", String(500), primary_key=True),
-    Column("run_id", Integer, nullable=False),
+    Column("piece", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", Integer, nullable=False),  # the run that last changed the piece
     Column("digest", LargeBinary, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
@@ -227,16 +228,24 @@ attendance_events = Table(
     ),
 )
 
-# Per district, the state the transitions were last judged from (zlib JSON per student x school) and its as-of
-# date: a sync of that date or an older one judges nothing (no event from a replay or an older export).
+# Per district, the school year and as-of date the transitions were last judged at (a sync of that date or an older
+# one judges nothing: no event from a replay or an older export), and the state they were judged from, in pieces
+# (pieces.py: zlib JSON `{school: {student: state}}` per district x piece).
 transition_states = Table(
     "transition_states",
     metadata,
     Column("district", String(500), primary_key=True),
+    Column("school_year", Integer, nullable=False),
     Column("as_of", String(10), nullable=False),
     Column("run_id", Integer, nullable=False),
-    Column("state", LargeBinary, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+transition_state_pieces = Table(
+    "transition_state_pieces",
+    metadata,
+    Column("district", String(500), primary_key=True),
+    Column("piece", Integer, primary_key=True, autoincrement=False),
+    Column("state", LargeBinary, nullable=False),
 )
 
 # Bulk Data $export jobs (api/bulk.py): who asked (client and its recipient), what (types, since, the kick-off URL),

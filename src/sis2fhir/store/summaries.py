@@ -1,17 +1,17 @@
 """The measured summaries in the state store: a row per student x school whenever its numbers changed since the last
 row for that student x school (the as-of date alone is no change), for notifications and charts to read.
 
-The last numbers of every student x school of a district are kept in one compact digest (summary_digests), read and
-written once per run in the transaction that adds the rows: one read however long the history grows, and a bulk
-insert of only what changed. sourcedIds and numbers only, never names."""
+The last numbers of every student x school of a district are kept in a compact digest in pieces
+(summary_digest_pieces, pieces.py), read and written in the transaction that adds the rows: one read of the
+compressed pieces however long the history grows, one piece parsed at a time, only the pieces that changed written
+again, and a bulk insert of only the rows that changed. sourcedIds and numbers only, never names."""
 
 from __future__ import annotations
 
-import sys
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Any, Protocol
 
 import orjson
@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from sis2fhir.records import MonthTally
 from sis2fhir.store.bulk import insert_tuples
-from sis2fhir.store.schema import attendance_summaries, summary_digests
+from sis2fhir.store.pieces import Piece, by_piece, pack, unpack
+from sis2fhir.store.schema import attendance_summaries, summary_digest_pieces
 
 CHUNK = 5000  # rows per INSERT
 # what is compared: school year, days in membership, days absent (all, excused, unexcused, illness, out-of-school
@@ -107,31 +108,39 @@ def record_changed(
     adds 1M rows; held as dicts they were about 0.7 kB each, measured at 100k)."""
     now = datetime.now(UTC)
     added = 0
+    t = summary_digest_pieces
     with engine.begin() as conn:
-        last = _last_numbers(conn, district)
+        stored = {
+            r.piece: r.digest for r in conn.execute(select(t.c.piece, t.c.digest).where(t.c.district == district))
+        }
         rows: list[tuple[Any, ...]] = []
         as_of_iso: dict[date, str] = {}
-        for s in summaries:
-            numbers = numbers_of(s, policy)
-            of_school = last.get(s.school_sourced_id)
-            if of_school is None:
-                of_school = last[s.school_sourced_id] = {}
-            if of_school.get(s.student_sourced_id) == numbers:
-                continue
-            of_school[s.student_sourced_id] = numbers
-            as_of = as_of_iso.get(s.as_of)
-            if as_of is None:
-                as_of = as_of_iso[s.as_of] = s.as_of.isoformat()
-            rows.append(_row(s, run_id, district, policy, now, as_of))
-            if len(rows) == CHUNK:
-                insert_tuples(conn, attendance_summaries, ROW, rows)
-                added += len(rows)
-                rows = []
+        for n, group in sorted(by_piece(summaries, attrgetter("student_sourced_id")).items()):
+            blob = stored.pop(n, None)
+            last: Piece = {} if blob is None else unpack(blob)
+            changed = False
+            for s in group:
+                numbers = numbers_of(s, policy)
+                of_school = last.get(s.school_sourced_id)
+                if of_school is None:
+                    of_school = last[s.school_sourced_id] = {}
+                if of_school.get(s.student_sourced_id) == numbers:
+                    continue
+                of_school[s.student_sourced_id] = numbers
+                changed = True
+                as_of = as_of_iso.get(s.as_of)
+                if as_of is None:
+                    as_of = as_of_iso[s.as_of] = s.as_of.isoformat()
+                rows.append(_row(s, run_id, district, policy, now, as_of))
+                if len(rows) == CHUNK:
+                    insert_tuples(conn, attendance_summaries, ROW, rows)
+                    added += len(rows)
+                    rows = []
+            if changed:
+                _write_piece(conn, district, n, run_id, last, now)
         if rows:
             insert_tuples(conn, attendance_summaries, ROW, rows)
             added += len(rows)
-        if added:
-            _write_digest(conn, district, run_id, last, now)
     return added
 
 
@@ -191,25 +200,9 @@ def _row(s: MeasuredSummary, run_id: int, district: str, policy: str, now: datet
             orjson.dumps(months).decode(), s.projected_rate)  # fmt: skip
 
 
-def _last_numbers(conn: Connection, district: str) -> dict[str, dict[str, Numbers]]:
-    """school -> student -> the numbers of their last row, as the digest holds them (in its order: a digest written
-    again from it, with new keys added at the end of their school, is what regrouping a flat table gave)."""
-    blob = conn.execute(select(summary_digests.c.digest).where(summary_digests.c.district == district)).scalar()
-    if blob is None:
-        return {}
-    by_school: dict[str, dict[str, Numbers]] = orjson.loads(zlib.decompress(blob))
-    intern = sys.intern  # the tier and the policy name, one string object each instead of one per student
-    for students in by_school.values():
-        for numbers in students.values():
-            numbers[7:9] = [intern(x) if isinstance(x, str) else x for x in numbers[7:9]]
-    return by_school
-
-
-def _write_digest(
-    conn: Connection, district: str, run_id: int, by_school: dict[str, dict[str, Numbers]], now: datetime
-) -> None:
-    blob = zlib.compress(orjson.dumps(by_school), 6)
-    values = {"run_id": run_id, "digest": blob, "recorded_at": now}
-    t = summary_digests
-    if conn.execute(update(t).where(t.c.district == district).values(**values)).rowcount == 0:
-        conn.execute(insert(t).values(district=district, **values))
+def _write_piece(conn: Connection, district: str, n: int, run_id: int, numbers: Piece, now: datetime) -> None:
+    """A piece of the digest written again (inserted where it was not stored yet)."""
+    values = {"run_id": run_id, "digest": pack(orjson.dumps(numbers)), "recorded_at": now}
+    t = summary_digest_pieces
+    if conn.execute(update(t).where(t.c.district == district, t.c.piece == n).values(**values)).rowcount == 0:
+        conn.execute(insert(t).values(district=district, piece=n, **values))
