@@ -53,6 +53,17 @@ class _Made:
     notice: bool = False  # a revoked Consent for a recipient that holds the student's data
 
 
+def revocation_subjects(consents: Mapping[str, Sequence[ConsentRecord]]) -> set[Subject]:
+    """The student x recipient subjects a revocation notice may go out about: those with a revoked consent row
+    (gate.decide says REVOKED for no other), whatever the as-of date."""
+    return {
+        Subject(c.recipient_organization, student)
+        for student, records in consents.items()
+        for c in records
+        if c.status == "revoked"
+    }
+
+
 @dataclass(slots=True)
 class DisclosureBuilder:
     """Gate, map and validate one student's attendance for every recipient; say what goes where."""
@@ -62,7 +73,9 @@ class DisclosureBuilder:
     as_of: date
     routes: dict[str, list[Route]]  # recipient -> its destinations
     known: KeyLookup  # looked up per chunk of students (outbox.KnownKeys)
-    holders: set[tuple[str, Subject]]  # (destination, subject) that received something before
+    # (destination, subject) that received something before, of the subjects a revocation notice may be about
+    # (revocation_subjects; every other one is never looked up)
+    holders: set[tuple[str, Subject]]
     quarantine_dir: Path | None
     counts: DisclosureCounts
     measured: Measured  # the run's policy and each school's last instructional day

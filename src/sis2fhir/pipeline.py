@@ -26,7 +26,7 @@ from sis2fhir.deliver.base import Destination
 from sis2fhir.deliver.flush import Flushed, drain_and_close, flush, settle_and_close
 from sis2fhir.deliver.outbox import DEAD, PENDING, QUEUED, Envelope, KnownKeys, Outbox
 from sis2fhir.deliver.routing import Route, recipient_routes
-from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, build_disclosures
+from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, build_disclosures, revocation_subjects
 from sis2fhir.engine import Rules, choose_school_year
 from sis2fhir.map.observation import Measured
 from sis2fhir.measure import AttendanceSummary, last_instructional_day
@@ -238,7 +238,7 @@ def sync(
             as_of=as_of,
             routes=all_routes,
             known=KnownKeys(engine),
-            holders=outbox.delivered_subjects(dest_names),
+            holders=outbox.delivered_subjects(dest_names, among=revocation_subjects(consents)),
             quarantine_dir=quarantine_dir,
             counts=DisclosureCounts(report),
             measured=_measured(policy, calendar, year, roster),

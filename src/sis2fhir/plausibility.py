@@ -243,8 +243,10 @@ def corrections(b: Baseline, absent_until: Mapping[Key, int], keys: Iterable[Key
     that are fewer now than it reported. Returns the corrections and how many student x schools were compared."""
     found = []
     compared = 0
+    before_by_school = b.absent_by_school()
     for key in keys:
-        before = b.absent.get(key)
+        of_school = before_by_school.get(key[1])
+        before = None if of_school is None else of_school.get(key[0])
         if before is None:
             continue
         compared += 1
@@ -322,7 +324,7 @@ def sanity_gates(
         unreadable=unreadable,
         rows_read=sum(report.rows_read.get(f, 0) for f in files),
     )
-    keys = [(s.student_sourced_id, s.school_sourced_id) for s in measured.summaries]
+    keys = ((s.student_sourced_id, s.school_sourced_id) for s in measured.summaries)  # read once: no 1M-tuple list
     verdict = judge(measures, baseline, counts.absent_until, keys, settings.plausibility, accept_change)
     file = files[0] if files else ATTENDANCE_FILE
     stopping, overridden = verdict.stopping, verdict.overridden

@@ -251,6 +251,10 @@ def test_items_are_logged_before_they_go_out_and_confirmed_one_answer_at_a_time(
         (DEST, Subject("NPI1", "s2")),
         (DEST, Subject("NPI1", "s3")),
     }
+    # a sync asks only about the subjects a revocation notice may be about (disclosure.revocation_subjects)
+    among = {Subject("NPI1", "s2"), Subject("NPI1", "s9"), Subject("NPI2", "s3")}
+    assert box.delivered_subjects([DEST], among=among) == {(DEST, Subject("NPI1", "s2"))}
+    assert box.delivered_subjects([DEST], among=set()) == set()
 
 
 def test_an_answer_is_logged_once_even_when_its_provisional_row_is_missing_or_doubled(engine: Engine) -> None:

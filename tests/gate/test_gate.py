@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from itertools import product
 
+from sis2fhir.deliver.outbox import Subject
+from sis2fhir.disclosure import revocation_subjects
 from sis2fhir.gate import ConsentDecision, decide
 from sis2fhir.records import ConsentRecord
 
@@ -80,3 +83,27 @@ def test_the_most_telling_refusal_is_reported() -> None:
     revoked = replace(ACTIVE, consent_id="C3", status="revoked", revoked=date(2026, 1, 1))
     expired = replace(ACTIVE, consent_id="C4", period_end=date(2025, 12, 31))
     assert decide([expired, revoked], CLINIC, AS_OF).decision is ConsentDecision.REVOKED
+
+
+def test_every_revoked_decision_is_among_the_subjects_asked_about_holders() -> None:
+    """A sync looks up who holds what only for disclosure.revocation_subjects: every student x recipient that
+    decide() calls REVOKED, on any date, must be among them (else its revocation notice would not go out)."""
+    kinds = [
+        ACTIVE,
+        replace(ACTIVE, status="revoked", revoked=date(2026, 3, 1)),
+        replace(ACTIVE, status="revoked", revoked=None),
+        replace(ACTIVE, status="declined"),
+        replace(ACTIVE, recipient_organization=OTHER, status="revoked", revoked=date(2025, 9, 1)),
+        replace(ACTIVE, period_end=date(2026, 1, 31)),
+    ]
+    consents = {f"s{n}": tuple(replace(c, student_sourced_id=f"s{n}") for c in combo)
+                for n, combo in enumerate(product(kinds, repeat=2))}  # fmt: skip
+    asked = revocation_subjects(consents)
+    revoked = {
+        Subject(recipient, student)
+        for student, records in consents.items()
+        for recipient, day in product((CLINIC, OTHER), (date(2025, 10, 1), AS_OF))
+        if decide(records, recipient, day).decision is ConsentDecision.REVOKED
+    }
+    assert revoked and revoked <= asked
+    assert Subject(CLINIC, "s0") not in asked  # two active consents: never a notice

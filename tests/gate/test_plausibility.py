@@ -10,6 +10,7 @@ import pytest
 from sis2fhir.config import PlausibilitySettings
 from sis2fhir.plausibility import Baseline, Measures, judge
 from sis2fhir.school_counts import SchoolCounts
+from sis2fhir.store.verdicts import encode_digest
 
 LIMITS = PlausibilitySettings()  # 25 % drops, 2 % corrections
 
@@ -38,8 +39,10 @@ def measures(rows: int = 1000, absent: int = 40, **changes: object) -> Measures:
 
 
 def baseline(rows_per_day: float = 50.0, absent: int = 40, digest: dict | None = None) -> Baseline:
+    """digest: (student, school) -> hundredths absent, stored the way store/verdicts.record stores them."""
+    stored = encode_digest((student, school, h) for (student, school), h in (digest or {}).items())
     return Baseline(run_id=7, as_of=date(2026, 3, 15), rows_per_school_day=rows_per_day, students_absent=absent,
-                    absent=digest or {})  # fmt: skip
+                    digest=stored)  # fmt: skip
 
 
 def codes(m: Measures, b: Baseline | None = None, absent_until: dict | None = None, keys: list | None = None) -> list:

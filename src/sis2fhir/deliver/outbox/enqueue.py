@@ -62,12 +62,17 @@ class Enqueueing(OutboxTable):
         """Which of these keys the outbox already has (any status but superseded)."""
         return KnownKeys(self.engine)(keys)
 
-    def delivered_subjects(self, destinations: Iterable[str]) -> set[tuple[str, Subject]]:
+    def delivered_subjects(
+        self, destinations: Iterable[str], among: Set[Subject] | None = None
+    ) -> set[tuple[str, Subject]]:
         """(destination, subject) pairs something was, or possibly was, delivered about: who may hold what, for
-        revocation notices. Anything the disclosure log names counts, confirmed or in doubt."""
+        revocation notices. Anything the disclosure log names counts, confirmed or in doubt. `among`: only these
+        subjects (a sync asks about those with a revoked consent: every pair, after a full sync of 1M students,
+        was about 150 MB more in the parent for the rest of the run, measured 2026-12-03)."""
         names = list(destinations)
-        if not names:
+        if not names or (among is not None and not among):
             return set()
+        wanted = None if among is None else {str(s) for s in among}
         # a confirmed row belongs to a delivered item; only the (few) rows in flight or in doubt need looking up
         doubtful = unconfirmed_keys(names)
         with self.engine.connect() as conn:
@@ -79,7 +84,7 @@ class Enqueueing(OutboxTable):
                 )
                 .distinct()
             )
-            return {(d, Subject.parse(sk)) for d, sk in rows}
+            return {(d, Subject.parse(sk)) for d, sk in rows if wanted is None or sk in wanted}
 
     def enqueue(
         self,
