@@ -56,12 +56,7 @@ class _Made:
 def revocation_subjects(consents: Mapping[str, Sequence[ConsentRecord]]) -> set[Subject]:
     """The student x recipient subjects a revocation notice may go out about: those with a revoked consent row
     (gate.decide says REVOKED for no other), whatever the as-of date."""
-    return {
-        Subject(c.recipient_organization, student)
-        for student, records in consents.items()
-        for c in records
-        if c.status == "revoked"
-    }
+    return {Subject(c.recipient_organization, s) for s, cs in consents.items() for c in cs if c.status == "revoked"}
 
 
 @dataclass(slots=True)
