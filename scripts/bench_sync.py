@@ -12,6 +12,8 @@ For each size, every step in its own process (its own peak RSS, the load average
   (how a nightly run sees one more school day), with the students it re-emitted, against the floor of reading that
   day: DuckDB reading a file that holds only that day's rows (written from attendance.csv before the clock);
 - the re-run that finds "0 changes": the same as-of D+1 again.
+A sync's peak RSS is its largest process's (the parent, a mapping worker or the attendance stage, which run forked),
+with the sync process's own peak (VmHWM, read from /proc while it runs) beside it.
 Prints the ratios and Markdown rows for BENCHMARKS.md. Nothing is asserted: the figures are for the reader.
 """
 
@@ -28,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -111,15 +114,32 @@ def step_orjson(folder: Path) -> dict[str, Any]:
     return {"seconds": spent, "resources": n}
 
 
+def _watch_peak(pid: int, peak: list[int]) -> None:
+    """peak[0]: the process's VmHWM in KiB, read every 0.2 s while it lives (the kernel keeps the high-water mark)."""
+    while True:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak[0] = max(peak[0], int(line.split()[1]))
+        time.sleep(0.2)
+
+
 def step_sync(export: Path, as_of: str, out: Path) -> dict[str, Any]:
     cmd = [str(Path(sys.executable).parent / "sis2fhir"), "sync", str(export), "--as-of", as_of, "--out", str(out)]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent) as proc:
+        own_peak = [0]  # the sync process's own peak RSS (VmHWM), read until it exits; its forks are apart
+        watch = threading.Thread(target=_watch_peak, args=(proc.pid, own_peak), daemon=True)
+        watch.start()
+        stdout, stderr = proc.communicate()
     seconds = time.perf_counter() - t
     if proc.returncode not in (0, 3):
-        raise SystemExit(f"sync failed with exit {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
-    got: dict[str, Any] = {"seconds": seconds, "stages": [], "changes": 0}
-    for line in proc.stdout.splitlines():
+        raise SystemExit(f"sync failed with exit {proc.returncode}: {stdout[-2000:]} {stderr[-2000:]}")
+    got: dict[str, Any] = {"seconds": seconds, "stages": [], "changes": 0, "own_rss_mb": own_peak[0] / 1024}
+    for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
         if len(cells) != 2:
             continue
@@ -129,7 +149,7 @@ def step_sync(export: Path, as_of: str, out: Path) -> dict[str, Any]:
             got["changes"] = int(cells[1].replace(",", ""))
         elif cells[0].startswith("of which new or changed in this run:"):
             got["new_resources"] = got.get("new_resources", 0) + int(cells[1].replace(",", ""))
-    m = re.search(r"\d+ changes[^.\n]*", proc.stdout)
+    m = re.search(r"\d+ changes[^.\n]*", stdout)
     got["said"] = m.group(0) if m else ""
     with sqlite3.connect(out / "state.sqlite") as db:  # the students this run queued anything for
         (run,) = db.execute("SELECT max(id) FROM runs").fetchone()
@@ -225,14 +245,17 @@ def bench(export: Path, as_of: str | None, engines: bool, increment: bool) -> No
         full = in_child("sync", str(export), str(d), str(out))
         ser = in_child("orjson", str(out))
         floor = base["seconds"] + ser["seconds"]
-        print(f"full sync: {full['seconds']:.1f} s, {full['rss_mb']:.0f} MB; stages: {'; '.join(full['stages'])}")
+        own = full["own_rss_mb"]
+        stages = "; ".join(full["stages"])
+        print(f"full sync: {full['seconds']:.1f} s, {full['rss_mb']:.0f} MB (own {own:.0f}); stages: {stages}")
         print(f"floor, orjson of the {ser['resources']:,} resources written: {ser['seconds']:.2f} s")
         print(f"sync / floor: {full['seconds'] / floor:.1f}x (floor {floor:.2f} s)")
         row("floor: orjson serialises as many resources as the sync wrote", f"{ser['resources']:,} resources",
             f"{ser['seconds']:.2f} s", "", "", ser["load"])  # fmt: skip
         row(f"`sis2fhir sync --out` as of {d}", f"{size}, {ser['resources']:,} resources written, "
             f"{full['students']:,} students queued", f"**{full['seconds']:.1f} s**, {full['rss_mb']:,.0f} MB peak "
-            f"RSS; stages: {'; '.join(full['stages'])}", f"{floor:.2f} s (DuckDB {base['seconds']:.2f} + orjson "
+            f"RSS (largest process; the sync's own {own:,.0f} MB); stages: {'; '.join(full['stages'])}",
+            f"{floor:.2f} s (DuckDB {base['seconds']:.2f} + orjson "
             f"{ser['seconds']:.2f})", f"**{full['seconds'] / floor:.1f}x**", full["load"])  # fmt: skip
         if increment and d1 is not None:
             day_csv = Path(tmp) / "one-day.csv"
@@ -243,7 +266,8 @@ def bench(export: Path, as_of: str | None, engines: bool, increment: bool) -> No
             ratio = inc["seconds"] / day_floor["seconds"]
             print(f"floor of one day ({day_rows:,} rows in a file of their own): {day_floor['seconds']:.2f} s")
             print(
-                f"increment as of {d1}: {inc['seconds']:.1f} s, {inc['rss_mb']:.0f} MB, {inc['students']:,} students "
+                f"increment as of {d1}: {inc['seconds']:.1f} s, {inc['rss_mb']:.0f} MB (own "
+                f"{inc['own_rss_mb']:.0f}), {inc['students']:,} students "
                 f"re-emitted ({inc['changes']:,} student x recipient changes), {ratio:.1f}x its floor"
             )
             print(f"re-run as of {d1}: {again['seconds']:.1f} s, {again['rss_mb']:.0f} MB, '{again['said']}'")
@@ -252,7 +276,8 @@ def bench(export: Path, as_of: str | None, engines: bool, increment: bool) -> No
                 day_floor["load"])  # fmt: skip
             row(f"daily increment: `sync --out` as of {d1} after the full sync as of {d}, same export and store",
                 f"{size}; {inc['students']:,} students re-emitted ({inc['changes']:,} student x recipient)",
-                f"**{inc['seconds']:.1f} s**, {inc['rss_mb']:,.0f} MB peak RSS; stages: {'; '.join(inc['stages'])}",
+                f"**{inc['seconds']:.1f} s**, {inc['rss_mb']:,.0f} MB peak RSS (largest process; the sync's own "
+                f"{inc['own_rss_mb']:,.0f} MB); stages: {'; '.join(inc['stages'])}",
                 f"{day_floor['seconds']:.2f} s", f"**{ratio:.1f}x**", inc["load"])  # fmt: skip
             row(f"re-run as of {d1} again (\"0 changes\")", size, f"{again['seconds']:.1f} s, {again['rss_mb']:,.0f} "
                 f"MB peak RSS; said: {again['said']}", "", "", again["load"])  # fmt: skip
