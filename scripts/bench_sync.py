@@ -12,7 +12,7 @@ For each size, every step in its own process (its own peak RSS, the load average
   (how a nightly run sees one more school day), with the students it re-emitted, against the floor of reading that
   day: DuckDB reading a file that holds only that day's rows (written from attendance.csv before the clock);
 - the re-run that finds "0 changes": the same as-of D+1 again.
-A sync's peak RSS is its largest process's (the parent, a mapping worker or the attendance stage, which run forked),
+A sync's peak RSS is its largest process's (the parent or a forked mapping worker),
 with the sync process's own peak (VmHWM, read from /proc while it runs) beside it.
 Prints the ratios and Markdown rows for BENCHMARKS.md. Nothing is asserted: the figures are for the reader.
 """

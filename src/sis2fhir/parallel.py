@@ -13,16 +13,11 @@ import itertools
 import multiprocessing
 import os
 import pickle
-import signal
-import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-
-from sis2fhir.errors import Unusable
 
 J = TypeVar("J")  # the job shared by every task
 T = TypeVar("T")  # one task's item
@@ -138,50 +133,3 @@ def fork_map(
                 yield _taken(pending.popleft().get())
         while pending:
             yield _taken(pending.popleft().get())
-
-
-def apart(fn: Callable[[], R]) -> R:
-    """`fn()` in a forked child process, its result (or the exception it raised) pickled back through a temporary
-    file: whatever the work allocated beside its result goes back to the system when the child exits, instead of
-    staying in this process's heap for the rest of the run (a Python heap gives little back: freed objects leave
-    partly used arenas, and DuckDB's allocator keeps its pages). The child sees this process's memory as it was at
-    the fork and changes nothing here. Without fork, `fn()` runs here. Unusable if the child dies without an
-    answer (killed, for example by the kernel's out-of-memory killer)."""
-    if not can_fork():
-        return fn()
-    with tempfile.TemporaryDirectory(prefix="sis2fhir-apart-") as folder:
-        answer = Path(folder) / "answer.pickle"
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns, never runs the parent's exit handlers
-            code = 0
-            try:
-                try:
-                    outcome: tuple[bool, Any] = (True, fn())
-                except BaseException as e:  # every outcome goes back to the parent
-                    outcome = (False, e)
-                with answer.open("wb") as f:
-                    try:
-                        pickle.dump(outcome, f, pickle.HIGHEST_PROTOCOL)
-                    except Exception as e:  # an exception that cannot be pickled: its words, unchanged
-                        f.seek(0)
-                        f.truncate()
-                        pickle.dump((False, RuntimeError(f"{type(outcome[1]).__name__}: {e}")), f)
-            except BaseException:  # nothing written: the parent says so
-                code = 1
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if not answer.exists() or os.waitstatus_to_exitcode(status) != 0:
-            code = os.waitstatus_to_exitcode(status)
-            how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-            raise Unusable(
-                f"the process that did part of the run {how} before it finished (a kill by the out-of-memory killer "
-                "shows as SIGKILL); nothing was sent. Run the same command again, with more memory if it was that."
-            )
-        with answer.open("rb") as f:
-            ok, value = pickle.load(f)
-    if not ok:
-        raise value
-    return value

@@ -20,7 +20,6 @@ from typing import Any, ParamSpec
 
 from sqlalchemy import Engine
 
-from sis2fhir.attendance_stage import measure_and_judge
 from sis2fhir.columnar.choice import choose_engine
 from sis2fhir.config import Settings
 from sis2fhir.deliver.base import Destination
@@ -31,7 +30,7 @@ from sis2fhir.disclosure import DisclosureBuilder, DisclosureCounts, build_discl
 from sis2fhir.engine import Rules, choose_school_year
 from sis2fhir.map.observation import Measured
 from sis2fhir.measure import AttendanceSummary, last_instructional_day
-from sis2fhir.plausibility import GateStopped, Measures, Verdict
+from sis2fhir.plausibility import GateStopped, Measures, Verdict, sanity_gates
 from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_style
 from sis2fhir.read.calendar import read_calendar
@@ -189,18 +188,16 @@ def sync(
     compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
     window = settings.notify.early_warning_window_days
     rules = Rules.of(roster, calendar, year, as_of, policy, style, compare_until, window)
-    attendance_engine = choose_engine(settings.engine, settings.workers)
-    # in a process of its own: the tallies' memory goes with it (attendance_stage.py)
-    measured = measure_and_judge(attendance_engine, export, roster, rules, baseline, settings, report, accept_change)
+    measured = choose_engine(settings.engine, settings.workers).measure(export, roster, rules, report)
     if progress is not None:
-        progress("attendance rows", measured.events)
+        progress("attendance rows", measured.counts.events)
     result.summaries, result.withheld = measured.summaries, measured.withheld
     result.attendance_engine, result.engine_fallback = measured.engine, measured.fallback
     clock.lap("read and tally attendance")
     result.tiers.update(str(s.tier) for s in result.summaries)  # plain codes: the counts go to JSON
-    result.measures, result.verdict = measured.measures, measured.verdict
+    result.measures, result.verdict = sanity_gates(measured, rules, baseline, settings, report, accept_change)
     every_summary = measured.every_summary
-    del measured
+    del measured  # the tallies: only the summaries are needed from here on
 
     run_id = result.run_id = start_run(engine, started, as_of, str(export_path))
     absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)

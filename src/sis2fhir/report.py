@@ -52,10 +52,6 @@ class RowReport:
         self.rows_read.update(other.rows_read)
         self._rejected.update(other._rejected)
 
-    def carry_on_from(self, other: RowReport) -> None:
-        """Become `other`: this report as another process carried it on (parallel.apart), issues and counts."""
-        self.issues, self.rows_read, self._rejected = other.issues, other.rows_read, other._rejected
-
     def count_read(self, file: str, n: int = 1) -> None:
         self.rows_read[file] += n
 

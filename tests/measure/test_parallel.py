@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sis2fhir.errors import ExportError, Unusable
-from sis2fhir.parallel import apart, can_fork, fork_map
+from sis2fhir.parallel import can_fork, fork_map
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked only where fork exists")
 
@@ -76,32 +74,3 @@ def test_a_spill_folder_that_cannot_be_written_costs_no_result(tmp_path: Path) -
     mapped = fork_map(_scaled, {"factor": 7}, range(8), 2, meanwhile=lambda: None, ahead_meanwhile=4, spill_to=gone)
     assert [r for r, _ in mapped] == [7 * i for i in range(8)]
     assert not gone.exists()
-
-
-def test_work_apart_returns_its_answer_and_leaves_this_process_as_it_was() -> None:
-    held: list[int] = []
-
-    def work() -> tuple[int, int]:
-        held.extend(range(1000))  # the child's own copy: this process's list stays empty
-        return sum(held), os.getpid()
-
-    total, pid = apart(work)
-    assert total == sum(range(1000))
-    assert pid != os.getpid()
-    assert held == []
-
-
-def test_an_error_apart_is_raised_here_with_its_own_type_and_words() -> None:
-    def unusable_export() -> None:
-        raise ExportError("attendance.csv has no header row")
-
-    with pytest.raises(ExportError, match="no header row"):
-        apart(unusable_export)
-
-
-def test_a_process_apart_that_is_killed_ends_the_run_with_words_not_a_hang() -> None:
-    def killed() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does
-
-    with pytest.raises(Unusable, match="killed by signal SIGKILL"):
-        apart(killed)
