@@ -131,10 +131,11 @@ def step_sync(export: Path, as_of: str, out: Path) -> dict[str, Any]:
     cmd = [str(Path(sys.executable).parent / "sis2fhir"), "sync", str(export), "--as-of", as_of, "--out", str(out)]
     t = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent) as proc:
-        own_peak = [0]  # the sync process's own peak RSS (VmHWM), read until it exits; its forks are apart
+        own_peak = [0]  # the sync process's own peak RSS (VmHWM), read until it exits; its workers not counted
         watch = threading.Thread(target=_watch_peak, args=(proc.pid, own_peak), daemon=True)
         watch.start()
         stdout, stderr = proc.communicate()
+    watch.join()  # the process is reaped: the watcher's next read fails and it ends
     seconds = time.perf_counter() - t
     if proc.returncode not in (0, 3):
         raise SystemExit(f"sync failed with exit {proc.returncode}: {stdout[-2000:]} {stderr[-2000:]}")
@@ -254,7 +255,7 @@ def bench(export: Path, as_of: str | None, engines: bool, increment: bool) -> No
             f"{ser['seconds']:.2f} s", "", "", ser["load"])  # fmt: skip
         row(f"`sis2fhir sync --out` as of {d}", f"{size}, {ser['resources']:,} resources written, "
             f"{full['students']:,} students queued", f"**{full['seconds']:.1f} s**, {full['rss_mb']:,.0f} MB peak "
-            f"RSS (largest process; the sync's own {own:,.0f} MB); stages: {'; '.join(full['stages'])}",
+            f"RSS (largest process; the sync's own {own:,.0f} MB); stages: {stages}",
             f"{floor:.2f} s (DuckDB {base['seconds']:.2f} + orjson "
             f"{ser['seconds']:.2f})", f"**{full['seconds'] / floor:.1f}x**", full["load"])  # fmt: skip
         if increment and d1 is not None:
