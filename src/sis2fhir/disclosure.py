@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from sis2fhir.config import RecipientSettings, Settings
+from sis2fhir.consent_book import ConsentBook
 from sis2fhir.deliver.base import DeliveryItem, Head, head_of
 from sis2fhir.deliver.outbox import Envelope, Subject, idempotency_key
 from sis2fhir.deliver.routing import Route
@@ -53,10 +54,10 @@ class _Made:
     notice: bool = False  # a revoked Consent for a recipient that holds the student's data
 
 
-def revocation_subjects(consents: Mapping[str, Sequence[ConsentRecord]]) -> set[Subject]:
+def revocation_subjects(consents: ConsentBook) -> set[Subject]:
     """The student x recipient subjects a revocation notice may go out about: those with a revoked consent row
     (gate.decide says REVOKED for no other), whatever the as-of date."""
-    return {Subject(c.recipient_organization, s) for s, cs in consents.items() for c in cs if c.status == "revoked"}
+    return {Subject(recipient, student) for student, recipient in consents.revoked()}
 
 
 @dataclass(slots=True)

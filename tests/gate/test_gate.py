@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import date
 from itertools import product
 
+from sis2fhir.consent_book import ConsentBook
 from sis2fhir.deliver.outbox import Subject
 from sis2fhir.disclosure import revocation_subjects
 from sis2fhir.gate import ConsentDecision, decide
@@ -96,8 +97,10 @@ def test_every_revoked_decision_is_among_the_subjects_asked_about_holders() -> N
         replace(ACTIVE, recipient_organization=OTHER, status="revoked", revoked=date(2025, 9, 1)),
         replace(ACTIVE, period_end=date(2026, 1, 31)),
     ]
-    consents = {f"s{n}": tuple(replace(c, student_sourced_id=f"s{n}") for c in combo)
-                for n, combo in enumerate(product(kinds, repeat=2))}  # fmt: skip
+    consents = ConsentBook("consents.csv")
+    for n, combo in enumerate(product(kinds, repeat=2)):
+        for c in combo:
+            consents.add(replace(c, student_sourced_id=f"s{n}"))
     asked = revocation_subjects(consents)
     revoked = {
         Subject(recipient, student)

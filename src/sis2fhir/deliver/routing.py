@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sis2fhir.records import ConsentRecord
+from sis2fhir.consent_book import ConsentBook
 from sis2fhir.report import RowReport
 
 
@@ -25,7 +25,7 @@ class Route:
 def recipient_routes(
     routes: Mapping[str, Sequence[Route]],
     from_consents: Sequence[Route],
-    consents: Mapping[str, Sequence[ConsentRecord]],
+    consents: ConsentBook,
     report: RowReport,
 ) -> dict[str, list[Route]]:
     """Recipient -> routes: those from the configuration, and `from_consents` for every recipient named in a
@@ -33,11 +33,10 @@ def recipient_routes(
     goes to it) when the routes come from the configuration only."""
     merged: dict[str, list[Route]] = {r: list(v) for r, v in routes.items()}
     if from_consents:
-        named = {c.recipient_organization for cs in consents.values() for c in cs}
-        for recipient in sorted(named | set(merged)):
+        for recipient in sorted(set(consents.recipients()) | set(merged)):
             rts = merged.setdefault(recipient, [])
             rts += [rt for rt in from_consents if rt not in rts]
-    elif routes:
+    elif routes and not set(consents.recipients()) <= set(routes):  # each consent read only if one is not known
         for cs in consents.values():
             for c in cs:
                 if c.recipient_organization not in routes:

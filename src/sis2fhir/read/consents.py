@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import sys
 from datetime import date
 
+from sis2fhir.consent_book import ConsentBook
 from sis2fhir.read.csvfile import Columns, open_csv
 from sis2fhir.read.dates import bad_date, parse_date
 from sis2fhir.read.export import Export, ExportError
@@ -31,15 +31,13 @@ DEFAULT_SCOPE = ("attendance",)
 _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 
-def read_consents(
-    export: Export, roster: Roster, report: RowReport, as_of: date
-) -> dict[str, tuple[ConsentRecord, ...]]:
-    """Student sourcedId -> their consents, in file order; {} when the export has no consents.csv.
+def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date) -> ConsentBook:
+    """Student sourcedId -> their consents, in file order; an empty book when the export has no consents.csv.
 
     `as_of`: the run's as-of date; a consent signed after it is reported."""
     table = open_csv(export, "consents.csv", report, CONSENTS)
     if table is None:
-        return {}
+        return ConsentBook("consents.csv")
     file = table.file
     if not table.usable:  # a consents.csv that cannot be read as consents: its revocations could not be honoured
         table.close()
@@ -55,13 +53,9 @@ def read_consents(
             "studentSourcedId or studentIdentifier); with no consents yet, a header-only file says so."
         )
     by_state_id = roster.student_by_state_id()
-    consents: dict[str, list[ConsentRecord]] = {}
+    consents = ConsentBook(file)
     seen_ids: dict[str, int] = {}
-    # one object per distinct date and scope; recipients, relationships and purposes repeat (sys.intern): at 100k
-    # students the 111k consents took 118 MB as read, about 1 kB each (measured)
-    days: dict[str, date | None] = {}
-    scopes: dict[tuple[str, ...], tuple[str, ...]] = {DEFAULT_SCOPE: DEFAULT_SCOPE}
-    intern = sys.intern
+    days: dict[str, date | None] = {}  # each distinct date parsed once (the book keeps each value once)
     for line, row in table.dict_rows():
 
         def fail(column: str, code: str, message: str, line: int = line) -> None:
@@ -168,28 +162,27 @@ def read_consents(
             )
         scope = tuple(s for s in _SCOPE_SPLIT.split(row.get("dataScope", "").strip().lower()) if s) or DEFAULT_SCOPE
         student = roster.students[student].sourced_id  # the roster's string object, not the row's
-        consents.setdefault(student, []).append(
+        consents.add(
             ConsentRecord(
                 consent_id=consent_id,
                 student_sourced_id=student,
                 grantor_name=row["grantorName"].strip(),
-                grantor_relationship=intern(row.get("grantorRelationship", "").strip().lower()),
-                recipient_organization=intern(row["recipientOrganization"].strip()),
-                recipient_name=intern(row.get("recipientName", "").strip()),
-                purpose=intern(row.get("purpose", "").strip().lower() or DEFAULT_PURPOSE),
-                data_scope=scopes.setdefault(scope, scope),
+                grantor_relationship=row.get("grantorRelationship", "").strip().lower(),
+                recipient_organization=row["recipientOrganization"].strip(),
+                recipient_name=row.get("recipientName", "").strip(),
+                purpose=row.get("purpose", "").strip().lower() or DEFAULT_PURPOSE,
+                data_scope=scope,
                 signed=signed,
                 period_start=start,
                 period_end=end,
-                status=intern(status),
+                status=status,
                 revoked=revoked,
                 document_url=row.get("documentUrl", "").strip(),
                 file=file,
                 line=line,
             )
         )
-    # tuples, kept for the whole run: a list is 56 bytes and its array apart, and most students have one consent
-    return {student: tuple(theirs) for student, theirs in consents.items()}
+    return consents
 
 
 def _student(row: dict[str, str], roster: Roster, by_state_id: dict[str, str]) -> str | None:
