@@ -35,7 +35,7 @@ from sis2fhir.measure import AttendanceSummary
 from sis2fhir.parallel import can_fork, fork_map, workers_wanted
 from sis2fhir.records import ConsentRecord, Roster, Student
 from sis2fhir.report import RowReport
-from sis2fhir.student_chunks import StudentChunk
+from sis2fhir.student_chunks import StudentChunk, StudentsToMap
 from sis2fhir.terminology import CONSENT_PROFILE, OBSERVATION_PROFILE
 from sis2fhir.validate import operation_outcome
 from sis2fhir.validate.templates import default_template_validator, validate_encoded
@@ -315,8 +315,7 @@ COLLECT_EVERY = 20  # chunks of students between two collections of reference cy
 
 def build_disclosures(
     builder: DisclosureBuilder,
-    chunks: list[StudentChunk],
-    consents: Consents,
+    to_map: StudentsToMap,
     workers: int,
     meanwhile: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, list[Envelope]]]:
@@ -324,10 +323,10 @@ def build_disclosures(
     map and validate while this process writes to the store; each worker's counts are added to `builder.counts`.
     `meanwhile`: this process's own work before the first chunk is yielded, which the mapping needs nothing of; on
     several cores it runs while the workers map their first MAP_MEANWHILE chunks (forked before it: they see
-    nothing it does)."""
+    nothing it does), and then this process lets go of `to_map` (StudentsToMap.let_go)."""
     workers = workers_wanted(workers)
     students = builder.roster.students
-    parallel = workers >= 2 and sum(len(c.students) for c in chunks) >= PARALLEL_MAPPING_FROM and can_fork()
+    parallel = workers >= 2 and sum(len(c.students) for c in to_map.chunks) >= PARALLEL_MAPPING_FROM and can_fork()
     if parallel:
         default_template_validator()  # compiled once here; the workers inherit it
     # The resources made are trees (no reference cycles: the cyclic collector found nothing in them), yet each
@@ -341,14 +340,14 @@ def build_disclosures(
         if not parallel:
             if meanwhile is not None:
                 meanwhile()
-            for n, chunk in enumerate(chunks, 1):
-                yield len(chunk.students), builder.envelopes_for(chunk, consents)
+            for n, chunk in enumerate(to_map.chunks, 1):
+                yield len(chunk.students), builder.envelopes_for(chunk, to_map.consents)
                 if n % COLLECT_EVERY == 0:
                     gc.collect(0)
             return
         with tempfile.TemporaryDirectory(prefix="sis2fhir-mapped-") as spill, closing(  # the pool ends first
-            fork_map(_map_chunk, (builder, chunks, consents), range(len(chunks)), workers, MAP_AHEAD * workers,
-                     meanwhile=meanwhile, ahead_meanwhile=MAP_MEANWHILE, spill_to=Path(spill))
+            fork_map(_map_chunk, (builder, to_map), range(to_map.chunk_count), workers, MAP_AHEAD * workers,
+                     meanwhile=to_map.let_go_after(meanwhile), ahead_meanwhile=MAP_MEANWHILE, spill_to=Path(spill))
         ) as mapping:  # fmt: skip
             for n, part in enumerate(mapping, 1):
                 builder.counts.absorb(part.counts, lambda sid: students[sid].sourced_id)  # the roster's own ids
@@ -370,11 +369,11 @@ class _MappedChunk:
     counts: DisclosureCounts
 
 
-def _map_chunk(job: tuple[DisclosureBuilder, list[StudentChunk], Consents], n: int) -> _MappedChunk:
+def _map_chunk(job: tuple[DisclosureBuilder, StudentsToMap], n: int) -> _MappedChunk:
     """Chunk `n` of students, mapped in a worker (the builder, chunks and consents reach it by fork)."""
-    parent, chunks, consents = job
-    builder = parent.fresh()
-    mapped = _MappedChunk(len(chunks[n].students), builder.envelopes_for(chunks[n], consents), builder.counts)
+    parent, to_map = job
+    builder, chunk = parent.fresh(), to_map.chunks[n]
+    mapped = _MappedChunk(len(chunk.students), builder.envelopes_for(chunk, to_map.consents), builder.counts)
     if next(_chunks_mapped) % COLLECT_EVERY == 0:  # automatic collection is off in the workers too (forked)
         gc.collect(0)
     return mapped

@@ -43,7 +43,7 @@ from sis2fhir.store import verdicts
 from sis2fhir.store.attendance_events import record_transitions
 from sis2fhir.store.runs import finish_run, start_run
 from sis2fhir.store.summaries import record_changed
-from sis2fhir.student_chunks import student_chunks
+from sis2fhir.student_chunks import StudentsToMap, student_chunks
 from sis2fhir.transitions import judge_in_pieces
 from sis2fhir.withhold import MISSING, WITHHELD, Withheld
 
@@ -60,7 +60,7 @@ class SyncResult:
     attendance_engine: str = ""  # the engine that read the attendance (settings.engine; columnar/choice.py)
     engine_fallback: str = ""  # why the columnar engine, asked, left the file to the streaming one
     students: int = 0
-    summaries: list[AttendanceSummary] = field(default_factory=list)  # the ones that may be sent (none withheld)
+    summaries: int = 0  # student x school summaries that may be sent (none withheld)
     withheld: list[Withheld] = field(default_factory=list)  # student x school summaries not sent in this run
     tiers: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)  # per student x recipient
@@ -92,7 +92,7 @@ class SyncResult:
 
     def summary_count(self) -> int:
         """Student x school summaries that may be sent (for a re-run of identical input: the earlier run's)."""
-        return len(self.summaries) if self.identical_to is None else int(self.counted.get("summaries", 0))
+        return self.summaries if self.identical_to is None else int(self.counted.get("summaries", 0))
 
     def withheld_counts(self) -> Counter[str]:
         if self.identical_to is None:
@@ -191,16 +191,17 @@ def sync(
     measured = choose_engine(settings.engine, settings.workers).measure(export, roster, rules, report)
     if progress is not None:
         progress("attendance rows", measured.counts.events)
-    result.summaries, result.withheld = measured.summaries, measured.withheld
+    summaries, result.withheld = measured.summaries, measured.withheld
+    result.summaries = len(summaries)
     result.attendance_engine, result.engine_fallback = measured.engine, measured.fallback
     clock.lap("read and tally attendance")
-    result.tiers.update(str(s.tier) for s in result.summaries)  # plain codes: the counts go to JSON
+    result.tiers.update(str(s.tier) for s in summaries)  # plain codes: the counts go to JSON
     result.measures, result.verdict = sanity_gates(measured, rules, baseline, settings, report, accept_change)
     every_summary = measured.every_summary
     del measured  # the tallies: only the summaries are needed from here on
 
     run_id = result.run_id = start_run(engine, started, as_of, str(export_path))
-    absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in result.summaries)
+    absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in summaries)
     measures, verdict = result.measures, result.verdict
     verdicts.record(
         engine,
@@ -219,8 +220,9 @@ def sync(
         raise GateStopped(result.verdict)
 
     def record_summaries_and_events() -> None:  # for notifications and charts; the mapping needs nothing of it
-        record_changed(engine, run_id, district.namespace, policy.name, result.summaries)
-        result.events.update(_record_events(engine, run_id, settings, year, as_of, result.summaries, policy))
+        sent = to_map.summaries
+        record_changed(engine, run_id, district.namespace, policy.name, sent)
+        result.events.update(_record_events(engine, run_id, settings, year, as_of, sent, policy))
 
     all_routes = recipient_routes(routes, recipients_from_consents or [], consents, report)
     outbox = Outbox(engine, settings.outbox)
@@ -243,12 +245,15 @@ def sync(
             counts=DisclosureCounts(report),
             measured=_measured(policy, calendar, year, roster),
         )
-        chunks = student_chunks(every_summary, result.summaries)  # a withheld student: their Consent as always
-        del every_summary  # the withheld summaries: counted already, never mapped
+        chunks = student_chunks(every_summary, summaries)  # a withheld student: their Consent as always
+        # the withheld summaries: counted already, never mapped; the rest, the chunks and the consents: from here
+        # on held by `to_map` only, which the mapping lets go of once its workers have them
+        to_map = StudentsToMap(chunks, summaries, consents)
+        del every_summary, summaries, chunks, consents
         envelopes: list[Envelope] = []
         mapped = 0
         # the summaries and events are recorded while the workers map their first chunks, before anything is enqueued
-        mapping = build_disclosures(builder, chunks, consents, settings.workers, record_summaries_and_events)
+        mapping = build_disclosures(builder, to_map, settings.workers, record_summaries_and_events)
         for students_done, batch in mapping:
             envelopes += batch
             if len(envelopes) >= ENQUEUE_CHUNK:  # written down as we go: memory stays flat

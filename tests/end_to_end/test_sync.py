@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -423,8 +424,16 @@ def test_mapping_on_several_cores_writes_what_one_core_writes(tmp_path: Path, mo
     assert code == 0, output
     monkeypatch.setattr(disclosure, "PARALLEL_MAPPING_FROM", 1)  # the example is small: fork anyway
     monkeypatch.setattr(student_chunks, "MAP_CHUNK", 17)
+    let_go, parents = student_chunks.StudentsToMap.let_go, []
+
+    def let_go_seen(self: student_chunks.StudentsToMap) -> None:
+        parents.append(os.getpid())
+        let_go(self)
+
+    monkeypatch.setattr(student_chunks.StudentsToMap, "let_go", let_go_seen)
     code2, output2 = run_sync(EXAMPLE, tmp_path / "two", "--as-of", EXAMPLE_AS_OF, "--workers", "2")
     assert code2 == 0, output2
+    assert parents == [os.getpid()]  # this process let go of the students to map, its workers mapped them all
 
     def table(text: str) -> list[str]:  # the summary without the timings
         return [line for line in text.splitlines() if "time:" not in line and "destinations)" not in line]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import random
 from datetime import date
 
+import pytest
+
+from sis2fhir.consent_book import ConsentBook
 from sis2fhir.measure import AttendanceSummary
-from sis2fhir.student_chunks import student_chunks
+from sis2fhir.student_chunks import StudentsToMap, student_chunks
 from sis2fhir.terminology import Tier
 
 
@@ -35,3 +38,17 @@ def test_every_student_once_in_sourced_id_order_with_their_sent_summaries() -> N
 
 def test_no_summaries_no_chunks() -> None:
     assert student_chunks([], []) == []
+
+
+def test_the_students_to_map_are_let_go_after_the_parents_own_work_and_cannot_be_read_after() -> None:
+    every = [_summary(f"stu-{n}", "sch-1") for n in range(5)]
+    book = ConsentBook("consents.csv")
+    to_map = StudentsToMap(student_chunks(every, every, size=2), every, book)
+    seen: list[int] = []
+    run = to_map.let_go_after(lambda: seen.append(len(to_map.summaries)))  # the work still reads them
+    assert to_map.chunk_count == 3 and to_map.consents is book
+    run()
+    assert seen == [5] and to_map.chunk_count == 3
+    for read in (lambda: to_map.chunks, lambda: to_map.summaries, lambda: to_map.consents):
+        with pytest.raises(RuntimeError, match="let go"):  # a mapper forked now fails: it never maps "no consent"
+            read()
