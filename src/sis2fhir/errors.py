@@ -19,7 +19,8 @@ class Exit(IntEnum):
     ROWS_REJECTED = 3  # completed, but some input rows were rejected or resources quarantined (see the row report)
     NOT_ALL_DELIVERED = 4  # completed, but some deliveries wait for a retry, a patient match, or are dead
     STORE_BUSY = 5  # another sis2fhir command is writing to the same state store (sis2fhir.store.lock)
-    INTERNAL = 70  # EX_SOFTWARE: a fault in sis2fhir itself (one line, no input data; SIS2FHIR_DEBUG=1: traceback)
+    INTERNAL = 70  # EX_SOFTWARE: a fault in sis2fhir itself (one line, no input data; SIS2FHIR_DEBUG=1: traceback),
+    # or a worker process killed mid-run (WorkerLost)
 
 
 class Sis2fhirError(Exception):
@@ -63,3 +64,21 @@ class StoreLockError(Sis2fhirError):
 class DestinationUnusable(Sis2fhirError):
     """The destination can take nothing now (a full disk under a folder), and nothing of the batch reached it: the
     items stay queued, certainly not delivered, and the command stops with the message."""
+
+
+class WorkerLost(Sis2fhirError):
+    """A worker process ended before its part of the run was done (killed: on Linux most often by the kernel's
+    out-of-memory killer); the run stops there, as a run that was killed does, and the next run goes on from the
+    outbox (items in doubt are recovered)."""
+
+    exit_code = Exit.INTERNAL
+
+    def __init__(self, exit_code: int) -> None:
+        self.worker_exit = exit_code
+        how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with status {exit_code}"
+        memory = " (SIGKILL: most often the system out of memory)" if exit_code == -9 else ""
+        super().__init__(
+            f"a worker process {how}{memory} before its part of the run was done; the run stopped. Nothing is lost: "
+            "what was written is in the store and the next run goes on from it. Run again, with fewer --workers or "
+            "more memory if the system ran out of it."
+        )

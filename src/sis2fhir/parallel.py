@@ -16,8 +16,11 @@ import pickle
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from multiprocessing.pool import AsyncResult
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from sis2fhir.errors import WorkerLost
 
 J = TypeVar("J")  # the job shared by every task
 T = TypeVar("T")  # one task's item
@@ -81,6 +84,28 @@ def _run_spilled(job_item_path: tuple[int, Any, Path]) -> Any:
     return _Spilled(path)
 
 
+WATCH_SECONDS = 0.5  # how often a wait for a result looks at whether the pool's workers are still there
+
+
+def _outcome(result: AsyncResult[Any], workers: list[BaseProcess]) -> Any:
+    """The task's result (its exception raised here); WorkerLost once one of the pool's workers has ended. The pool
+    forks a new worker in its place, but the task the old one held never finishes: `AsyncResult.get()` would wait
+    for ever (a nightly run hung, not failed: seen with a worker killed by SIGKILL)."""
+    while not result.ready():
+        result.wait(WATCH_SECONDS)
+        _check_alive(workers)
+    if not result.successful():
+        _check_alive(workers)  # a worker forked to replace a lost one may fail first (student_chunks.StudentsToMap)
+    return result.get()
+
+
+def _check_alive(workers: list[BaseProcess]) -> None:
+    for worker in workers:
+        code = worker.exitcode
+        if code is not None:
+            raise WorkerLost(code)
+
+
 def _taken(result: Any) -> Any:
     if not isinstance(result, _Spilled):
         return result
@@ -112,11 +137,13 @@ def fork_map(
     `spill_to`: a folder where the workers write those first items' results while `meanwhile` runs, instead of
     sending them (at 1M students, with 64 chunks of 500 mapped students, about 3.5 MB each unpickled, waiting on
     disk the run's peak RSS fell from 2,716 to 2,485 MB, measured); each file is read and removed as its result is
-    yielded."""
+    yielded. A worker that ends before the pool does (killed) raises WorkerLost here (`_outcome`)."""
     job_id = next(_job_ids)
     context = multiprocessing.get_context("fork")
     window = ahead or 2 * processes
+    others = set(multiprocessing.active_children())
     with context.Pool(processes, initializer=_enter, initargs=(job_id, _Task(fn, job))) as pool:
+        workers = [p for p in multiprocessing.active_children() if p not in others]  # all forked by now
         pending: deque[AsyncResult[Any]] = deque()
         rest = iter(items)
         if meanwhile is not None:
@@ -130,6 +157,6 @@ def fork_map(
         for item in rest:
             pending.append(pool.apply_async(_run, ((job_id, item),)))
             while len(pending) >= window:
-                yield _taken(pending.popleft().get())
+                yield _taken(_outcome(pending.popleft(), workers))
         while pending:
-            yield _taken(pending.popleft().get())
+            yield _taken(_outcome(pending.popleft(), workers))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import orjson
@@ -441,6 +442,37 @@ def test_mapping_on_several_cores_writes_what_one_core_writes(tmp_path: Path, mo
     assert table(output2.replace(str(tmp_path / "two"), "")) == table(output.replace(str(tmp_path / "one"), ""))
     for p in (tmp_path / "one").glob("*/*.ndjson"):
         assert (tmp_path / "two" / p.parent.name / p.name).read_bytes() == p.read_bytes()
+
+
+@pytest.mark.timeout(120)
+def test_a_mapping_worker_killed_mid_run_stops_the_sync_with_a_message_and_the_next_run_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    import sis2fhir.disclosure as disclosure
+    import sis2fhir.student_chunks as student_chunks
+
+    monkeypatch.setattr(disclosure, "PARALLEL_MAPPING_FROM", 1)  # the example is small: fork anyway
+    monkeypatch.setattr(student_chunks, "MAP_CHUNK", 17)
+    map_chunk = disclosure._map_chunk
+
+    def killed_on_chunk_3(job: Any, n: int) -> Any:  # in a worker: as the out-of-memory killer would end it
+        if n == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return map_chunk(job, n)
+
+    monkeypatch.setattr(disclosure, "_map_chunk", killed_on_chunk_3)
+    out = tmp_path / "out"
+    code, output = run_sync(EXAMPLE, out, "--as-of", EXAMPLE_AS_OF, "--workers", "2")
+    assert code == 70 and "killed by signal 9" in output and "Traceback" not in output, output
+    monkeypatch.setattr(disclosure, "_map_chunk", map_chunk)
+    code, output = run_sync(EXAMPLE, out, "--as-of", EXAMPLE_AS_OF, "--workers", "2")
+    assert code == 0, output
+    clean = tmp_path / "clean"
+    assert run_sync(EXAMPLE, clean, "--as-of", EXAMPLE_AS_OF, "--workers", "2")[0] == 0
+    for p in clean.glob("*/*.ndjson"):  # what the stopped run had written is absorbed, nothing is missing
+        assert sorted((out / p.parent.name / p.name).read_bytes().splitlines()) == sorted(p.read_bytes().splitlines())
 
 
 def test_check_gives_the_district_the_row_report_and_sends_nothing(

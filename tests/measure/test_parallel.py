@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sis2fhir.errors import Exit, WorkerLost
 from sis2fhir.parallel import can_fork, fork_map
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked only where fork exists")
@@ -74,3 +76,20 @@ def test_a_spill_folder_that_cannot_be_written_costs_no_result(tmp_path: Path) -
     mapped = fork_map(_scaled, {"factor": 7}, range(8), 2, meanwhile=lambda: None, ahead_meanwhile=4, spill_to=gone)
     assert [r for r, _ in mapped] == [7 * i for i in range(8)]
     assert not gone.exists()
+
+
+def _dies_on(job: dict[str, int], item: int) -> int:
+    if item == job["fatal"]:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer ends a process
+    return item
+
+
+@pytest.mark.timeout(60)  # before: the pool forked a new worker and the lost item's result was waited for for ever
+@pytest.mark.parametrize("ahead", [0, 3])
+def test_a_worker_killed_mid_run_ends_the_run_with_worker_lost_instead_of_a_hang(ahead: int) -> None:
+    taken: list[int] = []
+    with pytest.raises(WorkerLost, match="killed by signal 9") as lost:
+        for result in fork_map(_dies_on, {"fatal": 5}, range(40), 2, ahead):
+            taken.append(result)
+    assert lost.value.worker_exit == -signal.SIGKILL and lost.value.exit_code == Exit.INTERNAL
+    assert taken == list(range(len(taken))) and len(taken) <= 5  # in order, and nothing past the lost item
