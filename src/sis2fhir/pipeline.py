@@ -34,7 +34,7 @@ from sis2fhir.plausibility import GateStopped, Measures, Verdict, sanity_gates
 from sis2fhir.policy import Policy
 from sis2fhir.read.attendance import attendance_style
 from sis2fhir.read.calendar import read_calendar
-from sis2fhir.read.consents import read_consents
+from sis2fhir.read.consents import check_consents, read_consents
 from sis2fhir.read.export import open_export
 from sis2fhir.read.oneroster import read_roster
 from sis2fhir.records import Roster, SchoolYear
@@ -174,15 +174,15 @@ def sync(
     calendar = read_calendar(export, report)
     style = attendance_style(export)  # exception-only without calendar.csv: refused by the sanity gates
     result.attendance_style = style
-    consents = read_consents(export, roster, report, as_of)
+    check_consents(export)  # an unusable consents.csv stops the run now; its rows are read after the attendance
     year = choose_school_year(roster, as_of)
     for destination in destinations.values():  # demographics for Patient/$match (and created Patients)
         destination.remember_students(roster.students.values())
     result.school_year = year
 
-    clock.lap("read roster, calendar and consents")
-    # the roster and consents live for the whole run: kept out of the collector's full passes (about 0.6 s of the
-    # per-student facts at 100k students was the collector walking them, measured); freed as usual at the end
+    clock.lap("read roster and calendar")
+    # the roster lives for the whole run: kept out of the collector's full passes (about 0.6 s of the per-student
+    # facts at 100k students was the collector walking it and the consents, measured); freed as usual at the end
     gc.freeze()
     baseline = verdicts.last_accepted(baseline_store or engine, district.namespace, year.year)
     compare_until = baseline.as_of if baseline is not None and baseline.as_of <= as_of else None
@@ -194,11 +194,14 @@ def sync(
     summaries, result.withheld = measured.summaries, measured.withheld
     result.summaries = len(summaries)
     result.attendance_engine, result.engine_fallback = measured.engine, measured.fallback
-    clock.lap("read and tally attendance")
     result.tiers.update(str(s.tier) for s in summaries)  # plain codes: the counts go to JSON
     result.measures, result.verdict = sanity_gates(measured, rules, baseline, settings, report, accept_change)
+    clock.lap("read and tally attendance")
     every_summary = measured.every_summary
     del measured  # the tallies: only the summaries are needed from here on
+    # read now, not with the roster: the attendance stage's peak is the run's (at 1M students) and does not need them
+    consents = read_consents(export, roster, report, as_of)
+    clock.lap("read consents")
 
     run_id = result.run_id = start_run(engine, started, as_of, str(export_path))
     absent = ((s.student_sourced_id, s.school_sourced_id, s.days_absent_h) for s in summaries)

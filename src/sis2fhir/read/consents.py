@@ -6,7 +6,7 @@ import re
 from datetime import date
 
 from sis2fhir.consent_book import ConsentBook
-from sis2fhir.read.csvfile import Columns, open_csv
+from sis2fhir.read.csvfile import Columns, CsvTable, open_csv
 from sis2fhir.read.dates import bad_date, parse_date
 from sis2fhir.read.export import Export, ExportError
 from sis2fhir.records import ConsentRecord, Roster
@@ -31,27 +31,23 @@ DEFAULT_SCOPE = ("attendance",)
 _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 
+def check_consents(export: Export) -> None:
+    """ExportError now if consents.csv could not be read as consents (as `read_consents` would raise), nothing
+    reported: a sync checks it before the attendance stage and reads the rows after it (at 1M students the
+    consents held during that stage were about 250 MB of its peak)."""
+    table = _usable(export, RowReport())
+    if table is not None:
+        table.close()
+
+
 def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date) -> ConsentBook:
     """Student sourcedId -> their consents, in file order; an empty book when the export has no consents.csv.
 
     `as_of`: the run's as-of date; a consent signed after it is reported."""
-    table = open_csv(export, "consents.csv", report, CONSENTS)
+    table = _usable(export, report)
     if table is None:
         return ConsentBook("consents.csv")
     file = table.file
-    if not table.usable:  # a consents.csv that cannot be read as consents: its revocations could not be honoured
-        table.close()
-        found = ", ".join(table.columns) or "none"  # only the columns it knows: a row taken for a header is data
-        what = (
-            f"has no {', '.join(repr(c) for c in table.missing)} column (consents columns found: {found})"
-            if table.header_found
-            else "is empty (not even a header row)"
-        )
-        raise ExportError(
-            f"{file} {what}, so its consents and revocations cannot be read; nothing is sent, since a revoked "
-            f"consent could not be honoured. Export {file} again with its header row ({', '.join(CONSENTS.required)}, "
-            "studentSourcedId or studentIdentifier); with no consents yet, a header-only file says so."
-        )
     by_state_id = roster.student_by_state_id()
     consents = ConsentBook(file)
     seen_ids: dict[str, int] = {}
@@ -183,6 +179,26 @@ def read_consents(export: Export, roster: Roster, report: RowReport, as_of: date
             )
         )
     return consents
+
+
+def _usable(export: Export, report: RowReport) -> CsvTable | None:
+    """consents.csv opened, its header resolved; None without one; ExportError if its rows cannot be read."""
+    table = open_csv(export, "consents.csv", report, CONSENTS)
+    if table is None or table.usable:
+        return table
+    table.close()  # a consents.csv that cannot be read as consents: its revocations could not be honoured
+    file = table.file
+    found = ", ".join(table.columns) or "none"  # only the columns it knows: a row taken for a header is data
+    what = (
+        f"has no {', '.join(repr(c) for c in table.missing)} column (consents columns found: {found})"
+        if table.header_found
+        else "is empty (not even a header row)"
+    )
+    raise ExportError(
+        f"{file} {what}, so its consents and revocations cannot be read; nothing is sent, since a revoked "
+        f"consent could not be honoured. Export {file} again with its header row ({', '.join(CONSENTS.required)}, "
+        "studentSourcedId or studentIdentifier); with no consents yet, a header-only file says so."
+    )
 
 
 def _student(row: dict[str, str], roster: Roster, by_state_id: dict[str, str]) -> str | None:
