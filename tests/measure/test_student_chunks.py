@@ -45,8 +45,15 @@ def test_the_students_to_map_are_let_go_after_the_parents_own_work_and_cannot_be
     book = ConsentBook("consents.csv")
     to_map = StudentsToMap(student_chunks(every, every, size=2), every, book)
     seen: list[int] = []
-    run = to_map.let_go_after(lambda: seen.append(len(to_map.summaries)))  # the work still reads them
-    assert to_map.chunk_count == 3 and to_map.consents is book
+
+    def work() -> None:  # the parent's own work reads the summaries only: the chunks and consents are gone by then
+        seen.append(len(to_map.summaries))
+        for gone in (lambda: to_map.chunks, lambda: to_map.consents):
+            with pytest.raises(RuntimeError, match="let go"):
+                gone()
+
+    run = to_map.let_go_after(work)
+    assert to_map.chunk_count == 3 and to_map.consents is book and len(to_map.chunks) == 3
     run()
     assert seen == [5] and to_map.chunk_count == 3
     for read in (lambda: to_map.chunks, lambda: to_map.summaries, lambda: to_map.consents):
