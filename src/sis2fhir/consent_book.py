@@ -15,8 +15,8 @@ _Shared = str | date | tuple[str, ...] | None
 class ConsentBook(Mapping[str, tuple[ConsentRecord, ...]]):
     """Student sourcedId -> their consents, in the order added (file order), all from one `file`.
 
-    A sync holds the consents from the reading to the end of the mapping, and every mapper it forks holds them too:
-    as ConsentRecords they were the run's second-largest holding after the roster (at 100k students the 111,431
+    A sync holds the consents from the reading until its mapping workers are forked, and every mapper holds them to
+    the end: as ConsentRecords they were the run's second-largest holding after the roster (at 100k students the 111,431
     consents took 51.3 MB traced, about 460 bytes each: the record, its three strings of its own, its line number,
     a tuple and a dict entry per student). Here a student's consents are one marshalled bytes object of their own
     strings (consentId, grantorName, documentUrl), their line numbers and indices into one table of the values

@@ -323,7 +323,7 @@ def build_disclosures(
     map and validate while this process writes to the store; each worker's counts are added to `builder.counts`.
     `meanwhile`: this process's own work before the first chunk is yielded, which the mapping needs nothing of; on
     several cores it runs while the workers map their first MAP_MEANWHILE chunks (forked before it: they see
-    nothing it does), and then this process lets go of `to_map` (StudentsToMap.let_go)."""
+    nothing it does); this process lets go of `to_map` around it (StudentsToMap.let_go_after)."""
     workers = workers_wanted(workers)
     students = builder.roster.students
     parallel = workers >= 2 and sum(len(c.students) for c in to_map.chunks) >= PARALLEL_MAPPING_FROM and can_fork()
