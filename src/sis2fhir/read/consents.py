@@ -33,8 +33,8 @@ _SCOPE_SPLIT = re.compile(r"[;,\s]+")
 
 def check_consents(export: Export) -> None:
     """ExportError now if consents.csv could not be read as consents (as `read_consents` would raise), nothing
-    reported: a sync checks it before the attendance stage and reads the rows after it (at 1M students the
-    consents held during that stage were about 250 MB of its peak)."""
+    reported: a sync checks it before the attendance stage and reads the rows after it (at 1M students, read
+    before, the consents added 289 MB of RSS to that stage's peak)."""
     table = _usable(export, RowReport())
     if table is not None:
         table.close()
